@@ -1,0 +1,320 @@
+"""The request and answer models of the API: one place for every field, its range and categories.
+
+Everything here is pure Python + pydantic (no numpy, pandas or boto3): it is on the hot path.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+)
+
+SEVERITIES: tuple[str, ...] = ("Fatal", "Serious", "Minor", "None")
+"""The classes, in the model's output order (index 0 is Fatal)."""
+
+Severity = Literal["Fatal", "Serious", "Minor", "None"]
+
+MISSING_WORDS = frozenset({"unknown", "unk", "unkn", "n/a", "na", "none given", ""})
+"""Values of the public export that mean "not known": they become missing, not errors."""
+
+CATEGORIES: dict[str, tuple[str, ...]] = {
+    "engine_type": (
+        "Reciprocating",
+        "Turbo Prop",
+        "Turbo Fan",
+        "Turbo Jet",
+        "Turbo Shaft",
+        "Electric",
+        "Geared Turbofan",
+        "Hybrid Rocket",
+        "LR",
+        "NONE",
+    ),
+    "purpose_of_flight": (
+        "Personal",
+        "Instructional",
+        "Aerial Application",
+        "Business",
+        "Positioning",
+        "Skydiving",
+        "Ferry",
+        "Aerial Observation",
+        "Executive/corporate",
+        "Other Work Use",
+        "Flight Test",
+        "Banner Tow",
+        "Public Aircraft",
+        "Public Aircraft - Federal",
+        "Public Aircraft - State",
+        "Public Aircraft - Local",
+        "Air Race/show",
+        "Glider Tow",
+        "Firefighting",
+        "Air Drop",
+        "External Load",
+        "ASHO",
+        "PUBS",
+        "PUBL",
+    ),
+    "broad_phase_of_flight": (
+        "Standing",
+        "Taxi",
+        "Takeoff",
+        "Climb",
+        "Cruise",
+        "Descent",
+        "Approach",
+        "Go-around",
+        "Landing",
+        "Maneuvering",
+        "Other",
+    ),
+    "weather_condition": ("VMC", "IMC"),
+}
+"""Closed category sets of the public NTSB export (matched case-insensitively)."""
+
+CATEGORY_ALIASES: dict[str, dict[str, str]] = {
+    "purpose_of_flight": {"air race show": "Air Race/show", "air race/show": "Air Race/show"},
+    "broad_phase_of_flight": {"go around": "Go-around", "goaround": "Go-around"},
+    "engine_type": {
+        "turboprop": "Turbo Prop",
+        "turbofan": "Turbo Fan",
+        "turbojet": "Turbo Jet",
+        "turboshaft": "Turbo Shaft",
+        "piston": "Reciprocating",
+        "none": "NONE",
+    },
+}
+
+OCCURRENCE_CODE_RANGES: tuple[tuple[int, int], ...] = (
+    (100, 179),
+    (200, 259),
+    (260, 290),
+    (300, 370),
+    (380, 390),
+    (400, 430),
+)
+
+OPEN_CATEGORY_FIELDS = ("make",)
+"""Categories with no closed set: rare or unseen values fall into an `other` bucket."""
+
+EV_ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
+
+
+def _key(value: str) -> str:
+    return re.sub(r"[\s_]+", " ", value.strip().lower())
+
+
+_LOOKUP: dict[str, dict[str, str]] = {
+    field: {_key(c): c for c in cats} | CATEGORY_ALIASES.get(field, {})
+    for field, cats in CATEGORIES.items()
+}
+
+
+def canonical_category(field: str, value: str | None) -> str | None:
+    """The export's spelling of a category value; None when it means unknown.
+
+    Raises ValueError for a value outside the field's closed set.
+    """
+    if value is None:
+        return None
+    key = _key(value)
+    if key in MISSING_WORDS:
+        return None
+    if field in OPEN_CATEGORY_FIELDS:
+        return key
+    found = _LOOKUP[field].get(key)
+    if found is None:
+        raise ValueError(f"unknown category {value!r}")
+    return found
+
+
+def allowed_text(field: str) -> str:
+    """What a field allows, in words: the `allowed` part of a validation error."""
+    return FIELD_ALLOWED.get(field, "see the OpenAPI document")
+
+
+FIELD_ALLOWED: dict[str, str] = {
+    "ev_id": "1-64 characters of A-Z a-z 0-9 . _ -",
+    "event_date": "an ISO date (YYYY-MM-DD), not in the future",
+    "dec_latitude": "a number from -90 to 90",
+    "dec_longitude": "a number from -180 to 180",
+    "aircraft_age": "an integer from 0 to 100 (years)",
+    "pilot_tot_time": "a number from 0 to 50000 (hours)",
+    "pilot_90_days": "a number from 0 to 500 (hours), not above pilot_tot_time",
+    "phase_code": "an integer from 500 to 620",
+    "occurrence_code": "an integer in "
+    + ", ".join(f"{lo}-{hi}" for lo, hi in OCCURRENCE_CODE_RANGES),
+    "number_of_engines": "an integer from 0 to 8",
+    "make": "a manufacturer name of 1-64 characters",
+    "amateur_built": "true or false",
+    **{f: "one of " + ", ".join(cats) + " (any case), or Unknown" for f, cats in CATEGORIES.items()},
+}
+
+
+NUMERIC_FIELDS: dict[str, tuple[float, float, type]] = {
+    "dec_latitude": (-90, 90, float),
+    "dec_longitude": (-180, 180, float),
+    "aircraft_age": (0, 100, int),
+    "pilot_tot_time": (0, 50_000, float),
+    "pilot_90_days": (0, 500, float),
+    "phase_code": (500, 620, int),
+    "occurrence_code": (100, 430, int),
+    "number_of_engines": (0, 8, int),
+}
+"""Numeric report fields: (lowest, highest, type). The schema and the data loader both use it."""
+
+
+def valid_occurrence_code(value: float) -> bool:
+    return any(lo <= value <= hi for lo, hi in OCCURRENCE_CODE_RANGES)
+
+
+def _num(name: str) -> Any:
+    lo, hi, kind = NUMERIC_FIELDS[name]
+    return Annotated[kind, Field(ge=lo, le=hi, strict=True, description=FIELD_ALLOWED[name])]
+
+
+class AccidentReport(BaseModel):
+    """One accident as a client sends it. Every field but `ev_id` may be missing."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
+
+    ev_id: Annotated[str, Field(pattern=EV_ID_PATTERN, strict=True, description="NTSB event id")]
+    event_date: dt.date | None = None
+    dec_latitude: _num("dec_latitude") | None = None  # type: ignore[valid-type]
+    dec_longitude: _num("dec_longitude") | None = None  # type: ignore[valid-type]
+    aircraft_age: _num("aircraft_age") | None = None  # type: ignore[valid-type]
+    pilot_tot_time: _num("pilot_tot_time") | None = None  # type: ignore[valid-type]
+    pilot_90_days: _num("pilot_90_days") | None = None  # type: ignore[valid-type]
+    phase_code: _num("phase_code") | None = None  # type: ignore[valid-type]
+    occurrence_code: _num("occurrence_code") | None = None  # type: ignore[valid-type]
+    number_of_engines: _num("number_of_engines") | None = None  # type: ignore[valid-type]
+    engine_type: Annotated[str, Field(description=FIELD_ALLOWED["engine_type"])] | None = None
+    purpose_of_flight: Annotated[str, Field(description=FIELD_ALLOWED["purpose_of_flight"])] | None = (
+        None
+    )
+    broad_phase_of_flight: Annotated[
+        str, Field(description=FIELD_ALLOWED["broad_phase_of_flight"])
+    ] | None = None
+    weather_condition: Annotated[str, Field(description="VMC, IMC or UNK")] | None = None
+    make: Annotated[str, Field(min_length=1, max_length=64, strict=True)] | None = None
+    amateur_built: Annotated[bool, Field(strict=True)] | None = None
+
+    @field_validator("engine_type", "purpose_of_flight", "broad_phase_of_flight", "weather_condition")
+    @classmethod
+    def _closed_category(cls, value: str | None, info: Any) -> str | None:
+        return canonical_category(info.field_name, value)
+
+    @field_validator("make")
+    @classmethod
+    def _open_category(cls, value: str | None) -> str | None:
+        return canonical_category("make", value)
+
+    @field_validator("occurrence_code")
+    @classmethod
+    def _occurrence_code(cls, value: int | None) -> int | None:
+        if value is not None and not valid_occurrence_code(value):
+            raise ValueError(f"{value} is not a valid occurrence code")
+        return value
+
+    @field_validator("event_date")
+    @classmethod
+    def _not_in_future(cls, value: dt.date | None) -> dt.date | None:
+        # One day of slack: a report dated "today" somewhere east of UTC is fine.
+        if value is not None and value > dt.date.today() + dt.timedelta(days=1):
+            raise ValueError(f"{value.isoformat()} is in the future")
+        return value
+
+    @field_validator("pilot_90_days")
+    @classmethod
+    def _recent_hours_within_total(cls, value: float | None, info: Any) -> float | None:
+        total = info.data.get("pilot_tot_time")
+        if value is not None and total is not None and value > total:
+            raise ValueError(f"{value} hours exceeds pilot_tot_time ({total})")
+        return value
+
+    def fields(self) -> dict[str, Any]:
+        """The validated values that were given (missing ones left out)."""
+        return self.model_dump(exclude_none=True, exclude={"ev_id"})
+
+
+class PredictRequest(AccidentReport):
+    """`POST /predict`: one report."""
+
+
+class ExplainRequest(AccidentReport):
+    """`POST /predict/explain`: one report, and how many factors to return."""
+
+    top_k: Annotated[int, Field(ge=1, le=30, strict=True)] = 5
+
+
+MAX_BATCH = 1000
+
+
+class BatchRequest(BaseModel):
+    """`POST /predict/batch`: 1 to 1,000 reports, all valid or none scored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reports: Annotated[list[AccidentReport], Field(min_length=1, max_length=MAX_BATCH)]
+
+
+class Outcome(BaseModel):
+    """The true severity of an event, learned after its prediction."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
+
+    ev_id: Annotated[str, Field(pattern=EV_ID_PATTERN, strict=True)]
+    actual_severity: Severity
+    observed_at: dt.datetime | None = None
+
+
+class OutcomesRequest(BaseModel):
+    """`POST /outcomes`: one or many outcomes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    outcomes: Annotated[list[Outcome], Field(min_length=1, max_length=MAX_BATCH)]
+
+
+class Prediction(BaseModel):
+    """The answer to one report."""
+
+    ev_id: str
+    prediction_label: Severity
+    probabilities: dict[str, float]
+    model_version: str
+    request_id: str
+
+
+class BatchPrediction(BaseModel):
+    predictions: list[Prediction]
+    model_version: str
+    count: int
+
+
+class Factor(BaseModel):
+    """One feature's SHAP contribution to the predicted class's margin (log-odds)."""
+
+    feature: str
+    value: Any
+    impact: float
+    direction: Literal["raises", "lowers"]
+
+
+class Explanation(Prediction):
+    base_value: float
+    margin: float
+    top_contributing_factors: list[Factor]
+
+
+class OutcomesAccepted(BaseModel):
+    accepted: int
+    request_id: str
