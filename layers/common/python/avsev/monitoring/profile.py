@@ -21,9 +21,7 @@ def numeric_values(rows: Sequence[Mapping[str, Any]], field: str) -> tuple[np.nd
     return np.asarray(present, dtype=float), len(raw) - len(present)
 
 
-def category_values(
-    rows: Sequence[Mapping[str, Any]], field: str
-) -> tuple[list[str], int]:
+def category_values(rows: Sequence[Mapping[str, Any]], field: str) -> tuple[list[str], int]:
     raw = [r.get(field) for r in rows]
     present = [str(v) for v in raw if v is not None and v == v]
     return present, len(raw) - len(present)
@@ -56,11 +54,13 @@ def reference_profile(
         if kind == "numeric":
             values, missing = numeric_values(rows, name)
             edges = np.unique(np.quantile(values, np.linspace(0, 1, N_BINS + 1)))
-            counts = np.histogram(values, bins=edges)[0] if len(edges) > 1 else np.array([len(values)])
+            counts = (
+                np.histogram(values, bins=edges)[0] if len(edges) > 1 else np.array([len(values)])
+            )
             sample = rng.choice(values, size=min(SAMPLE_SIZE, len(values)), replace=False)
             fields[name] = {
                 "kind": "numeric",
-                "n": int(len(values)),
+                "n": len(values),
                 "missing_rate": missing / max(len(rows), 1),
                 "mean": float(values.mean()),
                 "std": float(values.std()),

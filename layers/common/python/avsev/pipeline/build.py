@@ -50,7 +50,9 @@ def build_bundle(
 ) -> Path:
     """Build `<out_root>/<name>-<version>/` from a trained model directory."""
     if not SEMVER.match(version):
-        raise BuildError(f"version {version!r} is not a semantic version (MAJOR.MINOR.PATCH, e.g. 1.2.0)")
+        raise BuildError(
+            f"version {version!r} is not a semantic version (MAJOR.MINOR.PATCH, e.g. 1.2.0)"
+        )
     out_root = Path(out_root)
     final = bundle_dir(out_root, name, version)
     if final.exists():
@@ -71,7 +73,11 @@ def build_bundle(
     staging = Path(tempfile.mkdtemp(prefix=f".{name}-{version}-", dir=out_root))
     try:
         facts = compile_model(
-            Path(model_dir) / "model.json", staging, arch, cflags=cflags, parallel_comp=parallel_comp
+            Path(model_dir) / "model.json",
+            staging,
+            arch,
+            cflags=cflags,
+            parallel_comp=parallel_comp,
         )
         card = _card(training, name=name, version=version, facts=facts)
         card["files"] = {f: sha256_file(staging / f) for f in (LIBRARY_FILE, TREES_FILE)}
@@ -85,7 +91,9 @@ def build_bundle(
     return final
 
 
-def _card(training: dict[str, Any], *, name: str, version: str, facts: dict[str, Any]) -> dict[str, Any]:
+def _card(
+    training: dict[str, Any], *, name: str, version: str, facts: dict[str, Any]
+) -> dict[str, Any]:
     return {
         "name": name,
         "version": version,
@@ -119,7 +127,9 @@ def _write_json(path: Path, doc: dict[str, Any]) -> None:
     path.write_text(json.dumps(doc, indent=1, default=str))
 
 
-def _verify(staging: Path, training: dict[str, Any], spec: FeatureSpec, arch: str, *, verify_arch: bool) -> None:
+def _verify(
+    staging: Path, training: dict[str, Any], spec: FeatureSpec, arch: str, *, verify_arch: bool
+) -> None:
     """The compiled library must reproduce the golden probabilities (XGBoost's)."""
     golden_rows = [_as_fields(g["request"]) for g in training["golden"]]
     expected = np.array([g["probabilities"] for g in training["golden"]])

@@ -3,11 +3,13 @@ and the tree arrays TreeSHAP walks (trees.bin)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import struct
 import subprocess
+import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
@@ -55,11 +57,12 @@ def generate_sources(model_json: Path, out_dir: Path, *, parallel_comp: int = 0)
     import tl2cgen
     import treelite
 
-    model = treelite.frontend.load_xgboost_model(str(model_json))
     params: dict[str, Any] = {}
     if parallel_comp > 1:
         params["parallel_comp"] = parallel_comp
-    tl2cgen.generate_c_code(model, str(out_dir), params=params, verbose=False)
+    with contextlib.redirect_stdout(sys.stderr):  # their log lines are not our output
+        model = treelite.frontend.load_xgboost_model(str(model_json))
+        tl2cgen.generate_c_code(model, str(out_dir), params=params, verbose=False)
     (out_dir / "avsev_runtime.c").write_text(_csrc("avsev_runtime.c"))
     return sorted(out_dir.glob("*.c"))
 
@@ -140,7 +143,9 @@ def export_trees(model_json: Path, out: Path) -> dict[str, int]:
                 depth[left[i]] = depth[right[i]] = depth[i] + 1
         for i in reversed(range(len(left))):
             if not leaf[i]:
-                mean[i] = (mean[left[i]] * cover[left[i]] + mean[right[i]] * cover[right[i]]) / cover[i]
+                mean[i] = (
+                    mean[left[i]] * cover[left[i]] + mean[right[i]] * cover[right[i]]
+                ) / cover[i]
         max_depth = max(max_depth, int(depth.max()))
         cols["roots"].append(offset)
         cols["tree_class"].append(int(tree_info[t]))
@@ -166,7 +171,9 @@ def export_trees(model_json: Path, out: Path) -> dict[str, int]:
         for name, code, length in TREES_ARRAYS:
             values = cols[name]
             if len(values) != header[length]:
-                raise ValueError(f"tree export: {name} has {len(values)} values, expected {header[length]}")
+                raise ValueError(
+                    f"tree export: {name} has {len(values)} values, expected {header[length]}"
+                )
             f.write(struct.pack(f"<{len(values)}{code}", *values))
     return header
 

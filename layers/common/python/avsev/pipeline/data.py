@@ -104,9 +104,7 @@ class LoadedData:
             "event_date_range": [str(min(dates)), str(max(dates))] if len(dates) else None,
         }
         if LABEL in self.frame and self.frame[LABEL].notna().any():
-            out["class_counts"] = {
-                s: int((self.frame[LABEL] == s).sum()) for s in SEVERITIES
-            }
+            out["class_counts"] = {s: int((self.frame[LABEL] == s).sum()) for s in SEVERITIES}
         return out
 
 
@@ -212,8 +210,11 @@ def _numeric(name: str, raw: pd.Series, drops: _Drops) -> pd.Series:
         ).astype(bool)
     drops.add(name, "missing", blank.sum())
     drops.add(name, "not a number", unreadable.sum())
-    drops.add(name, f"outside {lo}..{hi}" if name != "occurrence_code" else "invalid code",
-              out_of_range.sum())
+    drops.add(
+        name,
+        f"outside {lo}..{hi}" if name != "occurrence_code" else "invalid code",
+        out_of_range.sum(),
+    )
     return values.where(~out_of_range)
 
 
@@ -242,8 +243,9 @@ def _boolean(name: str, raw: pd.Series, drops: _Drops) -> pd.Series:
     blank = _blank(raw)
     drops.add(name, "missing", blank.sum())
     drops.add(name, "not yes/no", (values.isna() & ~blank).sum())
-    return pd.Series([None if v is None or v != v else bool(v) for v in values], dtype=object,
-                     index=raw.index)
+    return pd.Series(
+        [None if v is None or v != v else bool(v) for v in values], dtype=object, index=raw.index
+    )
 
 
 def severity_from_counts(frame: pd.DataFrame, drops: _Drops) -> pd.Series:
@@ -300,7 +302,9 @@ def load_frame(
     cols = set(frame.columns)
 
     if "event_date" not in cols:
-        raise DataError(f"{path}: required column Event_Date (or Event.Date / event_date) is absent")
+        raise DataError(
+            f"{path}: required column Event_Date (or Event.Date / event_date) is absent"
+        )
     if "ev_id" in cols:
         ids = frame["ev_id"]
     elif "accident_number" in cols:
@@ -344,7 +348,10 @@ def load_frame(
     if LABEL in out and require_label:
         out = out[out[LABEL].notna()]
     return LoadedData(
-        out.reset_index(drop=True), path=path, style=style, dropped=drops.as_dict(),
+        out.reset_index(drop=True),
+        path=path,
+        style=style,
+        dropped=drops.as_dict(),
         rows_read=rows_read,
     )
 

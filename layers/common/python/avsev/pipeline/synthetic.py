@@ -19,37 +19,95 @@ CLASS_SHARES = {"None": 0.62, "Minor": 0.14, "Serious": 0.09, "Fatal": 0.15}
 """Real shares, lowest severity first (the order of the cut points)."""
 
 MAKES = {
-    "cessna": 0.37, "piper": 0.21, "beech": 0.07, "boeing": 0.02, "mooney": 0.02,
-    "bellanca": 0.015, "grumman": 0.012, "maule": 0.011, "aeronca": 0.011,
-    "air tractor": 0.018, "cirrus design corp": 0.013, "luscombe": 0.008, "champion": 0.008,
-    "stinson": 0.007, "taylorcraft": 0.006, "north american": 0.006, "embraer": 0.005,
-    "airbus": 0.004, "de havilland": 0.008,
+    "cessna": 0.37,
+    "piper": 0.21,
+    "beech": 0.07,
+    "boeing": 0.02,
+    "mooney": 0.02,
+    "bellanca": 0.015,
+    "grumman": 0.012,
+    "maule": 0.011,
+    "aeronca": 0.011,
+    "air tractor": 0.018,
+    "cirrus design corp": 0.013,
+    "luscombe": 0.008,
+    "champion": 0.008,
+    "stinson": 0.007,
+    "taylorcraft": 0.006,
+    "north american": 0.006,
+    "embraer": 0.005,
+    "airbus": 0.004,
+    "de havilland": 0.008,
 }
 PHASES = {
-    "Landing": 0.33, "Takeoff": 0.20, "Approach": 0.09, "Maneuvering": 0.085,
-    "Cruise": 0.065, "Taxi": 0.036, "Descent": 0.026, "Go-around": 0.022, "Climb": 0.02,
-    "Standing": 0.017, "Other": 0.003,
+    "Landing": 0.33,
+    "Takeoff": 0.20,
+    "Approach": 0.09,
+    "Maneuvering": 0.085,
+    "Cruise": 0.065,
+    "Taxi": 0.036,
+    "Descent": 0.026,
+    "Go-around": 0.022,
+    "Climb": 0.02,
+    "Standing": 0.017,
+    "Other": 0.003,
 }
 PHASE_RISK = {
-    "Landing": -0.8, "Takeoff": 0.0, "Approach": 0.4, "Maneuvering": 1.0, "Cruise": 0.6,
-    "Taxi": -1.3, "Descent": 0.5, "Go-around": 0.2, "Climb": 0.5, "Standing": -1.5,
+    "Landing": -0.8,
+    "Takeoff": 0.0,
+    "Approach": 0.4,
+    "Maneuvering": 1.0,
+    "Cruise": 0.6,
+    "Taxi": -1.3,
+    "Descent": 0.5,
+    "Go-around": 0.2,
+    "Climb": 0.5,
+    "Standing": -1.5,
     "Other": 0.0,
 }
 PHASE_CODE_BASE = {
-    "Standing": 500, "Taxi": 510, "Takeoff": 520, "Climb": 530, "Cruise": 540,
-    "Descent": 550, "Approach": 560, "Landing": 570, "Maneuvering": 580, "Go-around": 590,
+    "Standing": 500,
+    "Taxi": 510,
+    "Takeoff": 520,
+    "Climb": 530,
+    "Cruise": 540,
+    "Descent": 550,
+    "Approach": 560,
+    "Landing": 570,
+    "Maneuvering": 580,
+    "Go-around": 590,
     "Other": 600,
 }
 PURPOSES = {
-    "Personal": 0.62, "Instructional": 0.15, "Aerial Application": 0.05, "Business": 0.04,
-    "Positioning": 0.02, "Skydiving": 0.01, "Ferry": 0.01, "Aerial Observation": 0.01,
-    "Executive/corporate": 0.01, "Other Work Use": 0.01, "Flight Test": 0.01,
-    "Banner Tow": 0.005, "Public Aircraft": 0.005,
+    "Personal": 0.62,
+    "Instructional": 0.15,
+    "Aerial Application": 0.05,
+    "Business": 0.04,
+    "Positioning": 0.02,
+    "Skydiving": 0.01,
+    "Ferry": 0.01,
+    "Aerial Observation": 0.01,
+    "Executive/corporate": 0.01,
+    "Other Work Use": 0.01,
+    "Flight Test": 0.01,
+    "Banner Tow": 0.005,
+    "Public Aircraft": 0.005,
 }
-PURPOSE_RISK = {"Instructional": -0.4, "Aerial Application": 0.3, "Business": 0.2,
-                "Skydiving": 0.2, "Flight Test": 0.3}
-OCCURRENCE_BANDS = ((100, 179, 0.35, 0.0), (200, 259, 0.25, 0.7), (260, 290, 0.1, 0.3),
-                    (300, 370, 0.15, -0.3), (380, 390, 0.05, 0.2), (400, 430, 0.1, -0.2))
+PURPOSE_RISK = {
+    "Instructional": -0.4,
+    "Aerial Application": 0.3,
+    "Business": 0.2,
+    "Skydiving": 0.2,
+    "Flight Test": 0.3,
+}
+OCCURRENCE_BANDS = (
+    (100, 179, 0.35, 0.0),
+    (200, 259, 0.25, 0.7),
+    (260, 290, 0.1, 0.3),
+    (300, 370, 0.15, -0.3),
+    (380, 390, 0.05, 0.2),
+    (400, 430, 0.1, -0.2),
+)
 """(first code, last code, share, risk)."""
 
 
@@ -77,8 +135,11 @@ def generate_frame(n: int = 20_000, *, seed: int = 0) -> pd.DataFrame:
     engine_type = np.where(
         engines <= 1,
         rng.choice(["Reciprocating", "Turbo Prop"], size=n, p=[0.95, 0.05]),
-        rng.choice(["Reciprocating", "Turbo Prop", "Turbo Fan", "Turbo Jet"], size=n,
-                   p=[0.55, 0.25, 0.15, 0.05]),
+        rng.choice(
+            ["Reciprocating", "Turbo Prop", "Turbo Fan", "Turbo Jet"],
+            size=n,
+            p=[0.55, 0.25, 0.15, 0.05],
+        ),
     ).astype(object)
     engine_type[engines >= 3] = "Turbo Fan"
     phase = _choice(rng, PHASES, n)
@@ -86,8 +147,9 @@ def generate_frame(n: int = 20_000, *, seed: int = 0) -> pd.DataFrame:
     purpose = _choice(rng, PURPOSES, n)
     weather = rng.choice(["VMC", "IMC"], size=n, p=[0.93, 0.07])
     band = rng.choice(len(OCCURRENCE_BANDS), size=n, p=[b[2] for b in OCCURRENCE_BANDS])
-    occurrence = np.array([rng.integers(OCCURRENCE_BANDS[b][0], OCCURRENCE_BANDS[b][1] + 1)
-                           for b in band])
+    occurrence = np.array(
+        [rng.integers(OCCURRENCE_BANDS[b][0], OCCURRENCE_BANDS[b][1] + 1) for b in band]
+    )
     make = _choice(rng, MAKES, n)
     tail = rng.random(n) < 0.08
     make[tail] = [f"homebuilt works {k}" for k in rng.integers(0, 400, tail.sum())]

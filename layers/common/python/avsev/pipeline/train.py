@@ -54,9 +54,13 @@ def time_split(dates: Sequence[dt.date | None], valid: float = 0.15, test: float
     """Oldest rows train, then validation, newest test. Undated rows go to training."""
     order = sorted(range(len(dates)), key=lambda i: (dates[i] is not None, dates[i] or dt.date.min))
     n = len(order)
-    n_test = int(round(n * test))
-    n_valid = int(round(n * valid))
-    train, val, tst = order[: n - n_valid - n_test], order[n - n_valid - n_test : n - n_test], order[n - n_test :]
+    n_test = round(n * test)
+    n_valid = round(n * valid)
+    train, val, tst = (
+        order[: n - n_valid - n_test],
+        order[n - n_valid - n_test : n - n_test],
+        order[n - n_test :],
+    )
 
     def first(idx: list[int]) -> str | None:
         return str(dates[idx[0]]) if idx and dates[idx[0]] is not None else None
@@ -95,7 +99,9 @@ def train(
     labels = data.labels
     split = time_split([r.get("event_date") for r in rows])
     pick = lambda idx, seq: [seq[i] for i in idx]  # noqa: E731
-    train_rows, valid_rows, test_rows = (pick(s, rows) for s in (split.train, split.valid, split.test))
+    train_rows, valid_rows, test_rows = (
+        pick(s, rows) for s in (split.train, split.valid, split.test)
+    )
     y_train, y_valid, y_test = (pick(s, labels) for s in (split.train, split.valid, split.test))
 
     spec = fit_spec(train_rows)
@@ -152,7 +158,9 @@ def train(
     return TrainResult(booster, spec, metrics, info)
 
 
-def _class_mix(booster: xgb.Booster, spec: FeatureSpec, rows: list[dict[str, Any]]) -> dict[str, float]:
+def _class_mix(
+    booster: xgb.Booster, spec: FeatureSpec, rows: list[dict[str, Any]]
+) -> dict[str, float]:
     pred = booster.predict(xgb.DMatrix(matrix(spec, rows), feature_names=spec.names)).argmax(axis=1)
     counts = np.bincount(pred, minlength=len(SEVERITIES))
     return {c: float(counts[i] / max(len(pred), 1)) for i, c in enumerate(SEVERITIES)}
@@ -181,7 +189,9 @@ def load_trained(model_dir: str | Path) -> tuple[xgb.Booster, dict[str, Any]]:
     model_dir = Path(model_dir)
     for name in (MODEL_FILE, TRAINING_FILE):
         if not (model_dir / name).exists():
-            raise FileNotFoundError(f"{model_dir / name}: missing; run `avsev train --out {model_dir}`")
+            raise FileNotFoundError(
+                f"{model_dir / name}: missing; run `avsev train --out {model_dir}`"
+            )
     booster = xgb.Booster()
     booster.load_model(model_dir / MODEL_FILE)
     return booster, json.loads((model_dir / TRAINING_FILE).read_text())

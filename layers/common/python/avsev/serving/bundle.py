@@ -59,8 +59,7 @@ class Bundle:
             "classes": list(self.classes),
             "features": self.spec.to_dict()["features"],
             "metrics": {
-                k: test.get(k)
-                for k in ("rows", "accuracy", "weighted_f1", "macro_f1", "log_loss")
+                k: test.get(k) for k in ("rows", "accuracy", "weighted_f1", "macro_f1", "log_loss")
             }
             | {"baseline_majority": test.get("baseline_majority")},
             "trees": self.card.get("model", {}).get("n_trees"),
@@ -116,7 +115,9 @@ def load_bundle(path: str | Path, *, explain: bool = True, verify: bool = True) 
     except ModelError as e:
         raise BundleError(str(e)) from e
     if model.n_feature != len(spec):
-        raise BundleError(f"{library}: takes {model.n_feature} features, the card lists {len(spec)}")
+        raise BundleError(
+            f"{library}: takes {model.n_feature} features, the card lists {len(spec)}"
+        )
     if model.n_class != len(classes):
         raise BundleError(f"{library}: has {model.n_class} classes, the card lists {len(classes)}")
     return Bundle(path=path, card=card, spec=spec, classes=classes, model=model)

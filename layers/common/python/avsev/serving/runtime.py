@@ -52,7 +52,7 @@ def host_arch() -> str:
 def elf_arch(path: Path) -> str:
     """The architecture an ELF shared library was built for ('x86_64', 'arm64', ...)."""
     head = path.read_bytes()[:20]
-    if head[:4] != b"\x7fELF":
+    if len(head) < 20 or head[:4] != b"\x7fELF":
         raise ModelError(f"{path}: not an ELF shared library")
     little = head[5] == 1
     (machine,) = struct.unpack("<H" if little else ">H", head[18:20])
@@ -115,7 +115,12 @@ class CompiledModel:
             lib = ctypes.CDLL(str(lib_path), mode=ctypes.RTLD_LOCAL)
         except OSError as e:
             raise ModelError(f"{lib_path}: cannot load compiled model: {e}") from e
-        for symbol in ("avsev_predict_rows", "avsev_num_class", "avsev_num_feature", "avsev_abi_version"):
+        for symbol in (
+            "avsev_predict_rows",
+            "avsev_num_class",
+            "avsev_num_feature",
+            "avsev_abi_version",
+        ):
             if not hasattr(lib, symbol):
                 raise ModelError(f"{lib_path}: not an avsev model library (no {symbol})")
         if lib.avsev_abi_version() != ABI_VERSION:
@@ -168,7 +173,9 @@ class CompiledModel:
         self.lib.avsev_predict_rows(self._row_type(*row), 1, self.n_feature, int(margin), out)
         return out[:]
 
-    def predict_many(self, rows: Sequence[Sequence[float]], *, margin: bool = False) -> list[list[float]]:
+    def predict_many(
+        self, rows: Sequence[Sequence[float]], *, margin: bool = False
+    ) -> list[list[float]]:
         """Class probabilities of many rows, scored in one C loop."""
         n, nf, nc = len(rows), self.n_feature, self.n_class
         if n == 0:
@@ -204,8 +211,9 @@ class CompiledModel:
         self._check(row)
         stride = self.n_feature + 1
         phi = (ctypes.c_double * (self.n_class * stride))()
-        rc = self.lib.avsev_shap(ctypes.byref(self._trees), self._row_type(*row), self.n_feature,
-                                 only_class, phi)
+        rc = self.lib.avsev_shap(
+            ctypes.byref(self._trees), self._row_type(*row), self.n_feature, only_class, phi
+        )
         if rc != 0:
             raise ModelError(f"avsev_shap failed ({rc})")
         values = phi[:]

@@ -155,7 +155,9 @@ FIELD_ALLOWED: dict[str, str] = {
     "number_of_engines": "an integer from 0 to 8",
     "make": "a manufacturer name of 1-64 characters",
     "amateur_built": "true or false",
-    **{f: "one of " + ", ".join(cats) + " (any case), or Unknown" for f, cats in CATEGORIES.items()},
+    **{
+        f: "one of " + ", ".join(cats) + " (any case), or Unknown" for f, cats in CATEGORIES.items()
+    },
 }
 
 
@@ -197,17 +199,19 @@ class AccidentReport(BaseModel):
     occurrence_code: _num("occurrence_code") | None = None  # type: ignore[valid-type]
     number_of_engines: _num("number_of_engines") | None = None  # type: ignore[valid-type]
     engine_type: Annotated[str, Field(description=FIELD_ALLOWED["engine_type"])] | None = None
-    purpose_of_flight: Annotated[str, Field(description=FIELD_ALLOWED["purpose_of_flight"])] | None = (
-        None
-    )
-    broad_phase_of_flight: Annotated[
-        str, Field(description=FIELD_ALLOWED["broad_phase_of_flight"])
-    ] | None = None
+    purpose_of_flight: (
+        Annotated[str, Field(description=FIELD_ALLOWED["purpose_of_flight"])] | None
+    ) = None
+    broad_phase_of_flight: (
+        Annotated[str, Field(description=FIELD_ALLOWED["broad_phase_of_flight"])] | None
+    ) = None
     weather_condition: Annotated[str, Field(description="VMC, IMC or UNK")] | None = None
     make: Annotated[str, Field(min_length=1, max_length=64, strict=True)] | None = None
     amateur_built: Annotated[bool, Field(strict=True)] | None = None
 
-    @field_validator("engine_type", "purpose_of_flight", "broad_phase_of_flight", "weather_condition")
+    @field_validator(
+        "engine_type", "purpose_of_flight", "broad_phase_of_flight", "weather_condition"
+    )
     @classmethod
     def _closed_category(cls, value: str | None, info: Any) -> str | None:
         return canonical_category(info.field_name, value)

@@ -1,0 +1,90 @@
+"""Shared fixtures: the real NTSB file (skipped with a reason where ../shared is absent),
+models trained once per session, and bundles compiled for this machine."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+REAL_DATA = Path(
+    os.environ.get("AVSEV_REAL_DATA", ROOT.parent / "shared/data/ntsb_us_airplane_accidents.csv")
+)
+
+
+def _require_real_data() -> Path:
+    if not REAL_DATA.is_file():
+        pytest.skip(f"real NTSB data not found at {REAL_DATA} (../shared is absent)")
+    return REAL_DATA
+
+
+@pytest.fixture(scope="session")
+def real_data_path() -> Path:
+    return _require_real_data()
+
+
+@pytest.fixture(scope="session")
+def real_data(real_data_path):
+    from avsev.pipeline.data import load
+
+    return load(real_data_path)
+
+
+@pytest.fixture(scope="session")
+def real_model_dir(real_data, tmp_path_factory) -> Path:
+    from avsev.pipeline.train import save, train
+
+    return save(train(real_data), tmp_path_factory.mktemp("real-model"))
+
+
+@pytest.fixture(scope="session")
+def synthetic_model_dir(tmp_path_factory) -> Path:
+    from avsev.pipeline.synthetic import generate
+    from avsev.pipeline.train import save, train
+
+    return save(train(generate(6000, seed=1), rounds=60), tmp_path_factory.mktemp("syn-model"))
+
+
+@pytest.fixture(scope="session")
+def bundle_root(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("bundles")
+
+
+@pytest.fixture(scope="session")
+def real_bundle_dir(real_model_dir, bundle_root) -> Path:
+    from avsev.pipeline.build import build_bundle
+    from avsev.serving.runtime import host_arch
+
+    return build_bundle(
+        real_model_dir, "1.0.0", out_root=bundle_root, arch=host_arch(), parallel_comp=2
+    )
+
+
+@pytest.fixture(scope="session")
+def synthetic_bundle_dir(synthetic_model_dir, bundle_root) -> Path:
+    from avsev.pipeline.build import build_bundle
+    from avsev.serving.runtime import host_arch
+
+    return build_bundle(
+        synthetic_model_dir, "0.1.0", out_root=bundle_root, arch=host_arch(), name="avsev-synthetic"
+    )
+
+
+@pytest.fixture(scope="session")
+def real_bundle(real_bundle_dir):
+    from avsev.serving.bundle import load_bundle
+
+    return load_bundle(real_bundle_dir)
+
+
+@pytest.fixture()
+def bundle_copy(real_bundle_dir, tmp_path) -> Path:
+    """A private copy of the real bundle, to damage."""
+    return Path(shutil.copytree(real_bundle_dir, tmp_path / real_bundle_dir.name))
+
+
+def have(tool: str) -> bool:
+    return shutil.which(tool) is not None

@@ -1,0 +1,150 @@
+"""Compiling bundles and the ctypes runtime: parity with XGBoost, checks, errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import xgboost as xgb
+from avsev.pipeline.build import BuildError, build_bundle
+from avsev.pipeline.compile import crosscheck
+from avsev.pipeline.train import matrix
+from avsev.serving.bundle import BundleError, load_bundle, sha256_file
+from avsev.serving.runtime import elf_arch, host_arch
+from conftest import have
+
+
+def booster(model_dir) -> xgb.Booster:
+    b = xgb.Booster()
+    b.load_model(model_dir / "model.json")
+    return b
+
+
+@pytest.fixture(scope="module")
+def real_rows(real_data, real_bundle):
+    rows = real_data.reports()[-4000:]
+    return matrix(real_bundle.spec, rows)
+
+
+def test_runtime_matches_xgboost_on_real_rows_with_missing_values(
+    real_bundle, real_model_dir, real_rows
+):
+    assert np.isnan(real_rows).any()
+    expected = booster(real_model_dir).predict(
+        xgb.DMatrix(real_rows, feature_names=real_bundle.spec.names)
+    )
+    got_batch = np.array(real_bundle.model.predict_many(real_rows.tolist()))
+    got_single = np.array([real_bundle.model.predict(r) for r in real_rows[:300].tolist()])
+    assert np.abs(got_batch - expected).max() < 1e-5
+    assert np.abs(got_single - expected[:300]).max() < 1e-5
+    assert np.allclose(got_batch.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_runtime_matches_tl2cgen_predictor(real_bundle, real_model_dir, real_rows, tmp_path):
+    import tl2cgen
+    import treelite
+
+    model = treelite.frontend.load_xgboost_model(str(real_model_dir / "model.json"))
+    lib = tmp_path / "ref.so"
+    tl2cgen.export_lib(model, toolchain="gcc", libpath=str(lib), params={})
+    pred = tl2cgen.Predictor(str(lib), nthread=1)
+    expected = pred.predict(tl2cgen.DMatrix(real_rows[:500], missing=np.nan)).reshape(500, -1)
+    got = np.array(real_bundle.model.predict_many(real_rows[:500].tolist()))
+    assert np.abs(got - expected).max() < 1e-6
+
+
+def test_card_describes_the_bundle(real_bundle_dir, real_bundle):
+    card = json.loads((real_bundle_dir / "card.json").read_text())
+    assert card["version"] == "1.0.0" and card["arch"] == host_arch()
+    assert card["classes"] == ["Fatal", "Serious", "Minor", "None"]
+    for name, digest in card["files"].items():
+        assert sha256_file(real_bundle_dir / name) == digest
+    assert card["metrics"]["test"]["weighted_f1"] > 0.4
+    profile = card["reference_profile"]["fields"]
+    assert "dec_latitude" in profile and "make" in profile and "event_date" not in profile
+    assert len(profile["dec_latitude"]["sample"]) == 1000
+    assert card["golden"] and len(card["golden"][0]["probabilities"]) == 4
+    # the golden rows reproduce through the runtime
+    for g in card["golden"]:
+        from avsev.serving.schema import AccidentReport
+
+        fields = AccidentReport.model_validate({"ev_id": "g", **g["request"]}).fields()
+        got = real_bundle.model.predict(real_bundle.spec.encode(fields))
+        assert np.abs(np.array(got) - g["probabilities"]).max() < 1e-5
+
+
+def test_bad_semver_and_existing_version_leave_nothing(real_model_dir, real_bundle_dir):
+    root = real_bundle_dir.parent
+    before = sorted(p.name for p in root.iterdir())
+    with pytest.raises(BuildError, match="semantic version"):
+        build_bundle(real_model_dir, "1.0", out_root=root, arch=host_arch())
+    with pytest.raises(BuildError, match="already exists"):
+        build_bundle(real_model_dir, "1.0.0", out_root=root, arch=host_arch())
+    assert sorted(p.name for p in root.iterdir()) == before
+
+
+def test_model_whose_features_do_not_match_its_spec_is_refused(real_model_dir, tmp_path):
+    broken = tmp_path / "model"
+    shutil.copytree(real_model_dir, broken)
+    doc = json.loads((broken / "training.json").read_text())
+    doc["feature_spec"]["features"] = doc["feature_spec"]["features"][:-1]
+    (broken / "training.json").write_text(json.dumps(doc))
+    with pytest.raises(BuildError, match="do not match"):
+        build_bundle(broken, "2.0.0", out_root=tmp_path / "out", arch=host_arch())
+    out = tmp_path / "out"
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_corrupt_missing_and_foreign_libraries_are_clear_errors(bundle_copy):
+    (bundle_copy / "model.so").write_bytes(b"\x7fELF garbage")
+    with pytest.raises(BundleError, match="sha256"):
+        load_bundle(bundle_copy)
+    with pytest.raises(BundleError, match=r"ELF|cannot load"):
+        load_bundle(bundle_copy, verify=False)
+    (bundle_copy / "model.so").unlink()
+    with pytest.raises(BundleError, match=r"model\.so: missing"):
+        load_bundle(bundle_copy)
+    with pytest.raises(BundleError, match="not found"):
+        load_bundle(bundle_copy / "nope")
+
+
+@pytest.mark.skipif(
+    not (have("aarch64-linux-gnu-gcc") and have("qemu-aarch64")),
+    reason="needs Debian's gcc-aarch64-linux-gnu and qemu-user (make sysdeps)",
+)
+def test_arm64_bundle_gives_the_same_answers_under_qemu(
+    real_model_dir, real_bundle, real_rows, tmp_path
+):
+    # Given the same model built for arm64 (the build itself checks the golden rows)
+    arm = build_bundle(real_model_dir, "1.0.0", out_root=tmp_path, arch="arm64", parallel_comp=2)
+    assert elf_arch(arm / "model.so") == "arm64"
+    # When it scores real rows under qemu-aarch64
+    rows = real_rows[:400]
+    got = crosscheck(arm / "model.so", rows, "arm64")
+    # Then the answers equal the x86_64 build's (printed with 9 significant digits)
+    expected = np.array(real_bundle.model.predict_many(rows.tolist()))
+    assert np.abs(got - expected).max() < 1e-7
+    # And this machine refuses to load it, naming both architectures
+    if host_arch() != "arm64":
+        with pytest.raises(BundleError, match=r"built for arm64, this machine is"):
+            load_bundle(arm)
+
+
+def test_library_needs_only_libc_and_libm(real_bundle_dir):
+    import subprocess
+
+    if not have("objdump"):
+        pytest.skip("objdump not installed")
+    out = subprocess.run(
+        ["objdump", "-p", str(real_bundle_dir / "model.so")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    needed = {line.split()[-1] for line in out.splitlines() if "NEEDED" in line}
+    assert needed <= {"libc.so.6", "libm.so.6"}
+    versions = [v for v in out.split() if v.startswith("GLIBC_")]
+    newest = max(tuple(int(x) for x in v[6:].split(".")) for v in versions)
+    assert newest <= (2, 34), "Lambda python3.12+ runs glibc 2.34"
