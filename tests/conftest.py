@@ -88,3 +88,24 @@ def bundle_copy(real_bundle_dir, tmp_path) -> Path:
 
 def have(tool: str) -> bool:
     return shutil.which(tool) is not None
+
+
+@pytest.fixture(scope="session")
+def functions(real_bundle_dir):
+    """The three API functions, imported once with the real bundle (as a container would)."""
+    from lambda_support import load_function
+
+    with pytest.MonkeyPatch.context() as mp:
+        env = {"MODEL_BUNDLE_PATH": str(real_bundle_dir)}
+        return {name: load_function(name, env, mp) for name in ("predict", "explain", "outcomes")}
+
+
+@pytest.fixture(scope="session")
+def openapi_document(functions):
+    from avsev.serving.openapi import merge
+
+    return merge(
+        [m.app.get_openapi_json_schema(title="part", version="0") for m in functions.values()],
+        title="Aviation accident severity API",
+        version="1",
+    )

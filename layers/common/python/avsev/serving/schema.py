@@ -6,6 +6,7 @@ Everything here is pure Python + pydantic (no numpy, pandas or boto3): it is on 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from typing import Annotated, Any, Literal
 
@@ -14,6 +15,7 @@ from pydantic import (
     ConfigDict,
     Field,
     field_validator,
+    model_validator,
 )
 
 SEVERITIES: tuple[str, ...] = ("Fatal", "Serious", "Minor", "None")
@@ -108,8 +110,11 @@ OPEN_CATEGORY_FIELDS = ("make",)
 EV_ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
 
 
+_SPACES = re.compile(r"[\s_]+")
+
+
 def _key(value: str) -> str:
-    return re.sub(r"[\s_]+", " ", value.strip().lower())
+    return _SPACES.sub(" ", value.strip().lower())
 
 
 _LOOKUP: dict[str, dict[str, str]] = {
@@ -118,6 +123,7 @@ _LOOKUP: dict[str, dict[str, str]] = {
 }
 
 
+@functools.lru_cache(maxsize=8192)
 def canonical_category(field: str, value: str | None) -> str | None:
     """The export's spelling of a category value; None when it means unknown.
 
@@ -246,7 +252,11 @@ class AccidentReport(BaseModel):
 
     def fields(self) -> dict[str, Any]:
         """The validated values that were given (missing ones left out)."""
-        return self.model_dump(exclude_none=True, exclude={"ev_id"})
+        return self.model_dump(exclude_none=True, include=REPORT_FIELDS)
+
+
+REPORT_FIELDS = frozenset(AccidentReport.model_fields) - {"ev_id"}
+"""The fields of a report that can feed a model."""
 
 
 class PredictRequest(AccidentReport):
@@ -269,6 +279,9 @@ class BatchRequest(BaseModel):
 
     reports: Annotated[list[AccidentReport], Field(min_length=1, max_length=MAX_BATCH)]
 
+    def __repr__(self) -> str:  # Powertools logs route arguments with repr(): keep it cheap
+        return f"BatchRequest(<{len(self.reports)} reports>)"
+
 
 class Outcome(BaseModel):
     """The true severity of an event, learned after its prediction."""
@@ -286,6 +299,17 @@ class OutcomesRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     outcomes: Annotated[list[Outcome], Field(min_length=1, max_length=MAX_BATCH)]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _single(cls, value: Any) -> Any:
+        """One outcome may be sent as it is, without the list around it."""
+        if isinstance(value, dict) and "outcomes" not in value and "ev_id" in value:
+            return {"outcomes": [value]}
+        return value
+
+    def __repr__(self) -> str:
+        return f"OutcomesRequest(<{len(self.outcomes)} outcomes>)"
 
 
 class Prediction(BaseModel):

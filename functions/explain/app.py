@@ -1,0 +1,34 @@
+"""Explain function: POST /predict/explain — the prediction with exact TreeSHAP factors."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from avsev.serving.http import function_version, make_resolver, request_id, with_model_version
+from avsev.serving.observability import logger, metrics, tracer
+from avsev.serving.schema import ExplainRequest, Explanation
+from avsev.serving.service import PredictionService, record
+from avsev.serving.settings import Settings
+from aws_lambda_powertools.event_handler.openapi.params import Body
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+service = PredictionService.from_settings(Settings.from_env(), explain=True)  # once per container
+app = make_resolver(service.version)
+
+
+@app.post("/predict/explain", summary="Predict one accident and explain it with exact SHAP values")
+def explain(body: Annotated[ExplainRequest, Body()]) -> Explanation:
+    explanation, scored = service.explain(
+        body, request_id(app), function_version(app), top_k=body.top_k
+    )
+    record(scored.records)
+    metrics.add_metric(name="Explanations", unit="Count", value=1)
+    return explanation
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    metrics.add_dimension(name="ModelVersion", value=service.version)
+    return with_model_version(app.resolve(event, context), service.version)

@@ -1,0 +1,29 @@
+"""Outcomes function: POST /outcomes — the true severity, learned after the prediction."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from avsev.serving.http import make_resolver, request_id
+from avsev.serving.observability import logger, metrics, tracer
+from avsev.serving.schema import OutcomesAccepted, OutcomesRequest
+from avsev.serving.service import PredictionService, record
+from aws_lambda_powertools.event_handler.openapi.params import Body
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+app = make_resolver()
+
+
+@app.post("/outcomes", summary="Record the true severity of one or many events")
+def outcomes(body: Annotated[OutcomesRequest, Body()]) -> OutcomesAccepted:
+    rid = request_id(app)
+    record(PredictionService.outcomes(body.outcomes, rid))
+    metrics.add_metric(name="Outcomes", unit="Count", value=len(body.outcomes))
+    return OutcomesAccepted(accepted=len(body.outcomes), request_id=rid)
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

@@ -1,0 +1,62 @@
+"""Predict function: POST /predict, POST /predict/batch, GET /model, GET /health."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Annotated, Any
+
+from avsev.serving.http import function_version, make_resolver, request_id, with_model_version
+from avsev.serving.observability import logger, metrics, tracer
+from avsev.serving.schema import BatchPrediction, BatchRequest, Prediction, PredictRequest
+from avsev.serving.service import PredictionService, Scored, record
+from avsev.serving.settings import Settings
+from aws_lambda_powertools.event_handler.openapi.params import Body
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+service = PredictionService.from_settings(Settings.from_env())  # once per container
+app = make_resolver(service.version)
+
+
+def _count(scored: Scored) -> None:
+    metrics.add_metric(name="Predictions", unit="Count", value=len(scored.predictions))
+    for label, n in Counter(p.prediction_label for p in scored.predictions).items():
+        metrics.add_metric(name=f"Predicted{label}", unit="Count", value=n)
+    metrics.add_metric(name="InferenceLatency", unit="Milliseconds", value=scored.latency_ms)
+
+
+@app.post("/predict", summary="Predict the severity of one accident")
+def predict(report: Annotated[PredictRequest, Body()]) -> Prediction:
+    scored = service.predict([report], [request_id(app)], function_version(app))
+    record(scored.records)
+    _count(scored)
+    return scored.predictions[0]
+
+
+@app.post("/predict/batch", summary="Predict up to 1,000 accidents (all valid or none scored)")
+def predict_batch(batch: Annotated[BatchRequest, Body()]) -> BatchPrediction:
+    rid = request_id(app)
+    ids = [f"{rid}#{i}" for i in range(len(batch.reports))]
+    scored = service.predict(batch.reports, ids, function_version(app))
+    record(scored.records)
+    _count(scored)
+    return BatchPrediction(
+        predictions=scored.predictions, model_version=service.version, count=len(ids)
+    )
+
+
+@app.get("/model", summary="The serving model: name, version, features, classes, metrics")
+def model() -> dict[str, Any]:
+    return service.bundle.summary()
+
+
+@app.get("/health", summary="Liveness, and the model version serving")
+def health() -> dict[str, str]:
+    return {"status": "ok", "model_version": service.version}
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    metrics.add_dimension(name="ModelVersion", value=service.version)
+    return with_model_version(app.resolve(event, context), service.version)

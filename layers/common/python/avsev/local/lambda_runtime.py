@@ -1,0 +1,106 @@
+"""Running Lambda handlers in process, as the Lambda runtime would: REST proxy events, a
+context object, and a function's `app.py` loaded from its folder with its environment.
+
+Used by the local API emulator, the tests and the benchmarks.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import json
+import os
+import sys
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+FUNCTIONS_DIR = Path(__file__).resolve().parents[5] / "functions"
+"""functions/ of this checkout (layers/common/python/avsev/local → repository root)."""
+
+
+@dataclass
+class LocalContext:
+    """The parts of the Lambda context object the handlers read."""
+
+    function_name: str = "avsev-predict"
+    function_version: str = "$LATEST"
+    memory_limit_in_mb: int = 512
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:avsev-predict:live"
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    log_group_name: str = "/aws/lambda/avsev-predict"
+    log_stream_name: str = "local"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 30_000
+
+
+def proxy_event(
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    raw: str | bytes | None = None,
+    base64_body: bool = False,
+    headers: Mapping[str, str] | None = None,
+    query: Mapping[str, str] | None = None,
+    request_id: str | None = None,
+    stage: str = "prod",
+) -> dict[str, Any]:
+    """An API Gateway REST (v1) proxy event. Bytes (or base64_body) are sent base64-encoded."""
+    if raw is None and body is not None:
+        raw = json.dumps(body)
+    is_b64 = isinstance(raw, bytes) or base64_body
+    if is_b64:
+        data = raw if isinstance(raw, bytes) else (raw or "").encode()
+        raw = base64.b64encode(data).decode()
+    hdrs = {"Content-Type": "application/json", **(headers or {})}
+    return {
+        "resource": path,
+        "path": path,
+        "httpMethod": method,
+        "headers": hdrs,
+        "multiValueHeaders": {k: [v] for k, v in hdrs.items()},
+        "queryStringParameters": dict(query) if query else None,
+        "multiValueQueryStringParameters": {k: [v] for k, v in query.items()} if query else None,
+        "pathParameters": None,
+        "stageVariables": None,
+        "requestContext": {
+            "requestId": request_id or str(uuid.uuid4()),
+            "stage": stage,
+            "httpMethod": method,
+            "path": f"/{stage}{path}",
+            "resourcePath": path,
+            "identity": {"sourceIp": "127.0.0.1"},
+        },
+        "body": raw,
+        "isBase64Encoded": is_b64,
+    }
+
+
+def load_handler_module(
+    name: str, env: Mapping[str, str], *, functions_dir: Path = FUNCTIONS_DIR
+) -> ModuleType:
+    """Import functions/<name>/app.py afresh with `env` set, as a cold start would.
+
+    The environment is set in this process (handlers read it at import)."""
+    os.environ.update(env)
+    path = functions_dir / name / "app.py"
+    module_name = f"avsev_fn_{name}_{uuid.uuid4().hex[:8]}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise FileNotFoundError(f"{path}: no such function")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def response_headers(response: Mapping[str, Any]) -> dict[str, str]:
+    """Single-valued headers of a proxy response (either header style)."""
+    headers = {k: v[-1] for k, v in (response.get("multiValueHeaders") or {}).items() if v}
+    headers.update(response.get("headers") or {})
+    return headers

@@ -1,0 +1,91 @@
+"""The one record format: every prediction, shadow prediction and outcome is one JSON line.
+
+Serving functions print them to stdout (CloudWatch Logs); a subscription filter sends them
+through Firehose to S3 (`predictions/dt=YYYY-MM-DD/`, `outcomes/dt=...`), where the A/B
+analysis and the drift check read them back with `parse_records`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from collections.abc import Iterable
+from typing import Any, Literal, TextIO
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from avsev.serving.schema import Severity
+
+SCHEMA_VERSION = 1
+
+
+class PredictionRecord(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    record_type: Literal["prediction"] = "prediction"
+    schema_version: int = SCHEMA_VERSION
+    request_id: str
+    ev_id: str
+    timestamp: dt.datetime
+    model_name: str
+    model_version: str
+    function_version: str
+    shadow: bool = False
+    features: dict[str, Any]
+    probabilities: dict[str, float]
+    predicted: Severity
+    latency_ms: float
+
+
+class OutcomeRecord(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    record_type: Literal["outcome"] = "outcome"
+    schema_version: int = SCHEMA_VERSION
+    request_id: str
+    ev_id: str
+    timestamp: dt.datetime
+    actual_severity: Severity
+    observed_at: dt.datetime | None = None
+
+
+Record = PredictionRecord | OutcomeRecord
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def to_line(record: Record) -> str:
+    return record.model_dump_json()
+
+
+def emit(records: Iterable[Record], stream: TextIO | None = None) -> None:
+    """Write records as JSON lines (stdout in Lambda: one log event each)."""
+    out = stream or sys.stdout
+    out.write("".join(to_line(r) + "\n" for r in records))
+    out.flush()
+
+
+def parse_records(lines: Iterable[str]) -> tuple[list[PredictionRecord], list[OutcomeRecord], int]:
+    """Records from JSON lines (other log lines and broken ones are skipped and counted)."""
+    predictions: list[PredictionRecord] = []
+    outcomes: list[OutcomeRecord] = []
+    skipped = 0
+    for line in lines:
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            doc = json.loads(line)
+            kind = doc.get("record_type") if isinstance(doc, dict) else None
+            if kind == "prediction":
+                predictions.append(PredictionRecord.model_validate(doc))
+            elif kind == "outcome":
+                outcomes.append(OutcomeRecord.model_validate(doc))
+            else:
+                skipped += 1
+        except (json.JSONDecodeError, ValidationError):
+            skipped += 1
+    return predictions, outcomes, skipped
