@@ -271,6 +271,9 @@ def main() -> int:
     cs = results["cold_start_ms"]
     results["cold_start_ratio_xgboost_over_avsev"] = cs["xgboost"] / cs["avsev_ctypes"]
 
+    # --- whole handlers -----------------------------------------------------------------
+    results.update(handler_figures(bundle_dir, model_dir, data, spec))
+
     # --- sizes --------------------------------------------------------------------------
     results["bundle_bytes"] = dir_size(bundle_dir)
     results["installed_bytes"] = {
@@ -283,6 +286,82 @@ def main() -> int:
     Path(args.out).write_text(json.dumps(results, indent=1))
     print_table(results)
     return 0
+
+
+def handler_figures(bundle_dir: Path, model_dir: Path, data: Any, spec: Any) -> dict[str, Any]:
+    """The predict handler from REST event to response (warm), a batch of 1,000, and each
+    function's cold start in a new process, beside the same handler on xgboost."""
+    import contextlib
+    import io
+
+    from avsev.local.lambda_runtime import LocalContext, load_handler_module, proxy_event
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from xgboost_handler import xgboost_predict_function
+
+    reports = [
+        {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.items()}
+        for r in data.reports()
+    ]
+    rng = np.random.default_rng(1)
+    picks = [reports[i] for i in rng.choice(len(reports), 3000)]
+    events = [proxy_event("POST", "/predict", r) for r in picks]
+    batch_event = proxy_event("POST", "/predict/batch", {"reports": picks[:1000]})
+    env = {"MODEL_BUNDLE_PATH": str(bundle_dir)}
+    out: dict[str, Any] = {}
+    ctx = LocalContext()
+    sink = io.StringIO()
+    for name, fn in (
+        ("avsev", load_handler_module("predict", env)),
+        ("xgboost", xgboost_predict_function(str(bundle_dir), str(model_dir / "model.json"))),
+    ):
+        with contextlib.redirect_stdout(sink):
+            assert fn.handler(events[0], ctx)["statusCode"] == 200
+            lat = time_each(lambda e, fn=fn: fn.handler(e, ctx), events)
+            batch_s = best_of(lambda fn=fn: fn.handler(batch_event, ctx), repeat=5)
+        sink.seek(0)
+        sink.truncate()
+        suffix = "" if name == "avsev" else "_xgboost"
+        out[f"handler_p50_us{suffix}"] = lat["median_us"]
+        out[f"handler_p99_us{suffix}"] = lat["p99_us"]
+        out[f"batch_1000_ms{suffix}"] = batch_s * 1e3
+
+    first = json.dumps(picks[0])
+    cold = {}
+    for name in ("predict", "explain", "outcomes"):
+        route = {"predict": "/predict", "explain": "/predict/explain", "outcomes": "/outcomes"}[
+            name
+        ]
+        body = (
+            first if name != "outcomes" else json.dumps({"ev_id": "A1", "actual_severity": "Fatal"})
+        )
+        cold[name] = cold_start(
+            "import contextlib, io, json, os\n"
+            "from avsev.local.lambda_runtime import LocalContext, load_handler_module, proxy_event\n"
+            f"fn = load_handler_module({name!r}, {env!r})\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            f"    r = fn.handler(proxy_event('POST', {route!r}, json.loads({body!r})), LocalContext())\n"
+            "assert r['statusCode'] == 200, r"
+        )
+    proc = [
+        float(
+            subprocess.run(
+                [
+                    sys.executable,
+                    str(ROOT / "bench/xgboost_handler.py"),
+                    str(bundle_dir),
+                    str(model_dir / "model.json"),
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.split()[-1]
+        )
+        for _ in range(5)
+    ]
+    cold["predict_on_xgboost"] = statistics.median(proc)
+    out["function_cold_start_ms"] = cold
+    return out
 
 
 def print_table(r: dict[str, Any]) -> None:
@@ -310,6 +389,15 @@ def print_table(r: dict[str, Any]) -> None:
     )
     print(
         f"bundle {r['bundle_bytes'] / 1e6:.2f} MB; parity max |diff| {r['parity_max_abs_diff']:.1e}"
+    )
+    print(
+        f"predict handler warm: p50 {r['handler_p50_us']:.0f} µs, p99 {r['handler_p99_us']:.0f} µs "
+        f"(on xgboost: p50 {r['handler_p50_us_xgboost']:.0f} µs); batch of 1,000: {r['batch_1000_ms']:.1f} ms "
+        f"(on xgboost {r['batch_1000_ms_xgboost']:.1f} ms)"
+    )
+    print(
+        "function cold start ms: "
+        + ", ".join(f"{k} {v:.0f}" for k, v in r["function_cold_start_ms"].items())
     )
     for k, v in r["installed_bytes"].items():
         print(f"  installed {k}: {v / 1e6:.1f} MB")
