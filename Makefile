@@ -5,7 +5,11 @@ STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SHARED_DATA := ../shared/data/ntsb_us_airplane_accidents.csv
 
-.PHONY: help setup sysdeps lint test test-unit bench demo load layers synth clean
+ARCH ?= arm64
+VERSION ?= 1.0.0
+MODEL_DIR := layers/model/train
+
+.PHONY: help setup sysdeps lint test bench demo load layers model synth deploy clean
 
 help:
 	@echo "make demo    the whole system locally, end to end"
@@ -39,6 +43,21 @@ test: setup lint
 bench: setup
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev,bench]'
 	$(PY) bench/bench.py
+
+# Dependency layers for the Lambda platform (pip wheels, no Docker); cached by inputs.
+layers: $(STAMP)
+	$(PY) infra/build_layers.py --arch $(ARCH)
+
+# Train on the real data when it is there (synthetic otherwise) and build the bundle the stack ships.
+model: setup
+	$(VENV)/bin/avsev train $(if $(wildcard $(SHARED_DATA)),--data $(SHARED_DATA)) --out $(MODEL_DIR) > /dev/null
+	$(VENV)/bin/avsev build --model $(MODEL_DIR) --version $(VERSION) --arch $(ARCH)
+
+synth: layers
+	npx --yes aws-cdk@2 synth -c arch=$(ARCH) -c bundle=layers/model/build/avsev-severity-$(VERSION)
+
+deploy: layers
+	npx --yes aws-cdk@2 deploy -c arch=$(ARCH) -c bundle=layers/model/build/avsev-severity-$(VERSION)
 
 clean:
 	rm -rf layers/model/build cdk.out bench/work .pytest_cache

@@ -6,9 +6,7 @@ Used by the local API emulator, the tests and the benchmarks.
 
 from __future__ import annotations
 
-import base64
 import importlib.util
-import json
 import os
 import sys
 import uuid
@@ -16,7 +14,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+
+from avsev.serving.events import proxy_event, response_headers
+
+__all__ = ["LocalContext", "load_handler_module", "proxy_event", "response_headers"]
 
 FUNCTIONS_DIR = Path(__file__).resolve().parents[5] / "functions"
 """functions/ of this checkout (layers/common/python/avsev/local → repository root)."""
@@ -38,49 +39,6 @@ class LocalContext:
         return 30_000
 
 
-def proxy_event(
-    method: str,
-    path: str,
-    body: Any = None,
-    *,
-    raw: str | bytes | None = None,
-    base64_body: bool = False,
-    headers: Mapping[str, str] | None = None,
-    query: Mapping[str, str] | None = None,
-    request_id: str | None = None,
-    stage: str = "prod",
-) -> dict[str, Any]:
-    """An API Gateway REST (v1) proxy event. Bytes (or base64_body) are sent base64-encoded."""
-    if raw is None and body is not None:
-        raw = json.dumps(body)
-    is_b64 = isinstance(raw, bytes) or base64_body
-    if is_b64:
-        data = raw if isinstance(raw, bytes) else (raw or "").encode()
-        raw = base64.b64encode(data).decode()
-    hdrs = {"Content-Type": "application/json", **(headers or {})}
-    return {
-        "resource": path,
-        "path": path,
-        "httpMethod": method,
-        "headers": hdrs,
-        "multiValueHeaders": {k: [v] for k, v in hdrs.items()},
-        "queryStringParameters": dict(query) if query else None,
-        "multiValueQueryStringParameters": {k: [v] for k, v in query.items()} if query else None,
-        "pathParameters": None,
-        "stageVariables": None,
-        "requestContext": {
-            "requestId": request_id or str(uuid.uuid4()),
-            "stage": stage,
-            "httpMethod": method,
-            "path": f"/{stage}{path}",
-            "resourcePath": path,
-            "identity": {"sourceIp": "127.0.0.1"},
-        },
-        "body": raw,
-        "isBase64Encoded": is_b64,
-    }
-
-
 def load_handler_module(
     name: str, env: Mapping[str, str], *, functions_dir: Path = FUNCTIONS_DIR
 ) -> ModuleType:
@@ -97,10 +55,3 @@ def load_handler_module(
     sys.modules[module_name] = module
     spec.loader.exec_module(module)
     return module
-
-
-def response_headers(response: Mapping[str, Any]) -> dict[str, str]:
-    """Single-valued headers of a proxy response (either header style)."""
-    headers = {k: v[-1] for k, v in (response.get("multiValueHeaders") or {}).items() if v}
-    headers.update(response.get("headers") or {})
-    return headers

@@ -39,7 +39,7 @@ def make_resolver(model_version: str | None = None) -> APIGatewayRestResolver:
 
     def answer(error: ApiError) -> Response:
         if error.status >= 500:
-            logger.error("internal error", extra={"code": error.code})
+            metrics.add_metric(name="InternalErrors", unit="Count", value=1)
         elif error.status in (400, 413, 422):
             metrics.add_metric(name="ValidationErrors", unit="Count", value=1)
         return Response(

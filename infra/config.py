@@ -1,0 +1,69 @@
+"""The app's settings, read once from CDK context (`cdk.json` or `-c key=value`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    arch: str = "arm64"
+    bundle: Path = ROOT / "layers/model/build/avsev-severity-1.0.0"
+    auth: str = "iam"  # or "cognito"
+    deployment: str = (
+        "canary:10:10"  # canary:<percent>:<minutes> | linear:<percent>:<minutes> | all_at_once
+    )
+    alarm_email: str | None = None
+    drift_schedule: str = "rate(1 day)"
+    ab_schedule: str = "rate(1 hour)"
+    waf: bool = False
+    cors_origins: tuple[str, ...] = ()
+    throttle_rate: float = 100.0
+    throttle_burst: int = 200
+    quota_per_day: int = 100_000
+    p95_latency_ms: float = 250.0
+    validation_error_threshold: int = 50
+
+    @classmethod
+    def from_context(cls, get: Any) -> AppConfig:
+        """`get(key)` is `node.try_get_context`."""
+        values: dict[str, Any] = {}
+        for name, f in cls.__dataclass_fields__.items():
+            raw = get(name)
+            if raw is None:
+                continue
+            default = f.default
+            if isinstance(default, bool):
+                values[name] = (
+                    raw if isinstance(raw, bool) else str(raw).lower() in ("1", "true", "yes")
+                )
+            elif isinstance(default, Path):
+                values[name] = (ROOT / raw).resolve() if not Path(raw).is_absolute() else Path(raw)
+            elif isinstance(default, tuple):
+                values[name] = (
+                    tuple(raw)
+                    if isinstance(raw, list)
+                    else tuple(s for s in str(raw).split(",") if s)
+                )
+            elif isinstance(default, int | float) and not isinstance(default, bool):
+                values[name] = type(default)(raw)
+            else:
+                values[name] = raw
+        config = cls(**values)
+        config.check()
+        return config
+
+    def check(self) -> None:
+        if self.arch not in ("arm64", "x86_64"):
+            raise ValueError(f"context arch={self.arch!r}: choose arm64 or x86_64")
+        if self.auth not in ("iam", "cognito"):
+            raise ValueError(f"context auth={self.auth!r}: choose iam or cognito")
+        if not (self.bundle / "card.json").is_file():
+            raise ValueError(
+                f"context bundle={self.bundle}: no model bundle there; build one with "
+                f"`avsev build --arch {self.arch}` (or `make model`)"
+            )

@@ -1,0 +1,226 @@
+"""The REST API on the functions' aliases: authorization on every method, API keys and a
+usage plan per client, request validation, structured access logs, tracing, throttling,
+errors in the service's own shape."""
+
+from __future__ import annotations
+
+from avsev.serving.schema import MAX_BATCH
+from aws_cdk import Stack
+from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_cognito as cognito
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from infra.config import AppConfig
+from infra.nag import acknowledge
+
+ROUTES: tuple[tuple[str, str, str], ...] = (
+    # (path, method, function)
+    ("/predict", "POST", "predict"),
+    ("/predict/batch", "POST", "predict"),
+    ("/predict/explain", "POST", "explain"),
+    ("/outcomes", "POST", "outcomes"),
+    ("/model", "GET", "predict"),
+    ("/health", "GET", "predict"),
+)
+
+
+def _error_template(status: int) -> str:
+    return (
+        '{"error": {"status": ' + str(status) + ', "code": "$context.error.responseType", '
+        '"message": $context.error.messageString, "details": [], "request_id": "$context.requestId"}}'
+    )
+
+
+class Api(Construct):
+    def __init__(
+        self, scope: Construct, id: str, *, config: AppConfig, targets: dict[str, lambda_.IFunction]
+    ) -> None:
+        super().__init__(scope, id)
+        stack = Stack.of(self)
+        self.access_logs = logs.LogGroup(self, "AccessLogs", retention=logs.RetentionDays.ONE_MONTH)
+        self.api = apigw.RestApi(
+            self,
+            "Rest",
+            rest_api_name=f"avsev-{Stack.of(self).stack_name}",
+            description="Aviation accident severity: predictions, explanations, outcomes",
+            cloud_watch_role=False,
+            deploy_options=apigw.StageOptions(
+                stage_name="prod",
+                tracing_enabled=True,
+                logging_level=apigw.MethodLoggingLevel.INFO,
+                data_trace_enabled=False,
+                metrics_enabled=True,
+                throttling_rate_limit=config.throttle_rate,
+                throttling_burst_limit=config.throttle_burst,
+                access_log_destination=apigw.LogGroupLogDestination(self.access_logs),
+                access_log_format=apigw.AccessLogFormat.json_with_standard_fields(
+                    caller=True,
+                    http_method=True,
+                    ip=True,
+                    protocol=True,
+                    request_time=True,
+                    resource_path=True,
+                    response_length=True,
+                    status=True,
+                    user=True,
+                ),
+                method_options={
+                    "/predict/batch/POST": apigw.MethodDeploymentOptions(
+                        throttling_rate_limit=max(1.0, config.throttle_rate / 10),
+                        throttling_burst_limit=max(1, config.throttle_burst // 10),
+                    ),
+                    "/predict/explain/POST": apigw.MethodDeploymentOptions(
+                        throttling_rate_limit=max(1.0, config.throttle_rate / 2),
+                        throttling_burst_limit=max(1, config.throttle_burst // 2),
+                    ),
+                },
+            ),
+            default_cors_preflight_options=apigw.CorsOptions(
+                allow_origins=list(config.cors_origins)
+            )
+            if config.cors_origins
+            else None,
+            endpoint_types=[apigw.EndpointType.REGIONAL],
+        )
+        # API Gateway's account-level logging role, ours instead of CDK's managed-policy one.
+        logging_role = iam.Role(
+            self, "LoggingRole", assumed_by=iam.ServicePrincipal("apigateway.amazonaws.com")
+        )
+        logging_role.add_to_policy(
+            iam.PolicyStatement(
+                actions=[
+                    "logs:CreateLogGroup",
+                    "logs:CreateLogStream",
+                    "logs:DescribeLogGroups",
+                    "logs:DescribeLogStreams",
+                    "logs:PutLogEvents",
+                    "logs:GetLogEvents",
+                    "logs:FilterLogEvents",
+                ],
+                resources=[
+                    f"arn:{stack.partition}:logs:{stack.region}:{stack.account}:log-group:API-Gateway-Execution-Logs_*",
+                    f"arn:{stack.partition}:logs:{stack.region}:{stack.account}:log-group:*",
+                ],
+            )
+        )
+        acknowledge(
+            logging_role,
+            "AwsSolutions-IAM5",
+            "API Gateway names its execution log groups itself (API-Gateway-Execution-Logs_<api>/<stage>) and "
+            "DescribeLogGroups needs the account's log-group ARN pattern.",
+            "Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:API-Gateway-Execution-Logs_*",
+            "Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:*",
+        )
+        account = apigw.CfnAccount(self, "Account", cloud_watch_role_arn=logging_role.role_arn)
+        self.api.deployment_stage.node.add_dependency(account)
+        for response_type, status in (
+            (apigw.ResponseType.BAD_REQUEST_BODY, 400),
+            (apigw.ResponseType.DEFAULT_4_XX, None),
+            (apigw.ResponseType.DEFAULT_5_XX, None),
+        ):
+            code = status or (400 if "4" in response_type.response_type else 500)
+            self.api.add_gateway_response(
+                f"Gateway{response_type.response_type}",
+                type=response_type,
+                templates={"application/json": _error_template(code)},
+            )
+
+        self.validator = apigw.RequestValidator(
+            self,
+            "BodyValidator",
+            rest_api=self.api,
+            validate_request_body=True,
+            validate_request_parameters=True,
+        )
+        report = apigw.JsonSchema(
+            type=apigw.JsonSchemaType.OBJECT,
+            required=["ev_id"],
+            properties={
+                "ev_id": apigw.JsonSchema(
+                    type=apigw.JsonSchemaType.STRING, pattern="^[A-Za-z0-9._-]{1,64}$"
+                )
+            },
+        )
+        models = {
+            "/predict": report,
+            "/predict/explain": report,
+            "/predict/batch": apigw.JsonSchema(
+                type=apigw.JsonSchemaType.OBJECT,
+                required=["reports"],
+                properties={
+                    "reports": apigw.JsonSchema(
+                        type=apigw.JsonSchemaType.ARRAY,
+                        min_items=1,
+                        max_items=MAX_BATCH,
+                        items=report,
+                    )
+                },
+            ),
+            "/outcomes": apigw.JsonSchema(type=apigw.JsonSchemaType.OBJECT),
+        }
+
+        authorizer = None
+        authorization = apigw.AuthorizationType.IAM
+        if config.auth == "cognito":
+            self.user_pool = cognito.UserPool(
+                self,
+                "Users",
+                self_sign_up_enabled=False,
+                password_policy=cognito.PasswordPolicy(
+                    min_length=12,
+                    require_digits=True,
+                    require_lowercase=True,
+                    require_symbols=True,
+                    require_uppercase=True,
+                ),
+                feature_plan=cognito.FeaturePlan.PLUS,
+                standard_threat_protection_mode=cognito.StandardThreatProtectionMode.FULL_FUNCTION,
+                mfa=cognito.Mfa.REQUIRED,
+                mfa_second_factor=cognito.MfaSecondFactor(sms=False, otp=True),
+            )
+            authorizer = apigw.CognitoUserPoolsAuthorizer(
+                self, "Authorizer", cognito_user_pools=[self.user_pool]
+            )
+            authorization = apigw.AuthorizationType.COGNITO
+
+        integrations = {
+            name: apigw.LambdaIntegration(fn, proxy=True) for name, fn in targets.items()
+        }
+        self.methods: dict[str, apigw.Method] = {}
+        for path, method, function in ROUTES:
+            resource = self.api.root.resource_for_path(path)
+            model = models.get(path)
+            self.methods[f"{method} {path}"] = resource.add_method(
+                method,
+                integrations[function],
+                api_key_required=True,
+                authorization_type=authorization,
+                authorizer=authorizer,
+                request_validator=self.validator if model else None,
+                request_models={
+                    "application/json": self.api.add_model(
+                        f"{path.strip('/').replace('/', '_')}_model".title().replace("_", ""),
+                        schema=model,
+                    )
+                }
+                if model
+                else None,
+            )
+
+        self.plan = self.api.add_usage_plan(
+            "DefaultPlan",
+            name="default",
+            description="Per-client throttling and quota; an API key identifies the client, IAM/Cognito authorizes",
+            throttle=apigw.ThrottleSettings(
+                rate_limit=config.throttle_rate, burst_limit=config.throttle_burst
+            ),
+            quota=apigw.QuotaSettings(limit=config.quota_per_day, period=apigw.Period.DAY),
+            api_stages=[apigw.UsagePlanPerApiStage(api=self.api, stage=self.api.deployment_stage)],
+        )
+        self.key = self.api.add_api_key(
+            "DefaultKey", description="the first client's key (add one per client)"
+        )
+        self.plan.add_api_key(self.key)

@@ -1,0 +1,180 @@
+"""Canary rollouts of alias `live` by CodeDeploy: a configurable traffic shift, the smoke
+test as pre-traffic hook, and alarms on the new version that roll it back."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration
+from aws_cdk import aws_cloudwatch as cw
+from aws_cdk import aws_codedeploy as codedeploy
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from constructs import Construct
+
+from infra.constants import LIVE_ALIAS, METRICS_NAMESPACE, SERVICE
+from infra.nag import acknowledge, ref
+
+
+def deployment_config(scope: Construct, spec: str) -> codedeploy.ILambdaDeploymentConfig:
+    """`canary:<percent>:<minutes>`, `linear:<percent>:<minutes>` or `all_at_once`.
+
+    CodeDeploy shifts a canary in one step (X%, then 100%) and linear in equal steps, so
+    "10% then 50% then 100%" is `avsev rollout start/step/promote`, not a deployment config.
+    """
+    if spec == "all_at_once":
+        return codedeploy.LambdaDeploymentConfig.ALL_AT_ONCE
+    kind, percent, minutes = spec.split(":")
+    interval = Duration.minutes(int(minutes))
+    routing: codedeploy.TrafficRouting
+    if kind == "canary":
+        routing = codedeploy.TrafficRouting.time_based_canary(
+            interval=interval, percentage=int(percent)
+        )
+    elif kind == "linear":
+        routing = codedeploy.TrafficRouting.time_based_linear(
+            interval=interval, percentage=int(percent)
+        )
+    else:
+        raise ValueError(
+            f"deployment={spec!r}: use canary:<percent>:<minutes>, linear:<percent>:<minutes> or all_at_once"
+        )
+    return codedeploy.LambdaDeploymentConfig(scope, "DeploymentConfig", traffic_routing=routing)
+
+
+class Canary(Construct):
+    """One deployment group per rolled-out function."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        function: lambda_.Function,
+        alias: lambda_.Alias,
+        model_version: str,
+        config: codedeploy.ILambdaDeploymentConfig,
+        pre_hook: lambda_.IFunction,
+        p95_latency_ms: float,
+        validation_error_threshold: int,
+    ) -> None:
+        super().__init__(scope, id)
+        new_version = function.current_version.version
+        version_dims = {
+            "FunctionName": function.function_name,
+            "Resource": f"{function.function_name}:{LIVE_ALIAS}",
+            "ExecutedVersion": new_version,
+        }
+        emf_dims = {"ModelVersion": model_version, "service": SERVICE}
+        self.alarms = [
+            cw.Alarm(
+                self,
+                "NewVersionErrors",
+                alarm_description="Lambda errors of the version being rolled out",
+                metric=cw.Metric(
+                    namespace="AWS/Lambda",
+                    metric_name="Errors",
+                    dimensions_map=version_dims,
+                    statistic="Sum",
+                    period=Duration.minutes(1),
+                ),
+                threshold=1,
+                evaluation_periods=1,
+                comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            ),
+            cw.Alarm(
+                self,
+                "NewVersion5xx",
+                alarm_description="HTTP 5xx answered by the new model version (handled internal errors)",
+                metric=cw.Metric(
+                    namespace=METRICS_NAMESPACE,
+                    metric_name="InternalErrors",
+                    dimensions_map=emf_dims,
+                    statistic="Sum",
+                    period=Duration.minutes(1),
+                ),
+                threshold=1,
+                evaluation_periods=1,
+                comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            ),
+            cw.Alarm(
+                self,
+                "NewVersionP95Latency",
+                alarm_description=f"p95 duration of the new version above {p95_latency_ms} ms",
+                metric=cw.Metric(
+                    namespace="AWS/Lambda",
+                    metric_name="Duration",
+                    dimensions_map=version_dims,
+                    statistic="p95",
+                    period=Duration.minutes(1),
+                ),
+                threshold=p95_latency_ms,
+                evaluation_periods=3,
+                datapoints_to_alarm=2,
+                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            ),
+            cw.Alarm(
+                self,
+                "ValidationErrorSpike",
+                alarm_description="Validation errors answered by the new model version spike (a schema break)",
+                metric=cw.Metric(
+                    namespace=METRICS_NAMESPACE,
+                    metric_name="ValidationErrors",
+                    dimensions_map=emf_dims,
+                    statistic="Sum",
+                    period=Duration.minutes(1),
+                ),
+                threshold=validation_error_threshold,
+                evaluation_periods=2,
+                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            ),
+        ]
+        # Our own service role (CDK's default attaches the AWS managed policy
+        # AWSCodeDeployRoleForLambdaLimited): move this alias, read alarms, run the hook.
+        self.role = iam.Role(
+            self, "ServiceRole", assumed_by=iam.ServicePrincipal("codedeploy.amazonaws.com")
+        )
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=[
+                    "lambda:GetAlias",
+                    "lambda:UpdateAlias",
+                    "lambda:GetProvisionedConcurrencyConfig",
+                ],
+                resources=[function.function_arn, f"{function.function_arn}:*"],
+            )
+        )
+        self.role.add_to_policy(
+            iam.PolicyStatement(actions=["cloudwatch:DescribeAlarms"], resources=["*"])
+        )
+        acknowledge(
+            self.role,
+            "AwsSolutions-IAM5",
+            "The alias and versions of the one function this group deploys; DescribeAlarms has no "
+            "resource-level permissions; the versions of its pre-traffic hook.",
+            f"Resource::{ref(function)}:*",
+            "Resource::*",
+            f"Resource::{ref(pre_hook)}:*",  # type: ignore[arg-type]
+        )
+        group = codedeploy.LambdaDeploymentGroup(
+            self,
+            "Group",
+            alias=alias,
+            role=self.role,
+            deployment_config=config,
+            alarms=self.alarms,
+            pre_hook=pre_hook,
+            auto_rollback=codedeploy.AutoRollbackConfig(
+                failed_deployment=True, stopped_deployment=True, deployment_in_alarm=True
+            ),
+        )
+        # The group attaches AWSCodeDeployRoleForLambdaLimited to any role; ours has inline rights.
+        self.role.node.default_child.add_property_deletion_override("ManagedPolicyArns")  # type: ignore[union-attr]
+        acknowledge(
+            self.role,
+            "AwsSolutions-IAM4",
+            "CDK attaches AWSCodeDeployRoleForLambdaLimited to the construct, but the template's ManagedPolicyArns "
+            "is deleted above: the role has only its inline statements (a template test checks this).",
+            "Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSCodeDeployRoleForLambdaLimited",
+        )
+        self.group = group

@@ -1,0 +1,174 @@
+"""Layers, and a function with its own role, log group and (optionally) alias `live`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from infra.config import ROOT
+from infra.constants import LIVE_ALIAS, METRICS_NAMESPACE, SERVICE
+from infra.nag import acknowledge, ref
+
+RUNTIME = lambda_.Runtime.PYTHON_3_14
+"""The newest Python runtime aws-cdk-lib knows (the model needs glibc ≥ 2.27: 3.12 or newer)."""
+
+LOG_RETENTION = logs.RetentionDays.ONE_MONTH
+
+OFFLINE_PARTS = [
+    "avsev/pipeline",
+    "avsev/local",
+    "avsev/cli.py",
+    "avsev/data.py",
+    "**/__pycache__",
+    "*.egg-info",
+]
+"""Training, compiling and the local stack never ship to Lambda."""
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    name: str
+    memory_mb: int
+    timeout_s: int
+    description: str
+    layers: tuple[str, ...] = ("common", "deps")
+    model: bool = False
+
+
+class Layers(Construct):
+    """The avsev library, its runtime dependencies, numpy+scipy, and the model bundle."""
+
+    def __init__(
+        self, scope: Construct, id: str, *, arch: lambda_.Architecture, arch_name: str, bundle: Path
+    ) -> None:
+        super().__init__(scope, id)
+        runtimes = [RUNTIME]
+        self.by_name: dict[str, lambda_.LayerVersion] = {
+            "common": lambda_.LayerVersion(
+                self,
+                "Common",
+                code=lambda_.Code.from_asset(
+                    str(ROOT / "layers/common"), exclude=[f"python/{p}" for p in OFFLINE_PARTS]
+                ),
+                compatible_runtimes=runtimes,
+                compatible_architectures=[arch],
+                description="avsev library: serving, monitoring, rollout",
+            ),
+            "deps": lambda_.LayerVersion(
+                self,
+                "Deps",
+                code=lambda_.Code.from_asset(str(_built("deps", arch_name))),
+                compatible_runtimes=runtimes,
+                compatible_architectures=[arch],
+                description="pydantic and Powertools for the Lambda platform",
+            ),
+            "analysis": lambda_.LayerVersion(
+                self,
+                "Analysis",
+                code=lambda_.Code.from_asset(str(_built("analysis", arch_name))),
+                compatible_runtimes=runtimes,
+                compatible_architectures=[arch],
+                description="numpy and scipy for the analysis functions",
+            ),
+            # The bundle lands at /opt/<bundle name>/ (card.json, model.so, trees.bin).
+            "model": lambda_.LayerVersion(
+                self,
+                "Model",
+                code=lambda_.Code.from_asset(
+                    str(bundle.parent), exclude=["*", f"!{bundle.name}", f"!{bundle.name}/**"]
+                ),
+                compatible_runtimes=runtimes,
+                compatible_architectures=[arch],
+                description=f"model bundle {bundle.name}",
+            ),
+        }
+
+
+def _built(name: str, arch: str) -> Path:
+    path = ROOT / "layers" / name / "build" / arch
+    if not (path / "python").is_dir():
+        raise FileNotFoundError(f"{path}: layer not built; run `make layers ARCH={arch}`")
+    return path
+
+
+class ServingFunction(Construct):
+    """A Lambda function with a least-privilege role of its own and a log group with a
+    retention; `alias` points at the current version for the ones that roll out."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        spec: FunctionSpec,
+        layers: Layers,
+        arch: lambda_.Architecture,
+        environment: dict[str, str],
+        with_alias: bool = False,
+    ) -> None:
+        super().__init__(scope, id)
+        stack = Stack.of(self)
+        self.log_group = logs.LogGroup(
+            self,
+            "Logs",
+            retention=LOG_RETENTION,
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        self.role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"{SERVICE} {spec.name}: its own log group, nothing else unless granted",
+        )
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                resources=[self.log_group.log_group_arn, f"{self.log_group.log_group_arn}:*"],
+            )
+        )
+        self.function = lambda_.Function(
+            self,
+            "Function",
+            runtime=RUNTIME,
+            architecture=arch,
+            handler="app.handler",
+            code=lambda_.Code.from_asset(
+                str(ROOT / "functions" / spec.name), exclude=["__pycache__"]
+            ),
+            layers=[layers.by_name[n] for n in spec.layers],
+            memory_size=spec.memory_mb,
+            timeout=Duration.seconds(spec.timeout_s),
+            description=spec.description,
+            role=self.role,
+            log_group=self.log_group,
+            tracing=lambda_.Tracing.ACTIVE,
+            environment={
+                "POWERTOOLS_SERVICE_NAME": SERVICE,
+                "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+                **environment,
+            },
+        )
+        acknowledge(
+            self.role,
+            "AwsSolutions-IAM5",
+            "Log streams of this function's own log group; X-Ray segments have no resource-level permissions.",
+            f"Resource::{ref(self.log_group)}:*",
+            "Resource::*",
+        )
+        self.alias: lambda_.Alias | None = None
+        if with_alias:
+            self.alias = lambda_.Alias(
+                self, "Live", alias_name=LIVE_ALIAS, version=self.function.current_version
+            )
+        self.stack = stack
+
+    @property
+    def target(self) -> lambda_.IFunction:
+        """What callers invoke: the alias when there is one."""
+        return self.alias or self.function

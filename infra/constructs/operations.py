@@ -1,0 +1,278 @@
+"""Alerts (SNS), schedules for the analysis functions, the dashboard, and the optional WAF."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, Stack
+from aws_cdk import aws_cloudwatch as cw
+from aws_cdk import aws_cloudwatch_actions as cw_actions
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_destinations as lambda_destinations
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_sqs as sqs
+from aws_cdk import aws_wafv2 as wafv2
+from constructs import Construct
+
+from infra.constants import METRICS_NAMESPACE, SERVICE
+from infra.nag import acknowledge
+
+
+class Alerts(Construct):
+    """One encrypted topic for drift, A/B and rollout alarms; email by context."""
+
+    def __init__(self, scope: Construct, id: str, *, email: str | None) -> None:
+        super().__init__(scope, id)
+        self.key = kms.Key(self, "Key", enable_key_rotation=True, description="avsev alerts topic")
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                resources=["*"],
+            )
+        )
+        self.topic = sns.Topic(
+            self, "Topic", display_name="avsev alerts", master_key=self.key, enforce_ssl=True
+        )
+        if email:
+            self.topic.add_subscription(subscriptions.EmailSubscription(email))
+
+    def notify(self, alarm: cw.Alarm) -> None:
+        alarm.add_alarm_action(cw_actions.SnsAction(self.topic))
+
+
+class Schedule(Construct):
+    """An EventBridge rule that invokes a function, retried, with failures kept in a queue."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        function: lambda_.IFunction,
+        expression: str,
+        dlq: sqs.IQueue,
+    ) -> None:
+        super().__init__(scope, id)
+        self.rule = events.Rule(
+            self,
+            "Rule",
+            schedule=events.Schedule.expression(expression),
+            description=f"scheduled {id}",
+            targets=[
+                targets.LambdaFunction(
+                    function,
+                    retry_attempts=2,
+                    max_event_age=Duration.hours(2),
+                    dead_letter_queue=dlq,
+                )
+            ],
+        )
+
+
+def failure_queue(scope: Construct, id: str) -> sqs.Queue:
+    """A queue for events and invocations that failed after their retries (encrypted, SSL only)."""
+    queue = sqs.Queue(
+        scope,
+        id,
+        encryption=sqs.QueueEncryption.SQS_MANAGED,
+        enforce_ssl=True,
+        retention_period=Duration.days(14),
+    )
+    reason = "This queue is itself the dead-letter queue of the schedules and analysis functions."
+    acknowledge(queue, "AwsSolutions-SQS3", reason)
+    acknowledge(queue, "Serverless-SQSRedrivePolicy", reason)
+    return queue
+
+
+def on_failure(function: lambda_.Function, queue: sqs.IQueue) -> None:
+    """Asynchronous invocations: two retries, then the event goes to the queue."""
+    function.configure_async_invoke(
+        on_failure=lambda_destinations.SqsDestination(queue),
+        retry_attempts=2,
+        max_event_age=Duration.hours(6),
+    )
+
+
+def _search(expr: str, label: str, stat: str = "Sum", period: int = 60) -> cw.MathExpression:
+    return cw.MathExpression(
+        expression=f"SEARCH('{expr}', '{stat}', {period})",
+        label=label,
+        using_metrics={},
+        period=Duration.seconds(period),
+    )
+
+
+class Dashboard(Construct):
+    def __init__(
+        self, scope: Construct, id: str, *, functions: dict[str, lambda_.Function], api_name: str
+    ) -> None:
+        super().__init__(scope, id)
+        ns = METRICS_NAMESPACE
+        predict = functions["predict"].function_name
+        self.dashboard = cw.Dashboard(
+            self, "Dashboard", dashboard_name=f"avsev-{Stack.of(self).stack_name}"
+        )
+        self.dashboard.add_widgets(
+            cw.GraphWidget(
+                title="Predictions per minute by model version",
+                left=[_search(f'{{{ns},ModelVersion,service}} MetricName="Predictions"', "")],
+                width=12,
+            ),
+            cw.GraphWidget(
+                title="Predicted class per minute (all versions)",
+                left=[_search(f'{{{ns},ModelVersion,service}} MetricName=~"^Predicted"', "")],
+                width=12,
+            ),
+            cw.GraphWidget(
+                title="Latency by version (Lambda duration p50 / p95)",
+                left=[
+                    _search(
+                        f'{{AWS/Lambda,ExecutedVersion,FunctionName,Resource}} FunctionName="{predict}" MetricName="Duration"',
+                        "p50",
+                        "p50",
+                    ),
+                    _search(
+                        f'{{AWS/Lambda,ExecutedVersion,FunctionName,Resource}} FunctionName="{predict}" MetricName="Duration"',
+                        "p95",
+                        "p95",
+                    ),
+                ],
+                width=12,
+            ),
+            cw.GraphWidget(
+                title="Errors: Lambda errors, handled 5xx, validation errors",
+                left=[fn.metric_errors(label=f"{name} errors") for name, fn in functions.items()]
+                + [
+                    _search(f'{{{ns},ModelVersion,service}} MetricName="InternalErrors"', "5xx"),
+                    _search(
+                        f'{{{ns},ModelVersion,service}} MetricName="ValidationErrors"',
+                        "4xx validation",
+                    ),
+                ],
+                width=12,
+            ),
+            cw.GraphWidget(
+                title="Drift score per feature",
+                left=[
+                    _search(
+                        f'{{{ns},Feature,service}} MetricName="DriftScore"', "", "Maximum", 3600
+                    )
+                ],
+                width=12,
+            ),
+            cw.GraphWidget(
+                title="A/B: candidate minus champion",
+                left=[
+                    _search(
+                        f'{{{ns},Candidate,Champion,service}} MetricName=~"Delta"',
+                        "",
+                        "Average",
+                        3600,
+                    )
+                ],
+                width=12,
+            ),
+            cw.GraphWidget(
+                title="API Gateway requests and errors",
+                left=[
+                    cw.Metric(
+                        namespace="AWS/ApiGateway",
+                        metric_name=m,
+                        dimensions_map={"ApiName": api_name},
+                        statistic="Sum",
+                        period=Duration.minutes(1),
+                    )
+                    for m in ("Count", "4XXError", "5XXError")
+                ],
+                width=24,
+            ),
+        )
+
+
+class Firewall(Construct):
+    """AWS managed rules in front of the API. The common rule set blocks bodies over 8 KB;
+    that rule only counts here, and our own rule blocks large bodies except on the batch route."""
+
+    def __init__(self, scope: Construct, id: str, *, stage_arn: str) -> None:
+        super().__init__(scope, id)
+        visibility = lambda name: wafv2.CfnWebACL.VisibilityConfigProperty(  # noqa: E731
+            cloud_watch_metrics_enabled=True, metric_name=name, sampled_requests_enabled=True
+        )
+        self.acl = wafv2.CfnWebACL(
+            self,
+            "Acl",
+            scope="REGIONAL",
+            default_action=wafv2.CfnWebACL.DefaultActionProperty(allow={}),
+            visibility_config=visibility(f"{SERVICE}-waf"),
+            rules=[
+                wafv2.CfnWebACL.RuleProperty(
+                    name="common",
+                    priority=0,
+                    override_action=wafv2.CfnWebACL.OverrideActionProperty(none={}),
+                    statement=wafv2.CfnWebACL.StatementProperty(
+                        managed_rule_group_statement=wafv2.CfnWebACL.ManagedRuleGroupStatementProperty(
+                            vendor_name="AWS",
+                            name="AWSManagedRulesCommonRuleSet",
+                            rule_action_overrides=[
+                                wafv2.CfnWebACL.RuleActionOverrideProperty(
+                                    name="SizeRestrictions_BODY",
+                                    action_to_use=wafv2.CfnWebACL.RuleActionProperty(count={}),
+                                )
+                            ],
+                        )
+                    ),
+                    visibility_config=visibility("common"),
+                ),
+                wafv2.CfnWebACL.RuleProperty(
+                    name="large-bodies-only-on-batch",
+                    priority=1,
+                    action=wafv2.CfnWebACL.RuleActionProperty(block={}),
+                    statement=wafv2.CfnWebACL.StatementProperty(
+                        and_statement=wafv2.CfnWebACL.AndStatementProperty(
+                            statements=[
+                                wafv2.CfnWebACL.StatementProperty(
+                                    size_constraint_statement=wafv2.CfnWebACL.SizeConstraintStatementProperty(
+                                        comparison_operator="GT",
+                                        size=8192,
+                                        field_to_match=wafv2.CfnWebACL.FieldToMatchProperty(
+                                            body={"OversizeHandling": "MATCH"}
+                                        ),
+                                        text_transformations=[
+                                            wafv2.CfnWebACL.TextTransformationProperty(
+                                                priority=0, type="NONE"
+                                            )
+                                        ],
+                                    )
+                                ),
+                                wafv2.CfnWebACL.StatementProperty(
+                                    not_statement=wafv2.CfnWebACL.NotStatementProperty(
+                                        statement=wafv2.CfnWebACL.StatementProperty(
+                                            byte_match_statement=wafv2.CfnWebACL.ByteMatchStatementProperty(
+                                                field_to_match=wafv2.CfnWebACL.FieldToMatchProperty(
+                                                    uri_path={}
+                                                ),
+                                                positional_constraint="ENDS_WITH",
+                                                search_string="/predict/batch",
+                                                text_transformations=[
+                                                    wafv2.CfnWebACL.TextTransformationProperty(
+                                                        priority=0, type="NONE"
+                                                    )
+                                                ],
+                                            )
+                                        )
+                                    )
+                                ),
+                            ]
+                        )
+                    ),
+                    visibility_config=visibility("large-bodies"),
+                ),
+            ],
+        )
+        wafv2.CfnWebACLAssociation(
+            self, "Association", resource_arn=stage_arn, web_acl_arn=self.acl.attr_arn
+        )
