@@ -71,7 +71,20 @@ def test_train_build_evaluate_compare_on_synthetic_data(tmp_path, capsys):
 
 
 def test_errors_are_one_line_and_exit_2(tmp_path, capsys):
-    assert main(["build", "--model", str(tmp_path / "none"), "--version", "1.0.0"]) == 2
+    assert (
+        main(
+            [
+                "build",
+                "--model",
+                str(tmp_path / "none"),
+                "--version",
+                "1.0.0",
+                "--out",
+                str(tmp_path / "b"),
+            ]
+        )
+        == 2
+    )
     assert "model.json: missing" in capsys.readouterr().err
     bad = tmp_path / "bad.csv"
     bad.write_text("a,b\n1,2\n")

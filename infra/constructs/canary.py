@@ -68,6 +68,7 @@ class Canary(Construct):
             cw.Alarm(
                 self,
                 "NewVersionErrors",
+                alarm_name=f"{SERVICE}-{id.lower().removesuffix('canary')}-new-version-errors",
                 alarm_description="Lambda errors of the version being rolled out",
                 metric=cw.Metric(
                     namespace="AWS/Lambda",
@@ -84,6 +85,7 @@ class Canary(Construct):
             cw.Alarm(
                 self,
                 "NewVersion5xx",
+                alarm_name=f"{SERVICE}-{id.lower().removesuffix('canary')}-new-version-5xx",
                 alarm_description="HTTP 5xx answered by the new model version (handled internal errors)",
                 metric=cw.Metric(
                     namespace=METRICS_NAMESPACE,
@@ -100,6 +102,7 @@ class Canary(Construct):
             cw.Alarm(
                 self,
                 "NewVersionP95Latency",
+                alarm_name=f"{SERVICE}-{id.lower().removesuffix('canary')}-new-version-p95-latency",
                 alarm_description=f"p95 duration of the new version above {p95_latency_ms} ms",
                 metric=cw.Metric(
                     namespace="AWS/Lambda",
@@ -116,6 +119,7 @@ class Canary(Construct):
             cw.Alarm(
                 self,
                 "ValidationErrorSpike",
+                alarm_name=f"{SERVICE}-{id.lower().removesuffix('canary')}-validation-error-spike",
                 alarm_description="Validation errors answered by the new model version spike (a schema break)",
                 metric=cw.Metric(
                     namespace=METRICS_NAMESPACE,

@@ -73,6 +73,108 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_drift(args: argparse.Namespace) -> int:
+    """Has my new data moved? An export file against a bundle's reference profile."""
+    from avsev.monitoring.drift import drift_report
+    from avsev.pipeline.data import load
+    from avsev.pipeline.evaluate import predict_proba
+    from avsev.serving.bundle import load_bundle
+
+    bundle = load_bundle(args.bundle, explain=False)
+    data = load(args.data, require_label=False)
+    rows = data.reports()
+    predicted = (
+        [bundle.classes[i] for i in predict_proba(bundle, data).argmax(axis=1)] if rows else []
+    )
+    labelled = (
+        list(zip(predicted, data.frame["severity"], strict=True))
+        if "severity" in data.frame and data.frame["severity"].notna().all()
+        else []
+    )
+    report = drift_report(
+        bundle.card,
+        rows,
+        predicted=predicted,
+        labelled=labelled,
+        dataset_drift_share=args.dataset_drift_share,
+        window={"data": str(args.data)},
+    )
+    _print_json(report)
+    return 0
+
+
+def _aws(service: str) -> Any:
+    import boto3
+
+    return boto3.client(
+        service
+    )  # honours AWS_ENDPOINT_URL (the local stack) like every client here
+
+
+def cmd_ab_report(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from avsev.monitoring.jobs import Clients, run_ab_analysis
+
+    at = dt.datetime.fromisoformat(args.at) if args.at else dt.datetime.now(dt.UTC)
+    clients = Clients(_aws("s3"), _aws("cloudwatch"), _aws("sns"))
+    out = run_ab_analysis(
+        clients,
+        args.bucket,
+        at,
+        days=args.days,
+        champion=args.champion,
+        candidate=args.candidate,
+        topic_arn=args.topic,
+    )
+    _print_json(out["report"])
+    print(f"report: s3://{args.bucket}/{out['keys']['markdown']}", file=sys.stderr)
+    return 0
+
+
+def rollouts_from_args(args: argparse.Namespace) -> Any:
+    from avsev.monitoring.store import read_latest
+    from avsev.rollout.aliases import Rollouts, s3_audit
+
+    s3 = _aws("s3") if args.bucket else None
+    return Rollouts(
+        _aws("lambda"),
+        args.function,
+        alias=args.alias,
+        cloudwatch=_aws("cloudwatch"),
+        alarm_prefix=args.alarm_prefix,
+        codedeploy=_aws("codedeploy") if args.codedeploy_app else None,
+        codedeploy_application=args.codedeploy_app,
+        codedeploy_group=args.codedeploy_group,
+        ab_advice=(lambda: (read_latest(s3, args.bucket, "ab") or {}).get("decision"))
+        if s3
+        else None,
+        audit=s3_audit(s3, args.bucket) if s3 else None,
+    )
+
+
+def cmd_rollout(args: argparse.Namespace) -> int:
+    from avsev.rollout.aliases import RolloutError
+
+    r = rollouts_from_args(args)
+    try:
+        if args.action == "status":
+            result = r.status()
+        elif args.action == "start":
+            result = r.start(args.version, args.weight, force=args.force)
+        elif args.action == "step":
+            result = r.step(args.weight, force=args.force)
+        elif args.action == "promote":
+            result = r.promote(force=args.force)
+        else:
+            result = r.rollback()
+    except RolloutError as e:
+        print(f"avsev rollout {args.action}: refused: {e}", file=sys.stderr)
+        return 3
+    _print_json(result)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="avsev", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -111,6 +213,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--a", required=True)
     p.add_argument("--b", required=True)
     p.add_argument("--data", required=True)
+
+    p = add("drift", cmd_drift, "drift of a data file against a bundle's reference (JSON report)")
+    p.add_argument("--bundle", required=True)
+    p.add_argument("--data", required=True, help="NTSB export CSV, either column style")
+    p.add_argument("--dataset-drift-share", type=float, default=0.5)
+
+    p = add("ab-report", cmd_ab_report, "A/B report from the records in a bucket")
+    p.add_argument("--bucket", required=True)
+    p.add_argument("--days", type=int, default=7)
+    p.add_argument("--at", help="end of the window (ISO time; default now)")
+    p.add_argument("--champion")
+    p.add_argument("--candidate")
+    p.add_argument("--topic", help="SNS topic for a rollback alert")
+
+    p = add("rollout", cmd_rollout, "alias weight shifts: status, start, step, promote, rollback")
+    p.add_argument("action", choices=["status", "start", "step", "promote", "rollback"])
+    p.add_argument("--function", required=True, help="function name (e.g. the predict function)")
+    p.add_argument("--alias", default="live")
+    p.add_argument("--version", help="function version to start canarying")
+    p.add_argument("--weight", type=float, default=0.1)
+    p.add_argument(
+        "--force", metavar="REASON", help="override the guards, with a reason for the audit"
+    )
+    p.add_argument("--bucket", help="data bucket: A/B advice and the audit trail")
+    p.add_argument(
+        "--alarm-prefix", default="avsev-", help="alarms that guard the rollout (name prefix)"
+    )
+    p.add_argument("--codedeploy-app")
+    p.add_argument("--codedeploy-group")
     return parser
 
 

@@ -1,0 +1,121 @@
+"""Records and reports in S3: the layout Firehose writes (`predictions/dt=YYYY-MM-DD/`,
+`outcomes/dt=YYYY-MM-DD/`, JSON lines, maybe gzipped), and reports under `reports/<kind>/`
+at keys derived from their window, so a retried run rewrites the same report and alerts once."""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import json
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from avsev.serving.records import OutcomeRecord, PredictionRecord, parse_records
+
+PREDICTIONS = "predictions/"
+OUTCOMES = "outcomes/"
+REPORTS = "reports/"
+
+
+def days(start: dt.date, end: dt.date) -> Iterator[dt.date]:
+    day = start
+    while day <= end:
+        yield day
+        day += dt.timedelta(days=1)
+
+
+def _keys(s3: Any, bucket: str, prefix: str) -> Iterator[str]:
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            yield obj["Key"]
+
+
+def _lines(s3: Any, bucket: str, key: str) -> list[str]:
+    body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    if key.endswith(".gz") or body[:2] == b"\x1f\x8b":
+        body = gzip.decompress(body)
+    return body.decode("utf-8", errors="replace").splitlines()
+
+
+def read_records(
+    s3: Any, bucket: str, start: dt.date, end: dt.date, *, outcomes_until: dt.date | None = None
+) -> tuple[list[PredictionRecord], list[OutcomeRecord], int]:
+    """Predictions dated start..end, and outcomes from start until `outcomes_until` (late
+    outcomes count), read from their day partitions."""
+    predictions: list[PredictionRecord] = []
+    outcomes: list[OutcomeRecord] = []
+    skipped = 0
+    for kind, last in ((PREDICTIONS, end), (OUTCOMES, outcomes_until or end)):
+        for day in days(start, last):
+            for key in _keys(s3, bucket, f"{kind}dt={day.isoformat()}/"):
+                p, o, bad = parse_records(_lines(s3, bucket, key))
+                predictions += p
+                outcomes += o
+                skipped += bad
+    return predictions, outcomes, skipped
+
+
+def report_keys(kind: str, window_id: str) -> dict[str, str]:
+    base = f"{REPORTS}{kind}/{window_id}"
+    return {
+        "json": f"{base}/report.json",
+        "markdown": f"{base}/report.md",
+        "latest": f"{REPORTS}{kind}/latest.json",
+        "alert": f"{base}/alert-sent.json",
+    }
+
+
+def write_report(
+    s3: Any, bucket: str, kind: str, window_id: str, report: Mapping[str, Any], markdown: str
+) -> dict[str, str]:
+    keys = report_keys(kind, window_id)
+    body = json.dumps(report, indent=1, default=str).encode()
+    s3.put_object(Bucket=bucket, Key=keys["json"], Body=body, ContentType="application/json")
+    s3.put_object(
+        Bucket=bucket, Key=keys["markdown"], Body=markdown.encode(), ContentType="text/markdown"
+    )
+    s3.put_object(Bucket=bucket, Key=keys["latest"], Body=body, ContentType="application/json")
+    return keys
+
+
+def read_latest(s3: Any, bucket: str, kind: str) -> dict[str, Any] | None:
+    try:
+        body = s3.get_object(Bucket=bucket, Key=report_keys(kind, "-")["latest"])["Body"].read()
+    except s3.exceptions.NoSuchKey:
+        return None
+    return json.loads(body)
+
+
+def alert_once(
+    s3: Any, sns: Any, bucket: str, marker_key: str, topic_arn: str, subject: str, message: str
+) -> bool:
+    """Publish an alert unless one was already sent for this window; True if sent now."""
+    try:
+        s3.head_object(Bucket=bucket, Key=marker_key)
+        return False
+    except s3.exceptions.ClientError as e:
+        if e.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
+            raise
+    sns.publish(TopicArn=topic_arn, Subject=subject[:100], Message=message)
+    s3.put_object(
+        Bucket=bucket,
+        Key=marker_key,
+        Body=json.dumps({"sent_at": dt.datetime.now(dt.UTC).isoformat()}).encode(),
+    )
+    return True
+
+
+def put_metrics(cloudwatch: Any, namespace: str, data: list[dict[str, Any]]) -> None:
+    for i in range(0, len(data), 1000):
+        cloudwatch.put_metric_data(Namespace=namespace, MetricData=data[i : i + 1000])
+
+
+def metric(
+    name: str, value: float, dimensions: Mapping[str, str], unit: str = "None"
+) -> dict[str, Any]:
+    return {
+        "MetricName": name,
+        "Value": float(value),
+        "Unit": unit,
+        "Dimensions": [{"Name": k, "Value": v} for k, v in dimensions.items()],
+    }

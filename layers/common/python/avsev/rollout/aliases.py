@@ -1,0 +1,262 @@
+"""Rollouts by alias weights: status, start, step, promote, rollback (boto3 Lambda
+`UpdateAlias` with `RoutingConfig`), guarded by alarms, the A/B advice and CodeDeploy, with
+every transition written to an audit record.
+
+A weighted alias holds at most two versions: the stable one (`FunctionVersion`) and one
+candidate (`RoutingConfig.AdditionalVersionWeights`). Repeating a command changes nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import PurePosixPath
+from typing import Any
+
+ACTIVE_DEPLOYMENT_STATES = ["Created", "Queued", "InProgress", "Baking", "Ready"]
+
+
+class RolloutError(Exception):
+    """A transition that was refused or cannot be made, with the reason."""
+
+
+@dataclass
+class AliasState:
+    function: str
+    alias: str
+    stable_version: str
+    candidate_version: str | None
+    candidate_weight: float
+    model_versions: dict[str, str | None] = field(default_factory=dict)
+    alarms: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def weights(self) -> dict[str, float]:
+        if self.candidate_version is None:
+            return {self.stable_version: 1.0}
+        return {
+            self.stable_version: round(1 - self.candidate_weight, 6),
+            self.candidate_version: self.candidate_weight,
+        }
+
+
+def model_version_of(configuration: dict[str, Any]) -> str | None:
+    """The model version a function version serves: from its bundle path (…/<name>-<semver>)."""
+    path = configuration.get("Environment", {}).get("Variables", {}).get("MODEL_BUNDLE_PATH")
+    if not path:
+        return None
+    return PurePosixPath(path).name.rsplit("-", 1)[-1]
+
+
+class Rollouts:
+    """Alias weight shifts for one function's alias, with guards and an audit trail."""
+
+    def __init__(
+        self,
+        lambda_client: Any,
+        function: str,
+        *,
+        alias: str = "live",
+        cloudwatch: Any = None,
+        alarm_names: list[str] | None = None,
+        alarm_prefix: str | None = None,
+        codedeploy: Any = None,
+        codedeploy_application: str | None = None,
+        codedeploy_group: str | None = None,
+        ab_advice: Callable[[], str | None] | None = None,
+        audit: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.lambda_ = lambda_client
+        self.function = function
+        self.alias = alias
+        self.cloudwatch = cloudwatch
+        self.alarm_names = alarm_names
+        self.alarm_prefix = alarm_prefix
+        self.codedeploy = codedeploy
+        self.cd_app = codedeploy_application
+        self.cd_group = codedeploy_group
+        self.ab_advice = ab_advice
+        self.audit = audit
+
+    # ---- reading -----------------------------------------------------------------------
+    def state(self) -> AliasState:
+        alias = self.lambda_.get_alias(FunctionName=self.function, Name=self.alias)
+        weights = (alias.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {}
+        candidate, weight = next(iter(weights.items()), (None, 0.0))
+        state = AliasState(
+            self.function, self.alias, alias["FunctionVersion"], candidate, float(weight)
+        )
+        for version in filter(None, (state.stable_version, candidate)):
+            config = self.lambda_.get_function_configuration(
+                FunctionName=self.function, Qualifier=version
+            )
+            state.model_versions[version] = model_version_of(config)
+        state.alarms = self.alarm_states()
+        return state
+
+    def alarm_states(self) -> dict[str, str]:
+        if self.cloudwatch is None or (not self.alarm_names and not self.alarm_prefix):
+            return {}
+        kwargs: dict[str, Any] = (
+            {"AlarmNames": self.alarm_names}
+            if self.alarm_names
+            else {"AlarmNamePrefix": self.alarm_prefix}
+        )
+        found = self.cloudwatch.describe_alarms(**kwargs)["MetricAlarms"]
+        return {a["AlarmName"]: a["StateValue"] for a in found}
+
+    def deployment_in_progress(self) -> str | None:
+        if self.codedeploy is None or not (self.cd_app and self.cd_group):
+            return None
+        ids = self.codedeploy.list_deployments(
+            applicationName=self.cd_app,
+            deploymentGroupName=self.cd_group,
+            includeOnlyStatuses=ACTIVE_DEPLOYMENT_STATES,
+        ).get("deployments", [])
+        return ids[0] if ids else None
+
+    def status(self) -> dict[str, Any]:
+        state = self.state()
+        return asdict(state) | {
+            "weights": state.weights,
+            "deployment_in_progress": self.deployment_in_progress(),
+        }
+
+    # ---- guards ------------------------------------------------------------------------
+    def _guard(self, action: str, state: AliasState, force: str | None) -> list[str]:
+        """Reasons to refuse; with `force` they are returned (and audited) instead of raised."""
+        reasons = [f"alarm {name} is in ALARM" for name, s in state.alarms.items() if s == "ALARM"]
+        deployment = self.deployment_in_progress()
+        if deployment:
+            reasons.append(f"CodeDeploy deployment {deployment} of this alias is in progress")
+        if self.ab_advice is not None:
+            advice = self.ab_advice()
+            if advice == "rollback":
+                reasons.append("the latest A/B report advises rollback")
+        if reasons and not force:
+            raise RolloutError(
+                f"refusing to {action}: " + "; ".join(reasons) + " (use --force REASON to override)"
+            )
+        return reasons
+
+    # ---- transitions -------------------------------------------------------------------
+    def _update(
+        self,
+        action: str,
+        before: AliasState,
+        stable: str,
+        candidate: str | None,
+        weight: float,
+        overridden: list[str],
+        force: str | None,
+    ) -> dict[str, Any]:
+        after_weights = {candidate: round(weight, 6)} if candidate and weight > 0 else {}
+        unchanged = (
+            before.stable_version == stable
+            and (before.candidate_version if before.candidate_weight > 0 else None)
+            == (candidate if after_weights else None)
+            and (not after_weights or abs(before.candidate_weight - weight) < 1e-9)
+        )
+        if unchanged:
+            return {"action": action, "changed": False, "weights": before.weights}
+        self.lambda_.update_alias(
+            FunctionName=self.function,
+            Name=self.alias,
+            FunctionVersion=stable,
+            RoutingConfig={"AdditionalVersionWeights": after_weights},
+        )
+        after = self.state()
+        entry = {
+            "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "action": action,
+            "function": self.function,
+            "alias": self.alias,
+            "by": _who(),
+            "before": before.weights,
+            "after": after.weights,
+            "model_versions": after.model_versions | before.model_versions,
+            "forced": bool(force),
+            "force_reason": force,
+            "overridden_guards": overridden,
+        }
+        if self.audit:
+            self.audit(entry)
+        return {"action": action, "changed": True, "weights": after.weights, "audit": entry}
+
+    def start(
+        self, version: str, weight: float = 0.1, *, force: str | None = None
+    ) -> dict[str, Any]:
+        _check_weight(weight)
+        state = self.state()
+        if version == state.stable_version:
+            raise RolloutError(f"version {version} is already the stable version of {self.alias}")
+        if state.candidate_version not in (None, version) and state.candidate_weight > 0:
+            raise RolloutError(
+                f"{self.alias} already canaries version {state.candidate_version}: promote or roll back first "
+                "(a weighted alias holds at most two versions)"
+            )
+        self.lambda_.get_function_configuration(
+            FunctionName=self.function, Qualifier=version
+        )  # exists?
+        overridden = self._guard("start", state, force)
+        return self._update(
+            "start", state, state.stable_version, version, weight, overridden, force
+        )
+
+    def step(self, weight: float, *, force: str | None = None) -> dict[str, Any]:
+        _check_weight(weight)
+        state = self.state()
+        if state.candidate_version is None:
+            raise RolloutError(f"no rollout in progress on {self.alias}: start one first")
+        overridden = self._guard("step", state, force) if weight > state.candidate_weight else []
+        return self._update(
+            "step", state, state.stable_version, state.candidate_version, weight, overridden, force
+        )
+
+    def promote(self, *, force: str | None = None) -> dict[str, Any]:
+        state = self.state()
+        if state.candidate_version is None:
+            return {"action": "promote", "changed": False, "weights": state.weights}
+        overridden = self._guard("promote", state, force)
+        return self._update("promote", state, state.candidate_version, None, 0.0, overridden, force)
+
+    def rollback(self) -> dict[str, Any]:
+        """Back to 100% on the stable version in one call; never refused."""
+        state = self.state()
+        return self._update("rollback", state, state.stable_version, None, 0.0, [], None)
+
+
+def _check_weight(weight: float) -> None:
+    if not 0 < weight < 1:
+        raise RolloutError(
+            f"weight {weight} must be between 0 and 1 (exclusive); use promote for 100%"
+        )
+
+
+def _who() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:
+        return "unknown"
+
+
+def s3_audit(
+    s3: Any, bucket: str, prefix: str = "reports/rollout/audit/"
+) -> Callable[[dict[str, Any]], None]:
+    """Write each audit entry as one S3 object (time-ordered keys)."""
+
+    def write(entry: dict[str, Any]) -> None:
+        stamp = entry["at"].replace(":", "")
+        key = f"{prefix}{stamp}-{entry['function']}-{entry['action']}-{uuid.uuid4().hex[:8]}.json"
+        s3.put_object(
+            Bucket=bucket,
+            Key=key,
+            Body=json.dumps(entry, indent=1).encode(),
+            ContentType="application/json",
+        )
+
+    return write
