@@ -4,6 +4,7 @@ errors in the service's own shape."""
 
 from __future__ import annotations
 
+from avsev.serving.routes import ROUTES
 from avsev.serving.schema import MAX_BATCH
 from aws_cdk import Stack
 from aws_cdk import aws_apigateway as apigw
@@ -15,16 +16,6 @@ from constructs import Construct
 
 from infra.config import AppConfig
 from infra.nag import acknowledge
-
-ROUTES: tuple[tuple[str, str, str], ...] = (
-    # (path, method, function)
-    ("/predict", "POST", "predict"),
-    ("/predict/batch", "POST", "predict"),
-    ("/predict/explain", "POST", "explain"),
-    ("/outcomes", "POST", "outcomes"),
-    ("/model", "GET", "predict"),
-    ("/health", "GET", "predict"),
-)
 
 
 def _error_template(status: int) -> str:

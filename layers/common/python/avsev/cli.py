@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 
@@ -116,6 +117,7 @@ def cmd_ab_report(args: argparse.Namespace) -> int:
 
     from avsev.monitoring.jobs import Clients, run_ab_analysis
 
+    _use_local(args)
     at = dt.datetime.fromisoformat(args.at) if args.at else dt.datetime.now(dt.UTC)
     clients = Clients(_aws("s3"), _aws("cloudwatch"), _aws("sns"))
     out = run_ab_analysis(
@@ -153,9 +155,27 @@ def rollouts_from_args(args: argparse.Namespace) -> Any:
     )
 
 
+def _use_local(args: argparse.Namespace) -> None:
+    """`--local`: act on the running local stack (its embedded AWS, function and bucket)."""
+    if not getattr(args, "local", False):
+        return
+    from avsev.local.stack import read_state, use_endpoint
+
+    state = read_state()
+    use_endpoint(state["aws_endpoint_url"])
+    if getattr(args, "function", None) is None:
+        args.function = state["functions"]["predict"]
+    if getattr(args, "bucket", None) is None:
+        args.bucket = state["bucket"]
+
+
 def cmd_rollout(args: argparse.Namespace) -> int:
     from avsev.rollout.aliases import RolloutError
 
+    _use_local(args)
+    if not args.function:
+        print("avsev rollout: error: --function is required (or --local)", file=sys.stderr)
+        return 2
     r = rollouts_from_args(args)
     try:
         if args.action == "status":
@@ -172,6 +192,88 @@ def cmd_rollout(args: argparse.Namespace) -> int:
         print(f"avsev rollout {args.action}: refused: {e}", file=sys.stderr)
         return 3
     _print_json(result)
+    return 0
+
+
+def cmd_local_up(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from avsev.local.stack import LocalStack
+
+    log = Path(args.log)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    console = log.open("a")
+    stack = LocalStack(args.bundle, port=args.port, console=console)
+    real_stdout = sys.stdout
+    stack.start()
+    state = stack.write_state()
+    print(f"base URL: {stack.base_url}", file=real_stdout)
+    print(f"API key: {stack.api_key}   (send it as the X-Api-Key header)", file=real_stdout)
+    print(
+        f"embedded AWS: {stack.endpoint}   (AWS_ENDPOINT_URL; `avsev rollout --local ...` uses it)",
+        file=real_stdout,
+    )
+    print(
+        f"OpenAPI: {stack.base_url}/openapi.json   Swagger UI: {stack.base_url}/docs",
+        file=real_stdout,
+    )
+    print(f"state: {state}; function logs: {log}; Ctrl-C stops", file=real_stdout, flush=True)
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
+    while not done.wait(args.schedule_seconds or 3600):
+        if args.schedule_seconds:
+            for job in ("drift", "ab"):
+                _tick(job, stack.state())
+    stack.stop()
+    state.unlink(missing_ok=True)
+    print("local stack stopped", file=real_stdout)
+    return 0
+
+
+def _tick(job: str, state: dict[str, Any]) -> dict[str, Any]:
+    import datetime as dt
+    import json as json_
+    import urllib.request
+
+    from avsev.local.stack import use_endpoint
+    from avsev.monitoring.jobs import Clients, run_ab_analysis, run_drift_check
+    from avsev.rollout.aliases import Rollouts
+    from avsev.serving.bundle import read_card
+
+    use_endpoint(state["aws_endpoint_url"])
+    request = urllib.request.Request(
+        f"{state['base_url']}/_local/flush", method="POST", headers={"X-Api-Key": state["api_key"]}
+    )
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        json_.loads(answer.read())
+    clients = Clients(_aws("s3"), _aws("cloudwatch"), _aws("sns"))
+    now = dt.datetime.now(dt.UTC)
+    alias = Rollouts(_aws("lambda"), state["functions"]["predict"]).state()
+    if job == "drift":
+        card = read_card(Path(state["bundles"][alias.stable_version]))
+        return run_drift_check(clients, state["bucket"], card, now, topic_arn=state["topic_arn"])
+    champion = alias.model_versions.get(alias.stable_version)
+    candidate = (
+        alias.model_versions.get(alias.candidate_version) if alias.candidate_version else None
+    )
+    return run_ab_analysis(
+        clients,
+        state["bucket"],
+        now,
+        topic_arn=state["topic_arn"],
+        champion=champion if candidate else None,
+        candidate=candidate,
+    )
+
+
+def cmd_local_tick(args: argparse.Namespace) -> int:
+    from avsev.local.stack import read_state
+
+    out = _tick(args.job, read_state())
+    _print_json(out["report"])
+    print(f"report: {out['keys']['markdown']}; alert sent: {out['alert_sent']}", file=sys.stderr)
     return 0
 
 
@@ -220,7 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset-drift-share", type=float, default=0.5)
 
     p = add("ab-report", cmd_ab_report, "A/B report from the records in a bucket")
-    p.add_argument("--bucket", required=True)
+    p.add_argument("--bucket")
+    p.add_argument("--local", action="store_true", help="the running local stack's bucket")
     p.add_argument("--days", type=int, default=7)
     p.add_argument("--at", help="end of the window (ISO time; default now)")
     p.add_argument("--champion")
@@ -229,7 +332,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("rollout", cmd_rollout, "alias weight shifts: status, start, step, promote, rollback")
     p.add_argument("action", choices=["status", "start", "step", "promote", "rollback"])
-    p.add_argument("--function", required=True, help="function name (e.g. the predict function)")
+    p.add_argument("--function", help="function name (e.g. the predict function)")
+    p.add_argument(
+        "--local", action="store_true", help="act on the running local stack (`avsev local up`)"
+    )
     p.add_argument("--alias", default="live")
     p.add_argument("--version", help="function version to start canarying")
     p.add_argument("--weight", type=float, default=0.1)
@@ -242,6 +348,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--codedeploy-app")
     p.add_argument("--codedeploy-group")
+
+    local = sub.add_parser(
+        "local", help="the whole system on this machine (embedded AWS)"
+    ).add_subparsers(dest="local_command", required=True)
+    p = local.add_parser("up", help="start the local stack; prints the base URL and API key first")
+    p.set_defaults(fn=cmd_local_up)
+    p.add_argument(
+        "--bundle",
+        action="append",
+        required=True,
+        help="model bundle for this machine; repeat: the first is version 1 (live), the next 2, ...",
+    )
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument(
+        "--schedule-seconds", type=float, default=0, help="run drift and A/B checks on this timer"
+    )
+    p.add_argument("--log", default=".avsev-local/functions.log")
+    p = local.add_parser("tick", help="run a scheduled job now against the running local stack")
+    p.set_defaults(fn=cmd_local_tick)
+    p.add_argument("job", choices=["drift", "ab"])
     return parser
 
 
@@ -254,7 +380,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.fn(args))
-    except (BuildError, CompileError, DataError, BundleError, FileNotFoundError) as e:
+    except (BuildError, CompileError, DataError, BundleError, FileNotFoundError, ValueError) as e:
         print(f"avsev {args.command}: error: {e}", file=sys.stderr)
         return 2
 

@@ -15,6 +15,7 @@ from avsev.serving.errors import ErrorResponse
 
 ERROR_STATUSES = {
     "400": "Malformed request: bad JSON, missing body or encoding",
+    "403": "Missing or invalid API key, or not authorized (answered by API Gateway)",
     "404": "No such route",
     "422": "Validation error: each bad field named with what is allowed",
     "500": "Internal error (never for bad input)",

@@ -61,9 +61,18 @@ def to_line(record: Record) -> str:
     return record.model_dump_json()
 
 
+_sink: TextIO | None = None
+
+
+def set_sink(stream: TextIO | None) -> None:
+    """Send records somewhere other than stdout (the local stack's log router); None resets."""
+    global _sink
+    _sink = stream
+
+
 def emit(records: Iterable[Record], stream: TextIO | None = None) -> None:
     """Write records as JSON lines (stdout in Lambda: one log event each)."""
-    out = stream or sys.stdout
+    out = stream or _sink or sys.stdout
     out.write("".join(to_line(r) + "\n" for r in records))
     out.flush()
 

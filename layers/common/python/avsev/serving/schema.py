@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     field_validator,
@@ -164,6 +165,7 @@ FIELD_ALLOWED: dict[str, str] = {
     **{
         f: "one of " + ", ".join(cats) + " (any case), or Unknown" for f, cats in CATEGORIES.items()
     },
+    "weather_condition": "one of VMC, IMC (any case), or UNK / Unknown",
 }
 
 
@@ -184,9 +186,36 @@ def valid_occurrence_code(value: float) -> bool:
     return any(lo <= value <= hi for lo, hi in OCCURRENCE_CODE_RANGES)
 
 
+def _integral(value: Any) -> Any:
+    """JSON has one number type: 2.0 is the integer 2 (but 2.5, "2" and true are not)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 def _num(name: str) -> Any:
     lo, hi, kind = NUMERIC_FIELDS[name]
-    return Annotated[kind, Field(ge=lo, le=hi, strict=True, description=FIELD_ALLOWED[name])]
+    extra: dict[str, Any] = {}
+    if name == "occurrence_code":
+        extra["anyOf"] = [{"minimum": a, "maximum": b} for a, b in OCCURRENCE_CODE_RANGES]
+    field = Field(
+        ge=lo, le=hi, strict=True, description=FIELD_ALLOWED[name], json_schema_extra=extra or None
+    )
+    if kind is int:
+        return Annotated[int, field, BeforeValidator(_integral)]
+    return Annotated[float, field]
+
+
+def _category(name: str) -> Any:
+    """A closed category: the export's spellings (matched case-insensitively) or Unknown."""
+    values = (
+        [*CATEGORIES[name], "UNK", "Unknown"]
+        if name == "weather_condition"
+        else [*CATEGORIES[name], "Unknown"]
+    )
+    return Annotated[
+        str, Field(description=FIELD_ALLOWED[name], json_schema_extra={"enum": values})
+    ]
 
 
 class AccidentReport(BaseModel):
@@ -204,14 +233,10 @@ class AccidentReport(BaseModel):
     phase_code: _num("phase_code") | None = None  # type: ignore[valid-type]
     occurrence_code: _num("occurrence_code") | None = None  # type: ignore[valid-type]
     number_of_engines: _num("number_of_engines") | None = None  # type: ignore[valid-type]
-    engine_type: Annotated[str, Field(description=FIELD_ALLOWED["engine_type"])] | None = None
-    purpose_of_flight: (
-        Annotated[str, Field(description=FIELD_ALLOWED["purpose_of_flight"])] | None
-    ) = None
-    broad_phase_of_flight: (
-        Annotated[str, Field(description=FIELD_ALLOWED["broad_phase_of_flight"])] | None
-    ) = None
-    weather_condition: Annotated[str, Field(description="VMC, IMC or UNK")] | None = None
+    engine_type: _category("engine_type") | None = None  # type: ignore[valid-type]
+    purpose_of_flight: _category("purpose_of_flight") | None = None  # type: ignore[valid-type]
+    broad_phase_of_flight: _category("broad_phase_of_flight") | None = None  # type: ignore[valid-type]
+    weather_condition: _category("weather_condition") | None = None  # type: ignore[valid-type]
     make: Annotated[str, Field(min_length=1, max_length=64, strict=True)] | None = None
     amateur_built: Annotated[bool, Field(strict=True)] | None = None
 

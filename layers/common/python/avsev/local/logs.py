@@ -1,0 +1,148 @@
+"""What CloudWatch Logs, the subscription filter, Firehose and EMF extraction do in AWS,
+done locally: the handlers' stdout lines are routed — prediction and outcome records to S3
+in Firehose's layout, EMF blobs to CloudWatch metrics, the rest to the console."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import sys
+import threading
+import uuid
+from collections.abc import Callable
+from typing import Any, TextIO
+
+
+class FirehoseBuffer:
+    """Buffers record lines and writes them as Firehose does: `<type>s/dt=YYYY-MM-DD/<object>`."""
+
+    def __init__(
+        self, s3_factory: Callable[[], Any], bucket: str, *, max_lines: int = 2000
+    ) -> None:
+        self._s3_factory = s3_factory
+        self._s3: Any = None
+        self.bucket = bucket
+        self.max_lines = max_lines
+        self._lines: dict[str, list[str]] = {}
+        self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self.objects_written = 0
+
+    def put(self, record_type: str, line: str) -> None:
+        with self._lock:
+            self._lines.setdefault(record_type, []).append(line)
+            full = sum(len(v) for v in self._lines.values()) >= self.max_lines
+        if full:
+            self.flush()
+
+    def flush(self) -> int:
+        """Write what is buffered; returns the number of lines written."""
+        with self._flush_lock:
+            with self._lock:
+                pending, self._lines = self._lines, {}
+            if not pending:
+                return 0
+            if self._s3 is None:
+                self._s3 = self._s3_factory()
+            now = dt.datetime.now(dt.UTC)
+            written = 0
+            for record_type, lines in pending.items():
+                key = f"{record_type}s/dt={now:%Y-%m-%d}/avsev-local-{now:%Y-%m-%d-%H-%M-%S}-{uuid.uuid4().hex[:12]}"
+                self._s3.put_object(
+                    Bucket=self.bucket, Key=key, Body=("\n".join(lines) + "\n").encode()
+                )
+                written += len(lines)
+                self.objects_written += 1
+            return written
+
+
+class EmfForwarder:
+    """Embedded-metric-format blobs → CloudWatch PutMetricData (as Lambda's EMF extraction)."""
+
+    def __init__(self, cloudwatch_factory: Callable[[], Any]) -> None:
+        self._factory = cloudwatch_factory
+        self._client: Any = None
+        self._pending: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+
+    def put(self, blob: dict[str, Any]) -> None:
+        with self._lock:
+            self._pending.append(blob)
+
+    def flush(self) -> int:
+        with self._lock:
+            pending, self._pending = self._pending, []
+        if not pending:
+            return 0
+        if self._client is None:
+            self._client = self._factory()
+        by_namespace: dict[str, list[dict[str, Any]]] = {}
+        for blob in pending:
+            for directive in blob["_aws"].get("CloudWatchMetrics", []):
+                dims = [
+                    {"Name": d, "Value": str(blob[d])}
+                    for group in directive.get("Dimensions", [])
+                    for d in group
+                    if d in blob
+                ]
+                for m in directive.get("Metrics", []):
+                    values = blob.get(m["Name"])
+                    for value in values if isinstance(values, list) else [values]:
+                        by_namespace.setdefault(directive["Namespace"], []).append(
+                            {
+                                "MetricName": m["Name"],
+                                "Value": float(value),
+                                "Unit": m.get("Unit", "None"),
+                                "Dimensions": dims,
+                            }
+                        )
+        for namespace, data in by_namespace.items():
+            for i in range(0, len(data), 500):
+                self._client.put_metric_data(Namespace=namespace, MetricData=data[i : i + 500])
+        return sum(len(d) for d in by_namespace.values())
+
+
+class LogRouter(io.TextIOBase):
+    """A stdout that sorts whole lines: records, EMF metrics, everything else."""
+
+    def __init__(
+        self, firehose: FirehoseBuffer, emf: EmfForwarder, console: TextIO | None = None
+    ) -> None:
+        super().__init__()
+        self.firehose = firehose
+        self.emf = emf
+        self.console = console or sys.__stdout__
+        self._partial = threading.local()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        buffered = getattr(self._partial, "text", "") + text
+        *lines, rest = buffered.split("\n")
+        self._partial.text = rest
+        for line in lines:
+            self._route(line)
+        return len(text)
+
+    def _route(self, line: str) -> None:
+        if line.startswith("{"):
+            try:
+                doc = json.loads(line)
+            except json.JSONDecodeError:
+                doc = None
+            if isinstance(doc, dict):
+                kind = doc.get("record_type")
+                if kind in ("prediction", "outcome"):
+                    self.firehose.put(kind, line)
+                    return
+                if "_aws" in doc:
+                    self.emf.put(doc)
+                    return
+        if self.console is not None:
+            self.console.write(line + "\n")
+
+    def flush(self) -> None:
+        if self.console is not None:
+            self.console.flush()

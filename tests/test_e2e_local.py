@@ -1,0 +1,231 @@
+"""End to end over real HTTP on loopback: the local stack (moto server as AWS, the API
+emulator, the real handlers), driven as a client and an operator would."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+from collections import Counter
+from urllib.parse import urlsplit
+
+import boto3
+import pytest
+from avsev.rollout.aliases import RolloutError, Rollouts
+
+REPORT = {
+    "ev_id": "ERA19FA001",
+    "event_date": "2019-03-02",
+    "dec_latitude": 35.2,
+    "dec_longitude": -80.9,
+    "weather_condition": "IMC",
+    "make": "Cessna",
+    "broad_phase_of_flight": "Cruise",
+}
+
+
+@pytest.fixture(scope="module")
+def candidate_bundle(real_model_dir, bundle_root):
+    from avsev.pipeline.build import build_bundle
+    from avsev.serving.runtime import host_arch
+
+    return build_bundle(real_model_dir, "1.1.0", out_root=bundle_root, arch=host_arch())
+
+
+@pytest.fixture(scope="module")
+def stack(real_bundle_dir, candidate_bundle):
+    from avsev.local.stack import LocalStack
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("AWS_ENDPOINT_URL", raising=False)
+        with LocalStack([real_bundle_dir, candidate_bundle]) as s:
+            yield s
+
+
+class Client:
+    """A keep-alive HTTP client, as an API client would hold."""
+
+    def __init__(self, base_url: str, api_key: str | None) -> None:
+        url = urlsplit(base_url)
+        self.conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+        self.key = api_key
+
+    def call(self, method: str, path: str, body=None) -> tuple[int, dict, dict]:
+        headers = {"Content-Type": "application/json"} | (
+            {"X-Api-Key": self.key} if self.key else {}
+        )
+        self.conn.request(method, path, json.dumps(body) if body is not None else None, headers)
+        r = self.conn.getresponse()
+        data = r.read()
+        return r.status, json.loads(data), dict(r.getheaders())
+
+
+@pytest.fixture()
+def rollouts(stack):
+    r = Rollouts(
+        boto3.client("lambda"),
+        "avsev-predict",
+        cloudwatch=boto3.client("cloudwatch"),
+        alarm_prefix="avsev-predict-",
+    )
+    r.rollback()
+    yield r
+    r.rollback()
+
+
+def test_api_key_is_enforced_and_openapi_served(stack):
+    status, body, _ = Client(stack.base_url, None).call("POST", "/predict", REPORT)
+    assert status == 403 and body["error"]["code"] == "forbidden"
+    client = Client(stack.base_url, stack.api_key)
+    status, doc, _ = client.call("GET", "/openapi.json")
+    assert (
+        status == 200
+        and "/predict/explain" in doc["paths"]
+        and doc["servers"][0]["url"] == stack.base_url
+    )
+    status, body, headers = client.call("POST", "/predict/explain", REPORT)
+    assert (
+        status == 200 and body["top_contributing_factors"] and headers["X-Model-Version"] == "1.0.0"
+    )
+    assert (
+        client.call("POST", "/outcomes", {"ev_id": "ERA19FA001", "actual_severity": "Fatal"})[0]
+        == 200
+    )
+    assert client.call("GET", "/nowhere")[0] == 404
+
+
+def test_weighted_routing_and_one_step_rollback(stack, rollouts):
+    client = Client(stack.base_url, stack.api_key)
+    rollouts.start("2", 0.1)
+    served = Counter(
+        client.call("POST", "/predict", REPORT)[2]["X-Model-Version"] for _ in range(2000)
+    )
+    share = served["1.1.0"] / 2000
+    assert 0.07 <= share <= 0.13, served
+    rollouts.rollback()
+    after = Counter(
+        client.call("POST", "/predict", REPORT)[2]["X-Model-Version"] for _ in range(300)
+    )
+    assert after == {"1.0.0": 300}
+
+
+def test_no_request_fails_while_weights_shift_under_load(stack, rollouts):
+    statuses: Counter[int] = Counter()
+    versions: Counter[str] = Counter()
+    stop = threading.Event()
+
+    def load() -> None:
+        client = Client(stack.base_url, stack.api_key)
+        while not stop.is_set():
+            status, _, headers = client.call("POST", "/predict", REPORT)
+            statuses[status] += 1
+            versions[headers.get("X-Model-Version", "?")] += 1
+
+    workers = [threading.Thread(target=load) for _ in range(3)]
+    for w in workers:
+        w.start()
+    try:
+        for _ in range(3):
+            rollouts.start("2", 0.1)
+            rollouts.step(0.5)
+            rollouts.step(0.9)
+            rollouts.rollback()
+    finally:
+        stop.set()
+        for w in workers:
+            w.join()
+    assert set(statuses) == {200} and statuses[200] > 100
+    assert set(versions) <= {"1.0.0", "1.1.0"}
+
+
+def test_every_answered_prediction_lands_once_in_s3_with_its_version(stack, rollouts):
+    from avsev.serving.records import parse_records
+
+    stack.flush()
+    client = Client(stack.base_url, stack.api_key)
+    rollouts.start("2", 0.5)
+    answered = {}
+    for i in range(300):
+        status, body, headers = client.call("POST", "/predict", {**REPORT, "ev_id": f"E2E{i}"})
+        assert status == 200
+        answered[body["request_id"]] = headers["X-Model-Version"]
+    status, batch, _ = client.call(
+        "POST", "/predict/batch", {"reports": [{**REPORT, "ev_id": f"B{i}"} for i in range(20)]}
+    )
+    for p in batch["predictions"]:
+        answered[p["request_id"]] = p["model_version"]
+    stack.flush()
+    s3 = boto3.client("s3")
+    lines = []
+    for page in s3.get_paginator("list_objects_v2").paginate(
+        Bucket="avsev-local-data", Prefix="predictions/"
+    ):
+        for obj in page.get("Contents", []):
+            lines += (
+                s3.get_object(Bucket="avsev-local-data", Key=obj["Key"])["Body"]
+                .read()
+                .decode()
+                .splitlines()
+            )
+    predictions, _, _ = parse_records(lines)
+    mine = Counter(p.request_id for p in predictions if p.request_id in answered)
+    assert len(mine) == len(answered) == 320 and set(mine.values()) == {1}
+    recorded = {p.request_id: p.model_version for p in predictions if p.request_id in answered}
+    assert recorded == answered
+    assert {p.function_version for p in predictions if p.request_id in answered} == {"1", "2"}
+
+
+def test_an_alarm_in_alarm_blocks_promotion(stack, rollouts):
+    cw = boto3.client("cloudwatch")
+    rollouts.start("2", 0.1)
+    cw.set_alarm_state(
+        AlarmName="avsev-predict-new-version-errors", StateValue="ALARM", StateReason="e2e"
+    )
+    try:
+        with pytest.raises(RolloutError, match="in ALARM"):
+            rollouts.promote()
+        assert rollouts.status()["weights"] == {"1": 0.9, "2": 0.1}
+    finally:
+        cw.set_alarm_state(
+            AlarmName="avsev-predict-new-version-errors", StateValue="OK", StateReason="e2e"
+        )
+
+
+def test_schemathesis_against_the_served_document(stack):
+    import schemathesis
+    from schemathesis import GenerationMode
+
+    client = Client(stack.base_url, stack.api_key)
+    schema = schemathesis.openapi.from_dict(client.call("GET", "/openapi.json")[1])
+    for path, method in (
+        ("/predict", "POST"),
+        ("/predict/batch", "POST"),
+        ("/predict/explain", "POST"),
+        ("/outcomes", "POST"),
+        ("/model", "GET"),
+        ("/health", "GET"),
+    ):
+        operation = schema[path][method]
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+            if method == "GET" and mode is GenerationMode.NEGATIVE:
+                continue  # nothing to make invalid
+            check_operation(operation, mode, stack)
+
+
+def check_operation(operation, mode, stack) -> None:
+    from hypothesis import HealthCheck, given, settings
+    from schemathesis.specs.openapi.checks import positive_data_acceptance
+
+    @settings(
+        max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), database=None
+    )
+    @given(case=operation.as_strategy(generation_mode=mode))
+    def run(case):
+        response = case.call(base_url=stack.base_url, headers={"X-Api-Key": stack.api_key})
+        assert response.status_code < 500, response.text
+        # Every answer must conform to the document; schema-valid requests may still be
+        # refused for rules JSON Schema cannot state (pilot_90_days ≤ pilot_tot_time, a date
+        # not in the future), so that one check is left out.
+        case.validate_response(response, excluded_checks=[positive_data_acceptance])
+
+    run()
