@@ -4,6 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SHARED_DATA := ../shared/data/ntsb_us_airplane_accidents.csv
+export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 
 ARCH ?= arm64
 VERSION ?= 1.0.0
@@ -39,6 +40,13 @@ lint: $(STAMP)
 
 test: setup lint
 	$(VENV)/bin/pytest -q
+
+demo: setup
+	$(VENV)/bin/avsev demo --out demo-output
+
+# Bounded load test of the local API (loopback only, ~70 s).
+load: setup
+	$(PY) bench/load.py --seconds 60
 
 bench: setup
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev,bench]'

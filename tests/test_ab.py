@@ -148,7 +148,11 @@ def test_always_valid_p_stays_valid_when_read_every_hour():
 
 
 def test_slower_candidate_is_rolled_back():
-    a_p, a_o = records("1.0.0", 400, 0.6, 1, latency=0.1)
-    b_p, b_o = records("1.1.0", 400, 0.6, 2, start=10_000, latency=0.5)
+    a_p, a_o = records("1.0.0", 400, 0.6, 1, latency=2.0)
+    b_p, b_o = records("1.1.0", 400, 0.6, 2, start=10_000, latency=6.0)
     report = ab_report(a_p + b_p, a_o + b_o)
     assert report["decision"] == "rollback" and "slower" in report["reason"]
+    # microseconds of difference are noise, however large the ratio
+    a_p, a_o = records("1.0.0", 400, 0.6, 1, latency=0.01)
+    b_p, b_o = records("1.1.0", 400, 0.6, 2, start=10_000, latency=0.05)
+    assert ab_report(a_p + b_p, a_o + b_o)["decision"] != "rollback"

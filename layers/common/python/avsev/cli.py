@@ -277,6 +277,13 @@ def cmd_local_tick(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from avsev.local.demo import run
+
+    run(Path(args.out), requests=args.requests)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="avsev", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -348,6 +355,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--codedeploy-app")
     p.add_argument("--codedeploy-group")
+
+    p = add("demo", cmd_demo, "the whole system locally, end to end, told step by step")
+    p.add_argument("--out", default="demo-output")
+    p.add_argument("--requests", type=int, default=3000)
 
     local = sub.add_parser(
         "local", help="the whole system on this machine (embedded AWS)"

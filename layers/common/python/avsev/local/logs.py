@@ -77,30 +77,41 @@ class EmfForwarder:
             return 0
         if self._client is None:
             self._client = self._factory()
-        by_namespace: dict[str, list[dict[str, Any]]] = {}
+        # Aggregate per metric and dimensions into statistic sets, as CloudWatch stores them.
+        stats: dict[tuple[str, str, str, tuple[tuple[str, str], ...]], list[float]] = {}
         for blob in pending:
             for directive in blob["_aws"].get("CloudWatchMetrics", []):
-                dims = [
-                    {"Name": d, "Value": str(blob[d])}
+                dims = tuple(
+                    (d, str(blob[d]))
                     for group in directive.get("Dimensions", [])
                     for d in group
                     if d in blob
-                ]
+                )
                 for m in directive.get("Metrics", []):
                     values = blob.get(m["Name"])
-                    for value in values if isinstance(values, list) else [values]:
-                        by_namespace.setdefault(directive["Namespace"], []).append(
-                            {
-                                "MetricName": m["Name"],
-                                "Value": float(value),
-                                "Unit": m.get("Unit", "None"),
-                                "Dimensions": dims,
-                            }
-                        )
+                    key = (directive["Namespace"], m["Name"], m.get("Unit", "None"), dims)
+                    stats.setdefault(key, []).extend(
+                        float(v) for v in (values if isinstance(values, list) else [values])
+                    )
+        by_namespace: dict[str, list[dict[str, Any]]] = {}
+        for (namespace, name, unit, dims), values in stats.items():
+            by_namespace.setdefault(namespace, []).append(
+                {
+                    "MetricName": name,
+                    "Unit": unit,
+                    "Dimensions": [{"Name": k, "Value": v} for k, v in dims],
+                    "StatisticValues": {
+                        "SampleCount": len(values),
+                        "Sum": sum(values),
+                        "Minimum": min(values),
+                        "Maximum": max(values),
+                    },
+                }
+            )
         for namespace, data in by_namespace.items():
             for i in range(0, len(data), 500):
                 self._client.put_metric_data(Namespace=namespace, MetricData=data[i : i + 500])
-        return sum(len(d) for d in by_namespace.values())
+        return len(stats)
 
 
 class LogRouter(io.TextIOBase):
@@ -127,6 +138,11 @@ class LogRouter(io.TextIOBase):
         return len(text)
 
     def _route(self, line: str) -> None:
+        # Records are serialised with record_type first: route them without parsing.
+        for kind in ("prediction", "outcome"):
+            if line.startswith(f'{{"record_type":"{kind}"'):
+                self.firehose.put(kind, line)
+                return
         if line.startswith("{"):
             try:
                 doc = json.loads(line)

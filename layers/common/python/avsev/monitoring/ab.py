@@ -31,6 +31,8 @@ TAU = 0.05
 NON_INFERIORITY = 0.02
 """Promote without a significant gain once enough evidence says the candidate is at most this much worse."""
 LATENCY_SLOWDOWN = 1.25
+LATENCY_MIN_DIFF_MS = 1.0
+"""A slowdown counts when p95 grows by 25% and by at least this much (µs-level noise does not)."""
 BOOTSTRAP = 1000
 FISHER_BELOW = 5
 IDX = {s: i for i, s in enumerate(SEVERITIES)}
@@ -186,6 +188,9 @@ def compare(
             )
             if lat_a and lat_b
             else None,
+            "p95_diff_ms": float(np.percentile(lat_b, 95) - np.percentile(lat_a, 95))
+            if lat_a and lat_b
+            else None,
         },
         "labelled_per_arm_needed": needed,
         "labelled_per_arm_still_needed": max(0.0, needed - min(len(a), len(b))) if needed else None,
@@ -199,6 +204,7 @@ def decide(comparison: Mapping[str, Any], n_a: int, n_b: int) -> tuple[str, str]
         lat["p_value"] is not None
         and lat["p_value"] < ALPHA
         and (lat["p95_ratio"] or 0) > LATENCY_SLOWDOWN
+        and (lat["p95_diff_ms"] or 0) >= LATENCY_MIN_DIFF_MS
     ):
         return (
             "rollback",

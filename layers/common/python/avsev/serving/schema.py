@@ -275,6 +275,9 @@ class AccidentReport(BaseModel):
             raise ValueError(f"{value} hours exceeds pilot_tot_time ({total})")
         return value
 
+    def __repr__(self) -> str:  # Powertools logs route arguments with repr() on every request
+        return f"{type(self).__name__}(ev_id={self.ev_id!r}, <{len(self.model_fields_set) - 1} fields set>)"
+
     def fields(self) -> dict[str, Any]:
         """The validated values that were given (missing ones left out)."""
         return self.model_dump(exclude_none=True, include=REPORT_FIELDS)
