@@ -130,8 +130,8 @@ def main() -> int:
     args = parser.parse_args()
 
     import xgboost as xgb
+    from avsev.data import load
     from avsev.pipeline.build import build_bundle
-    from avsev.pipeline.data import load
     from avsev.pipeline.synthetic import generate
     from avsev.pipeline.train import matrix, save, train
     from avsev.serving.bundle import load_bundle
@@ -274,6 +274,9 @@ def main() -> int:
     # --- whole handlers -----------------------------------------------------------------
     results.update(handler_figures(bundle_dir, model_dir, data, spec))
 
+    # --- batch scoring of a 100,000-row file -------------------------------------------
+    results.update(batch_file_figures(bundle_dir, work))
+
     # --- sizes --------------------------------------------------------------------------
     results["bundle_bytes"] = dir_size(bundle_dir)
     results["installed_bytes"] = {
@@ -286,6 +289,43 @@ def main() -> int:
     Path(args.out).write_text(json.dumps(results, indent=1))
     print_table(results)
     return 0
+
+
+def batch_file_figures(bundle_dir: Path, work: Path, rows: int = 100_000) -> dict[str, Any]:
+    """End to end: an NTSB export file of 100,000 rows (the real rows repeated) → predictions
+    file, in a fresh process, with its peak memory (Lambda batch function: ≤ 1 GB)."""
+    source = DEFAULT_DATA.read_bytes() if DEFAULT_DATA.is_file() else None
+    path = work / "batch_100k.csv"
+    if source is not None:
+        header, *lines = source.decode("latin-1").splitlines()
+        body = [lines[i % len(lines)] for i in range(rows)]
+        path.write_text("\n".join([header, *body]) + "\n", encoding="latin-1")
+    else:
+        from avsev.pipeline.synthetic import generate_frame
+
+        generate_frame(rows).to_csv(path, index=False)
+    code = (
+        "import json, resource, time\n"
+        "from pathlib import Path\n"
+        "from avsev.batch import score_file\n"
+        "from avsev.serving.bundle import load_bundle\n"
+        f"b = load_bundle({str(bundle_dir)!r}, explain=False)\n"
+        "t = time.perf_counter()\n"
+        f"s = score_file(b, Path({str(path)!r}), Path({str(work / 'batch_out.csv')!r}), scored_at='now')\n"
+        "dt = time.perf_counter() - t\n"
+        "print(json.dumps({'rows': s.rows_read, 'seconds': dt, 'peak_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))"
+    )
+    out = json.loads(
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout.splitlines()[-1]
+    )
+    return {
+        "batch_file_rows": out["rows"],
+        "batch_file_seconds": out["seconds"],
+        "batch_file_rows_per_s": out["rows"] / out["seconds"],
+        "batch_file_peak_mb": out["peak_mb"],
+    }
 
 
 def handler_figures(bundle_dir: Path, model_dir: Path, data: Any, spec: Any) -> dict[str, Any]:
@@ -394,6 +434,10 @@ def print_table(r: dict[str, Any]) -> None:
         f"predict handler warm: p50 {r['handler_p50_us']:.0f} µs, p99 {r['handler_p99_us']:.0f} µs "
         f"(on xgboost: p50 {r['handler_p50_us_xgboost']:.0f} µs); batch of 1,000: {r['batch_1000_ms']:.1f} ms "
         f"(on xgboost {r['batch_1000_ms_xgboost']:.1f} ms)"
+    )
+    print(
+        f"batch file: {r['batch_file_rows']:,} rows in {r['batch_file_seconds']:.1f} s = "
+        f"{r['batch_file_rows_per_s']:,.0f} rows/s end to end, peak memory {r['batch_file_peak_mb']:.0f} MB"
     )
     print(
         "function cold start ms: "

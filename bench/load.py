@@ -30,8 +30,8 @@ AVSEV = Path(sys.executable).parent / "avsev"
 
 
 def bundle_for_host(work: Path) -> Path:
+    from avsev.data import load
     from avsev.pipeline.build import build_bundle
-    from avsev.pipeline.data import load
     from avsev.pipeline.synthetic import generate
     from avsev.pipeline.train import save, train
     from avsev.serving.runtime import host_arch
@@ -42,7 +42,7 @@ def bundle_for_host(work: Path) -> Path:
 
 
 def request_bodies(n: int = 5000) -> list[bytes]:
-    from avsev.pipeline.data import load
+    from avsev.data import load
     from avsev.pipeline.synthetic import generate
 
     data = load(DATA) if DATA.is_file() else generate(n)

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-LAYERS = ("deps", "analysis")
+LAYERS = ("deps", "analysis", "tabular")
 MACHINE = {"arm64": "aarch64", "x86_64": "x86_64"}
 GLIBC_TAGS = ("manylinux2014", "manylinux_2_28", "manylinux_2_34")
 """Lambda's Amazon Linux 2023 has glibc 2.34: wheels tagged up to manylinux_2_34 run there."""

@@ -20,6 +20,7 @@ class AppConfig:
     alarm_email: str | None = None
     drift_schedule: str = "rate(1 day)"
     ab_schedule: str = "rate(1 hour)"
+    batch_schedule: str = "rate(1 day)"
     waf: bool = False
     cors_origins: tuple[str, ...] = ()
     throttle_rate: float = 100.0

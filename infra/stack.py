@@ -19,6 +19,7 @@ from infra.constants import (
     REPORTS_PREFIX,
 )
 from infra.constructs.api import Api
+from infra.constructs.batch import Batch
 from infra.constructs.canary import Canary, deployment_config
 from infra.constructs.functions import FunctionSpec, Layers, ServingFunction
 from infra.constructs.operations import (
@@ -47,6 +48,15 @@ SPECS = {
     ),
     "drift_check": FunctionSpec(
         "drift_check", 1024, 300, "daily drift check", ("common", "deps", "analysis"), model=True
+    ),
+    # Batch: streams files in chunks; 1 GB and the longest timeout, then continues itself.
+    "batch_score": FunctionSpec(
+        "batch_score",
+        1024,
+        900,
+        "batch scoring of files",
+        ("common", "deps", "analysis", "tabular"),
+        model=True,
     ),
     # Pre-traffic hooks: a handful of invocations.
     "smoke_predict": FunctionSpec(
@@ -99,6 +109,7 @@ class AvsevStack(Stack):
                     **({} if key in ("predict", "explain", "outcomes") else common_env),
                 },
                 with_alias=key in CANARY_FUNCTIONS,
+                function_name=f"{self.stack_name}-batch-score" if key == "batch_score" else None,
             )
 
         # Records: every serving function's prediction/outcome lines go to the stream.
@@ -175,6 +186,24 @@ class AvsevStack(Stack):
             expression=config.ab_schedule,
             dlq=failures,
         )
+        batch = Batch(
+            self,
+            "Batch",
+            function=fns["batch_score"],
+            access_logs=records.access_logs,
+            dlq=failures,
+            schedule=config.batch_schedule,
+            function_name=f"{self.stack_name}-batch-score",
+        )
+        on_failure(fns["batch_score"].function, failures)
+        acknowledge(
+            fns["batch_score"].function,
+            "Serverless-LambdaDLQ",
+            "Failed asynchronous invocations go to an SQS on-failure destination (EventInvokeConfig).",
+        )
+        for alarm in batch.alarms:
+            alerts.notify(alarm)
+        self.batch = batch
 
         # Canary rollouts of predict and explain, each guarded by its own smoke test.
         self.canaries: dict[str, Canary] = {}
@@ -255,6 +284,7 @@ class AvsevStack(Stack):
         CfnOutput(self, "ApiUrl", value=api.api.url)
         CfnOutput(self, "ApiKeyId", value=api.key.key_id)
         CfnOutput(self, "DataBucket", value=records.bucket.bucket_name)
+        CfnOutput(self, "BatchBucket", value=batch.bucket.bucket_name)
         CfnOutput(self, "ModelVersion", value=model_version)
         CfnOutput(self, "PredictFunction", value=fns["predict"].function.function_name)
         self._acknowledge(config)

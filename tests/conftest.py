@@ -28,7 +28,7 @@ def real_data_path() -> Path:
 
 @pytest.fixture(scope="session")
 def real_data(real_data_path):
-    from avsev.pipeline.data import load
+    from avsev.data import load
 
     return load(real_data_path)
 

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pandas as pd
 import pytest
-from avsev.pipeline.data import LEAKY_COLUMNS, DataError, load, load_frame
+from avsev.data import LEAKY_COLUMNS, DataError, load, load_frame
 from avsev.serving.features import CANDIDATES, fit_spec
 from avsev.serving.schema import AccidentReport
 
@@ -156,3 +156,13 @@ def test_no_label_defining_or_identifying_column_can_become_a_feature(real_data)
     spec = fit_spec(poisoned)
     assert not {f.source for f in spec.features} & (LEAKY_COLUMNS | {"ev_id"})
     assert spec.names  # and it did pick real features
+
+
+def test_a_truncated_last_line_does_not_break_the_reader(tmp_path, real_data_path):
+    # Given an export cut mid-line (an interrupted download)
+    path = tmp_path / "cut.csv"
+    path.write_bytes(real_data_path.read_bytes()[:150_000])
+    data = load(path, require_label=False)
+    # Then the rows before it are read, and the broken one's unreadable values are missing
+    assert len(data.frame) > 500
+    assert data.frame["event_date"].iloc[:-1].notna().all()

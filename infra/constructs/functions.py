@@ -24,11 +24,10 @@ OFFLINE_PARTS = [
     "avsev/pipeline",
     "avsev/local",
     "avsev/cli.py",
-    "avsev/data.py",
     "**/__pycache__",
     "*.egg-info",
 ]
-"""Training, compiling and the local stack never ship to Lambda."""
+"""Training, compiling and the local stack never ship to Lambda (the NTSB reader does: batch scoring)."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +66,14 @@ class Layers(Construct):
                 compatible_runtimes=runtimes,
                 compatible_architectures=[arch],
                 description="pydantic and Powertools for the Lambda platform",
+            ),
+            "tabular": lambda_.LayerVersion(
+                self,
+                "Tabular",
+                code=lambda_.Code.from_asset(str(_built("tabular", arch_name))),
+                compatible_runtimes=runtimes,
+                compatible_architectures=[arch],
+                description="pandas and fastparquet for batch scoring",
             ),
             "analysis": lambda_.LayerVersion(
                 self,
@@ -111,6 +118,7 @@ class ServingFunction(Construct):
         arch: lambda_.Architecture,
         environment: dict[str, str],
         with_alias: bool = False,
+        function_name: str | None = None,
     ) -> None:
         super().__init__(scope, id)
         stack = Stack.of(self)
@@ -138,6 +146,7 @@ class ServingFunction(Construct):
             runtime=RUNTIME,
             architecture=arch,
             handler="app.handler",
+            function_name=function_name,
             code=lambda_.Code.from_asset(
                 str(ROOT / "functions" / spec.name), exclude=["__pycache__"]
             ),

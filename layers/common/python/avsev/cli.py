@@ -15,7 +15,7 @@ def _print_json(doc: Any) -> None:
 
 
 def _load_data(path: str | None, *, rows: int = 20_000, seed: int = 0) -> Any:
-    from avsev.pipeline.data import load
+    from avsev.data import load
     from avsev.pipeline.synthetic import generate
 
     return load(path) if path else generate(rows, seed=seed)
@@ -57,7 +57,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from avsev.pipeline.data import load
+    from avsev.data import load
     from avsev.pipeline.evaluate import evaluate
 
     _print_json(evaluate(args.bundle, load(args.data)))
@@ -65,7 +65,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from avsev.pipeline.data import load
+    from avsev.data import load
     from avsev.pipeline.evaluate import compare
 
     result = compare(args.a, args.b, load(args.data))
@@ -76,8 +76,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_drift(args: argparse.Namespace) -> int:
     """Has my new data moved? An export file against a bundle's reference profile."""
+    from avsev.data import load
     from avsev.monitoring.drift import drift_report
-    from avsev.pipeline.data import load
     from avsev.pipeline.evaluate import predict_proba
     from avsev.serving.bundle import load_bundle
 
@@ -277,6 +277,21 @@ def cmd_local_tick(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_score(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from avsev.batch import score_file
+    from avsev.serving.bundle import load_bundle
+
+    bundle = load_bundle(args.bundle, explain=False)
+    scored_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    summary = score_file(
+        bundle, Path(args.data), Path(args.out), scored_at=scored_at, chunk_rows=args.chunk_rows
+    )
+    _print_json(summary.as_dict())
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from avsev.local.demo import run
 
@@ -356,6 +371,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--codedeploy-app")
     p.add_argument("--codedeploy-group")
 
+    p = add(
+        "score",
+        cmd_score,
+        "score a file offline: CSV (either NTSB style) or JSON lines → predictions",
+    )
+    p.add_argument("--bundle", required=True)
+    p.add_argument("--data", required=True)
+    p.add_argument(
+        "--out", required=True, help="output .csv or .parquet (rejects and summary beside it)"
+    )
+    p.add_argument("--chunk-rows", type=int, default=20_000)
+
     p = add("demo", cmd_demo, "the whole system locally, end to end, told step by step")
     p.add_argument("--out", default="demo-output")
     p.add_argument("--requests", type=int, default=3000)
@@ -383,9 +410,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from avsev.data import DataError
     from avsev.pipeline.build import BuildError
     from avsev.pipeline.compile import CompileError
-    from avsev.pipeline.data import DataError
     from avsev.serving.bundle import BundleError
 
     args = build_parser().parse_args(argv)

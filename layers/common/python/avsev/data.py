@@ -1,5 +1,385 @@
-"""`avsev.data`: reading NTSB exports (the implementation lives in `avsev.pipeline.data`)."""
+"""Read NTSB exports into canonical accident rows and labels.
 
-from avsev.pipeline.data import DataError, LoadedData, load, load_frame
+Three column styles are read: the underscore export (`Event_Id`, `M/D/YY` dates, Latin-1),
+the dotted export (`Event.Id`, ISO dates) and this project's own (`ev_id`, the
+`AccidentReport` field names, `severity`). Values that cannot be used become missing and
+are counted by column and reason in `LoadedData.dropped`.
+"""
 
-__all__ = ["DataError", "LoadedData", "load", "load_frame"]
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections import Counter, defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from avsev.serving.schema import (
+    CATEGORIES,
+    NUMERIC_FIELDS,
+    SEVERITIES,
+    canonical_category,
+    valid_occurrence_code,
+)
+
+LABEL = "severity"
+
+INJURY_COLUMNS = ("total_fatal_injuries", "total_serious_injuries", "total_minor_injuries")
+"""The counts that define the label (with Injury_Severity): never features."""
+
+LEAKY_COLUMNS = frozenset(
+    {
+        *INJURY_COLUMNS,
+        "total_uninjured",
+        "injury_severity",
+        "aircraft_damage",
+        "accident_number",
+        "event_id",
+        "investigation_type",
+        "report_status",
+        "publication_date",
+        LABEL,
+    }
+)
+"""Columns that define or betray the label (or are identifiers): never model inputs."""
+
+# Export column (normalised: lower case, `.`/space → `_`) → report field.
+RENAMES = {
+    "latitude": "dec_latitude",
+    "longitude": "dec_longitude",
+    "purpose_of_flight": "purpose_of_flight",
+    "broad_phase_of_flight": "broad_phase_of_flight",
+}
+
+CATEGORY_FIELDS = (*CATEGORIES, "make")
+
+
+class DataError(ValueError):
+    """A data file that cannot be read as an NTSB export."""
+
+
+@dataclass
+class LoadedData:
+    """Canonical rows of one file, with what was dropped and why."""
+
+    frame: pd.DataFrame
+    """Columns: ev_id, the report fields (missing = None/NaN), severity (label or None)."""
+    path: str
+    style: str
+    dropped: dict[str, dict[str, int]] = field(default_factory=dict)
+    rows_read: int = 0
+
+    def reports(self) -> list[dict[str, Any]]:
+        """One dict per row, in `AccidentReport` form (missing fields left out)."""
+        fields = [c for c in self.frame.columns if c != LABEL]
+        out = []
+        for values in zip(*(self.frame[c].tolist() for c in fields), strict=True):
+            row = {}
+            for name, v in zip(fields, values, strict=True):
+                if v is None or (isinstance(v, float) and v != v) or v is pd.NaT:
+                    continue
+                row[name] = _python_value(name, v)
+            out.append(row)
+        return out
+
+    @property
+    def labels(self) -> list[int]:
+        """Class index per row (see SEVERITIES); rows without a label raise."""
+        idx = {s: i for i, s in enumerate(SEVERITIES)}
+        return [idx[s] for s in self.frame[LABEL]]
+
+    def summary(self) -> dict[str, Any]:
+        dates = self.frame["event_date"].dropna()
+        out: dict[str, Any] = {
+            "path": self.path,
+            "style": self.style,
+            "rows_read": self.rows_read,
+            "rows": len(self.frame),
+            "dropped_values": self.dropped,
+            "event_date_range": [str(min(dates)), str(max(dates))] if len(dates) else None,
+        }
+        if LABEL in self.frame and self.frame[LABEL].notna().any():
+            out["class_counts"] = {s: int((self.frame[LABEL] == s).sum()) for s in SEVERITIES}
+        return out
+
+
+def _python_value(name: str, v: Any) -> Any:
+    if name in NUMERIC_FIELDS:
+        return int(v) if NUMERIC_FIELDS[name][2] is int else float(v)
+    if name == "amateur_built":
+        return bool(v)
+    return v
+
+
+def _norm_column(name: str) -> str:
+    return re.sub(r"[.\s]+", "_", name.strip()).lower()
+
+
+def _blank(s: pd.Series) -> pd.Series:
+    t = s.astype("string").str.strip()
+    return t.isna() | t.str.lower().isin({"", "unknown", "unk", "n/a", "na"})
+
+
+class _Drops:
+    def __init__(self) -> None:
+        self.counts: dict[str, Counter[str]] = defaultdict(Counter)
+
+    def add(self, column: str, reason: str, n: int) -> None:
+        if n:
+            self.counts[column][reason] += int(n)
+
+    def as_dict(self) -> dict[str, dict[str, int]]:
+        return {c: dict(r) for c, r in sorted(self.counts.items())}
+
+
+def parse_event_dates(raw: pd.Series, drops: _Drops, *, today: dt.date | None = None) -> pd.Series:
+    """ISO `YYYY-MM-DD` or `M/D/YY[YY]` → date objects (None where unreadable).
+
+    A two-digit year is in the past century when it is later than this year's two digits
+    (`82` → 1982, `05` → 2005).
+    """
+    today = today or dt.date.today()
+    s = raw.astype("string").str.strip()
+    iso = s.str.extract(r"^(\d{4})-(\d{1,2})-(\d{1,2})")
+    us = s.str.extract(r"^(\d{1,2})/(\d{1,2})/(\d{2}|\d{4})$")
+
+    def number(a: pd.Series, b: pd.Series) -> pd.Series:
+        # plain floats: NaN, not pd.NA, where a date part is absent
+        return (
+            pd.to_numeric(a, errors="coerce")
+            .astype(float)
+            .fillna(pd.to_numeric(b, errors="coerce").astype(float))
+        )
+
+    year, month, day = number(iso[0], us[2]), number(iso[1], us[0]), number(iso[2], us[1])
+    two_digit = year < 100
+    century = np.where(year > today.year % 100, 1900, 2000)
+    year = year.where(~two_digit, year + century)
+    out: list[dt.date | None] = []
+    bad = 0
+    for y, m, d in zip(year.tolist(), month.tolist(), day.tolist(), strict=True):
+        try:
+            date = dt.date(int(y), int(m), int(d))
+        except (ValueError, TypeError):
+            out.append(None)
+            bad += 1
+            continue
+        if date > today:
+            out.append(None)
+            bad += 1
+        else:
+            out.append(date)
+    missing = int(_blank(raw).sum())
+    drops.add("event_date", "missing", missing)
+    drops.add("event_date", "unreadable or in the future", bad - missing)
+    return pd.Series(out, index=raw.index, dtype=object)
+
+
+_DMS = re.compile(r"^(\d{2,3})(\d{2})(\d{2}(?:\.\d+)?)([NSEW])$")
+
+
+def _coordinate(value: str) -> float:
+    """Decimal degrees, or the export's `DDDMMSS[NSEW]` form; NaN if neither."""
+    try:
+        return float(value)
+    except ValueError:
+        m = _DMS.match(value.strip().upper())
+        if not m:
+            return float("nan")
+        deg = int(m[1]) + int(m[2]) / 60 + float(m[3]) / 3600
+        return -deg if m[4] in "SW" else deg
+
+
+def _numeric(name: str, raw: pd.Series, drops: _Drops) -> pd.Series:
+    lo, hi, kind = NUMERIC_FIELDS[name]
+    blank = _blank(raw)
+    text = raw.astype("string").str.strip()
+    if name in ("dec_latitude", "dec_longitude"):
+        values = pd.Series(
+            [float("nan") if b else _coordinate(t) for b, t in zip(blank, text, strict=True)],
+            index=raw.index,
+            dtype=float,
+        )
+    else:
+        values = pd.to_numeric(text.where(~blank), errors="coerce").astype(float)
+    unreadable = values.isna() & ~blank
+    out_of_range = values.notna() & ((values < lo) | (values > hi))
+    if kind is int:
+        out_of_range |= values.notna() & (values != values.round())
+    if name == "occurrence_code":
+        out_of_range |= values.notna() & ~values.map(
+            lambda v: v != v or valid_occurrence_code(v)
+        ).astype(bool)
+    drops.add(name, "missing", blank.sum())
+    drops.add(name, "not a number", unreadable.sum())
+    drops.add(
+        name,
+        f"outside {lo}..{hi}" if name != "occurrence_code" else "invalid code",
+        out_of_range.sum(),
+    )
+    return values.where(~out_of_range)
+
+
+def _category(name: str, raw: pd.Series, drops: _Drops) -> pd.Series:
+    blank = _blank(raw)
+    out: list[str | None] = []
+    unknown = 0
+    for b, v in zip(blank.tolist(), raw.tolist(), strict=True):
+        if b:
+            out.append(None)
+            continue
+        try:
+            out.append(canonical_category(name, str(v)))
+        except ValueError:
+            out.append(None)
+            unknown += 1
+    drops.add(name, "missing", blank.sum())
+    drops.add(name, "not a category of the export", unknown)
+    return pd.Series(out, index=raw.index, dtype=object)
+
+
+def _boolean(name: str, raw: pd.Series, drops: _Drops) -> pd.Series:
+    text = raw.astype("string").str.strip().str.lower()
+    mapping = {"yes": True, "y": True, "true": True, "no": False, "n": False, "false": False}
+    values = text.map(mapping)
+    blank = _blank(raw)
+    drops.add(name, "missing", blank.sum())
+    drops.add(name, "not yes/no", (values.isna() & ~blank).sum())
+    return pd.Series(
+        [None if v is None or v != v else bool(v) for v in values], dtype=object, index=raw.index
+    )
+
+
+def severity_from_counts(frame: pd.DataFrame, drops: _Drops) -> pd.Series:
+    """Highest injury level from the Total_* counts: Fatal > Serious > Minor > None."""
+    counts = {c: pd.to_numeric(frame[c], errors="coerce") for c in INJURY_COLUMNS}
+    all_unknown = pd.concat([v.isna() for v in counts.values()], axis=1).all(axis=1)
+    label = np.select(
+        [
+            counts["total_fatal_injuries"].fillna(0) > 0,
+            counts["total_serious_injuries"].fillna(0) > 0,
+            counts["total_minor_injuries"].fillna(0) > 0,
+        ],
+        ["Fatal", "Serious", "Minor"],
+        default="None",
+    )
+    out = pd.Series(label, index=frame.index, dtype=object).where(~all_unknown, None)
+    drops.add(LABEL, "all injury counts unknown", all_unknown.sum())
+    return out
+
+
+def _style(columns: list[str]) -> str:
+    if any("." in c for c in columns):
+        return "dotted"
+    if "ev_id" in columns:
+        return "canonical"
+    return "underscore"
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    raw = path.read_bytes()
+    if b"\x00" in raw[:4096]:
+        raise DataError(f"{path}: not a text CSV file (binary content)")
+    for encoding in ("utf-8", "latin-1"):
+        try:
+            text = raw.decode(encoding)
+            break
+        except UnicodeDecodeError:
+            continue
+    import io
+
+    try:
+        return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError as e:
+        raise DataError(f"{path}: empty file, no header") from e
+
+
+def load_frame(
+    frame: pd.DataFrame, *, path: str = "<frame>", require_label: bool = True, row_offset: int = 0
+) -> LoadedData:
+    """Canonical rows from a frame of export columns (strings)."""
+    style = _style(list(frame.columns))
+    frame = frame.rename(columns=_norm_column).rename(columns=RENAMES)
+    drops = _Drops()
+    cols = set(frame.columns)
+
+    if "event_date" not in cols:
+        raise DataError(
+            f"{path}: required column Event_Date (or Event.Date / event_date) is absent"
+        )
+    if "ev_id" in cols:
+        ids = frame["ev_id"]
+    elif "accident_number" in cols:
+        ids = frame["accident_number"]
+    elif "event_id" in cols:
+        ids = frame["event_id"]
+    else:
+        raise DataError(f"{path}: required column Accident_Number (or Event_Id / ev_id) is absent")
+    ids = ids.astype("string").str.strip()
+    if "event_id" in cols:
+        mangled = frame["event_id"].astype("string").str.contains(r"E\+", regex=True, na=False)
+        drops.add("event_id", "spreadsheet-mangled (Accident_Number used as key)", mangled.sum())
+    bad_id = ~ids.str.fullmatch(r"[A-Za-z0-9._-]{1,64}", na=False)
+    ids = ids.where(
+        ~bad_id, pd.Series([f"row-{row_offset + i}" for i in range(len(frame))], index=frame.index)
+    )
+    drops.add("ev_id", "missing or invalid (replaced by row number)", bad_id.sum())
+
+    out = pd.DataFrame({"ev_id": ids.astype(str)}, index=frame.index)
+    out["event_date"] = parse_event_dates(frame["event_date"], drops)
+    for name in NUMERIC_FIELDS:
+        if name in cols:
+            out[name] = _numeric(name, frame[name], drops)
+    for name in CATEGORY_FIELDS:
+        if name in cols:
+            out[name] = _category(name, frame[name], drops)
+    if "amateur_built" in cols:
+        out["amateur_built"] = _boolean("amateur_built", frame["amateur_built"], drops)
+
+    if LABEL in cols:
+        label = frame[LABEL].astype("string").str.strip().str.capitalize()
+        bad = ~label.isin(SEVERITIES)
+        out[LABEL] = label.astype(object).where(~bad, None)
+        drops.add(LABEL, "not a severity", bad.sum())
+    elif all(c in cols for c in INJURY_COLUMNS):
+        out[LABEL] = severity_from_counts(frame, drops)
+    elif require_label:
+        missing = [c for c in INJURY_COLUMNS if c not in cols]
+        raise DataError(
+            f"{path}: required column(s) {', '.join(missing)} absent (they define the label)"
+        )
+    rows_read = len(out)
+    if LABEL in out and require_label:
+        out = out[out[LABEL].notna()]
+    return LoadedData(
+        out.reset_index(drop=True),
+        path=path,
+        style=style,
+        dropped=drops.as_dict(),
+        rows_read=rows_read,
+    )
+
+
+def load(path: str | Path, *, require_label: bool = True) -> LoadedData:
+    """Read an NTSB export CSV (either public column style, or the canonical one)."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file")
+    frame = _read_csv(path)
+    if frame.empty and len(frame.columns) <= 1:
+        raise DataError(f"{path}: no header or no rows")
+    return load_frame(frame, path=str(path), require_label=require_label)
+
+
+def to_canonical_csv(data: LoadedData, path: str | Path) -> None:
+    """Write rows in the canonical style (readable by `load`)."""
+    data.frame.to_csv(path, index=False)
+
+
+def field_values(rows: list[Mapping[str, Any]], name: str) -> list[Any]:
+    return [r.get(name) for r in rows]

@@ -54,10 +54,10 @@ def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
 def run(out: Path, *, requests: int = 3000, seed: int = 0) -> dict[str, Any]:
     import boto3
 
+    from avsev.data import load
     from avsev.local.stack import LocalStack
     from avsev.monitoring.jobs import Clients, run_ab_analysis, run_drift_check
     from avsev.pipeline.build import build_bundle
-    from avsev.pipeline.data import load
     from avsev.pipeline.synthetic import generate
     from avsev.pipeline.train import save, time_split, train
     from avsev.rollout.aliases import RolloutError, Rollouts

@@ -11,6 +11,7 @@ import random
 import secrets
 import sys
 import threading
+import urllib.request
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -116,6 +117,9 @@ class LocalStack:
         self._moto.start()
         host, port = self._moto.get_host_and_port()
         self.endpoint = f"http://{host}:{port}"
+        # moto keeps its state per process: start from an empty AWS every time
+        urllib.request.urlopen(urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST"), timeout=30)
+        self._saved_env = {k: os.environ.get(k) for k in (*FAKE_CREDENTIALS, "AWS_ENDPOINT_URL", "AWS_PROFILE")}
         use_endpoint(self.endpoint)
         self.router = LogRouter(
             FirehoseBuffer(lambda: _client("s3"), BUCKET),
@@ -146,6 +150,11 @@ class LocalStack:
         sys.stdout = self._previous_stdout
         if self._moto:
             self._moto.stop()
+        for key, value in getattr(self, "_saved_env", {}).items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
     def __enter__(self) -> LocalStack:
         return self.start()

@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
+from avsev.data import LoadedData
 from avsev.monitoring.metrics import classification_report
 from avsev.monitoring.stats import mcnemar
-from avsev.pipeline.data import LoadedData
 from avsev.serving.bundle import Bundle, load_bundle
 from avsev.serving.schema import SEVERITIES
 

@@ -13,7 +13,7 @@ import datetime as dt
 import numpy as np
 import pandas as pd
 
-from avsev.pipeline.data import LoadedData, load_frame
+from avsev.data import LoadedData, load_frame
 
 CLASS_SHARES = {"None": 0.62, "Minor": 0.14, "Serious": 0.09, "Fatal": 0.15}
 """Real shares, lowest severity first (the order of the cut points)."""

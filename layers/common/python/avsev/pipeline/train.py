@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 import xgboost as xgb
 
+from avsev.data import LoadedData
 from avsev.monitoring.metrics import classification_report
 from avsev.monitoring.profile import reference_profile
-from avsev.pipeline.data import LoadedData
 from avsev.serving.features import FeatureSpec, fit_spec
 from avsev.serving.schema import SEVERITIES
 

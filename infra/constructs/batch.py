@@ -1,0 +1,152 @@
+"""Batch scoring: a bucket whose `batch/in/` uploads (and a daily run over `incoming/`)
+invoke the batch_score function, which writes `batch/out/`."""
+
+from __future__ import annotations
+
+from avsev.batch import IN_PREFIX, INCOMING_PREFIX, OUT_PREFIX, TMP_PREFIX
+from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_cloudwatch as cw
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from infra.constants import METRICS_NAMESPACE, SERVICE
+from infra.constructs.functions import ServingFunction
+from infra.nag import acknowledge, ref
+
+
+class Batch(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        function: ServingFunction,
+        access_logs: s3.IBucket,
+        dlq: sqs.IQueue,
+        schedule: str,
+        function_name: str,
+    ) -> None:
+        super().__init__(scope, id)
+        stack = Stack.of(self)
+        self.bucket = s3.Bucket(
+            self,
+            "Bucket",
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            versioned=True,
+            server_access_logs_bucket=access_logs,
+            server_access_logs_prefix="batch/",
+            lifecycle_rules=[
+                s3.LifecycleRule(id="tmp", prefix=TMP_PREFIX, expiration=Duration.days(7)),
+                s3.LifecycleRule(
+                    id="old-versions", noncurrent_version_expiration=Duration.days(30)
+                ),
+            ],
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        # S3 → EventBridge natively (CDK's event_bridge_enabled adds a custom-resource Lambda
+        # with a managed-policy role; CloudFormation can set it on the bucket itself).
+        self.bucket.node.default_child.add_property_override(  # type: ignore[union-attr]
+            "NotificationConfiguration.EventBridgeConfiguration.EventBridgeEnabled", True
+        )
+        fn, role = function.function, function.role
+        fn.add_environment("BATCH_BUCKET", self.bucket.bucket_name)
+        # exactly these prefixes: read inputs, read and write parts and outputs
+        self.bucket.grant_read(role, f"{IN_PREFIX}*")
+        self.bucket.grant_read(role, f"{INCOMING_PREFIX}*")
+        self.bucket.grant_read_write(role, f"{OUT_PREFIX}*")
+        self.bucket.grant_read_write(role, f"{TMP_PREFIX}*")
+        role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["s3:ListBucket"],
+                resources=[self.bucket.bucket_arn],
+                conditions={"StringLike": {"s3:prefix": [f"{INCOMING_PREFIX}*", f"{OUT_PREFIX}*"]}},
+            )
+        )
+        # continuation: the function invokes itself (by name: a reference would be circular)
+        own_arn = stack.format_arn(
+            service="lambda",
+            resource="function",
+            resource_name=function_name,
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(actions=["lambda:InvokeFunction"], resources=[own_arn])
+        )
+        acknowledge(
+            role,
+            "AwsSolutions-IAM5",
+            "Objects under the batch prefixes only (CDK's grant actions), and the batch bucket's listing "
+            "restricted to two prefixes by condition.",
+            *(
+                f"Action::{a}"
+                for a in (
+                    "s3:GetObject*",
+                    "s3:GetBucket*",
+                    "s3:List*",
+                    "s3:DeleteObject*",
+                    "s3:Abort*",
+                )
+            ),
+            *(
+                f"Resource::{ref(self.bucket)}/{p}*"
+                for p in (IN_PREFIX, INCOMING_PREFIX, OUT_PREFIX, TMP_PREFIX)
+            ),
+        )
+        target = targets.LambdaFunction(
+            fn, retry_attempts=2, max_event_age=Duration.hours(6), dead_letter_queue=dlq
+        )
+        self.upload_rule = events.Rule(
+            self,
+            "Uploaded",
+            description="a file put under batch/in/ is scored",
+            event_pattern=events.EventPattern(
+                source=["aws.s3"],
+                detail_type=["Object Created"],
+                detail={
+                    "bucket": {"name": [self.bucket.bucket_name]},
+                    "object": {"key": [{"prefix": IN_PREFIX}]},
+                },
+            ),
+            targets=[target],
+        )
+        self.daily_rule = events.Rule(
+            self,
+            "Daily",
+            schedule=events.Schedule.expression(schedule),
+            description="score what arrived under incoming/ in the last days",
+            targets=[target],
+        )
+        self.alarms = [
+            cw.Alarm(
+                self,
+                "Failures",
+                alarm_name=f"{SERVICE}-batch-failures",
+                alarm_description="a batch file could not be scored (see its .summary.json)",
+                metric=cw.Metric(
+                    namespace=METRICS_NAMESPACE,
+                    metric_name="BatchFailures",
+                    statistic="Sum",
+                    dimensions_map={"service": SERVICE},
+                    period=Duration.minutes(5),
+                ),
+                threshold=1,
+                evaluation_periods=1,
+                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            ),
+            cw.Alarm(
+                self,
+                "Errors",
+                alarm_name=f"{SERVICE}-batch-errors",
+                alarm_description="the batch function failed (after its retries the event is in the DLQ)",
+                metric=fn.metric_errors(period=Duration.minutes(5)),
+                threshold=1,
+                evaluation_periods=1,
+                treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            ),
+        ]

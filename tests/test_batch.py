@@ -1,0 +1,251 @@
+"""Batch scoring against moto S3: real files in, outputs checked row by row against the
+runtime, rejects, malformed files, duplicate events, the split path, Parquet, the daily run."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import boto3
+import numpy as np
+import pandas as pd
+import pytest
+from avsev.batch import Job, final_keys, process
+from avsev.data import load
+from avsev.pipeline.train import matrix
+from lambda_support import FakeContext, load_function
+from moto import mock_aws
+
+BUCKET = "avsev-batch"
+WHEN = "2026-11-20T06:00:00Z"
+
+
+@pytest.fixture()
+def s3(monkeypatch):
+    for k, v in {
+        "AWS_ACCESS_KEY_ID": "t",
+        "AWS_SECRET_ACCESS_KEY": "t",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with mock_aws():
+        client = boto3.client("s3")
+        client.create_bucket(Bucket=BUCKET)
+        yield client
+
+
+@pytest.fixture()
+def batch_fn(s3, real_bundle_dir, monkeypatch):
+    return load_function(
+        "batch_score",
+        {
+            "MODEL_BUNDLE_PATH": str(real_bundle_dir),
+            "BATCH_BUCKET": BUCKET,
+            "BATCH_CHUNK_ROWS": "4000",
+            "BATCH_SAFETY_MS": "0",
+        },
+        monkeypatch,
+    )
+
+
+def created(key: str, etag: str = "etag-1") -> dict:
+    return {
+        "version": "0",
+        "detail-type": "Object Created",
+        "source": "aws.s3",
+        "time": WHEN,
+        "detail": {"bucket": {"name": BUCKET}, "object": {"key": key, "etag": etag, "size": 1}},
+    }
+
+
+def read_csv(s3, key: str) -> pd.DataFrame:
+    return pd.read_csv(
+        io.BytesIO(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()),
+        dtype=str,
+        keep_default_na=False,
+    )
+
+
+def expected_predictions(bundle, path) -> pd.DataFrame:
+    data = load(path, require_label=False)
+    proba = np.array(bundle.model.predict_many(matrix(bundle.spec, data.reports()).tolist()))
+    return pd.DataFrame(
+        {
+            "ev_id": data.frame["ev_id"],
+            "predicted": np.array(bundle.classes)[proba.argmax(axis=1)],
+            "prob_fatal": proba[:, 0],
+        }
+    )
+
+
+def test_real_csv_is_scored_row_by_row_like_the_runtime(
+    s3, batch_fn, real_data_path, real_bundle, capsys
+):
+    s3.put_object(Bucket=BUCKET, Key="batch/in/ntsb.csv", Body=real_data_path.read_bytes())
+    summary = batch_fn.handler(created("batch/in/ntsb.csv"), FakeContext())
+    assert summary["status"] == "ok" and summary["rows_read"] == summary["scored"] == 18_587
+    out = read_csv(s3, "batch/out/ntsb.csv")
+    assert list(out.columns) == [
+        "ev_id",
+        "predicted_severity",
+        "prob_fatal",
+        "prob_serious",
+        "prob_minor",
+        "prob_none",
+        "model_version",
+        "scored_at",
+    ]
+    expected = expected_predictions(real_bundle, real_data_path)
+    assert list(out["ev_id"]) == list(expected["ev_id"])
+    assert list(out["predicted_severity"]) == list(expected["predicted"])
+    assert (
+        np.abs(out["prob_fatal"].astype(float).to_numpy() - expected["prob_fatal"].to_numpy()).max()
+        < 1e-6
+    )
+    assert set(out["model_version"]) == {"1.0.0"} and set(out["scored_at"]) == {WHEN}
+    stored = json.loads(
+        s3.get_object(Bucket=BUCKET, Key="batch/out/ntsb.summary.json")["Body"].read()
+    )
+    assert stored["scored"] == 18_587 and stored["invocations"] == 1  # enough time left: one pass
+    assert read_csv(s3, "batch/out/ntsb.rejected.csv").empty
+    emf = [
+        json.loads(line)
+        for line in capsys.readouterr().out.splitlines()
+        if line.startswith('{"_aws"')
+    ]
+    assert emf and emf[-1]["BatchScored"] == [18587.0]
+    assert emf[-1]["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [
+        ["service"]
+    ]  # what the alarm watches
+
+
+def test_invalid_rows_are_rejected_with_row_and_reason_not_dropped(s3, batch_fn, real_bundle):
+    rows = [
+        '{"ev_id": "A1", "make": "Cessna", "weather_condition": "IMC"}',
+        '{"ev_id": "A2", "pilot_tot_time": 10, "pilot_90_days": 20}',
+        "not json",
+        '{"ev_id": "A4", "aircraft_age": "old"}',
+        '{"ev_id": "A5", "event_date": "2015-06-01"}',
+    ]
+    s3.put_object(Bucket=BUCKET, Key="batch/in/reports.jsonl", Body="\n".join(rows).encode())
+    summary = batch_fn.handler(created("batch/in/reports.jsonl"), FakeContext())
+    assert (summary["rows_read"], summary["scored"], summary["rejected"]) == (5, 2, 3)
+    assert list(read_csv(s3, "batch/out/reports.csv")["ev_id"]) == ["A1", "A5"]
+    rejected = read_csv(s3, "batch/out/reports.rejected.csv")
+    assert list(rejected["row"]) == ["2", "3", "4"]
+    assert (
+        "pilot_90_days" in rejected["reason"][0]
+        and "exceeds pilot_tot_time" in rejected["reason"][0]
+    )
+    assert "not a JSON object" in rejected["reason"][1]
+    assert "aircraft_age" in rejected["reason"][2] and "integer" in rejected["reason"][2]
+
+
+@pytest.mark.parametrize(
+    "name, body, message",
+    [
+        ("binary.csv", b"\x89PNG\r\n\x1a\n\x00\x00\x00IHDR", "binary"),
+        ("utf16.csv", "Event_Id,Event_Date\n1,1/1/05\n".encode("utf-16"), "binary"),
+        ("noheader.csv", b"ERA05LA001,3/4/05,Cessna\nERA05LA002,3/5/05,Piper\n", "Event_Date"),
+        ("empty.csv", b"", "empty"),
+    ],
+)
+def test_malformed_files_give_an_error_summary_and_no_output(s3, batch_fn, name, body, message):
+    s3.put_object(Bucket=BUCKET, Key=f"batch/in/{name}", Body=body)
+    summary = batch_fn.handler(created(f"batch/in/{name}"), FakeContext())
+    assert summary["status"] == "error" and message in summary["error"]
+    keys = final_keys(name)
+    stored = json.loads(s3.get_object(Bucket=BUCKET, Key=keys["summary"])["Body"].read())
+    assert stored["status"] == "error"
+    listed = [
+        o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="batch/out/").get("Contents", [])
+    ]
+    assert keys["output"] not in listed
+
+
+def test_the_same_event_twice_writes_the_same_output_once(s3, batch_fn, real_data_path):
+    s3.put_object(
+        Bucket=BUCKET, Key="batch/in/twice.csv", Body=real_data_path.read_bytes()[:200_000]
+    )
+    first = batch_fn.handler(created("batch/in/twice.csv"), FakeContext())
+    output = s3.get_object(Bucket=BUCKET, Key="batch/out/twice.csv")["Body"].read()
+    again = batch_fn.handler(created("batch/in/twice.csv"), FakeContext())
+    assert again["status"] == "already_done" and again["scored"] == first["scored"]
+    assert s3.get_object(Bucket=BUCKET, Key="batch/out/twice.csv")["Body"].read() == output
+    versions = s3.list_object_versions(Bucket=BUCKET, Prefix="batch/out/twice.csv").get(
+        "Versions", []
+    )
+    assert len(versions) == 1
+
+
+def test_split_path_gives_the_same_output_as_one_pass(s3, real_data_path, real_bundle, tmp_path):
+    s3.put_object(Bucket=BUCKET, Key="batch/in/split.csv", Body=real_data_path.read_bytes())
+    whole, _ = process(
+        s3, real_bundle, Job(BUCKET, "batch/in/split.csv", "e1", "whole.csv", WHEN), tmp_path
+    )
+    job: Job | None = Job(BUCKET, "batch/in/split.csv", "e2", "split.csv", WHEN)
+    invocations = 0
+    while job is not None:  # each round is one invocation that stops after one 3,000-row chunk
+        invocations += 1
+        summary, job = process(
+            s3, real_bundle, job, tmp_path, chunk_rows=3000, keep_going=lambda chunks: False
+        )
+    assert invocations == 7 and summary["invocations"] == 7
+    assert summary["scored"] == whole["scored"] == 18_587
+    assert read_csv(s3, "batch/out/split.csv").equals(read_csv(s3, "batch/out/whole.csv"))
+
+
+def test_parquet_output_when_asked(s3, real_data_path, real_bundle, tmp_path):
+    s3.put_object(Bucket=BUCKET, Key="batch/in/p.csv", Body=real_data_path.read_bytes()[:100_000])
+    summary, _ = process(
+        s3, real_bundle, Job(BUCKET, "batch/in/p.csv", "e", "p.parquet", WHEN), tmp_path
+    )
+    frame = pd.read_parquet(
+        io.BytesIO(s3.get_object(Bucket=BUCKET, Key="batch/out/p.parquet")["Body"].read()),
+        engine="fastparquet",
+    )
+    assert len(frame) == summary["scored"] > 100 and frame["prob_none"].between(0, 1).all()
+
+
+def test_daily_run_scores_what_arrived_recently(s3, batch_fn, real_data_path):
+    body = real_data_path.read_bytes()
+    s3.put_object(Bucket=BUCKET, Key="incoming/a.csv", Body=body[:150_000])
+    s3.put_object(Bucket=BUCKET, Key="incoming/b.jsonl", Body=b'{"ev_id": "J1", "make": "Piper"}\n')
+    now = pd.Timestamp.now(tz="UTC").isoformat()
+    summary = batch_fn.handler(
+        {"detail-type": "Scheduled Event", "source": "aws.events", "time": now, "detail": {}},
+        FakeContext(),
+    )
+    day = now[:10]
+    out = read_csv(s3, f"batch/out/daily-{day}.csv")
+    assert (
+        summary["files"] == ["incoming/a.csv", "incoming/b.jsonl"] and len(out) == summary["scored"]
+    )
+    assert "J1" in set(out["ev_id"])
+
+
+def test_offline_score_command(real_bundle_dir, real_data_path, tmp_path, capsys):
+    from avsev.cli import main
+
+    out = tmp_path / "scored.csv"
+    assert (
+        main(
+            [
+                "score",
+                "--bundle",
+                str(real_bundle_dir),
+                "--data",
+                str(real_data_path),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    summary = json.loads(capsys.readouterr().out)
+    assert (
+        summary["scored"] == 18_587
+        and out.is_file()
+        and (tmp_path / "scored.summary.json").is_file()
+    )
