@@ -311,7 +311,7 @@ def markdown(report: Mapping[str, Any]) -> str:
     lines = [
         "# A/B report",
         "",
-        f"Window: {report.get('window') or 'all'}. Champion: **{report.get('champion')}**, candidate: **{report.get('candidate')}**.",
+        f"Window: {window_text(report.get('window'))}. Champion: **{report.get('champion')}**, candidate: **{report.get('candidate')}**.",
         "",
         f"**Decision: {report['decision']}** — {report.get('reason', '')}",
         "",
@@ -338,9 +338,19 @@ def markdown(report: Mapping[str, Any]) -> str:
             f"- accuracy, candidate − champion: {c['accuracy_delta']:+.3f} (95% CI {lo:+.3f} to {hi:+.3f}); "
             f"{c['accuracy_test']['method']} p = {c['accuracy_test']['p_value']:.3g}; always-valid p = {c['always_valid_p']:.3g}",
             f"- weighted F1, candidate − champion: {c['weighted_f1_delta']:+.3f} (bootstrap 95% CI {flo:+.3f} to {fhi:+.3f})",
-            f"- latency: candidate slower? p = {c['latency']['p_value']}",
-            f"- labelled rows per version still needed to detect this difference: {c['labelled_per_arm_still_needed']}",
+            f"- latency: candidate p95 ×{c['latency']['p95_ratio']:.2f} ({c['latency']['p95_diff_ms']:+.3f} ms), "
+            f"Mann-Whitney p = {c['latency']['p_value']:.3g} (a slowdown counts from ×{LATENCY_SLOWDOWN} and "
+            f"+{LATENCY_MIN_DIFF_MS} ms)",
+            f"- labelled rows per version still needed to detect this difference: {c['labelled_per_arm_still_needed'] or 0:.0f}",
         ]
     if "shadow_mcnemar" in report:
         lines += ["", f"- shadow (paired, McNemar): {report['shadow_mcnemar']['verdict']}"]
     return "\n".join([*lines, ""])
+
+
+def window_text(window: Mapping[str, str] | None) -> str:
+    if not window:
+        return "all records"
+    if "from" in window:
+        return f"{window['from']} → {window['to']} (id {window.get('id')})"
+    return ", ".join(f"{k} {v}" for k, v in window.items())

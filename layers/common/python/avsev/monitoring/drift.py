@@ -19,6 +19,7 @@ import numpy as np
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
+from avsev.monitoring.ab import window_text
 from avsev.monitoring.metrics import weighted_f1
 from avsev.monitoring.profile import bucket_open_categories, category_values, numeric_values
 from avsev.serving.features import OTHER
@@ -278,7 +279,7 @@ def markdown(report: Mapping[str, Any]) -> str:
     lines = [
         f"# Drift report — model {report['model']['name']} {report['model']['version']}",
         "",
-        f"Rows: {report['rows']}. Window: {report.get('window') or 'all'}. Method: {report['method']}.",
+        f"Rows: {report['rows']}. Window: {window_text(report.get('window'))}. Method: {report['method']}.",
         "",
     ]
     if report.get("status") != "checked":
@@ -299,6 +300,8 @@ def markdown(report: Mapping[str, Any]) -> str:
             f"| {name} | {r['test']} | {stat} | {p} | {psi_} | {r['missing_rate_ref']:.1%} → {r['missing_rate_cur']:.1%} | "
             f"{'**yes**' if r['drift'] else 'no'} |"
         )
+    if report["missing_rate_changes"]:
+        lines += ["", f"Missing-rate changes over {MISSING_RATE_CHANGE:.0%}: {', '.join(report['missing_rate_changes'])}."]
     pd_ = report["prediction_drift"]
     cd = report["concept_drift"]
     lines += [
