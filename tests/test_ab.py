@@ -71,7 +71,9 @@ def test_a_better_candidate_is_promoted_and_a_worse_one_rolled_back():
     lo, hi = v["weighted_f1_ci95"]
     assert lo < v["weighted_f1"] < hi
     md = markdown(report)
-    assert "**Decision: promote**" in md and "always-valid p" in md and "| 1.1.0 | 1500 | 1500 |" in md
+    assert (
+        "**Decision: promote**" in md and "always-valid p" in md and "| 1.1.0 | 1500 | 1500 |" in md
+    )
     b_p, b_o = records("1.1.0", 1500, 0.50, 3, start=10_000)
     assert ab_report(a_p + b_p, a_o + b_o)["decision"] == "rollback"
 

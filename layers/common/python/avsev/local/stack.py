@@ -118,8 +118,12 @@ class LocalStack:
         host, port = self._moto.get_host_and_port()
         self.endpoint = f"http://{host}:{port}"
         # moto keeps its state per process: start from an empty AWS every time
-        urllib.request.urlopen(urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST"), timeout=30)
-        self._saved_env = {k: os.environ.get(k) for k in (*FAKE_CREDENTIALS, "AWS_ENDPOINT_URL", "AWS_PROFILE")}
+        urllib.request.urlopen(
+            urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST"), timeout=30
+        )
+        self._saved_env = {
+            k: os.environ.get(k) for k in (*FAKE_CREDENTIALS, "AWS_ENDPOINT_URL", "AWS_PROFILE")
+        }
         use_endpoint(self.endpoint)
         self.router = LogRouter(
             FirehoseBuffer(lambda: _client("s3"), BUCKET),

@@ -301,7 +301,10 @@ def markdown(report: Mapping[str, Any]) -> str:
             f"{'**yes**' if r['drift'] else 'no'} |"
         )
     if report["missing_rate_changes"]:
-        lines += ["", f"Missing-rate changes over {MISSING_RATE_CHANGE:.0%}: {', '.join(report['missing_rate_changes'])}."]
+        lines += [
+            "",
+            f"Missing-rate changes over {MISSING_RATE_CHANGE:.0%}: {', '.join(report['missing_rate_changes'])}.",
+        ]
     pd_ = report["prediction_drift"]
     cd = report["concept_drift"]
     lines += [
