@@ -47,53 +47,40 @@ class Layers(Construct):
         self, scope: Construct, id: str, *, arch: lambda_.Architecture, arch_name: str, bundle: Path
     ) -> None:
         super().__init__(scope, id)
-        runtimes = [RUNTIME]
-        self.by_name: dict[str, lambda_.LayerVersion] = {
-            "common": lambda_.LayerVersion(
-                self,
-                "Common",
-                code=lambda_.Code.from_asset(
+        built = {
+            "deps": "pydantic and Powertools for the Lambda platform",
+            "analysis": "numpy and scipy for the analysis functions",
+            "tabular": "pandas and fastparquet for batch scoring",
+        }
+        codes = {
+            "common": (
+                lambda_.Code.from_asset(
                     str(ROOT / "layers/common"), exclude=[f"python/{p}" for p in OFFLINE_PARTS]
                 ),
-                compatible_runtimes=runtimes,
-                compatible_architectures=[arch],
-                description="avsev library: serving, monitoring, rollout",
+                "avsev library: serving, monitoring, rollout",
             ),
-            "deps": lambda_.LayerVersion(
-                self,
-                "Deps",
-                code=lambda_.Code.from_asset(str(_built("deps", arch_name))),
-                compatible_runtimes=runtimes,
-                compatible_architectures=[arch],
-                description="pydantic and Powertools for the Lambda platform",
-            ),
-            "tabular": lambda_.LayerVersion(
-                self,
-                "Tabular",
-                code=lambda_.Code.from_asset(str(_built("tabular", arch_name))),
-                compatible_runtimes=runtimes,
-                compatible_architectures=[arch],
-                description="pandas and fastparquet for batch scoring",
-            ),
-            "analysis": lambda_.LayerVersion(
-                self,
-                "Analysis",
-                code=lambda_.Code.from_asset(str(_built("analysis", arch_name))),
-                compatible_runtimes=runtimes,
-                compatible_architectures=[arch],
-                description="numpy and scipy for the analysis functions",
-            ),
+            **{
+                name: (lambda_.Code.from_asset(str(_built(name, arch_name))), text)
+                for name, text in built.items()
+            },
             # The bundle lands at /opt/<bundle name>/ (card.json, model.so, trees.bin).
-            "model": lambda_.LayerVersion(
-                self,
-                "Model",
-                code=lambda_.Code.from_asset(
+            "model": (
+                lambda_.Code.from_asset(
                     str(bundle.parent), exclude=["*", f"!{bundle.name}", f"!{bundle.name}/**"]
                 ),
-                compatible_runtimes=runtimes,
-                compatible_architectures=[arch],
-                description=f"model bundle {bundle.name}",
+                f"model bundle {bundle.name}",
             ),
+        }
+        self.by_name: dict[str, lambda_.LayerVersion] = {
+            name: lambda_.LayerVersion(
+                self,
+                name.title(),
+                code=code,
+                compatible_runtimes=[RUNTIME],
+                compatible_architectures=[arch],
+                description=description,
+            )
+            for name, (code, description) in codes.items()
         }
 
 

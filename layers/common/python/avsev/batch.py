@@ -469,17 +469,9 @@ def finish(s3: Any, bundle: Bundle, job: Job, workdir: Path) -> Summary:
                 frame.to_csv(
                     path, mode="a" if path.exists() else "w", header=not path.exists(), index=False
                 )
-    if not out.exists():
-        write_table(pd.DataFrame(columns=OUTPUT_COLUMNS), out, append=False)
-    if not rejected.exists():
-        pd.DataFrame(columns=REJECTED_COLUMNS).to_csv(rejected, index=False)
-    keys = final_keys(job.out_name)
-    for kind, path in (("output", out), ("rejected", rejected)):
-        staging = f"{TMP_PREFIX}{job.stem}/{job.etag}/final-{Path(keys[kind]).name}"
-        s3.upload_file(str(path), job.bucket, staging)
-        s3.copy_object(
-            Bucket=job.bucket, Key=keys[kind], CopySource={"Bucket": job.bucket, "Key": staging}
-        )
+    keys = publish(
+        s3, job.bucket, out, rejected, job.out_name, staging=f"{TMP_PREFIX}{job.stem}/{job.etag}/"
+    )
     total.seconds = round(total.seconds, 3)
     total.outputs = {k: f"s3://{job.bucket}/{v}" for k, v in keys.items()}
     doc = total.as_dict() | {"source_etag": job.etag, "scored_at": job.scored_at}
@@ -490,6 +482,26 @@ def finish(s3: Any, bundle: Bundle, job: Job, workdir: Path) -> Summary:
         ContentType="application/json",
     )
     return total
+
+
+def publish(
+    s3: Any, bucket: str, out: Path, rejected: Path, out_name: str, *, staging: str
+) -> dict[str, str]:
+    """Put the output and rejects under their final keys: uploaded to a temporary key first,
+    then copied into place, so no reader ever sees a half-written file. Empty files are
+    written too (a run that scored nothing says so)."""
+    if not out.exists():
+        write_table(pd.DataFrame(columns=OUTPUT_COLUMNS), out, append=False)
+    if not rejected.exists():
+        pd.DataFrame(columns=REJECTED_COLUMNS).to_csv(rejected, index=False)
+    keys = final_keys(out_name)
+    for kind, path in (("output", out), ("rejected", rejected)):
+        temporary = f"{staging}final-{Path(keys[kind]).name}"
+        s3.upload_file(str(path), bucket, temporary)
+        s3.copy_object(
+            Bucket=bucket, Key=keys[kind], CopySource={"Bucket": bucket, "Key": temporary}
+        )
+    return keys
 
 
 def local_is_parquet(kind: str, job: Job) -> bool:
@@ -608,17 +620,7 @@ def run_daily(
             total.add(summary)
         except (DataError, pd.errors.ParserError, ValueError) as e:
             errors.append(f"{key}: {e}")
-    if not out.exists():
-        write_table(pd.DataFrame(columns=OUTPUT_COLUMNS), out, append=False)
-    if not rejected.exists():
-        pd.DataFrame(columns=REJECTED_COLUMNS).to_csv(rejected, index=False)
-    keys_out = final_keys(job.out_name)
-    for kind, path in (("output", out), ("rejected", rejected)):
-        staging = f"{TMP_PREFIX}{job.stem}/final-{Path(keys_out[kind]).name}"
-        s3.upload_file(str(path), bucket, staging)
-        s3.copy_object(
-            Bucket=bucket, Key=keys_out[kind], CopySource={"Bucket": bucket, "Key": staging}
-        )
+    keys_out = publish(s3, bucket, out, rejected, job.out_name, staging=f"{TMP_PREFIX}{job.stem}/")
     total.outputs = {k: f"s3://{bucket}/{v}" for k, v in keys_out.items()}
     doc = total.as_dict() | {"files": sorted(keys), "file_errors": errors, "scored_at": at}
     s3.put_object(Bucket=bucket, Key=keys_out["summary"], Body=json.dumps(doc, indent=1).encode())

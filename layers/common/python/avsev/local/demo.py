@@ -149,16 +149,22 @@ def run(out: Path, *, requests: int = 3000, seed: int = 0) -> dict[str, Any]:
             f"{len(second)} more requests served {mix}",
         )
 
-        outcomes = [
-            {"ev_id": rows[i]["ev_id"], "actual_severity": labels[i]} for i in first + second
-        ]
-        for chunk in range(0, len(outcomes), 500):
-            status, body, _ = api.post("/outcomes", {"outcomes": outcomes[chunk : chunk + 500]})
-            assert status == 200, body
-        stack.flush()
+        def post_outcomes(indices: list[int]) -> None:
+            """The truth learned later, 500 outcomes a request; then flush the records to S3."""
+            for start in range(0, len(indices), 500):
+                batch = [
+                    {"ev_id": rows[i]["ev_id"], "actual_severity": labels[i]}
+                    for i in indices[start : start + 500]
+                ]
+                status, body, _ = api.post("/outcomes", {"outcomes": batch})
+                if status != 200:
+                    raise RuntimeError(f"outcomes failed: {status} {body}")
+            stack.flush()
+
+        post_outcomes(first + second)
         say(
             "6. Outcomes",
-            f"{len(outcomes)} true severities posted; records flushed to s3://avsev-local-data/",
+            f"{len(first + second)} true severities posted; records flushed to s3://avsev-local-data/",
         )
 
         clients = Clients(boto3.client("s3"), boto3.client("cloudwatch"), boto3.client("sns"))
@@ -177,17 +183,7 @@ def run(out: Path, *, requests: int = 3000, seed: int = 0) -> dict[str, Any]:
             rollout.step(0.5)
             again = test[:requests]
             traffic(again)
-            for chunk in range(0, len(again), 500):
-                api.post(
-                    "/outcomes",
-                    {
-                        "outcomes": [
-                            {"ev_id": rows[i]["ev_id"], "actual_severity": labels[i]}
-                            for i in again[chunk : chunk + 500]
-                        ]
-                    },
-                )
-            stack.flush()
+            post_outcomes(again)
             ab = run_ab_analysis(
                 clients,
                 "avsev-local-data",
