@@ -37,6 +37,7 @@ sysdeps:
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 test: setup lint
 	$(VENV)/bin/pytest -q

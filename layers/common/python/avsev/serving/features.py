@@ -166,7 +166,7 @@ def fit_spec(
                 cats = [c for c, _ in counts.most_common()]
             if len(cats) < 2:
                 continue
-            features.append(Feature(name, source, kind, categories=tuple(cats)))
+            features.append(Feature(name, source, kind, categories=tuple(str(c) for c in cats)))
         else:
             numbers = [Feature(name, source, kind, derive=derive).encode(v) for v in values]
             if len(set(numbers)) < 2:

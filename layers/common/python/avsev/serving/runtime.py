@@ -35,7 +35,11 @@ TREES_ARRAYS: tuple[tuple[str, str, str], ...] = (
 )
 """The layout of trees.bin, after the header: little-endian arrays in this order."""
 
-_CTYPES = {"i": ctypes.c_int32, "d": ctypes.c_double, "f": ctypes.c_float}
+_CTYPES: dict[str, type[ctypes.c_int32] | type[ctypes.c_double] | type[ctypes.c_float]] = {
+    "i": ctypes.c_int32,
+    "d": ctypes.c_double,
+    "f": ctypes.c_float,
+}
 
 
 class ModelError(Exception):

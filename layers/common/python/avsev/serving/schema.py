@@ -208,7 +208,7 @@ def _num(name: str) -> Any:
 
 def _category(name: str) -> Any:
     """A closed category: the export's spellings (matched case-insensitively) or Unknown."""
-    values = (
+    values: list[Any] = (
         [*CATEGORIES[name], "UNK", "Unknown"]
         if name == "weather_condition"
         else [*CATEGORIES[name], "Unknown"]
@@ -280,7 +280,7 @@ class AccidentReport(BaseModel):
 
     def fields(self) -> dict[str, Any]:
         """The validated values that were given (missing ones left out)."""
-        return self.model_dump(exclude_none=True, include=REPORT_FIELDS)
+        return self.model_dump(exclude_none=True, include=set(REPORT_FIELDS))
 
 
 REPORT_FIELDS = frozenset(AccidentReport.model_fields) - {"ev_id"}
