@@ -18,3 +18,10 @@ def acknowledge(scope: IConstruct, rule: str, reason: str, *findings: str) -> No
     """Acknowledge `rule` on `scope` (and below), or only the given findings of it."""
     ids = [f"{rule}[{f}]" for f in findings] if findings else [rule]
     Validations.of(scope).acknowledge(*(Acknowledgment(id=i, reason=reason) for i in ids))
+
+
+S3_GRANT_ACTIONS = tuple(
+    f"Action::{a}"
+    for a in ("s3:GetObject*", "s3:GetBucket*", "s3:List*", "s3:DeleteObject*", "s3:Abort*")
+)
+"""The wildcard actions of CDK's bucket grants (grant_read / grant_read_write), as findings."""

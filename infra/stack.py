@@ -31,7 +31,7 @@ from infra.constructs.operations import (
     on_failure,
 )
 from infra.constructs.records import Records
-from infra.nag import acknowledge, ref
+from infra.nag import S3_GRANT_ACTIONS, acknowledge, ref
 
 SPECS = {
     # Serving: enough memory for a full vCPU share at low latency; short timeouts.
@@ -136,17 +136,8 @@ class AvsevStack(Stack):
                 "AwsSolutions-IAM5",
                 "Reads the record prefixes and writes its own report prefix of the data bucket (CDK's grant "
                 "actions), publishes to the alerts topic (its KMS key), and puts metrics in our namespace.",
-                *(
-                    f"Action::{a}"
-                    for a in (
-                        "s3:GetObject*",
-                        "s3:GetBucket*",
-                        "s3:List*",
-                        "s3:DeleteObject*",
-                        "s3:Abort*",
-                        "kms:GenerateDataKey*",
-                    )
-                ),
+                *S3_GRANT_ACTIONS,
+                "Action::kms:GenerateDataKey*",
                 *(
                     f"Resource::{ref(records.bucket)}/{p}*"
                     for p in (PREDICTIONS_PREFIX, OUTCOMES_PREFIX, f"{REPORTS_PREFIX}{prefix}/")

@@ -4,7 +4,7 @@ invoke the batch_score function, which writes `batch/out/`."""
 from __future__ import annotations
 
 from avsev.batch import IN_PREFIX, INCOMING_PREFIX, OUT_PREFIX, TMP_PREFIX
-from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
+from aws_cdk import ArnFormat, Duration, Stack
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
@@ -15,7 +15,8 @@ from constructs import Construct
 
 from infra.constants import METRICS_NAMESPACE, SERVICE
 from infra.constructs.functions import ServingFunction
-from infra.nag import acknowledge, ref
+from infra.constructs.records import private_bucket
+from infra.nag import S3_GRANT_ACTIONS, acknowledge, ref
 
 
 class Batch(Construct):
@@ -32,22 +33,17 @@ class Batch(Construct):
     ) -> None:
         super().__init__(scope, id)
         stack = Stack.of(self)
-        self.bucket = s3.Bucket(
+        self.bucket = private_bucket(
             self,
             "Bucket",
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            enforce_ssl=True,
-            versioned=True,
-            server_access_logs_bucket=access_logs,
-            server_access_logs_prefix="batch/",
+            access_logs=access_logs,
+            log_prefix="batch/",
             lifecycle_rules=[
                 s3.LifecycleRule(id="tmp", prefix=TMP_PREFIX, expiration=Duration.days(7)),
                 s3.LifecycleRule(
                     id="old-versions", noncurrent_version_expiration=Duration.days(30)
                 ),
             ],
-            removal_policy=RemovalPolicy.RETAIN,
         )
         # S3 → EventBridge natively (CDK's event_bridge_enabled adds a custom-resource Lambda
         # with a managed-policy role; CloudFormation can set it on the bucket itself).
@@ -83,16 +79,7 @@ class Batch(Construct):
             "AwsSolutions-IAM5",
             "Objects under the batch prefixes only (CDK's grant actions), and the batch bucket's listing "
             "restricted to two prefixes by condition.",
-            *(
-                f"Action::{a}"
-                for a in (
-                    "s3:GetObject*",
-                    "s3:GetBucket*",
-                    "s3:List*",
-                    "s3:DeleteObject*",
-                    "s3:Abort*",
-                )
-            ),
+            *S3_GRANT_ACTIONS,
             *(
                 f"Resource::{ref(self.bucket)}/{p}*"
                 for p in (IN_PREFIX, INCOMING_PREFIX, OUT_PREFIX, TMP_PREFIX)

@@ -30,15 +30,11 @@ class Records(Construct):
             lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(90))],
             removal_policy=RemovalPolicy.RETAIN,
         )
-        self.bucket = s3.Bucket(
+        self.bucket = private_bucket(
             self,
             "Data",
-            encryption=s3.BucketEncryption.S3_MANAGED,
-            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
-            enforce_ssl=True,
-            versioned=True,
-            server_access_logs_bucket=self.access_logs,
-            server_access_logs_prefix="data/",
+            access_logs=self.access_logs,
+            log_prefix="data/",
             lifecycle_rules=[
                 s3.LifecycleRule(
                     id="records",
@@ -62,7 +58,6 @@ class Records(Construct):
                     id="errors", prefix="firehose-errors/", expiration=Duration.days(30)
                 ),
             ],
-            removal_policy=RemovalPolicy.RETAIN,
         )
         role = iam.Role(
             self, "FirehoseRole", assumed_by=iam.ServicePrincipal("firehose.amazonaws.com")
@@ -159,6 +154,29 @@ class Records(Construct):
             destination=destinations.FirehoseDestination(stream, role=self.logs_role),
             filter_pattern=logs.FilterPattern.literal(RECORD_FILTER),
         )
+
+
+def private_bucket(
+    scope: Construct,
+    id: str,
+    *,
+    access_logs: s3.IBucket,
+    log_prefix: str,
+    lifecycle_rules: list[s3.LifecycleRule],
+) -> s3.Bucket:
+    """Encrypted, public access blocked, SSL only, versioned, access-logged, kept on stack deletion."""
+    return s3.Bucket(
+        scope,
+        id,
+        encryption=s3.BucketEncryption.S3_MANAGED,
+        block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+        enforce_ssl=True,
+        versioned=True,
+        server_access_logs_bucket=access_logs,
+        server_access_logs_prefix=log_prefix,
+        lifecycle_rules=lifecycle_rules,
+        removal_policy=RemovalPolicy.RETAIN,
+    )
 
 
 def _processor(kind: str, **params: str) -> firehose.CfnDeliveryStream.ProcessorProperty:

@@ -169,22 +169,10 @@ def run(out: Path, *, requests: int = 3000, seed: int = 0) -> dict[str, Any]:
 
         clients = Clients(boto3.client("s3"), boto3.client("cloudwatch"), boto3.client("sns"))
         now = dt.datetime.now(dt.UTC)
-        ab = run_ab_analysis(
-            clients,
-            "avsev-local-data",
-            now,
-            champion="1.0.0",
-            candidate="1.1.0",
-            topic_arn=stack.topic_arn,
-        )
-        report = ab["report"]
-        say("7. A/B report", f"decision: {report['decision']} — {report['reason']}")
-        if report["decision"] in ("continue", "insufficient_data"):
-            rollout.step(0.5)
-            again = test[:requests]
-            traffic(again)
-            post_outcomes(again)
-            ab = run_ab_analysis(
+
+        def ab_report() -> dict[str, Any]:
+            """The hourly A/B job, run now over the records so far."""
+            return run_ab_analysis(
                 clients,
                 "avsev-local-data",
                 now,
@@ -192,6 +180,16 @@ def run(out: Path, *, requests: int = 3000, seed: int = 0) -> dict[str, Any]:
                 candidate="1.1.0",
                 topic_arn=stack.topic_arn,
             )
+
+        ab = ab_report()
+        report = ab["report"]
+        say("7. A/B report", f"decision: {report['decision']} — {report['reason']}")
+        if report["decision"] in ("continue", "insufficient_data"):
+            rollout.step(0.5)
+            again = test[:requests]
+            traffic(again)
+            post_outcomes(again)
+            ab = ab_report()
             report = ab["report"]
             note(
                 f"not enough evidence yet: stepped the canary to 50% and sent {len(again)} more requests"
