@@ -30,7 +30,7 @@ PRUNE_SUFFIXES = (".pyi", ".pyc", ".c", ".cpp", ".h", ".pxd", ".pyx")
 def build(name: str, arch: str, python: str) -> Path:
     req = ROOT / "layers" / name / "requirements.txt"
     out = ROOT / "layers" / name / "build" / arch
-    stamp = out / ".inputs"
+    stamp = out.parent / f"{arch}.inputs"  # beside the asset, not in it
     digest = hashlib.sha256(req.read_bytes() + f"{arch} {python}".encode()).hexdigest()
     if stamp.exists() and stamp.read_text() == digest:
         return out
