@@ -9,6 +9,7 @@ export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 ARCH ?= arm64
 VERSION ?= 1.0.0
 MODEL_DIR := layers/model/train
+BUNDLE = layers/model/build/$(ARCH)/avsev-severity-$(VERSION)
 
 .PHONY: help setup sysdeps lint test bench demo load layers model synth deploy clean
 
@@ -60,13 +61,13 @@ layers: $(STAMP)
 # Train on the real data when it is there (synthetic otherwise) and build the bundle the stack ships.
 model: setup
 	$(VENV)/bin/avsev train $(if $(wildcard $(SHARED_DATA)),--data $(SHARED_DATA)) --out $(MODEL_DIR) > /dev/null
-	$(VENV)/bin/avsev build --model $(MODEL_DIR) --version $(VERSION) --arch $(ARCH)
+	$(VENV)/bin/avsev build --model $(MODEL_DIR) --version $(VERSION) --arch $(ARCH) --out layers/model/build/$(ARCH)
 
 synth: layers
-	npx --yes aws-cdk@2 synth -c arch=$(ARCH) -c bundle=layers/model/build/avsev-severity-$(VERSION)
+	npx --yes aws-cdk@2 synth -c arch=$(ARCH) -c bundle=$(BUNDLE)
 
 deploy: layers
-	npx --yes aws-cdk@2 deploy -c arch=$(ARCH) -c bundle=layers/model/build/avsev-severity-$(VERSION)
+	npx --yes aws-cdk@2 deploy -c arch=$(ARCH) -c bundle=$(BUNDLE)
 
 clean:
 	rm -rf layers/model/build cdk.out bench/work .pytest_cache

@@ -5,15 +5,16 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-sys.path.insert(
-    0, str(Path(__file__).resolve().parents[1])
-)  # `infra` as a package from the repo root
+# Run as `python infra/app.py`, Python puts infra/ first on the path, where our `constructs`
+# folder would shadow the `constructs` library: import from the repository root instead.
+_here, _root = Path(__file__).resolve().parent, str(Path(__file__).resolve().parents[1])
+sys.path[:] = [_root] + [p for p in sys.path if Path(p or ".").resolve() != _here]
 
-import aws_cdk as cdk
-from cdk_nag import AwsSolutionsChecks, ServerlessChecks
+import aws_cdk as cdk  # noqa: E402 - after the path fix above
+from cdk_nag import AwsSolutionsChecks, ServerlessChecks  # noqa: E402
 
-from infra.config import AppConfig
-from infra.stack import AvsevStack
+from infra.config import AppConfig  # noqa: E402
+from infra.stack import AvsevStack  # noqa: E402
 
 
 def build_app(

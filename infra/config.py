@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @dataclass(frozen=True)
 class AppConfig:
     arch: str = "arm64"
-    bundle: Path = ROOT / "layers/model/build/avsev-severity-1.0.0"
+    bundle: Path = ROOT / "layers/model/build/arm64/avsev-severity-1.0.0"
     auth: str = "iam"  # or "cognito"
     deployment: str = (
         "canary:10:10"  # canary:<percent>:<minutes> | linear:<percent>:<minutes> | all_at_once
