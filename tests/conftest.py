@@ -109,3 +109,17 @@ def openapi_document(functions):
         title="Aviation accident severity API",
         version="1",
     )
+
+
+@pytest.fixture()
+def fake_aws(monkeypatch):
+    """Fake credentials and no endpoint override, so moto's mock_aws catches every call."""
+    for k, v in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SECURITY_TOKEN": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)

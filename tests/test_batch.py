@@ -21,14 +21,7 @@ WHEN = "2026-11-20T06:00:00Z"
 
 
 @pytest.fixture()
-def s3(monkeypatch):
-    for k, v in {
-        "AWS_ACCESS_KEY_ID": "t",
-        "AWS_SECRET_ACCESS_KEY": "t",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(k, v)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+def s3(fake_aws):
     with mock_aws():
         client = boto3.client("s3")
         client.create_bucket(Bucket=BUCKET)

@@ -48,6 +48,27 @@ def _shares(counts: Mapping[str, float], keys: Sequence[str]) -> np.ndarray:
     return np.array([counts.get(k, 0) / total if total else 0.0 for k in keys])
 
 
+def _tested(test: str, statistic: float, p: float) -> dict[str, Any]:
+    """A significance test's result: drift when p < ALPHA."""
+    return {
+        "test": test,
+        "statistic": float(statistic),
+        "p_value": float(p),
+        "threshold": ALPHA,
+        "drift": bool(p < ALPHA),
+    }
+
+
+def _distance(test: str, distance: float) -> dict[str, Any]:
+    """A distance's result: drift when it reaches DISTANCE_THRESHOLD."""
+    return {
+        "test": test,
+        "statistic": distance,
+        "threshold": DISTANCE_THRESHOLD,
+        "drift": distance >= DISTANCE_THRESHOLD,
+    }
+
+
 def numeric_drift(ref: Mapping[str, Any], current: np.ndarray) -> dict[str, Any]:
     sample = np.asarray(ref["sample"], dtype=float)
     edges = np.asarray(ref["bin_edges"], dtype=float)
@@ -64,33 +85,17 @@ def numeric_drift(ref: Mapping[str, Any], current: np.ndarray) -> dict[str, Any]
     distinct = len(np.unique(sample))
     if len(current) <= SMALL_SAMPLE:
         statistic, p = stats.ks_2samp(sample, current)
-        out |= {
-            "test": "ks",
-            "statistic": float(statistic),
-            "p_value": float(p),
-            "threshold": ALPHA,
-            "drift": bool(p < ALPHA),
-        }
+        out |= _tested("ks", statistic, p)
     elif distinct <= 5:
         values = sorted(set(sample.tolist()) | set(current.tolist()))
         r = _shares(Counter(sample.tolist()), values)
         c = _shares(Counter(current.tolist()), values)
         distance = float(jensenshannon(r, c, base=2))
-        out |= {
-            "test": "jensen_shannon",
-            "statistic": distance,
-            "threshold": DISTANCE_THRESHOLD,
-            "drift": distance >= DISTANCE_THRESHOLD,
-        }
+        out |= _distance("jensen_shannon", distance)
     else:
         scale = float(np.std(sample)) or 1.0
         distance = float(stats.wasserstein_distance(sample, current) / scale)
-        out |= {
-            "test": "wasserstein_normed",
-            "statistic": distance,
-            "threshold": DISTANCE_THRESHOLD,
-            "drift": distance >= DISTANCE_THRESHOLD,
-        }
+        out |= _distance("wasserstein_normed", distance)
     return out
 
 
@@ -113,21 +118,10 @@ def categorical_drift(ref: Mapping[str, Any], current: Sequence[str]) -> dict[st
     if len(current) <= SMALL_SAMPLE:
         observed = np.array([counts.get(k, 0) for k in keys], dtype=float)
         statistic, p = stats.chisquare(observed, r * observed.sum())
-        out |= {
-            "test": "chi_square",
-            "statistic": float(statistic),
-            "p_value": float(p),
-            "threshold": ALPHA,
-            "drift": bool(p < ALPHA),
-        }
+        out |= _tested("chi_square", statistic, p)
     else:
         distance = float(jensenshannon(r, c, base=2))
-        out |= {
-            "test": "jensen_shannon",
-            "statistic": distance,
-            "threshold": DISTANCE_THRESHOLD,
-            "drift": distance >= DISTANCE_THRESHOLD,
-        }
+        out |= _distance("jensen_shannon", distance)
     return out
 
 
