@@ -6,7 +6,8 @@ import datetime as dt
 
 import numpy as np
 import pytest
-from avsev.monitoring.ab import ALPHA, ab_report, always_valid_p, markdown
+from avsev.monitoring.ab import ALPHA, always_valid_p, markdown
+from avsev.monitoring.offline import reports_from_records
 from avsev.serving.records import OutcomeRecord, PredictionRecord
 from avsev.serving.schema import SEVERITIES
 
@@ -52,6 +53,11 @@ def records(
             OutcomeRecord(request_id=f"o{i}", ev_id=f"EV{i}", timestamp=T0, actual_severity=actual)
         )
     return preds, outs
+
+
+def ab_report(predictions, outcomes, **kwargs):
+    """The A/B report of records, through the rollup queries (DuckDB) and the counts."""
+    return reports_from_records([*predictions, *outcomes], **kwargs)["ab"]
 
 
 def test_a_better_candidate_is_promoted_and_a_worse_one_rolled_back():

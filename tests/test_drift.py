@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
-from avsev.monitoring.drift import SMALL_SAMPLE, drift_report
 from avsev.monitoring.evaluation import move_category_share, rates, sample, split_reference
+from avsev.monitoring.offline import drift_reports_of_rows, reports_from_records
+from avsev.monitoring.rollups import SMALL_SAMPLE
+from avsev.serving.records import OutcomeRecord, PredictionRecord
 
 SEEDS = 100
 ROWS = 1000
@@ -45,7 +49,7 @@ def test_the_changes_are_real(population):
 
 def test_large_samples_use_distances(population):
     card, other = population
-    report = drift_report(card, sample(other, 1, 3000))
+    (report,) = drift_reports_of_rows(card, [sample(other, 1, 3000)])
     assert report["rows"] > SMALL_SAMPLE
     tests = {r["test"] for r in report["features"].values()}
     assert tests <= {"wasserstein_normed", "jensen_shannon"}
@@ -56,7 +60,8 @@ def test_large_samples_use_distances(population):
 
 def test_unseen_categories_missing_rates_and_small_data_never_crash(real_bundle):
     card = real_bundle.card
-    assert drift_report(card, [])["status"] == "insufficient_data"
+    assert drift_reports_of_rows(card, [[]])[0]["status"] == "insufficient_data"
+    at = dt.datetime(2026, 11, 20, tzinfo=dt.UTC)
     rows = [
         {
             "engine_type": "Hybrid Rocket",
@@ -66,7 +71,25 @@ def test_unseen_categories_missing_rates_and_small_data_never_crash(real_bundle)
         }
         for i in range(200)
     ]
-    report = drift_report(card, rows, predicted=["Fatal"] * 200, labelled=[("Fatal", "None")] * 200)
+    records = [
+        PredictionRecord(
+            request_id=f"r{i}",
+            ev_id=f"EV{i}",
+            timestamp=at,
+            model_name=card["name"],
+            model_version=card["version"],
+            function_version="1",
+            features=row,
+            probabilities={"Fatal": 1.0, "Serious": 0.0, "Minor": 0.0, "None": 0.0},
+            predicted="Fatal",
+            latency_ms=0.1,
+        )
+        for i, row in enumerate(rows)
+    ] + [
+        OutcomeRecord(request_id=f"o{i}", ev_id=f"EV{i}", timestamp=at, actual_severity="None")
+        for i in range(200)
+    ]
+    report = reports_from_records(records, card=card)["drift"]
     make = report["features"]["make"]
     assert make["unseen_in_other_bucket"] == 200 and len(make["unseen_categories"]) == 7
     engine = report["features"]["engine_type"]

@@ -1,6 +1,7 @@
-"""A/B analysis of model versions from prediction and outcome records.
+"""A/B analysis of model versions from the counts of a window's rollups.
 
-Versions are told apart by the model version that really served each request (alias
+Every statistic comes from counts (see avsev.monitoring.rollups): confusion matrices per
+served version, latency histograms, paired served/shadow counts. Versions are told apart by the model version that really served each request (alias
 routing is random per invocation). The decision rule uses an always-valid p-value (a
 mixture sequential probability ratio test, Johari et al. 2017) on the accuracy difference,
 so reading the report every hour does not inflate false decisions.
@@ -10,16 +11,16 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from scipy import stats
 
-from avsev.monitoring.metrics import confusion, f1_scores, macro_f1, weighted_f1
-from avsev.monitoring.stats import mcnemar
-from avsev.serving.records import OutcomeRecord, PredictionRecord
+from avsev.monitoring.metrics import f1_scores, macro_f1_of, weighted_f1_of
+from avsev.monitoring.rollups import latency_value
+from avsev.monitoring.stats import mcnemar_counts
 from avsev.serving.schema import SEVERITIES
 
 ALPHA = 0.05
@@ -38,75 +39,138 @@ FISHER_BELOW = 5
 IDX = {s: i for i, s in enumerate(SEVERITIES)}
 
 
-@dataclass(frozen=True)
-class Joined:
-    """One served prediction, with its true severity when known."""
+@dataclass
+class VersionCounts:
+    """What a report needs of one model version: counts only."""
 
-    record: PredictionRecord
-    actual: str | None
+    requests: int = 0
+    mix: dict[str, int] = field(default_factory=dict)
+    latency: dict[int, int] = field(default_factory=dict)
+    """Latency histogram: log-scale bin (see rollups.latency_value) → served requests."""
+    confusion: np.ndarray = field(default_factory=lambda: np.zeros((4, 4), dtype=np.int64))
+    """Labelled served predictions: rows actual class, columns predicted class."""
 
+    @property
+    def labelled(self) -> int:
+        return int(self.confusion.sum())
 
-def dedupe_predictions(records: Iterable[PredictionRecord]) -> list[PredictionRecord]:
-    """Firehose may deliver a record twice: keep one per (request, event, served/shadow, version)."""
-    seen: dict[tuple[str, str, bool, str], PredictionRecord] = {}
-    for r in records:
-        seen.setdefault((r.request_id, r.ev_id, r.shadow, r.model_version), r)
-    return list(seen.values())
-
-
-def latest_outcomes(records: Iterable[OutcomeRecord]) -> dict[str, str]:
-    """The most recent true severity per event (late corrections win)."""
-    best: dict[str, OutcomeRecord] = {}
-    for r in records:
-        key = r.observed_at or r.timestamp
-        current = best.get(r.ev_id)
-        if current is None or key >= (current.observed_at or current.timestamp):
-            best[r.ev_id] = r
-    return {ev: r.actual_severity for ev, r in best.items()}
+    @property
+    def correct(self) -> int:
+        return int(np.trace(self.confusion))
 
 
-def join(predictions: Sequence[PredictionRecord], outcomes: Mapping[str, str]) -> list[Joined]:
-    return [Joined(p, outcomes.get(p.ev_id)) for p in predictions if not p.shadow]
+@dataclass
+class ABCounts:
+    """The sum of the rollups of a window."""
+
+    versions: dict[str, VersionCounts] = field(default_factory=dict)
+    shadow_pairs: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
+    """(served version, shadow version) → 2×2 counts [served right?][shadow right?]."""
+    predictions: int = 0
+    """Distinct prediction records (served and shadow)."""
+    newer_schema: int = 0
+
+    def version(self, name: str) -> VersionCounts:
+        return self.versions.setdefault(name, VersionCounts())
 
 
-def bootstrap_ci(
-    values: Sequence[tuple[int, int]], stat: Any, rng: np.random.Generator
-) -> tuple[float, float]:
-    if not values:
-        return (math.nan, math.nan)
-    y = np.array([v[0] for v in values])
-    p = np.array([v[1] for v in values])
-    n = len(y)
-    draws = rng.integers(0, n, size=(BOOTSTRAP, n))
-    samples = [stat(y[d], p[d]) for d in draws]
+def ab_counts(served: Iterable[Mapping[str, Any]], labels: Iterable[Mapping[str, Any]]) -> ABCounts:
+    """Sum the `served` and `labels` rollup rows of a window (see avsev.monitoring.rollups)."""
+    counts = ABCounts()
+    for r in served:
+        n = int(r["n"])
+        if r.get("newer_schema"):
+            counts.newer_schema += n
+            continue
+        counts.predictions += n
+        if r["shadow"]:
+            continue
+        v = counts.version(r["model_version"])
+        v.requests += n
+        v.mix[r["predicted"]] = v.mix.get(r["predicted"], 0) + n
+        b = int(r["latency_bin"])
+        v.latency[b] = v.latency.get(b, 0) + n
+    for r in labels:
+        n = int(r["n"])
+        if r["kind"] == "served":
+            counts.version(r["version"]).confusion[IDX[r["actual"]], IDX[r["predicted"]]] += n
+        else:
+            key = (r["version"], r["shadow_version"])
+            table = counts.shadow_pairs.setdefault(key, np.zeros((2, 2), dtype=np.int64))
+            table[
+                int(r["predicted"] == r["actual"]), int(r["shadow_predicted"] == r["actual"])
+            ] += n
+    return counts
+
+
+def latency_quantile(histogram: Mapping[int, int], q: float) -> float | None:
+    """The q-quantile of a latency histogram (the bin's middle; bins are 1% wide)."""
+    total = sum(histogram.values())
+    if not total:
+        return None
+    rank = q * (total - 1)
+    seen = 0
+    for b in sorted(histogram):
+        seen += histogram[b]
+        if seen > rank:
+            return latency_value(b)
+    return latency_value(max(histogram))
+
+
+def mann_whitney_greater(b: Mapping[int, int], a: Mapping[int, int]) -> float:
+    """One-sided Mann-Whitney U p-value that b is stochastically greater than a, from binned
+    values (ties within a bin, normal approximation with tie and continuity corrections)."""
+    na, nb = sum(a.values()), sum(b.values())
+    if not na or not nb:
+        return 1.0
+    u = 0.0
+    below_a = 0
+    ties = 0.0
+    for k in sorted(set(a) | set(b)):
+        ca, cb = a.get(k, 0), b.get(k, 0)
+        u += cb * (below_a + 0.5 * ca)
+        below_a += ca
+        t = ca + cb
+        ties += t**3 - t
+    n = na + nb
+    mean = na * nb / 2
+    variance = na * nb / 12 * ((n + 1) - ties / (n * (n - 1))) if n > 1 else 0.0
+    if variance <= 0:
+        return 1.0
+    z = (u - mean - 0.5) / math.sqrt(variance)
+    return float(stats.norm.sf(z))
+
+
+def bootstrap_f1(cm: np.ndarray, rng: np.random.Generator, stat: Any) -> np.ndarray:
+    """The statistic on BOOTSTRAP resamples of the labelled rows (multinomial over the
+    confusion cells: the same distribution as resampling the rows)."""
+    n = int(cm.sum())
+    draws = rng.multinomial(n, cm.ravel() / n, size=BOOTSTRAP).reshape(BOOTSTRAP, *cm.shape)
+    return np.array([stat(d) for d in draws])
+
+
+def _ci(samples: np.ndarray) -> tuple[float, float]:
     return (float(np.percentile(samples, 2.5)), float(np.percentile(samples, 97.5)))
 
 
-def version_summary(rows: Sequence[Joined], rng: np.random.Generator) -> dict[str, Any]:
-    labelled = [(IDX[j.actual], IDX[j.record.predicted]) for j in rows if j.actual is not None]
-    latency = np.array([j.record.latency_ms for j in rows], dtype=float)
-    mix = {s: 0 for s in SEVERITIES}
-    for j in rows:
-        mix[j.record.predicted] += 1
+def version_summary(v: VersionCounts, rng: np.random.Generator) -> dict[str, Any]:
     out: dict[str, Any] = {
-        "requests": len(rows),
-        "labelled": len(labelled),
-        "labelled_share": len(labelled) / len(rows) if rows else 0.0,
-        "predicted_mix": {s: n / max(len(rows), 1) for s, n in mix.items()},
-        "latency_ms_p50": float(np.percentile(latency, 50)) if len(latency) else None,
-        "latency_ms_p95": float(np.percentile(latency, 95)) if len(latency) else None,
+        "requests": v.requests,
+        "labelled": v.labelled,
+        "labelled_share": v.labelled / v.requests if v.requests else 0.0,
+        "predicted_mix": {s: v.mix.get(s, 0) / max(v.requests, 1) for s in SEVERITIES},
+        "latency_ms_p50": latency_quantile(v.latency, 0.50),
+        "latency_ms_p95": latency_quantile(v.latency, 0.95),
     }
-    if labelled:
-        y = [a for a, _ in labelled]
-        p = [b for _, b in labelled]
-        cm = confusion(y, p)
+    if v.labelled:
+        cm = v.confusion
         _, recall, _ = f1_scores(cm)
         out |= {
-            "accuracy": float(np.mean(np.array(y) == np.array(p))),
-            "weighted_f1": weighted_f1(y, p),
-            "weighted_f1_ci95": bootstrap_ci(labelled, weighted_f1, rng),
-            "macro_f1": macro_f1(y, p),
-            "macro_f1_ci95": bootstrap_ci(labelled, macro_f1, rng),
+            "accuracy": v.correct / v.labelled,
+            "weighted_f1": weighted_f1_of(cm),
+            "weighted_f1_ci95": _ci(bootstrap_f1(cm, rng, weighted_f1_of)),
+            "macro_f1": macro_f1_of(cm),
+            "macro_f1_ci95": _ci(bootstrap_f1(cm, rng, macro_f1_of)),
             "recall": {s: float(recall[i]) for i, s in enumerate(SEVERITIES)},
         }
     return out
@@ -147,53 +211,37 @@ def sample_size_per_arm(
 
 
 def compare(
-    champion: Sequence[Joined], candidate: Sequence[Joined], rng: np.random.Generator
+    champion: VersionCounts, candidate: VersionCounts, rng: np.random.Generator
 ) -> dict[str, Any]:
-    a = [(IDX[j.actual], IDX[j.record.predicted]) for j in champion if j.actual is not None]
-    b = [(IDX[j.actual], IDX[j.record.predicted]) for j in candidate if j.actual is not None]
-    ca, cb = sum(y == p for y, p in a), sum(y == p for y, p in b)
-    pa, pb = ca / len(a), cb / len(b)
+    na, nb = champion.labelled, candidate.labelled
+    ca, cb = champion.correct, candidate.correct
+    pa, pb = ca / na, cb / nb
     diff = pb - pa
-    variance = pa * (1 - pa) / len(a) + pb * (1 - pb) / len(b)
+    variance = pa * (1 - pa) / na + pb * (1 - pb) / nb
     se = math.sqrt(variance)
-    ya, pa_ = np.array([y for y, _ in a]), np.array([p for _, p in a])
-    yb, pb_ = np.array([y for y, _ in b]), np.array([p for _, p in b])
-    draws = [
-        weighted_f1(yb[i], pb_[i]) - weighted_f1(ya[j], pa_[j])
-        for i, j in zip(
-            rng.integers(0, len(b), (BOOTSTRAP, len(b))),
-            rng.integers(0, len(a), (BOOTSTRAP, len(a))),
-            strict=True,
-        )
-    ]
-    lat_a = [j.record.latency_ms for j in champion]
-    lat_b = [j.record.latency_ms for j in candidate]
-    latency = stats.mannwhitneyu(lat_b, lat_a, alternative="greater") if lat_a and lat_b else None
+    f1_draws = bootstrap_f1(candidate.confusion, rng, weighted_f1_of) - bootstrap_f1(
+        champion.confusion, rng, weighted_f1_of
+    )
+    lat_a, lat_b = champion.latency, candidate.latency
+    p95_a, p95_b = latency_quantile(lat_a, 0.95), latency_quantile(lat_b, 0.95)
+    both = p95_a is not None and p95_b is not None
     needed = sample_size_per_arm(pa, pb)
     return {
         "accuracy_delta": diff,
         "accuracy_delta_ci95": (diff - 1.96 * se, diff + 1.96 * se),
-        "accuracy_test": accuracy_test(ca, len(a), cb, len(b)),
+        "accuracy_test": accuracy_test(ca, na, cb, nb),
         "always_valid_p": always_valid_p(diff, variance),
-        "weighted_f1_delta": weighted_f1(yb, pb_) - weighted_f1(ya, pa_),
-        "weighted_f1_delta_ci95": (
-            float(np.percentile(draws, 2.5)),
-            float(np.percentile(draws, 97.5)),
-        ),
+        "weighted_f1_delta": weighted_f1_of(candidate.confusion)
+        - weighted_f1_of(champion.confusion),
+        "weighted_f1_delta_ci95": _ci(f1_draws),
         "latency": {
-            "test": "mann_whitney_u (candidate slower)",
-            "p_value": float(latency.pvalue) if latency else None,
-            "p95_ratio": (
-                float(np.percentile(lat_b, 95)) / max(float(np.percentile(lat_a, 95)), 1e-9)
-            )
-            if lat_a and lat_b
-            else None,
-            "p95_diff_ms": float(np.percentile(lat_b, 95) - np.percentile(lat_a, 95))
-            if lat_a and lat_b
-            else None,
+            "test": "mann_whitney_u (candidate slower), on 1%-wide latency bins",
+            "p_value": mann_whitney_greater(lat_b, lat_a) if both else None,
+            "p95_ratio": p95_b / max(p95_a, 1e-9) if both else None,  # type: ignore[operator]
+            "p95_diff_ms": p95_b - p95_a if both else None,  # type: ignore[operator]
         },
         "labelled_per_arm_needed": needed,
-        "labelled_per_arm_still_needed": max(0.0, needed - min(len(a), len(b))) if needed else None,
+        "labelled_per_arm_still_needed": max(0.0, needed - min(na, nb)) if needed else None,
     }
 
 
@@ -236,36 +284,34 @@ def decide(comparison: Mapping[str, Any], n_a: int, n_b: int) -> tuple[str, str]
 
 
 def ab_report(
-    predictions: Iterable[PredictionRecord],
-    outcomes: Iterable[OutcomeRecord],
+    counts: ABCounts,
     *,
     champion: str | None = None,
     candidate: str | None = None,
-    window: Mapping[str, str] | None = None,
+    window: Mapping[str, Any] | None = None,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """The A/B report for a window of records. Champion and candidate default to the most
-    and second-most served model versions."""
+    """The A/B report of a window's counts. Champion and candidate default to the most and
+    second-most served model versions."""
     rng = np.random.default_rng(seed)
-    preds = dedupe_predictions(predictions)
-    truths = latest_outcomes(outcomes)
-    served = join(preds, truths)
-    by_version: dict[str, list[Joined]] = {}
-    for j in served:
-        by_version.setdefault(j.record.model_version, []).append(j)
-    ranked = sorted(by_version, key=lambda v: len(by_version[v]), reverse=True)
+    by_version = {v: c for v, c in counts.versions.items() if c.requests or c.labelled}
+    ranked = sorted(by_version, key=lambda v: by_version[v].requests, reverse=True)
     champion = champion or (ranked[0] if ranked else None)
     candidate = candidate or next((v for v in ranked if v != champion), None)
     base: dict[str, Any] = {
         "report": "ab",
         "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "window": dict(window or {}),
-        "records": {"predictions": len(preds), "outcomes": len(truths)},
+        "records": {
+            "predictions": counts.predictions,
+            "labelled": sum(c.labelled for c in by_version.values()),
+            "skipped_newer_schema": counts.newer_schema,
+        },
         "champion": champion,
         "candidate": candidate,
-        "versions": {v: version_summary(rows, rng) for v, rows in by_version.items()},
+        "versions": {v: version_summary(c, rng) for v, c in by_version.items()},
     }
-    shadow = _shadow_mcnemar(preds, truths)
+    shadow = _shadow_mcnemar(counts.shadow_pairs)
     if shadow:
         base["shadow_mcnemar"] = shadow
     if not champion or not candidate:
@@ -273,38 +319,31 @@ def ab_report(
             "decision": "insufficient_data",
             "reason": "records from two model versions are needed",
         }
-    la, lb = (
-        sum(j.actual is not None for j in by_version.get(v, [])) for v in (champion, candidate)
-    )
+    arm_a, arm_b = counts.version(champion), counts.version(candidate)
+    la, lb = arm_a.labelled, arm_b.labelled
     if min(la, lb) < MIN_LABELLED:
         return base | {
             "decision": "insufficient_data",
             "reason": f"{la} and {lb} labelled predictions; at least {MIN_LABELLED} per version are needed",
         }
-    comparison = compare(by_version[champion], by_version[candidate], rng)
+    comparison = compare(arm_a, arm_b, rng)
     decision, reason = decide(comparison, la, lb)
     return base | {"comparison": comparison, "decision": decision, "reason": reason}
 
 
-def _shadow_mcnemar(
-    preds: Sequence[PredictionRecord], truths: Mapping[str, str]
-) -> dict[str, Any] | None:
-    """Served and shadow predictions of the same requests, paired, where the truth is known."""
-    served = {(p.request_id, p.ev_id): p for p in preds if not p.shadow}
-    pairs = [
-        (served[(s.request_id, s.ev_id)], s)
-        for s in preds
-        if s.shadow and (s.request_id, s.ev_id) in served and s.ev_id in truths
-    ]
+def _shadow_mcnemar(pairs: Mapping[tuple[str, str], np.ndarray]) -> dict[str, Any] | None:
+    """Served and shadow predictions of the same requests, paired, where the truth is known
+    (the most frequent pair of versions)."""
     if not pairs:
         return None
-    ok_served = [a.predicted == truths[a.ev_id] for a, _ in pairs]
-    ok_shadow = [b.predicted == truths[b.ev_id] for _, b in pairs]
-    result = mcnemar(ok_served, ok_shadow)
-    return result | {
-        "served_version": pairs[0][0].model_version,
-        "shadow_version": pairs[0][1].model_version,
-    }
+    (served, shadow), table = max(pairs.items(), key=lambda kv: int(kv[1].sum()))
+    result = mcnemar_counts(
+        only_a=int(table[1, 0]),
+        only_b=int(table[0, 1]),
+        both=int(table[1, 1]),
+        neither=int(table[0, 0]),
+    )
+    return result | {"served_version": served, "shadow_version": shadow}
 
 
 def markdown(report: Mapping[str, Any]) -> str:

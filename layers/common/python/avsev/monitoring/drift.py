@@ -1,4 +1,5 @@
-"""Drift of recent accident reports against a bundle's reference profile.
+"""Drift of recent accident reports against a bundle's reference profile, from the counts of
+a window's rollups (see avsev.monitoring.rollups): no record is held in memory.
 
 Aware of sample size, as Evidently does: with at most `SMALL_SAMPLE` current rows, a
 two-sample Kolmogorov-Smirnov test for numbers and a chi-square goodness-of-fit test for
@@ -13,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -20,12 +22,10 @@ from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
 from avsev.monitoring.ab import window_text
-from avsev.monitoring.metrics import weighted_f1
-from avsev.monitoring.profile import bucket_open_categories, category_values, numeric_values
+from avsev.monitoring.metrics import weighted_f1_of
+from avsev.monitoring.rollups import SMALL_SAMPLE
 from avsev.serving.features import OTHER
-from avsev.serving.schema import SEVERITIES
 
-SMALL_SAMPLE = 1000
 ALPHA = 0.05
 DISTANCE_THRESHOLD = 0.1
 DATASET_DRIFT_SHARE = 0.5
@@ -69,39 +69,55 @@ def _distance(test: str, distance: float) -> dict[str, Any]:
     }
 
 
-def numeric_drift(ref: Mapping[str, Any], current: np.ndarray) -> dict[str, Any]:
+def _grid_points(agg: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """A numeric feature's fine grid as (values, counts)."""
+    width = float(agg.get("grid_width", 1.0))
+    grid = agg.get("grid", {})
+    values = np.array([int(k) * width for k in grid], dtype=float)
+    counts = np.array(list(grid.values()), dtype=float)
+    return values, counts
+
+
+def numeric_drift(ref: Mapping[str, Any], agg: Mapping[str, Any]) -> dict[str, Any]:
+    """One numeric feature from its window counts: PSI on the reference bins; KS on the
+    values themselves at most SMALL_SAMPLE values; above, Jensen-Shannon (≤ 5 distinct
+    reference values) or normalised Wasserstein on the fine grid."""
     sample = np.asarray(ref["sample"], dtype=float)
-    edges = np.asarray(ref["bin_edges"], dtype=float)
-    inner = edges[1:-1]
-    cur_bins = np.bincount(
-        np.searchsorted(inner, current, side="right"), minlength=len(ref["bin_shares"])
-    )
-    cur_shares = cur_bins / max(len(current), 1)
+    n_bins = len(ref["bin_shares"])
+    n = int(agg["n"])
+    cur_bins = np.zeros(n_bins)
+    for k, c in agg.get("bins", {}).items():
+        cur_bins[min(int(k), n_bins - 1)] += c
     out: dict[str, Any] = {
-        "psi": psi(ref["bin_shares"], cur_shares),
+        "psi": psi(ref["bin_shares"], cur_bins / max(n, 1)),
         "mean_ref": ref["mean"],
-        "mean_cur": float(current.mean()),
+        "mean_cur": float(agg["sum"]) / n if n else float("nan"),
     }
     distinct = len(np.unique(sample))
-    if len(current) <= SMALL_SAMPLE:
-        statistic, p = stats.ks_2samp(sample, current)
+    points, weights = _grid_points(agg)
+    if n <= SMALL_SAMPLE:
+        values = agg.get("values")
+        if values is None or len(values) != n:  # rows kept only on small days: use the grid
+            values = np.repeat(points, weights.astype(int))
+        statistic, p = stats.ks_2samp(sample, np.asarray(values, dtype=float))
         out |= _tested("ks", statistic, p)
     elif distinct <= 5:
-        values = sorted(set(sample.tolist()) | set(current.tolist()))
-        r = _shares(Counter(sample.tolist()), values)
-        c = _shares(Counter(current.tolist()), values)
-        distance = float(jensenshannon(r, c, base=2))
-        out |= _distance("jensen_shannon", distance)
+        keys = sorted(set(sample.tolist()) | set(points.tolist()))
+        r = _shares(Counter(sample.tolist()), keys)
+        c = _shares(dict(zip(points.tolist(), weights.tolist(), strict=True)), keys)
+        out |= _distance("jensen_shannon", float(jensenshannon(r, c, base=2)))
     else:
         scale = float(np.std(sample)) or 1.0
-        distance = float(stats.wasserstein_distance(sample, current) / scale)
+        distance = float(stats.wasserstein_distance(sample, points, v_weights=weights) / scale)
         out |= _distance("wasserstein_normed", distance)
     return out
 
 
-def categorical_drift(ref: Mapping[str, Any], current: Sequence[str]) -> dict[str, Any]:
+def categorical_drift(ref: Mapping[str, Any], counts: Mapping[str, int]) -> dict[str, Any]:
+    """One categorical feature from its window counts (chi-square at most SMALL_SAMPLE
+    values, Jensen-Shannon distance above)."""
     ref_shares: Mapping[str, float] = ref["shares"]
-    counts = Counter(current)
+    counts = {k: v for k, v in counts.items() if v}
     unseen = {c: n for c, n in counts.items() if c not in ref_shares}
     keys = list(ref_shares) + sorted(unseen)
     n_ref = max(int(ref.get("n", 0)), 1)
@@ -115,7 +131,7 @@ def categorical_drift(ref: Mapping[str, Any], current: Sequence[str]) -> dict[st
         "shares_ref": {k: round(float(v), 4) for k, v in zip(keys, r, strict=True)},
         "shares_cur": {k: round(float(v), 4) for k, v in zip(keys, c, strict=True)},
     }
-    if len(current) <= SMALL_SAMPLE:
+    if sum(counts.values()) <= SMALL_SAMPLE:
         observed = np.array([counts.get(k, 0) for k in keys], dtype=float)
         statistic, p = stats.chisquare(observed, r * observed.sum())
         out |= _tested("chi_square", statistic, p)
@@ -132,31 +148,88 @@ def _score(result: Mapping[str, Any]) -> float:
     return float(result.get("statistic", 0.0))
 
 
+@dataclass
+class DriftCounts:
+    """The sum of a window's drift rollups for one model version."""
+
+    rows: int = 0
+    predicted: dict[str, int] = field(default_factory=dict)
+    fields: dict[str, dict[str, Any]] = field(default_factory=dict)
+    confusion: np.ndarray = field(default_factory=lambda: np.zeros((4, 4), dtype=np.int64))
+    """Labelled served predictions of this version (rows actual, columns predicted)."""
+
+
+def drift_counts(
+    rollups: Sequence[Mapping[str, Any]], confusion: np.ndarray | None = None
+) -> DriftCounts:
+    """Sum the drift rollups of a window (see avsev.monitoring.rollups.drift_rollup)."""
+    out = DriftCounts()
+    if confusion is not None:
+        out.confusion = confusion
+    keep_values = sum(int(r["rows"]) for r in rollups) <= SMALL_SAMPLE
+    for r in rollups:
+        out.rows += int(r["rows"])
+        for k, v in r["predicted"].items():
+            out.predicted[k] = out.predicted.get(k, 0) + int(v)
+        for name, f in r["fields"].items():
+            agg = out.fields.setdefault(
+                name, {"missing": 0, "bins": {}, "grid": {}, "counts": {}, "sum": 0.0, "n": 0}
+            )
+            agg["missing"] += int(f["missing"])
+            agg["sum"] += float(f["sum"])
+            agg["n"] += int(f["n"])
+            if "grid_width" in f:
+                agg["grid_width"] = f["grid_width"]
+            for part in ("bins", "grid", "counts"):
+                for k, v in f[part].items():
+                    agg[part][k] = agg[part].get(k, 0) + int(v)
+            if keep_values:
+                values = r.get("sample", {}).get(name)
+                if values is not None:
+                    agg.setdefault("values", []).extend(values)
+    return out
+
+
 def feature_drift(
     reference: Mapping[str, Any],
-    rows: Sequence[Mapping[str, Any]],
+    counts: DriftCounts,
     *,
     open_categories: Mapping[str, Sequence[str]],
 ) -> dict[str, dict[str, Any]]:
     """Per-field results over the profile's fields."""
     results: dict[str, dict[str, Any]] = {}
     for name, ref in reference["fields"].items():
+        agg = counts.fields.get(name) or {
+            "missing": 0,
+            "bins": {},
+            "grid": {},
+            "counts": {},
+            "sum": 0.0,
+            "n": 0,
+        }
+        raw_unseen: dict[str, int] = {}
         if ref["kind"] == "numeric":
-            values, missing = numeric_values(rows, name)
+            present = int(agg["n"])
         else:
-            values, missing = category_values(rows, name)  # type: ignore[assignment]
+            categories: dict[str, int] = dict(agg["counts"])
             if name in open_categories:
-                raw_unseen = Counter(v for v in values if v not in set(open_categories[name]))
-                values = bucket_open_categories(list(values), open_categories[name])  # type: ignore[assignment]
-        missing_rate = missing / max(len(rows), 1)
+                known = set(open_categories[name])
+                raw_unseen = {k: v for k, v in categories.items() if k not in known}
+                bucketed: dict[str, int] = {}
+                for k, v in categories.items():
+                    key = k if k in known else OTHER
+                    bucketed[key] = bucketed.get(key, 0) + v
+                categories = bucketed
+            present = sum(categories.values())
+        missing_rate = int(agg["missing"]) / max(counts.rows, 1)
         base = {
             "kind": ref["kind"],
-            "rows": len(values),
+            "rows": present,
             "missing_rate_ref": round(float(ref["missing_rate"]), 4),
             "missing_rate_cur": round(missing_rate, 4),
             "missing_rate_changed": abs(missing_rate - ref["missing_rate"]) > MISSING_RATE_CHANGE,
         }
-        if len(values) < MIN_ROWS:
+        if present < MIN_ROWS:
             results[name] = base | {
                 "test": "skipped",
                 "drift": False,
@@ -164,43 +237,42 @@ def feature_drift(
             }
             continue
         if ref["kind"] == "numeric":
-            result = numeric_drift(ref, np.asarray(values, dtype=float))
+            result = numeric_drift(ref, agg)
         else:
-            result = categorical_drift(ref, values)  # type: ignore[arg-type]
+            result = categorical_drift(ref, categories)
             if name in open_categories:
-                result["unseen_categories"] = dict(raw_unseen.most_common(20))
+                top = sorted(raw_unseen.items(), key=lambda kv: (-kv[1], kv[0]))[:20]
+                result["unseen_categories"] = dict(top)
                 result["unseen_in_other_bucket"] = int(sum(raw_unseen.values()))
         results[name] = base | result | {"score": round(_score(result), 6)}
     return results
 
 
 def prediction_drift(
-    reference_mix: Mapping[str, float], predicted: Sequence[str], n_ref: int
+    reference_mix: Mapping[str, float], predicted: Mapping[str, int], n_ref: int
 ) -> dict[str, Any]:
-    if len(predicted) < MIN_ROWS:
+    if sum(predicted.values()) < MIN_ROWS:
         return {"test": "skipped", "drift": False, "reason": f"fewer than {MIN_ROWS} predictions"}
     ref = {"shares": dict(reference_mix), "n": n_ref}
-    return categorical_drift(ref, list(predicted))
+    return categorical_drift(ref, predicted)
 
 
-def concept_drift(
-    reference_f1: float | None, predicted: Sequence[str], actual: Sequence[str]
-) -> dict[str, Any]:
+def concept_drift(reference_f1: float | None, confusion: np.ndarray) -> dict[str, Any]:
     """Weighted F1 on labelled recent records more than 5% (relative) below the card's."""
-    if reference_f1 is None or len(actual) < MIN_LABELLED:
+    labelled = int(confusion.sum())
+    if reference_f1 is None or labelled < MIN_LABELLED:
         return {
             "drift": False,
             "status": "insufficient_data",
-            "labelled": len(actual),
+            "labelled": labelled,
             "needed": MIN_LABELLED,
         }
-    idx = {s: i for i, s in enumerate(SEVERITIES)}
-    f1 = weighted_f1([idx[a] for a in actual], [idx[p] for p in predicted])
+    f1 = weighted_f1_of(confusion)
     floor = reference_f1 * (1 - CONCEPT_DRIFT_DROP)
     return {
         "drift": f1 < floor,
         "status": "checked",
-        "labelled": len(actual),
+        "labelled": labelled,
         "weighted_f1": f1,
         "reference_weighted_f1": reference_f1,
         "floor": floor,
@@ -209,14 +281,12 @@ def concept_drift(
 
 def drift_report(
     card: Mapping[str, Any],
-    rows: Sequence[Mapping[str, Any]],
+    counts: DriftCounts,
     *,
-    predicted: Sequence[str] = (),
-    labelled: Sequence[tuple[str, str]] = (),
     dataset_drift_share: float = DATASET_DRIFT_SHARE,
-    window: Mapping[str, str] | None = None,
+    window: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The drift report of `rows` (report fields, as records carry them) against a card."""
+    """The drift report of a window's counts against a card."""
     reference = card["reference_profile"]
     open_categories = {
         f["source"]: [c for c in f.get("categories", []) if c != OTHER]
@@ -228,28 +298,28 @@ def drift_report(
         "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "model": {"name": card["name"], "version": card["version"]},
         "window": dict(window or {}),
-        "rows": len(rows),
+        "rows": counts.rows,
         "method": (
             f"≤ {SMALL_SAMPLE} rows: KS (numbers) and chi-square (categories) at {1 - ALPHA:.0%} confidence; "
             f"above: normalised Wasserstein and Jensen-Shannon distance ≥ {DISTANCE_THRESHOLD}; PSI always"
         ),
     }
-    if len(rows) < MIN_ROWS:
+    if counts.rows < MIN_ROWS:
         return base | {
             "status": "insufficient_data",
             "dataset_drift": False,
             "drift_found": False,
-            "reason": f"{len(rows)} rows, at least {MIN_ROWS} needed",
+            "reason": f"{counts.rows} rows, at least {MIN_ROWS} needed",
         }
-    features = feature_drift(reference, rows, open_categories=open_categories)
+    features = feature_drift(reference, counts, open_categories=open_categories)
     checked = [n for n, r in features.items() if r.get("test") != "skipped"]
     drifted = [n for n in checked if features[n]["drift"]]
     share = len(drifted) / len(checked) if checked else 0.0
-    pred = prediction_drift(card.get("prediction_mix", {}), predicted, reference.get("rows", 0))
+    pred = prediction_drift(
+        card.get("prediction_mix", {}), counts.predicted, reference.get("rows", 0)
+    )
     concept = concept_drift(
-        card.get("metrics", {}).get("test", {}).get("weighted_f1"),
-        [p for p, _ in labelled],
-        [a for _, a in labelled],
+        card.get("metrics", {}).get("test", {}).get("weighted_f1"), counts.confusion
     )
     dataset = share >= dataset_drift_share and bool(checked)
     return base | {

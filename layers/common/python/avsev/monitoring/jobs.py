@@ -1,14 +1,18 @@
-"""The scheduled jobs, given their AWS clients: read records, analyse, write the report,
-publish metrics, alert once. The Lambda functions and the local stack call these."""
+"""The scheduled jobs, given their AWS clients and a query engine: roll up the records in SQL
+(`run_rollup`), then sum the rollups of a window into a report, write it, publish metrics,
+alert once (`run_ab_analysis`, `run_drift_check`). No job reads a raw record. The Lambda
+functions, the local stack and the CLI call these."""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from avsev.monitoring import ab, drift
-from avsev.monitoring.store import alert_once, metric, put_metrics, read_records, write_report
+from avsev.monitoring import ab, drift, rollups, store
+from avsev.monitoring.query import Engine
+from avsev.monitoring.store import alert_once, metric, put_metrics, write_report
 
 NAMESPACE = "Avsev"
 SERVICE = "avsev"
@@ -30,6 +34,111 @@ def window(at: dt.datetime, days: int, *, hourly: bool) -> tuple[dt.date, dt.dat
     return start, end, ident
 
 
+def window_days(at: dt.datetime, days: int) -> list[dt.date]:
+    start, end, _ = window(at, days, hourly=False)
+    return list(store.days(start, end))
+
+
+def run_rollup(
+    engine: Engine,
+    s3: Any,
+    bucket: str,
+    card: Mapping[str, Any] | None,
+    at: dt.datetime,
+    *,
+    days: int = 7,
+) -> dict[str, Any]:
+    """Compute the rollups of the days a report window can cover that are missing or not
+    final yet (see avsev.monitoring.rollups for which and how often). The engine does the
+    scanning; this process holds one day's aggregates at a time."""
+    computed: list[str] = []
+    stamp = {"computed_at": at.isoformat()}
+    for day in window_days(at, days):
+        todo: list[tuple[str, Callable[[], dict[str, Any]], bool]] = [
+            (
+                rollups.rollup_key("served", day),
+                lambda day=day: rollups.served_rollup(engine, day),
+                True,
+            ),
+            (
+                rollups.rollup_key("labels", day),
+                lambda day=day: rollups.labels_rollup(engine, day, at.date()),
+                False,
+            ),
+        ]
+        if card is not None:
+            todo.append(
+                (
+                    rollups.rollup_key("drift", day, card["version"]),
+                    lambda day=day: rollups.drift_rollup(
+                        engine, card["reference_profile"], day, card["version"]
+                    ),
+                    True,
+                )
+            )
+        for key, compute, prediction_side in todo:
+            existing = rollups.read_rollup(s3, bucket, key)
+            due = (rollups.needs_served if prediction_side else rollups.needs_labels)(
+                existing, day, at
+            )
+            if not due:
+                continue
+            skipped = [o for o in engine.skipped.objects if f"dt={day.isoformat()}/" in o["object"]]
+            rollups.write_rollup(
+                s3,
+                bucket,
+                key,
+                compute() | stamp | {"day": day.isoformat(), "skipped_objects": skipped},
+            )
+            computed.append(key)
+    return {
+        "computed": computed,
+        "skipped_objects": engine.skipped.objects,
+        "bytes_scanned": getattr(engine, "bytes_scanned", None),
+    }
+
+
+def _read_window(
+    s3: Any, bucket: str, kind: str, days: list[dt.date], version: str | None = None
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The rollups of a window, and what the report must say it lacked or skipped."""
+    docs: list[dict[str, Any]] = []
+    missing: list[str] = []
+    skipped: list[dict[str, str]] = []
+    for day in days:
+        doc = rollups.read_rollup(s3, bucket, rollups.rollup_key(kind, day, version))
+        if doc is None:
+            missing.append(day.isoformat())
+            continue
+        docs.append(doc)
+        skipped += doc.get("skipped_objects", [])
+    return docs, {"days_without_rollup": missing, "skipped_objects": skipped}
+
+
+def ab_report_of(
+    served: list[dict[str, Any]], labels: list[dict[str, Any]], **kwargs: Any
+) -> dict[str, Any]:
+    """The A/B report of a window's `served` and `labels` rollups."""
+    counts = ab.ab_counts(
+        [r for d in served for r in d["rows"]], [r for d in labels for r in d["rows"]]
+    )
+    return ab.ab_report(counts, **kwargs)
+
+
+def drift_report_of(
+    card: Mapping[str, Any],
+    docs: list[dict[str, Any]],
+    labels: list[dict[str, Any]],
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """The drift report of a window's `drift` rollups (the card's version) and `labels`
+    rollups (for concept drift)."""
+    labelled = ab.ab_counts([], [r for d in labels for r in d["rows"]]).versions
+    version = labelled.get(card["version"])
+    counts = drift.drift_counts(docs, version.confusion if version else None)
+    return drift.drift_report(card, counts, **kwargs)
+
+
 def run_drift_check(
     clients: Clients,
     bucket: str,
@@ -41,23 +150,16 @@ def run_drift_check(
     dataset_drift_share: float = drift.DATASET_DRIFT_SHARE,
 ) -> dict[str, Any]:
     start, end, ident = window(at, days, hourly=False)
-    predictions, outcomes, skipped = read_records(
-        clients.s3, bucket, start, end, outcomes_until=end
-    )
-    served = [
-        p
-        for p in ab.dedupe_predictions(predictions)
-        if not p.shadow and p.model_version == card["version"]
-    ]
-    truths = ab.latest_outcomes(outcomes)
-    report = drift.drift_report(
+    span = list(store.days(start, end))
+    docs, gaps = _read_window(clients.s3, bucket, "drift", span, card["version"])
+    label_docs, _ = _read_window(clients.s3, bucket, "labels", span)
+    report = drift_report_of(
         card,
-        [p.features for p in served],
-        predicted=[p.predicted for p in served],
-        labelled=[(p.predicted, truths[p.ev_id]) for p in served if p.ev_id in truths],
+        docs,
+        label_docs,
         dataset_drift_share=dataset_drift_share,
         window={"from": start.isoformat(), "to": end.isoformat(), "id": ident},
-    ) | {"skipped_lines": skipped}
+    ) | {"skipped": gaps}
     keys = write_report(clients.s3, bucket, "drift", ident, report, drift.markdown(report))
     dims = {"service": SERVICE}
     data = [
@@ -94,16 +196,16 @@ def run_ab_analysis(
     candidate: str | None = None,
 ) -> dict[str, Any]:
     start, end, ident = window(at, days, hourly=True)
-    predictions, outcomes, skipped = read_records(
-        clients.s3, bucket, start, end, outcomes_until=end
-    )
-    report = ab.ab_report(
-        predictions,
-        outcomes,
+    span = list(store.days(start, end))
+    served, gaps = _read_window(clients.s3, bucket, "served", span)
+    labels, label_gaps = _read_window(clients.s3, bucket, "labels", span)
+    report = ab_report_of(
+        served,
+        labels,
         champion=champion,
         candidate=candidate,
         window={"from": start.isoformat(), "to": end.isoformat(), "id": ident},
-    ) | {"skipped_lines": skipped}
+    ) | {"skipped": gaps | {"days_without_label_rollup": label_gaps["days_without_rollup"]}}
     keys = write_report(clients.s3, bucket, "ab", ident, report, ab.markdown(report))
     if report.get("comparison"):
         c = report["comparison"]

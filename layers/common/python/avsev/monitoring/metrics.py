@@ -30,18 +30,26 @@ def f1_scores(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return precision, recall, f1
 
 
-def weighted_f1(y_true: Sequence[int], y_pred: Sequence[int], n_class: int = 4) -> float:
-    cm = confusion(y_true, y_pred, n_class)
+def weighted_f1_of(cm: np.ndarray) -> float:
+    """Support-weighted F1 of a confusion matrix."""
     _, _, f1 = f1_scores(cm)
     support = cm.sum(axis=1)
     return float((f1 * support).sum() / support.sum()) if support.sum() else 0.0
 
 
-def macro_f1(y_true: Sequence[int], y_pred: Sequence[int], n_class: int = 4) -> float:
-    cm = confusion(y_true, y_pred, n_class)
+def macro_f1_of(cm: np.ndarray) -> float:
+    """Mean F1 over the classes present in a confusion matrix."""
     _, _, f1 = f1_scores(cm)
     present = cm.sum(axis=1) > 0
     return float(f1[present].mean()) if present.any() else 0.0
+
+
+def weighted_f1(y_true: Sequence[int], y_pred: Sequence[int], n_class: int = 4) -> float:
+    return weighted_f1_of(confusion(y_true, y_pred, n_class))
+
+
+def macro_f1(y_true: Sequence[int], y_pred: Sequence[int], n_class: int = 4) -> float:
+    return macro_f1_of(confusion(y_true, y_pred, n_class))
 
 
 def log_loss(y_true: Sequence[int], proba: np.ndarray) -> float:

@@ -24,8 +24,19 @@ def mcnemar(
     b_ = np.asarray(correct_b, dtype=bool)
     if a.shape != b_.shape:
         raise ValueError("paired outcomes must have the same length")
-    only_a = int((a & ~b_).sum())
-    only_b = int((~a & b_).sum())
+    return mcnemar_counts(
+        only_a=int((a & ~b_).sum()),
+        only_b=int((~a & b_).sum()),
+        both=int((a & b_).sum()),
+        neither=int((~a & ~b_).sum()),
+        alpha=alpha,
+    )
+
+
+def mcnemar_counts(
+    *, only_a: int, only_b: int, both: int, neither: int, alpha: float = 0.05
+) -> dict[str, Any]:
+    """McNemar's test from the paired counts: rows only A got right, only B, both, neither."""
     n = only_a + only_b
     if n == 0:
         p, method, statistic = 1.0, "none (no discordant pairs)", 0.0
@@ -48,11 +59,11 @@ def mcnemar(
             f"{max(only_a, only_b)} of the {n} rows where they disagree go its way"
         )
     return {
-        "rows": len(a),
+        "rows": only_a + only_b + both + neither,
         "only_a_correct": only_a,
         "only_b_correct": only_b,
-        "both_correct": int((a & b_).sum()),
-        "both_wrong": int((~a & ~b_).sum()),
+        "both_correct": both,
+        "both_wrong": neither,
         "method": method,
         "statistic": float(statistic),
         "p_value": p,
