@@ -6,11 +6,14 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import tempfile
 import zipfile
+from pathlib import Path
 
 import boto3
 import pytest
-from avsev.monitoring.jobs import Clients, run_ab_analysis, run_drift_check
+from avsev.monitoring.jobs import Clients, rollup_with_duckdb, run_ab_analysis, run_drift_check
+from avsev.monitoring.query import write_records_parquet
 from avsev.rollout.aliases import RolloutError, Rollouts, s3_audit
 from moto import mock_aws
 from test_ab import records
@@ -47,15 +50,19 @@ def clients(aws) -> Clients:
 
 
 def put_records(s3, recs, day: dt.date, name: str) -> None:
-    """As Firehose writes them: JSON lines under the record type's day partition."""
+    """As the delivery streams write them: Parquet objects under the record type's day partition."""
     for kind in ("prediction", "outcome"):
         lines = [r.model_dump_json() for r in recs if r.record_type == kind]
         if lines:
-            s3.put_object(
-                Bucket=BUCKET,
-                Key=f"{kind}s/dt={day.isoformat()}/{name}",
-                Body=("\n".join(lines) + "\n").encode(),
-            )
+            with tempfile.TemporaryDirectory() as folder:
+                path = Path(folder) / f"{name}.parquet"
+                write_records_parquet(lines, f"{kind}s", path)
+                s3.upload_file(str(path), BUCKET, f"{kind}s/dt={day.isoformat()}/{name}.parquet")
+
+
+def rollup(aws, card=None, at=AT):
+    """The hourly rollup job, with DuckDB standing in for Athena."""
+    return rollup_with_duckdb(aws["s3"], BUCKET, card, at)
 
 
 def alerts_received(aws) -> int:
@@ -101,7 +108,8 @@ def test_drift_check_writes_report_metrics_and_alerts_once(aws, real_data, real_
     put_records(
         aws["s3"], served_records(real_data, real_bundle, 800, shift=5.0), AT.date(), "part-0001"
     )
-    # When the scheduled check runs, and the same event is delivered again
+    # When the rollup and the scheduled check run, and the same event is delivered again
+    rollup(aws, real_bundle.card)
     first = run_drift_check(clients(aws), BUCKET, real_bundle.card, AT, topic_arn=aws["topic"])
     again = run_drift_check(clients(aws), BUCKET, real_bundle.card, AT, topic_arn=aws["topic"])
     # Then one report key for the window, the drift found, metrics published, one alert
@@ -130,6 +138,7 @@ def test_drift_check_writes_report_metrics_and_alerts_once(aws, real_data, real_
 
 
 def test_empty_bucket_gives_insufficient_data_reports(aws, real_bundle):
+    rollup(aws, real_bundle.card)
     drift = run_drift_check(clients(aws), BUCKET, real_bundle.card, AT, topic_arn=aws["topic"])
     assert drift["report"]["status"] == "insufficient_data" and not drift["alert_sent"]
     ab = run_ab_analysis(clients(aws), BUCKET, AT, topic_arn=aws["topic"])
@@ -145,9 +154,13 @@ def test_ab_analysis_reads_partitions_publishes_and_alerts_on_rollback(aws):
     put_records(aws["s3"], a_p + b_p, day - dt.timedelta(days=1), "part-1")
     put_records(aws["s3"], a_o + b_o, day, "part-2")  # outcomes arrive a day later
     aws["s3"].put_object(Bucket=BUCKET, Key=f"predictions/dt={day}/garbage", Body=b"not json\n{}\n")
+    rollup(aws)
     out = run_ab_analysis(clients(aws), BUCKET, AT, topic_arn=aws["topic"])
     report = out["report"]
-    assert report["decision"] == "rollback" and report["skipped_lines"] == 2
+    assert report["decision"] == "rollback"
+    (skipped,) = report["skipped"]["skipped_objects"]
+    assert skipped["object"] == f"predictions/dt={day}/garbage"
+    assert "not a readable Parquet object" in skipped["reason"]
     assert report["versions"]["1.1.0"]["labelled"] == 600
     assert out["keys"]["json"] == "reports/ab/2026-11-20T06/report.json"
     assert out["alert_sent"] and alerts_received(aws) == 1
@@ -162,6 +175,7 @@ def test_functions_run_on_a_scheduled_event(
     from avsev.local.lambda_runtime import LocalContext, load_handler_module
 
     put_records(aws["s3"], served_records(real_data, real_bundle, 300), AT.date(), "p")
+    rollup(aws, real_bundle.card)
     event = {
         "version": "0",
         "id": "e1",

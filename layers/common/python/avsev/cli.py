@@ -75,31 +75,51 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_drift(args: argparse.Namespace) -> int:
-    """Has my new data moved? An export file against a bundle's reference profile."""
+    """Has my new data moved? An export file against a bundle's reference profile, through
+    the same rollup queries (DuckDB) and report as the scheduled drift check."""
+    import datetime as dt
+
     from avsev.data import load
-    from avsev.monitoring.drift import drift_report
+    from avsev.monitoring.offline import reports_from_records
     from avsev.pipeline.evaluate import predict_proba
     from avsev.serving.bundle import load_bundle
+    from avsev.serving.records import OutcomeRecord, PredictionRecord
 
     bundle = load_bundle(args.bundle, explain=False)
     data = load(args.data, require_label=False)
     rows = data.reports()
-    predicted = (
-        [bundle.classes[i] for i in predict_proba(bundle, data).argmax(axis=1)] if rows else []
-    )
-    labelled = (
-        list(zip(predicted, data.frame["severity"], strict=True))
-        if "severity" in data.frame and data.frame["severity"].notna().all()
-        else []
-    )
-    report = drift_report(
-        bundle.card,
-        rows,
-        predicted=predicted,
-        labelled=labelled,
-        dataset_drift_share=args.dataset_drift_share,
+    proba = predict_proba(bundle, data) if rows else []
+    at = dt.datetime.now(dt.UTC)
+    records: list[PredictionRecord | OutcomeRecord] = []
+    labels = data.frame.get("severity")
+    for i, (row, p) in enumerate(zip(rows, proba, strict=True)):
+        ev = str(row.get("ev_id") or f"row{i}")
+        records.append(
+            PredictionRecord(
+                request_id=f"file-{i}",
+                ev_id=ev,
+                timestamp=at,
+                model_name=bundle.name,
+                model_version=bundle.version,
+                function_version="file",
+                features={k: v for k, v in row.items() if k != "ev_id"},
+                probabilities={c: float(x) for c, x in zip(bundle.classes, p, strict=True)},
+                predicted=bundle.classes[int(p.argmax())],
+                latency_ms=0.0,
+            )
+        )
+        if labels is not None and isinstance(labels.iloc[i], str):
+            records.append(
+                OutcomeRecord(
+                    request_id=f"file-{i}", ev_id=ev, timestamp=at, actual_severity=labels.iloc[i]
+                )
+            )
+    report = reports_from_records(
+        records,
+        card=bundle.card,
         window={"data": str(args.data)},
-    )
+        dataset_drift_share=args.dataset_drift_share,
+    )["drift"]
     _print_json(report)
     return 0
 
@@ -115,11 +135,14 @@ def _aws(service: str) -> Any:
 def cmd_ab_report(args: argparse.Namespace) -> int:
     import datetime as dt
 
-    from avsev.monitoring.jobs import Clients, run_ab_analysis
+    from avsev.monitoring.jobs import Clients, rollup_with_duckdb, run_ab_analysis
 
     _use_local(args)
     at = dt.datetime.fromisoformat(args.at) if args.at else dt.datetime.now(dt.UTC)
     clients = Clients(_aws("s3"), _aws("cloudwatch"), _aws("sns"))
+    if args.local or args.rollup == "duckdb":
+        # The local stack has no scheduled rollup: roll the window up here first.
+        rollup_with_duckdb(clients.s3, args.bucket, None, at, days=args.days)
     out = run_ab_analysis(
         clients,
         args.bucket,
@@ -238,7 +261,7 @@ def _tick(job: str, state: dict[str, Any]) -> dict[str, Any]:
     import urllib.request
 
     from avsev.local.stack import use_endpoint
-    from avsev.monitoring.jobs import Clients, run_ab_analysis, run_drift_check
+    from avsev.monitoring.jobs import Clients, rollup_with_duckdb, run_ab_analysis, run_drift_check
     from avsev.rollout.aliases import Rollouts
     from avsev.serving.bundle import read_card
 
@@ -251,8 +274,10 @@ def _tick(job: str, state: dict[str, Any]) -> dict[str, Any]:
     clients = Clients(_aws("s3"), _aws("cloudwatch"), _aws("sns"))
     now = dt.datetime.now(dt.UTC)
     alias = Rollouts(_aws("lambda"), state["functions"]["predict"]).state()
+    card = read_card(Path(state["bundles"][alias.stable_version]))
+    # What the hourly rollup function does in AWS (Athena), here in DuckDB.
+    rollup_with_duckdb(clients.s3, state["bucket"], card, now)
     if job == "drift":
-        card = read_card(Path(state["bundles"][alias.stable_version]))
         return run_drift_check(clients, state["bucket"], card, now, topic_arn=state["topic_arn"])
     champion = alias.model_versions.get(alias.stable_version)
     candidate = (
@@ -346,6 +371,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("ab-report", cmd_ab_report, "A/B report from the records in a bucket")
     p.add_argument("--bucket")
     p.add_argument("--local", action="store_true", help="the running local stack's bucket")
+    p.add_argument(
+        "--rollup",
+        choices=["duckdb", "none"],
+        default="none",
+        help="roll the window's records up here with DuckDB first (always with --local); "
+        "none: use the rollups the deployed job keeps",
+    )
     p.add_argument("--days", type=int, default=7)
     p.add_argument("--at", help="end of the window (ISO time; default now)")
     p.add_argument("--champion")

@@ -56,7 +56,7 @@ def run(out: Path, *, requests: int = 3000, seed: int = 0) -> dict[str, Any]:
 
     from avsev.data import load
     from avsev.local.stack import LocalStack
-    from avsev.monitoring.jobs import Clients, run_ab_analysis, run_drift_check
+    from avsev.monitoring.jobs import Clients, rollup_with_duckdb, run_ab_analysis, run_drift_check
     from avsev.pipeline.build import build_bundle
     from avsev.pipeline.synthetic import generate
     from avsev.pipeline.train import save, time_split, train
@@ -171,7 +171,8 @@ def run(out: Path, *, requests: int = 3000, seed: int = 0) -> dict[str, Any]:
         now = dt.datetime.now(dt.UTC)
 
         def ab_report() -> dict[str, Any]:
-            """The hourly A/B job, run now over the records so far."""
+            """The hourly rollup (SQL in DuckDB over the Parquet records) and A/B job, now."""
+            rollup_with_duckdb(clients.s3, "avsev-local-data", stack.cards[0], now)
             return run_ab_analysis(
                 clients,
                 "avsev-local-data",

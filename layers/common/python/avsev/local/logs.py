@@ -1,6 +1,6 @@
 """What CloudWatch Logs, the subscription filter, Firehose and EMF extraction do in AWS,
 done locally: the handlers' stdout lines are routed — prediction and outcome records to S3
-in Firehose's layout, EMF blobs to CloudWatch metrics, the rest to the console."""
+in Firehose's layout and format (Parquet), EMF blobs to CloudWatch metrics, the rest to the console."""
 
 from __future__ import annotations
 
@@ -8,14 +8,21 @@ import datetime as dt
 import io
 import json
 import sys
+import tempfile
 import threading
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TextIO
+
+from avsev.monitoring.query import write_records_parquet
+from avsev.monitoring.tables import partition
 
 
 class FirehoseBuffer:
-    """Buffers record lines and writes them as Firehose does: `<type>s/dt=YYYY-MM-DD/<object>`."""
+    """Buffers record lines and writes them as the stack's delivery streams do: one stream per
+    record type, a timestamp prefix `<type>s/dt=YYYY-MM-DD/` (arrival day, UTC), and record
+    format conversion to Parquet by the tables' schema (avsev.monitoring.tables)."""
 
     def __init__(
         self, s3_factory: Callable[[], Any], bucket: str, *, max_lines: int = 2000
@@ -48,11 +55,14 @@ class FirehoseBuffer:
             now = dt.datetime.now(dt.UTC)
             written = 0
             for record_type, lines in pending.items():
-                key = f"{record_type}s/dt={now:%Y-%m-%d}/avsev-local-{now:%Y-%m-%d-%H-%M-%S}-{uuid.uuid4().hex[:12]}"
-                self._s3.put_object(
-                    Bucket=self.bucket, Key=key, Body=("\n".join(lines) + "\n").encode()
-                )
-                written += len(lines)
+                table = f"{record_type}s"
+                name = f"avsev-local-{table}-1-{now:%Y-%m-%d-%H-%M-%S}-{uuid.uuid4()}.parquet"
+                with tempfile.TemporaryDirectory(prefix="avsev-firehose-") as folder:
+                    path = Path(folder) / name
+                    written += write_records_parquet(lines, table, path)
+                    self._s3.upload_file(
+                        str(path), self.bucket, f"{table}/{partition(now.date())}/{name}"
+                    )
                 self.objects_written += 1
             return written
 

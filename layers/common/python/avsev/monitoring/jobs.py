@@ -6,12 +6,14 @@ functions, the local stack and the CLI call these."""
 from __future__ import annotations
 
 import datetime as dt
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from avsev.monitoring import ab, drift, rollups, store
-from avsev.monitoring.query import Engine
+from avsev.monitoring.query import Engine, local_engine
 from avsev.monitoring.store import alert_once, metric, put_metrics, write_report
 
 NAMESPACE = "Avsev"
@@ -237,3 +239,16 @@ def run_ab_analysis(
             f"Run `avsev rollout rollback`. Report: s3://{bucket}/{keys['markdown']}",
         )
     return {"report": report, "keys": keys, "alert_sent": sent}
+
+
+def rollup_with_duckdb(
+    s3: Any, bucket: str, card: Mapping[str, Any] | None, at: dt.datetime, *, days: int = 7
+) -> dict[str, Any]:
+    """The rollup job with DuckDB as its engine (the local stack, the CLI): the window's
+    record objects are copied from S3 with boto3 to a temporary folder first."""
+    with tempfile.TemporaryDirectory(prefix="avsev-records-") as folder:
+        engine = local_engine(s3, bucket, window_days(at, days), folder=Path(folder))
+        try:
+            return run_rollup(engine, s3, bucket, card, at, days=days)
+        finally:
+            engine.connection.close()
