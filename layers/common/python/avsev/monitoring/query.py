@@ -159,7 +159,7 @@ class QueryFailed(RuntimeError):
     pass
 
 
-_BAD_FILE = re.compile(r"(s3://\S+?)(?:[\s,.'\"]|$)")
+_BAD_FILE = re.compile(r"s3://[^\s'\",]+")
 _ATHENA_TYPES = {
     "bigint": int,
     "integer": int,
@@ -279,7 +279,7 @@ def _bad_object(message: str) -> str | None:
     ):
         return None
     m = _BAD_FILE.search(message)
-    return m.group(1) if m else None
+    return m.group(0).rstrip(".:;") if m else None
 
 
 def _lower_keys(value: Any) -> Any:
