@@ -15,12 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats
-
 from avsev.monitoring.metrics import confusion, f1_scores, macro_f1, weighted_f1
 from avsev.monitoring.stats import mcnemar
 from avsev.serving.records import OutcomeRecord, PredictionRecord
 from avsev.serving.schema import SEVERITIES
+from scipy import stats
 
 ALPHA = 0.05
 POWER = 0.8

@@ -16,14 +16,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from scipy import stats
-from scipy.spatial.distance import jensenshannon
-
-from legacy.ab_inmemory import window_text
 from avsev.monitoring.metrics import weighted_f1
 from avsev.monitoring.profile import bucket_open_categories, category_values, numeric_values
 from avsev.serving.features import OTHER
 from avsev.serving.schema import SEVERITIES
+from scipy import stats
+from scipy.spatial.distance import jensenshannon
+
+from legacy.ab_inmemory import window_text
 
 SMALL_SAMPLE = 1000
 ALPHA = 0.05
