@@ -11,12 +11,13 @@ VERSION ?= 1.0.0
 MODEL_DIR := layers/model/train
 BUNDLE = layers/model/build/$(ARCH)/avsev-severity-$(VERSION)
 
-.PHONY: help setup sysdeps lint test bench demo load layers model synth deploy clean
+.PHONY: help setup sysdeps lint test bench bench-monitoring demo load layers model synth deploy clean
 
 help:
 	@echo "make demo    the whole system locally, end to end"
 	@echo "make test    lint + all tests (installs what it needs)"
 	@echo "make bench   benchmarks against xgboost (writes bench/results.json)"
+	@echo "make bench-monitoring   A/B + drift over 10M records in DuckDB (bench/monitoring_results.json)"
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -53,6 +54,10 @@ load: setup
 bench: setup
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev,bench]'
 	$(PY) bench/bench.py
+
+# Monitoring at 100k, 1M and 10M records: rollups + reports in DuckDB (writes bench/monitoring_results.json).
+bench-monitoring: setup
+	$(PY) bench/monitoring.py
 
 # Dependency layers for the Lambda platform (pip wheels, no Docker); cached by inputs.
 layers: $(STAMP)
