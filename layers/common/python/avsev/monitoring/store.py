@@ -1,19 +1,14 @@
-"""Records and reports in S3: the layout Firehose writes (`predictions/dt=YYYY-MM-DD/`,
-`outcomes/dt=YYYY-MM-DD/`, JSON lines, maybe gzipped), and reports under `reports/<kind>/`
-at keys derived from their window, so a retried run rewrites the same report and alerts once."""
+"""Reports in S3: under `reports/<kind>/` at keys derived from their window, so a retried
+run rewrites the same report and alerts once; alerts sent once per window; metrics.
+(Records are read by the query engines only: see avsev.monitoring.query and rollups.)"""
 
 from __future__ import annotations
 
 import datetime as dt
-import gzip
 import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from avsev.serving.records import OutcomeRecord, PredictionRecord, parse_records
-
-PREDICTIONS = "predictions/"
-OUTCOMES = "outcomes/"
 REPORTS = "reports/"
 
 
@@ -22,37 +17,6 @@ def days(start: dt.date, end: dt.date) -> Iterator[dt.date]:
     while day <= end:
         yield day
         day += dt.timedelta(days=1)
-
-
-def _keys(s3: Any, bucket: str, prefix: str) -> Iterator[str]:
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        for obj in page.get("Contents", []):
-            yield obj["Key"]
-
-
-def _lines(s3: Any, bucket: str, key: str) -> list[str]:
-    body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-    if key.endswith(".gz") or body[:2] == b"\x1f\x8b":
-        body = gzip.decompress(body)
-    return body.decode("utf-8", errors="replace").splitlines()
-
-
-def read_records(
-    s3: Any, bucket: str, start: dt.date, end: dt.date, *, outcomes_until: dt.date | None = None
-) -> tuple[list[PredictionRecord], list[OutcomeRecord], int]:
-    """Predictions dated start..end, and outcomes from start until `outcomes_until` (late
-    outcomes count), read from their day partitions."""
-    predictions: list[PredictionRecord] = []
-    outcomes: list[OutcomeRecord] = []
-    skipped = 0
-    for kind, last in ((PREDICTIONS, end), (OUTCOMES, outcomes_until or end)):
-        for day in days(start, last):
-            for key in _keys(s3, bucket, f"{kind}dt={day.isoformat()}/"):
-                p, o, bad = parse_records(_lines(s3, bucket, key))
-                predictions += p
-                outcomes += o
-                skipped += bad
-    return predictions, outcomes, skipped
 
 
 def report_keys(kind: str, window_id: str) -> dict[str, str]:

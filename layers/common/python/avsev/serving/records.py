@@ -1,8 +1,9 @@
 """The one record format: every prediction, shadow prediction and outcome is one JSON line.
 
 Serving functions print them to stdout (CloudWatch Logs); a subscription filter sends them
-through Firehose to S3 (`predictions/dt=YYYY-MM-DD/`, `outcomes/dt=...`), where the A/B
-analysis and the drift check read them back with `parse_records`.
+through Firehose, which converts them to Parquet by the record tables' schema
+(`avsev.monitoring.tables`), to S3 (`predictions/dt=YYYY-MM-DD/`, `outcomes/dt=...`), where
+the monitoring queries read them. `parse_records` reads the lines back (tests, tools).
 """
 
 from __future__ import annotations
