@@ -231,11 +231,25 @@ def run(out: Path, *, requests: int = 3000, seed: int = 0) -> dict[str, Any]:
                 s3.get_object(Bucket="avsev-local-data", Key=key)["Body"].read()
             )
         pictures(out, stack.cards[0], report, drift)
+        keep_records(s3, "avsev-local-data", out / "records")
     say(
         "10. Done",
         f"local stack stopped; reports and pictures in {out}/ ({time.perf_counter() - started:.0f} s)",
     )
     return {"ab": report, "drift": drift}
+
+
+def keep_records(s3: Any, bucket: str, folder: Path) -> int:
+    """The Parquet record objects behind the reports, copied as they lie in the bucket."""
+    count = 0
+    for table in ("predictions", "outcomes"):
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"{table}/"):
+            for obj in page.get("Contents", []):
+                path = folder / obj["Key"]
+                path.parent.mkdir(parents=True, exist_ok=True)
+                s3.download_file(bucket, obj["Key"], str(path))
+                count += 1
+    return count
 
 
 def pictures(out: Path, card: dict[str, Any], ab: dict[str, Any], drift: dict[str, Any]) -> None:
