@@ -224,7 +224,6 @@ def compare(
     )
     lat_a, lat_b = champion.latency, candidate.latency
     p95_a, p95_b = latency_quantile(lat_a, 0.95), latency_quantile(lat_b, 0.95)
-    both = p95_a is not None and p95_b is not None
     needed = sample_size_per_arm(pa, pb)
     return {
         "accuracy_delta": diff,
@@ -236,9 +235,9 @@ def compare(
         "weighted_f1_delta_ci95": _ci(f1_draws),
         "latency": {
             "test": "mann_whitney_u (candidate slower), on 1%-wide latency bins",
-            "p_value": mann_whitney_greater(lat_b, lat_a) if both else None,
-            "p95_ratio": p95_b / max(p95_a, 1e-9) if both else None,  # type: ignore[operator]
-            "p95_diff_ms": p95_b - p95_a if both else None,  # type: ignore[operator]
+            "p_value": mann_whitney_greater(lat_b, lat_a) if p95_a and p95_b else None,
+            "p95_ratio": p95_b / max(p95_a, 1e-9) if p95_a and p95_b else None,
+            "p95_diff_ms": p95_b - p95_a if p95_a and p95_b else None,
         },
         "labelled_per_arm_needed": needed,
         "labelled_per_arm_still_needed": max(0.0, needed - min(na, nb)) if needed else None,

@@ -6,6 +6,7 @@ functions, the local stack and the CLI call these."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -59,12 +60,12 @@ def run_rollup(
         todo: list[tuple[str, Callable[[], dict[str, Any]], bool]] = [
             (
                 rollups.rollup_key("served", day),
-                lambda day=day: rollups.served_rollup(engine, day),
+                functools.partial(rollups.served_rollup, engine, day),
                 True,
             ),
             (
                 rollups.rollup_key("labels", day),
-                lambda day=day: rollups.labels_rollup(engine, day, at.date()),
+                functools.partial(rollups.labels_rollup, engine, day, at.date()),
                 False,
             ),
         ]
@@ -72,8 +73,12 @@ def run_rollup(
             todo.append(
                 (
                     rollups.rollup_key("drift", day, card["version"]),
-                    lambda day=day: rollups.drift_rollup(
-                        engine, card["reference_profile"], day, card["version"]
+                    functools.partial(
+                        rollups.drift_rollup,
+                        engine,
+                        card["reference_profile"],
+                        day,
+                        card["version"],
                     ),
                     True,
                 )

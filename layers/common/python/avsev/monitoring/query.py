@@ -16,7 +16,7 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -55,7 +55,7 @@ class DuckDBEngine:
     """DuckDB over local Parquet files laid out as in S3 (`<table>/dt=YYYY-MM-DD/<object>`)."""
 
     def __init__(
-        self, files: dict[str, Sequence[Path]], *, memory_limit: str = DEFAULT_MEMORY_LIMIT
+        self, files: Mapping[str, Sequence[Path]], *, memory_limit: str = DEFAULT_MEMORY_LIMIT
     ) -> None:
         import duckdb
 
