@@ -212,7 +212,10 @@ def run_ab_analysis(
         champion=champion,
         candidate=candidate,
         window={"from": start.isoformat(), "to": end.isoformat(), "id": ident},
-    ) | {"skipped": gaps | {"days_without_label_rollup": label_gaps["days_without_rollup"]}}
+    ) | {
+        "as_of": at.isoformat(timespec="seconds"),
+        "skipped": gaps | {"days_without_label_rollup": label_gaps["days_without_rollup"]},
+    }
     keys = write_report(clients.s3, bucket, "ab", ident, report, ab.markdown(report))
     if report.get("comparison"):
         c = report["comparison"]

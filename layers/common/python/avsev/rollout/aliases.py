@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import getpass
 import json
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -69,6 +70,7 @@ class Rollouts:
         codedeploy_group: str | None = None,
         ab_advice: Callable[[], str | None] | None = None,
         audit: Callable[[dict[str, Any]], None] | None = None,
+        clock: Callable[[], dt.datetime] | None = None,
     ) -> None:
         self.lambda_ = lambda_client
         self.function = function
@@ -81,6 +83,7 @@ class Rollouts:
         self.cd_group = codedeploy_group
         self.ab_advice = ab_advice
         self.audit = audit
+        self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
 
     # ---- reading -----------------------------------------------------------------------
     def state(self) -> AliasState:
@@ -171,7 +174,8 @@ class Rollouts:
         )
         after = self.state()
         entry = {
-            "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "at": self.clock().isoformat(timespec="seconds"),
+            "seq": time.time_ns(),  # orders entries of the same second
             "action": action,
             "function": self.function,
             "alias": self.alias,
@@ -244,9 +248,10 @@ def _who() -> str:
         return "unknown"
 
 
-def s3_audit(
-    s3: Any, bucket: str, prefix: str = "reports/rollout/audit/"
-) -> Callable[[dict[str, Any]], None]:
+AUDIT_PREFIX = "reports/rollout/audit/"
+
+
+def s3_audit(s3: Any, bucket: str, prefix: str = AUDIT_PREFIX) -> Callable[[dict[str, Any]], None]:
     """Write each audit entry as one S3 object (time-ordered keys)."""
 
     def write(entry: dict[str, Any]) -> None:
@@ -260,3 +265,21 @@ def s3_audit(
         )
 
     return write
+
+
+def s3_audit_entries(
+    s3: Any, bucket: str, function: str, prefix: str = AUDIT_PREFIX
+) -> list[dict[str, Any]]:
+    """The audit entries of one function, oldest first."""
+    out = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            if f"-{function}-" not in obj["Key"]:
+                continue
+            try:
+                doc = json.loads(s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read())
+            except ValueError:
+                continue
+            if isinstance(doc, dict) and doc.get("function") == function:
+                out.append(doc)
+    return sorted(out, key=lambda d: (d.get("at", ""), d.get("seq", 0)))

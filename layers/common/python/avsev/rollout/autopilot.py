@@ -1,0 +1,259 @@
+"""The rollout autopilot: takes a candidate version through 10% → 50% → 100% on evidence.
+
+A controller run on a schedule (a Lambda function every few minutes in AWS, `avsev local tick
+rollout` locally). It keeps no state of its own: what serves is what the alias says, when a
+step began and how the run was configured is what the audit says, so a restarted controller
+picks up where it was. Each tick does at most one thing:
+
+- a CodeDeploy deployment of the alias in progress → refuse to act (say so);
+- the alias no longer canaries the run's candidate (a person acted) → end the run;
+- any guarding alarm in ALARM → roll back at once, alert;
+- the latest A/B report (newer than the step, for this champion and candidate) says
+  `rollback` → roll back, alert;
+- the step has held its minimum time and the report says `promote` (the sequential test has
+  enough evidence) → 10% → 50%, or 50% → 100% (promote) and end the run;
+- the step has held past `max_hours` without a decision → stop at the current weight,
+  "inconclusive: a person decides", alert;
+- otherwise → wait, and say for what.
+
+Why a scheduled Lambda and not Step Functions: the alias and the audit already are the state;
+a state machine would keep a second copy that can disagree with them (a person's rollback by
+hand), and Step Functions cannot run in the local stack (no Docker). A tick is idempotent.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from avsev.rollout.aliases import RolloutError, Rollouts
+
+FIRST_WEIGHT = 0.1
+SECOND_WEIGHT = 0.5
+STARTED = "autopilot-start"
+ENDED = "autopilot-end"
+
+
+@dataclass(frozen=True)
+class AutopilotConfig:
+    min_minutes: float = 60.0
+    """The 10% step holds at least this long."""
+    second_step_minutes: float = 30.0
+    """The 50% step holds at least this long."""
+    max_hours: float = 24.0
+    """A step still inconclusive after this long stops for a person to decide."""
+
+
+class Autopilot:
+    def __init__(
+        self,
+        rollouts: Rollouts,
+        *,
+        audit_entries: Callable[[], list[dict[str, Any]]],
+        ab_report: Callable[[], Mapping[str, Any] | None],
+        alert: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self.r = rollouts
+        self.audit_entries = audit_entries
+        self.ab_report = ab_report
+        self.alert = alert
+
+    # ---- the run, as the audit tells it -------------------------------------------------
+    def current_run(self) -> dict[str, Any] | None:
+        """The latest autopilot start not followed by its end."""
+        run: dict[str, Any] | None = None
+        for entry in self.audit_entries():
+            if entry.get("action") == STARTED:
+                run = entry
+            elif entry.get("action") == ENDED and run is not None:
+                run = None
+        return run
+
+    def _step_started(self, candidate: str) -> dt.datetime:
+        """When the alias last changed weight for this candidate (start or step)."""
+        last = None
+        for entry in self.audit_entries():
+            if entry.get("action") in ("start", "step") and candidate in entry.get("after", {}):
+                last = entry["at"]
+        if last is None:
+            raise RolloutError(f"no audited start of version {candidate}")
+        return dt.datetime.fromisoformat(last)
+
+    def _write(self, action: str, **details: Any) -> dict[str, Any]:
+        entry = {
+            "at": self.r.clock().isoformat(timespec="seconds"),
+            "seq": time.time_ns(),
+            "action": action,
+            "function": self.r.function,
+            "alias": self.r.alias,
+            **details,
+        }
+        if self.r.audit:
+            self.r.audit(entry)
+        return entry
+
+    # ---- commands -----------------------------------------------------------------------
+    def start(
+        self, version: str, config: AutopilotConfig | None = None, *, force: str | None = None
+    ) -> dict[str, Any]:
+        """Begin at 10% (every guard of a manual start applies) and hand over to the ticks."""
+        if self.r.audit is None:
+            raise RolloutError("the autopilot needs an audit trail (its state): give the bucket")
+        run = self.current_run()
+        if run is not None:
+            raise RolloutError(
+                f"an autopilot already rolls out version {run['candidate_version']} on "
+                f"{self.r.function}: one at a time (end it with a promote or rollback)"
+            )
+        config = config or AutopilotConfig()
+        started = self.r.start(version, FIRST_WEIGHT, force=force)
+        self._write(STARTED, candidate_version=version, config=asdict(config))
+        return {"autopilot": "started", "config": asdict(config), **started}
+
+    def tick(self) -> dict[str, Any]:
+        run = self.current_run()
+        if run is None:
+            return {"state": "idle", "reason": "no autopilot run"}
+        candidate = run["candidate_version"]
+        config = AutopilotConfig(**run.get("config", {}))
+        deployment = self.r.deployment_in_progress()
+        if deployment:
+            return {
+                "state": "refused",
+                "reason": f"CodeDeploy deployment {deployment} of this alias is in progress",
+            }
+        state = self.r.state()
+        if state.candidate_version != candidate or state.candidate_weight <= 0:
+            self._write(
+                ENDED, candidate_version=candidate, outcome="ended: the alias was changed by hand"
+            )
+            return {"state": "ended", "reason": "the alias no longer canaries the candidate"}
+        now = self.r.clock()
+        since = self._step_started(candidate)
+        held_min = (now - since).total_seconds() / 60
+        weight = state.candidate_weight
+        alarms = [name for name, s in state.alarms.items() if s == "ALARM"]
+        if alarms:
+            return self._roll_back(candidate, f"alarm {', '.join(alarms)} in ALARM")
+        report = self._fresh_report(state, since)
+        decision = report.get("decision") if report else None
+        if decision == "rollback":
+            return self._roll_back(
+                candidate, f"the A/B report advises rollback: {report['reason']}"
+            )  # type: ignore[index]
+        minimum = config.min_minutes if weight <= FIRST_WEIGHT else config.second_step_minutes
+        if held_min < minimum:
+            return self._waiting(
+                weight,
+                held_min,
+                f"holding {weight:.0%} for {minimum - held_min:.0f} more minutes",
+                report,
+            )
+        if decision == "promote":
+            if weight < SECOND_WEIGHT:
+                result = self.r.step(SECOND_WEIGHT)
+                return {
+                    "state": "stepped",
+                    "weight": SECOND_WEIGHT,
+                    "reason": report["reason"],
+                    **result,
+                }  # type: ignore[index]
+            result = self.r.promote()
+            self._write(
+                ENDED, candidate_version=candidate, outcome="promoted", reason=report["reason"]
+            )  # type: ignore[index]
+            return {"state": "promoted", "reason": report["reason"], **result}  # type: ignore[index]
+        if held_min > config.max_hours * 60:
+            reason = (
+                f"inconclusive: a person decides (held {weight:.0%} for {held_min / 60:.1f} h "
+                f"past the {config.max_hours:g} h limit; last A/B decision {decision or 'none'})"
+            )
+            self._write(
+                ENDED, candidate_version=candidate, outcome="stopped", reason=reason, weight=weight
+            )
+            self._notify(f"avsev autopilot stopped: {self.r.function}", reason)
+            return {"state": "stopped", "weight": weight, "reason": reason}
+        return self._waiting(weight, held_min, "waiting for evidence", report)
+
+    def status(self) -> dict[str, Any]:
+        """The step, how long it has held, and what evidence it still waits for."""
+        run = self.current_run()
+        state = self.r.state()
+        out: dict[str, Any] = {
+            "weights": state.weights,
+            "autopilot": "idle" if run is None else "running",
+        }
+        if run is None:
+            return out
+        candidate = run["candidate_version"]
+        since = self._step_started(candidate)
+        report = self._fresh_report(state, since)
+        config = AutopilotConfig(**run.get("config", {}))
+        weight = state.candidate_weight
+        minimum = config.min_minutes if weight <= FIRST_WEIGHT else config.second_step_minutes
+        held = (self.r.clock() - since).total_seconds() / 60
+        return out | {
+            "candidate_version": candidate,
+            "step": f"{weight:.0%}",
+            "held_minutes": round(held, 1),
+            "minimum_minutes": minimum,
+            "max_hours": config.max_hours,
+            "waiting_for": _evidence(report, held, minimum),
+        }
+
+    # ---- helpers ------------------------------------------------------------------------
+    def _fresh_report(self, state: Any, since: dt.datetime) -> Mapping[str, Any] | None:
+        """The latest A/B report if it compares this champion and candidate and was made
+        for a time after the step began."""
+        report = self.ab_report()
+        if not report:
+            return None
+        champion = state.model_versions.get(state.stable_version)
+        candidate = state.model_versions.get(state.candidate_version)
+        if (report.get("champion"), report.get("candidate")) != (champion, candidate):
+            return None
+        as_of = report.get("as_of")
+        if not as_of or dt.datetime.fromisoformat(as_of) < since:
+            return None
+        return report
+
+    def _roll_back(self, candidate: str, reason: str) -> dict[str, Any]:
+        result = self.r.rollback()
+        self._write(ENDED, candidate_version=candidate, outcome="rolled back", reason=reason)
+        self._notify(f"avsev autopilot rolled back {self.r.function}", reason)
+        return {"state": "rolled_back", "reason": reason, **result}
+
+    def _waiting(
+        self, weight: float, held: float, reason: str, report: Mapping[str, Any] | None
+    ) -> dict[str, Any]:
+        return {
+            "state": "holding",
+            "weight": weight,
+            "held_minutes": round(held, 1),
+            "reason": reason,
+            "waiting_for": _evidence(report, held, 0),
+        }
+
+    def _notify(self, subject: str, message: str) -> None:
+        if self.alert is not None:
+            self.alert(subject, message)
+
+
+def _evidence(report: Mapping[str, Any] | None, held: float, minimum: float) -> str:
+    if held < minimum:
+        return f"the minimum hold ({minimum - held:.0f} more minutes)"
+    if report is None:
+        return "an A/B report made after this step began"
+    c = report.get("comparison")
+    if report.get("decision") == "insufficient_data" or not c:
+        return f"labelled predictions of both versions ({report.get('reason')})"
+    if report.get("decision") == "continue":
+        still = c.get("labelled_per_arm_still_needed")
+        return (
+            f"a significant difference (always-valid p = {c['always_valid_p']:.3g}); "
+            f"about {still or 0:.0f} more labelled predictions per version"
+        )
+    return f"nothing: the A/B decision is {report.get('decision')}"
