@@ -19,6 +19,8 @@ RUNTIME = lambda_.Runtime.PYTHON_3_14
 """The newest Python runtime aws-cdk-lib knows (the model needs glibc ≥ 2.27: 3.12 or newer)."""
 
 LOG_RETENTION = logs.RetentionDays.ONE_MONTH
+COMMON_LAYER = ROOT / "layers/common"
+"""The avsev library's layer folder (its python/ lands on Lambda's sys.path)."""
 
 OFFLINE_PARTS = [
     "avsev/pipeline",
@@ -55,7 +57,7 @@ class Layers(Construct):
         codes = {
             "common": (
                 lambda_.Code.from_asset(
-                    str(ROOT / "layers/common"), exclude=[f"python/{p}" for p in OFFLINE_PARTS]
+                    str(COMMON_LAYER), exclude=[f"python/{p}" for p in OFFLINE_PARTS]
                 ),
                 "avsev library: serving, monitoring, rollout",
             ),
@@ -106,6 +108,7 @@ class ServingFunction(Construct):
         environment: dict[str, str],
         with_alias: bool = False,
         function_name: str | None = None,
+        reserved_concurrency: int | None = None,
     ) -> None:
         super().__init__(scope, id)
         stack = Stack.of(self)
@@ -139,6 +142,7 @@ class ServingFunction(Construct):
             ),
             layers=[layers.by_name[n] for n in spec.layers],
             memory_size=spec.memory_mb,
+            reserved_concurrent_executions=reserved_concurrency,
             timeout=Duration.seconds(spec.timeout_s),
             description=spec.description,
             role=self.role,
