@@ -1,6 +1,7 @@
 """Names shared by the stack, the constructs and the tests: one place for each."""
 
 from avsev.monitoring.tables import OUTCOMES, PREDICTIONS
+from avsev.records_redrive import ERRORS_PREFIX
 from avsev.serving.routes import ALIASED
 
 CANARY_FUNCTIONS = ALIASED
@@ -40,5 +41,4 @@ RECORD_PREFIXES = (PREDICTIONS_PREFIX, OUTCOMES_PREFIX)
 REPORTS_PREFIX = "reports/"
 ROLLUPS_PREFIX = "rollups/"
 ATHENA_RESULTS_PREFIX = "athena-results/"
-ERRORS_PREFIX = "firehose-errors/"
-"""Records Firehose could not process or convert: `firehose-errors/<table>/<error type>/dt=…/`."""
+__all__ = ["ERRORS_PREFIX"]  # records Firehose failed: `firehose-errors/<table>/<error type>/dt=…/`
