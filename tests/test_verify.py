@@ -1,0 +1,100 @@
+"""`avsev verify` against `avsev local up`, as a user runs it: every check passes on a
+healthy stack, and a broken deployment fails the checks it breaks (exit code 1)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+AVSEV = Path(sys.executable).parent / "avsev"
+
+
+@pytest.fixture(scope="module")
+def local_up(synthetic_bundle_dir, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("verify")
+    env = {**os.environ, "AVSEV_LOCAL_STATE": str(tmp / "local.json")}
+    env.pop("AWS_ENDPOINT_URL", None)
+    proc = subprocess.Popen(
+        [
+            str(AVSEV),
+            "local",
+            "up",
+            "--bundle",
+            str(synthetic_bundle_dir),
+            "--port",
+            "0",
+            "--log",
+            str(tmp / "fn.log"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stdout.readline().startswith("base URL: ")
+        for _ in range(4):
+            proc.stdout.readline()
+        yield env, tmp / "local.json"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)
+
+
+def test_verify_passes_every_check_on_the_local_stack(local_up):
+    env, _ = local_up
+    done = subprocess.run(
+        [str(AVSEV), "verify", "--local", "--record-timeout", "30"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = [line for line in done.stdout.splitlines() if line.startswith(("PASS", "FAIL"))]
+    assert len(rows) == 8 and all(r.startswith("PASS") for r in rows), done.stdout
+    assert "8 passed, 0 failed" in done.stdout
+
+
+def test_verify_fails_the_checks_a_broken_deployment_breaks(local_up, monkeypatch, capsys):
+    import json
+
+    from avsev import verify
+    from avsev.cli import _aws
+    from avsev.local.stack import use_endpoint
+
+    _, state_file = local_up
+    state = json.loads(state_file.read_text())
+    for k in (
+        "AWS_ENDPOINT_URL",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_DEFAULT_REGION",
+    ):
+        monkeypatch.setenv(k, os.environ.get(k, ""))
+    use_endpoint(state["aws_endpoint_url"])
+    target = verify.target_from_local(state)
+    target.api_key = "wrong"
+    target.expected_alarms = [*target.expected_alarms, "avsev-predict-not-deployed"]
+    checks = verify.run(verify.Session(target, _aws, record_timeout_s=1))
+    failed = {c.name for c in checks if not c.passed}
+    assert {
+        "health",
+        "prediction (API key; SigV4 in AWS)",
+        "explanation",
+        "outcome",
+        "record queryable",
+        "alarms exist, none in ALARM",
+    } <= failed
+    assert "FAIL" in verify.table(target, checks)
+
+
+def test_verify_needs_a_stack_or_local(capsys):
+    from avsev.cli import main
+
+    assert main(["verify"]) == 2
+    assert "give a stack name" in capsys.readouterr().err
