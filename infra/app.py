@@ -51,7 +51,9 @@ def build_app(
         description=f"avsev ({config.stage}): aviation accident severity, served from Lambda",
     )
     if account is not None:
-        stack.add_stack_dependency(account, "API Gateway logging needs the account's CloudWatch role")
+        stack.add_stack_dependency(
+            account, "API Gateway logging needs the account's CloudWatch role"
+        )
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app), ServerlessChecks(app))
     return app, stack
 

@@ -98,3 +98,56 @@ def test_verify_needs_a_stack_or_local(capsys):
 
     assert main(["verify"]) == 2
     assert "give a stack name" in capsys.readouterr().err
+
+
+def test_a_stack_target_comes_from_its_outputs_and_alarms(fake_aws):
+    """Against moto: outputs give the API, bucket and function; the key's value comes from
+    API Gateway; the alarms to check are the stack's alarm resources (moto's CloudFormation
+    cannot create alarms, so here: none, and the queue is not taken for one)."""
+    import json
+
+    import boto3
+    from avsev import verify
+    from moto import mock_aws
+
+    with mock_aws():
+        key = boto3.client("apigateway").create_api_key(
+            name="k", value="secret-key-value-of-20-chars", enabled=True
+        )
+        outputs = {
+            "ApiUrl": "https://abc.execute-api.us-east-1.amazonaws.com/prod/",
+            "ApiKeyId": key["id"],
+            "DataBucket": "data-bucket",
+            "PredictFunction": "avsev-prod-predict",
+            "PredictDeploymentGroup": "g",
+            "PredictCodeDeployApplication": "a",
+        }
+        boto3.client("cloudformation").create_stack(
+            StackName="avsev-prod",
+            TemplateBody=json.dumps(
+                {
+                    "Resources": {"Q": {"Type": "AWS::SQS::Queue"}},
+                    "Outputs": {k: {"Value": v} for k, v in outputs.items()},
+                }
+            ),
+        )
+        target = verify.target_from_stack("avsev-prod", lambda s: boto3.client(s))
+    assert target.base_url == "https://abc.execute-api.us-east-1.amazonaws.com/prod"
+    assert target.api_key == "secret-key-value-of-20-chars" and target.region == "us-east-1"
+    assert target.expected_alarms == []  # only AWS::CloudWatch::Alarm resources (moto has none)
+    assert (target.codedeploy_application, target.codedeploy_group) == ("a", "g")
+
+
+def test_requests_to_aws_are_signed_with_sigv4_and_keep_the_api_key(fake_aws):
+    from avsev.verify import _signed
+
+    headers = _signed(
+        "POST",
+        "https://abc.execute-api.us-east-1.amazonaws.com/prod/predict",
+        b"{}",
+        {"X-Api-Key": "k", "Content-Type": "application/json"},
+        "us-east-1",
+    )
+    assert headers["Authorization"].startswith("AWS4-HMAC-SHA256 Credential=testing/")
+    assert "/us-east-1/execute-api/aws4_request" in headers["Authorization"]
+    assert headers["X-Api-Key"] == "k" and "X-Amz-Date" in headers
