@@ -151,3 +151,29 @@ def test_requests_to_aws_are_signed_with_sigv4_and_keep_the_api_key(fake_aws):
     assert headers["Authorization"].startswith("AWS4-HMAC-SHA256 Credential=testing/")
     assert "/us-east-1/execute-api/aws4_request" in headers["Authorization"]
     assert headers["X-Api-Key"] == "k" and "X-Amz-Date" in headers
+
+
+def test_the_record_is_found_in_parquet_or_json_lines(fake_aws, tmp_path):
+    """Firehose writes Parquet in AWS; the local stack may write JSON lines: both are read."""
+    import datetime as dt
+
+    import boto3
+    import duckdb
+    from avsev.verify import find_prediction_record
+    from moto import mock_aws
+
+    parquet = tmp_path / "p.parquet"
+    duckdb.connect().execute(
+        f"COPY (SELECT 'A-1' AS ev_id, 0.5 AS latency_ms) TO '{parquet}' (FORMAT PARQUET)"
+    )
+    now = dt.datetime.now(dt.UTC)
+    day = f"predictions/dt={now.date().isoformat()}/"
+    with mock_aws():
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket="verify-test")
+        assert find_prediction_record(s3, "verify-test", "A-1", now) is None
+        s3.put_object(Bucket="verify-test", Key=f"{day}x.parquet", Body=parquet.read_bytes())
+        s3.put_object(Bucket="verify-test", Key=f"{day}y", Body=b'{"ev_id": "B-2"}\n{"ev_id": "C-3"}\n')
+        assert find_prediction_record(s3, "verify-test", "A-1", now) == f"{day}x.parquet"
+        assert find_prediction_record(s3, "verify-test", "C-3", now) == f"{day}y"
+        assert find_prediction_record(s3, "verify-test", "D-4", now) is None
