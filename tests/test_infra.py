@@ -467,6 +467,24 @@ def test_alarm_and_resource_names_are_prefixed_by_the_stack(template):
     assert len(names) == len(set(names))
 
 
+def test_handler_metrics_and_their_alarms_belong_to_one_stage(template):
+    """Issue 11.9: both stages publish to the same namespace in one account; the `service`
+    dimension (Powertools takes it from POWERTOOLS_SERVICE_NAME,
+    https://docs.powertools.aws.dev/lambda/python/latest/core/metrics/) is the stack, so a
+    staging error never moves a prod alarm."""
+    for f in resources(template, "AWS::Lambda::Function").values():
+        assert (
+            f["Properties"]["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"] == "avsev-prod"
+        )
+    services = [
+        d["Value"]
+        for a in resources(template, "AWS::CloudWatch::Alarm").values()
+        for d in a["Properties"].get("Dimensions", [])
+        if d["Name"] == "service"
+    ]
+    assert services and set(services) == {"avsev-prod"}
+
+
 def test_batch_and_jobs_have_reserved_concurrency(template):
     """Issue 11.7: reserved concurrency caps a function and keeps the rest for others
     (https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html)."""

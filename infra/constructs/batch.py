@@ -13,7 +13,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from infra.constants import METRICS_NAMESPACE, SERVICE
+from infra.constants import METRICS_NAMESPACE
 from infra.constructs.access import s3_access
 from infra.constructs.functions import ServingFunction
 from infra.constructs.records import private_bucket
@@ -114,7 +114,7 @@ class Batch(Construct):
                     namespace=METRICS_NAMESPACE,
                     metric_name="BatchFailures",
                     statistic="Sum",
-                    dimensions_map={"service": SERVICE},
+                    dimensions_map={"service": stack.stack_name},
                     period=Duration.minutes(5),
                 ),
                 threshold=1,

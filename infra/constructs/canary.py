@@ -10,7 +10,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
-from infra.constants import LIVE_ALIAS, METRICS_NAMESPACE, SERVICE
+from infra.constants import LIVE_ALIAS, METRICS_NAMESPACE
 from infra.nag import acknowledge, ref
 
 
@@ -68,7 +68,7 @@ class Canary(Construct):
         emf_dims = {
             "FunctionVersion": new_version,
             "ModelVersion": model_version,
-            "service": SERVICE,
+            "service": stack.stack_name,  # POWERTOOLS_SERVICE_NAME: this stage only
         }
         prefix = f"{stack.stack_name}-{id.lower().removesuffix('canary')}"
         # Validation errors are not here: a client sending bad requests says nothing about

@@ -12,7 +12,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from infra.config import ROOT
-from infra.constants import LIVE_ALIAS, METRICS_NAMESPACE, SERVICE
+from infra.constants import LIVE_ALIAS, METRICS_NAMESPACE
 from infra.nag import acknowledge, ref
 
 RUNTIME = lambda_.Runtime.PYTHON_3_14
@@ -122,7 +122,7 @@ class ServingFunction(Construct):
             self,
             "Role",
             assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description=f"{SERVICE} {spec.name}: its own log group, nothing else unless granted",
+            description=f"{stack.stack_name} {spec.name}: its own log group, nothing else unless granted",
         )
         self.role.add_to_policy(
             iam.PolicyStatement(
@@ -149,7 +149,8 @@ class ServingFunction(Construct):
             log_group=self.log_group,
             tracing=lambda_.Tracing.ACTIVE,
             environment={
-                "POWERTOOLS_SERVICE_NAME": SERVICE,
+                # the `service` dimension of the handlers' metrics: one per stage
+                "POWERTOOLS_SERVICE_NAME": stack.stack_name,
                 "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
                 **environment,
             },

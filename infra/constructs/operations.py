@@ -17,7 +17,7 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
-from infra.constants import METRICS_NAMESPACE, SERVICE
+from infra.constants import METRICS_NAMESPACE
 from infra.nag import acknowledge
 
 
@@ -147,17 +147,18 @@ class Dashboard(Construct):
     ) -> None:
         super().__init__(scope, id)
         ns = METRICS_NAMESPACE
+        stage = Stack.of(self).stack_name  # the handlers' `service` dimension
         predict = functions["predict"].function_name
         self.dashboard = cw.Dashboard(self, "Dashboard", dashboard_name=Stack.of(self).stack_name)
         self.dashboard.add_widgets(
             cw.GraphWidget(
                 title="Predictions per minute by model version",
-                left=[_search(f'{{{ns},ModelVersion,service}} MetricName="Predictions"', "")],
+                left=[_search(f'Namespace="{ns}" service="{stage}" MetricName="Predictions"', "")],
                 width=12,
             ),
             cw.GraphWidget(
                 title="Predicted class per minute (all versions)",
-                left=[_search(f'{{{ns},ModelVersion,service}} MetricName=~"^Predicted"', "")],
+                left=[_search(f'Namespace="{ns}" service="{stage}" MetricName=~"^Predicted"', "")],
                 width=12,
             ),
             cw.GraphWidget(
@@ -180,9 +181,11 @@ class Dashboard(Construct):
                 title="Errors: Lambda errors, handled 5xx, validation errors",
                 left=[fn.metric_errors(label=f"{name} errors") for name, fn in functions.items()]
                 + [
-                    _search(f'Namespace="{ns}" MetricName="InternalErrors"', "5xx"),
                     _search(
-                        f'Namespace="{ns}" MetricName="ValidationErrors"',
+                        f'Namespace="{ns}" service="{stage}" MetricName="InternalErrors"', "5xx"
+                    ),
+                    _search(
+                        f'Namespace="{ns}" service="{stage}" MetricName="ValidationErrors"',
                         "4xx validation",
                     ),
                 ],
@@ -240,7 +243,7 @@ class Firewall(Construct):
             "Acl",
             scope="REGIONAL",
             default_action=wafv2.CfnWebACL.DefaultActionProperty(allow={}),
-            visibility_config=visibility(f"{SERVICE}-waf"),
+            visibility_config=visibility(f"{Stack.of(self).stack_name}-waf"),
             rules=[
                 wafv2.CfnWebACL.RuleProperty(
                     name="common",
