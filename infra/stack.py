@@ -47,8 +47,15 @@ SPECS = {
     ),
     "outcomes": FunctionSpec("outcomes", 256, 10, "POST /outcomes"),
     # Monitoring jobs: the rollup aggregates new records in Athena (it needs the card's drift
-    # bins); A/B and drift read only rollups (numpy/scipy).
-    "rollup": FunctionSpec("rollup", 512, 900, "hourly rollup of new records (Athena)", model=True),
+    # bins, and imports the monitoring jobs module: numpy/scipy); A/B and drift read only rollups.
+    "rollup": FunctionSpec(
+        "rollup",
+        512,
+        900,
+        "hourly rollup of new records (Athena)",
+        ("common", "deps", "analysis"),
+        model=True,
+    ),
     "ab_analysis": FunctionSpec(
         "ab_analysis", 1024, 300, "hourly A/B report", ("common", "deps", "analysis")
     ),
@@ -390,7 +397,7 @@ class AvsevStack(Stack):
             records.bucket,
             read=[*RECORD_PREFIXES, ATHENA_RESULTS_PREFIX, ROLLUPS_PREFIX],
             write=[ATHENA_RESULTS_PREFIX, ROLLUPS_PREFIX],
-            list_prefixes=[*RECORD_PREFIXES, ATHENA_RESULTS_PREFIX, ROLLUPS_PREFIX],
+            list_all=True,
         )
         fn.role.add_to_policy(
             iam.PolicyStatement(
@@ -407,8 +414,9 @@ class AvsevStack(Stack):
             fn.role,
             "AwsSolutions-IAM5",
             "Reads the record prefixes (Athena scans them with the caller's credentials), reads and writes Athena "
-            "results and rollups under their prefixes (no deletes); listing is limited to those prefixes by an "
-            "s3:prefix condition.",
+            "results and rollups under their prefixes (no deletes). ListBucket on the data bucket is unconditioned: "
+            "the job reads a rollup not written yet as S3's 404, which S3 gives only to a caller that may list "
+            "(else 403); listing shows key names, not records.",
             *findings,
         )
         on_failure(fn.function, failures)  # type: ignore[arg-type]
