@@ -720,6 +720,14 @@ def test_staging_and_prod_live_side_by_side(cdk_bundle, built_layers, synthesize
     )  # alias, usage plan and stage names are per API/function
 
 
+def test_an_account_with_its_own_api_gateway_role_skips_the_shared_stack(
+    cdk_bundle, built_layers, tmp_path
+):
+    _, stack, assembly = synth(cdk_bundle, tmp_path, api_gateway_account="false")
+    assert [s.stack_name for s in assembly.stacks] == ["avsev-prod"]
+    assert stack.dependencies == []
+
+
 def test_stage_must_be_known(cdk_bundle, tmp_path):
     from infra.app import build_app
 
