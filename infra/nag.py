@@ -20,13 +20,6 @@ def acknowledge(scope: IConstruct, rule: str, reason: str, *findings: str) -> No
     Validations.of(scope).acknowledge(*(Acknowledgment(id=i, reason=reason) for i in ids))
 
 
-S3_GRANT_ACTIONS = tuple(
-    f"Action::{a}"
-    for a in ("s3:GetObject*", "s3:GetBucket*", "s3:List*", "s3:DeleteObject*", "s3:Abort*")
-)
-"""The wildcard actions of CDK's bucket grants (grant_read / grant_read_write), as findings."""
-
-
 CFN_LINT_ACCEPTED = {
     "W3005": "aws-cdk-lib makes each function (and our subscription filters, streams) depend on its role "
     "and the role's default policy; the DependsOn on the role repeats the GetAtt's ordering, harmlessly, "

@@ -122,6 +122,10 @@ class AvsevStack(Stack):
             "ab_analysis": config.job_concurrency,
             "drift_check": config.job_concurrency,
         }
+
+        def job_env(key: str) -> dict[str, str]:
+            return rollup_env if key == "rollup" else common_env
+
         fns: dict[str, ServingFunction] = {}
         for key, spec in SPECS.items():
             if key.startswith("smoke_"):
@@ -137,13 +141,7 @@ class AvsevStack(Stack):
                 arch=arch,
                 environment={
                     **(bundle_env if spec.model else {}),
-                    **(
-                        {}
-                        if key in ("predict", "explain", "outcomes")
-                        else rollup_env
-                        if key == "rollup"
-                        else common_env
-                    ),
+                    **({} if key in ("predict", "explain", "outcomes") else job_env(key)),
                 },
                 with_alias=key in CANARY_FUNCTIONS,
                 function_name=f"{self.stack_name}-batch-score" if key == "batch_score" else None,
