@@ -1,7 +1,12 @@
-"""The CDK app: `cdk synth` / `cdk deploy` (context in cdk.json, or -c key=value)."""
+"""The CDK app: `cdk synth` / `cdk deploy` (context in cdk.json, or -c key=value).
+
+`-c stage=staging|prod` (default prod) names the stack `avsev-<stage>`: both live side by
+side in one account and region. API Gateway's CloudWatch role is an account-and-region
+setting, so it has a small stack of its own that both stages share."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -13,21 +18,42 @@ sys.path[:] = [_root] + [p for p in sys.path if Path(p or ".").resolve() != _her
 import aws_cdk as cdk  # noqa: E402 - after the path fix above
 from cdk_nag import AwsSolutionsChecks, ServerlessChecks  # noqa: E402
 
-from infra.config import AppConfig  # noqa: E402
+from infra.config import ROOT, AppConfig  # noqa: E402
+from infra.constants import API_GATEWAY_ACCOUNT_STACK, stack_name  # noqa: E402
+from infra.constructs.api import ApiGatewayAccountStack  # noqa: E402
 from infra.stack import AvsevStack  # noqa: E402
+
+
+def feature_flags() -> dict[str, object]:
+    """The feature flags of cdk.json, so an app built in tests behaves as `cdk synth`'s."""
+    context = json.loads((ROOT / "cdk.json").read_text())["context"]
+    return {k: v for k, v in context.items() if k.startswith("@aws-cdk")}
 
 
 def build_app(
     context: dict[str, object] | None = None, *, outdir: str | None = None
 ) -> tuple[cdk.App, AvsevStack]:
-    app = cdk.App(context=context or {}, outdir=outdir)
+    app = cdk.App(context={**feature_flags(), **(context or {})}, outdir=outdir)
     config = AppConfig.from_context(app.node.try_get_context)
+    account = (
+        ApiGatewayAccountStack(
+            app,
+            API_GATEWAY_ACCOUNT_STACK,
+            description="avsev: API Gateway's CloudWatch Logs role (one per account and region)",
+        )
+        if config.api_gateway_account
+        else None
+    )
     stack = AvsevStack(
         app,
-        "Avsev",
+        stack_name(config.stage),
         config=config,
-        description="avsev: aviation accident severity, served from Lambda",
+        description=f"avsev ({config.stage}): aviation accident severity, served from Lambda",
     )
+    if account is not None:
+        stack.add_stack_dependency(
+            account, "API Gateway logging needs the account's CloudWatch role"
+        )
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app), ServerlessChecks(app))
     return app, stack
 

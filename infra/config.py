@@ -6,11 +6,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from infra.constants import STAGES
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True)
 class AppConfig:
+    stage: str = "prod"  # staging | prod: two stacks side by side in one account
     arch: str = "arm64"
     bundle: Path = ROOT / "layers/model/build/arm64/avsev-severity-1.0.0"
     auth: str = "iam"  # or "cognito"
@@ -21,13 +24,20 @@ class AppConfig:
     drift_schedule: str = "rate(1 day)"
     ab_schedule: str = "rate(1 hour)"
     batch_schedule: str = "rate(1 day)"
+    rollup_schedule: str = "rate(1 hour)"
+    athena_scan_limit_gb: int = 100
+    record_buffer_seconds: int = 300
+    api_gateway_account: bool = True  # deploy the account-level API Gateway logging role stack
     waf: bool = False
     cors_origins: tuple[str, ...] = ()
     throttle_rate: float = 100.0
     throttle_burst: int = 200
     quota_per_day: int = 100_000
     p95_latency_ms: float = 250.0
-    validation_error_threshold: int = 50
+    validation_error_rate: float = 0.5  # share of requests answered 4xx: notifies, no rollback
+    reserved_concurrency: bool = True  # off only in accounts whose concurrency limit is 10
+    batch_concurrency: int = 2
+    job_concurrency: int = 1
 
     @classmethod
     def from_context(cls, get: Any) -> AppConfig:
@@ -59,6 +69,10 @@ class AppConfig:
         return config
 
     def check(self) -> None:
+        if self.stage not in STAGES:
+            raise ValueError(f"context stage={self.stage!r}: choose one of {', '.join(STAGES)}")
+        if self.athena_scan_limit_gb < 1:
+            raise ValueError("context athena_scan_limit_gb: at least 1")
         if self.arch not in ("arm64", "x86_64"):
             raise ValueError(f"context arch={self.arch!r}: choose arm64 or x86_64")
         if self.auth not in ("iam", "cognito"):

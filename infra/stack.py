@@ -5,19 +5,23 @@ from __future__ import annotations
 
 import json
 
-from aws_cdk import CfnOutput, Stack
+from avsev.monitoring.tables import OUTCOMES, PREDICTIONS
+from aws_cdk import CfnOutput, Duration, Stack
+from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from infra.config import AppConfig
 from infra.constants import (
+    ATHENA_RESULTS_PREFIX,
     CANARY_FUNCTIONS,
     METRICS_NAMESPACE,
-    OUTCOMES_PREFIX,
-    PREDICTIONS_PREFIX,
+    RECORD_PREFIXES,
     REPORTS_PREFIX,
+    ROLLUPS_PREFIX,
 )
+from infra.constructs.access import s3_access
 from infra.constructs.api import Api
 from infra.constructs.batch import Batch
 from infra.constructs.canary import Canary, deployment_config
@@ -31,7 +35,7 @@ from infra.constructs.operations import (
     on_failure,
 )
 from infra.constructs.records import Records
-from infra.nag import S3_GRANT_ACTIONS, acknowledge, ref
+from infra.nag import acknowledge, ref
 
 SPECS = {
     # Serving: enough memory for a full vCPU share at low latency; short timeouts.
@@ -42,7 +46,16 @@ SPECS = {
         "explain", 1024, 10, "POST /predict/explain (exact TreeSHAP)", model=True
     ),
     "outcomes": FunctionSpec("outcomes", 256, 10, "POST /outcomes"),
-    # Analysis: numpy/scipy over a day of records.
+    # Monitoring jobs: the rollup aggregates new records in Athena (it needs the card's drift
+    # bins, and imports the monitoring jobs module: numpy/scipy); A/B and drift read only rollups.
+    "rollup": FunctionSpec(
+        "rollup",
+        512,
+        900,
+        "hourly rollup of new records (Athena)",
+        ("common", "deps", "analysis"),
+        model=True,
+    ),
     "ab_analysis": FunctionSpec(
         "ab_analysis", 1024, 300, "hourly A/B report", ("common", "deps", "analysis")
     ),
@@ -83,7 +96,12 @@ class AvsevStack(Stack):
         bundle_env = {"MODEL_BUNDLE_PATH": f"/opt/{config.bundle.name}"}
 
         layers = Layers(self, "Layers", arch=arch, arch_name=config.arch, bundle=config.bundle)
-        records = Records(self, "Records")
+        records = Records(
+            self,
+            "Records",
+            scan_limit_gb=config.athena_scan_limit_gb,
+            buffer_seconds=config.record_buffer_seconds,
+        )
         alerts = Alerts(self, "Alerts", email=config.alarm_email)
         failures = failure_queue(self, "Failures")
 
@@ -91,6 +109,23 @@ class AvsevStack(Stack):
             "DATA_BUCKET": records.bucket.bucket_name,
             "ALERTS_TOPIC_ARN": alerts.topic.topic_arn,
         }
+        rollup_env = {
+            "DATA_BUCKET": records.bucket.bucket_name,
+            "ATHENA_WORKGROUP": records.tables.workgroup_name,
+            "GLUE_DATABASE": records.tables.database_name,
+        }
+        # Reserved concurrency: batch (invoked per upload, and by itself) and the scheduled
+        # jobs can never take the account's concurrency from predict and explain.
+        reserved = {
+            "batch_score": config.batch_concurrency,
+            "rollup": config.job_concurrency,
+            "ab_analysis": config.job_concurrency,
+            "drift_check": config.job_concurrency,
+        }
+
+        def job_env(key: str) -> dict[str, str]:
+            return rollup_env if key == "rollup" else common_env
+
         fns: dict[str, ServingFunction] = {}
         for key, spec in SPECS.items():
             if key.startswith("smoke_"):
@@ -106,22 +141,36 @@ class AvsevStack(Stack):
                 arch=arch,
                 environment={
                     **(bundle_env if spec.model else {}),
-                    **({} if key in ("predict", "explain", "outcomes") else common_env),
+                    **({} if key in ("predict", "explain", "outcomes") else job_env(key)),
                 },
                 with_alias=key in CANARY_FUNCTIONS,
                 function_name=f"{self.stack_name}-batch-score" if key == "batch_score" else None,
+                reserved_concurrency=reserved.get(key) if config.reserved_concurrency else None,
             )
 
-        # Records: every serving function's prediction/outcome lines go to the stream.
-        for key in ("predict", "explain", "outcomes"):
-            records.subscribe(f"{key.title()}Records", fns[key].log_group)
+        # Records: predictions (predict, explain) and outcomes, each to its own stream.
+        for key, table in (
+            ("predict", PREDICTIONS),
+            ("explain", PREDICTIONS),
+            ("outcomes", OUTCOMES),
+        ):
+            records.subscribe(f"{key.title()}Records", fns[key].log_group, table)
+        for alarm in records.alarms:
+            alerts.notify(alarm)
 
-        # Analysis functions: read records, write their reports, publish metrics and alerts.
+        self._rollup(fns["rollup"], records, failures, config)
+
+        # A/B and drift: read rollups, write their own reports, publish metrics and alerts.
         for key, prefix in (("ab_analysis", "ab"), ("drift_check", "drift")):
             fn = fns[key]
-            records.bucket.grant_read(fn.role, f"{PREDICTIONS_PREFIX}*")
-            records.bucket.grant_read(fn.role, f"{OUTCOMES_PREFIX}*")
-            records.bucket.grant_read_write(fn.role, f"{REPORTS_PREFIX}{prefix}/*")
+            reports = f"{REPORTS_PREFIX}{prefix}/"
+            findings = s3_access(
+                fn.role,
+                records.bucket,
+                read=[ROLLUPS_PREFIX, reports],
+                write=[reports],
+                list_all=True,
+            )
             alerts.topic.grant_publish(fn.role)
             fn.role.add_to_policy(
                 iam.PolicyStatement(
@@ -134,14 +183,12 @@ class AvsevStack(Stack):
             acknowledge(
                 fn.role,
                 "AwsSolutions-IAM5",
-                "Reads the record prefixes and writes its own report prefix of the data bucket (CDK's grant "
-                "actions), publishes to the alerts topic (its KMS key), and puts metrics in our namespace.",
-                *S3_GRANT_ACTIONS,
+                "Reads rollups and its own report prefix, writes its report prefix (no deletes); ListBucket on the "
+                "data bucket is unconditioned because S3 answers a missing key (a report or alert marker not written "
+                "yet) with 404 only to a caller that may list; listing shows key names, not records. Publishes to the "
+                "alerts topic (its KMS key) and puts metrics in our namespace only.",
                 "Action::kms:GenerateDataKey*",
-                *(
-                    f"Resource::{ref(records.bucket)}/{p}*"
-                    for p in (PREDICTIONS_PREFIX, OUTCOMES_PREFIX, f"{REPORTS_PREFIX}{prefix}/")
-                ),
+                *findings,
                 "Resource::*",
                 f"Resource::{ref(fns['predict'].function)}:*",
             )
@@ -236,7 +283,6 @@ class AvsevStack(Stack):
                 else self._shared_config,
                 pre_hook=smoke.function,
                 p95_latency_ms=config.p95_latency_ms * (4 if key == "explain" else 1),
-                validation_error_threshold=config.validation_error_threshold,
             )
             self._shared_config = canary.group.deployment_config
             smoke.role.add_to_policy(
@@ -268,17 +314,122 @@ class AvsevStack(Stack):
             api_name=api.api.rest_api_name,
         )
 
+        # Validation errors as a rate of all requests: notifies, never rolls back (see Canary).
+        self.validation_alarm = cw.Alarm(
+            self,
+            "ValidationErrorRate",
+            alarm_name=f"{self.stack_name}-api-4xx-rate",
+            alarm_description=f"more than {config.validation_error_rate:.0%} of API requests answered 4xx "
+            "for 3 of 5 minutes (a schema break, or a misbehaving client); does not roll back",
+            metric=cw.Metric(
+                namespace="AWS/ApiGateway",
+                metric_name="4XXError",
+                dimensions_map={
+                    "ApiName": api.api.rest_api_name,
+                    "Stage": api.api.deployment_stage.stage_name,
+                },
+                statistic="Average",
+                period=Duration.minutes(1),
+            ),
+            threshold=config.validation_error_rate,
+            evaluation_periods=5,
+            datapoints_to_alarm=3,
+            comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+        )
+        alerts.notify(self.validation_alarm)
+
         self.functions = fns
         self.records = records
         self.api = api
         self.alerts = alerts
-        CfnOutput(self, "ApiUrl", value=api.api.url)
-        CfnOutput(self, "ApiKeyId", value=api.key.key_id)
-        CfnOutput(self, "DataBucket", value=records.bucket.bucket_name)
-        CfnOutput(self, "BatchBucket", value=batch.bucket.bucket_name)
-        CfnOutput(self, "ModelVersion", value=model_version)
-        CfnOutput(self, "PredictFunction", value=fns["predict"].function.function_name)
+        self.config = config
+        outputs = {
+            "Stage": config.stage,
+            "ApiUrl": api.api.url,
+            "ApiKeyId": api.key.key_id,
+            "DataBucket": records.bucket.bucket_name,
+            "BatchBucket": batch.bucket.bucket_name,
+            "ModelVersion": model_version,
+            "PredictFunction": fns["predict"].function.function_name,
+            "ExplainFunction": fns["explain"].function.function_name,
+            "PredictDeploymentGroup": self.canaries["predict"].group.deployment_group_name,
+            "PredictCodeDeployApplication": self.canaries[
+                "predict"
+            ].group.application.application_name,
+            "AlarmPrefix": f"{self.stack_name}-",
+            "AlertsTopic": alerts.topic.topic_arn,
+            "PredictionsStream": records.streams[PREDICTIONS].ref,
+            "OutcomesStream": records.streams[OUTCOMES].ref,
+            "GlueDatabase": records.tables.database_name,
+            "AthenaWorkgroup": records.tables.workgroup_name,
+        }
+        for name, value in outputs.items():
+            CfnOutput(self, name, value=value)
         self._acknowledge(config)
+
+    def _rollup(
+        self, fn: ServingFunction, records: Records, failures: object, config: AppConfig
+    ) -> None:
+        """The rollup job: Athena over the record tables, results and rollups in the bucket."""
+        tables = records.tables
+        fn.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=[
+                    "athena:StartQueryExecution",
+                    "athena:GetQueryExecution",
+                    "athena:GetQueryResults",
+                    "athena:StopQueryExecution",
+                ],
+                resources=[tables.workgroup_arn],
+            )
+        )
+        fn.role.add_to_policy(
+            tables.glue_statement(
+                "glue:GetDatabase", "glue:GetTable", "glue:GetPartition", "glue:GetPartitions"
+            )
+        )
+        # Athena reads the records and writes results with the caller's credentials.
+        findings = s3_access(
+            fn.role,
+            records.bucket,
+            read=[*RECORD_PREFIXES, ATHENA_RESULTS_PREFIX, ROLLUPS_PREFIX],
+            write=[ATHENA_RESULTS_PREFIX, ROLLUPS_PREFIX],
+            list_all=True,
+        )
+        fn.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["s3:GetBucketLocation"], resources=[records.bucket.bucket_arn]
+            )
+        )
+        fn.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["s3:ListMultipartUploadParts"],
+                resources=[records.bucket.arn_for_objects(f"{ATHENA_RESULTS_PREFIX}*")],
+            )
+        )
+        acknowledge(
+            fn.role,
+            "AwsSolutions-IAM5",
+            "Reads the record prefixes (Athena scans them with the caller's credentials), reads and writes Athena "
+            "results and rollups under their prefixes (no deletes). ListBucket on the data bucket is unconditioned: "
+            "the job reads a rollup not written yet as S3's 404, which S3 gives only to a caller that may list "
+            "(else 403); listing shows key names, not records.",
+            *findings,
+        )
+        on_failure(fn.function, failures)  # type: ignore[arg-type]
+        acknowledge(
+            fn.function,
+            "Serverless-LambdaDLQ",
+            "Failed asynchronous invocations go to an SQS on-failure destination (EventInvokeConfig).",
+        )
+        Schedule(
+            self,
+            "RollupSchedule",
+            function=fn.function,
+            expression=config.rollup_schedule,
+            dlq=failures,  # type: ignore[arg-type]
+        )
 
     def _acknowledge(self, config: AppConfig) -> None:
         """Findings accepted for the whole stack, each with its reason (others sit on their constructs)."""
@@ -294,11 +445,6 @@ class AvsevStack(Stack):
                 "AwsSolutions-COG4",
                 "Every method uses IAM (SigV4) authorization; context auth=cognito switches to a Cognito authorizer.",
             )
-        acknowledge(
-            self,
-            "CloudFormation-Validate::W7001",
-            "aws-cdk-lib's Firehose module adds a region CIDR mapping that this stack does not need.",
-        )
         for key in ("predict", "explain", "outcomes"):
             acknowledge(
                 self.functions[key].function,

@@ -60,21 +60,54 @@ def resources(template: assertions.Template, kind: str) -> dict[str, dict]:
     return template.find_resources(kind)
 
 
+def as_list(x: object) -> list:
+    return x if isinstance(x, list) else [x]
+
+
+def statements(template: assertions.Template, role: str) -> list[dict]:
+    """Every identity-policy statement attached to the role with this logical id."""
+    return [
+        s
+        for p in resources(template, "AWS::IAM::Policy").values()
+        if {"Ref": role} in p["Properties"]["Roles"]
+        for s in p["Properties"]["PolicyDocument"]["Statement"]
+    ]
+
+
+def function_role(template: assertions.Template, prefix: str) -> str:
+    return next(
+        f["Properties"]["Role"]["Fn::GetAtt"][0]
+        for k, f in resources(template, "AWS::Lambda::Function").items()
+        if k.startswith(prefix)
+    )
+
+
+def function(template: assertions.Template, prefix: str) -> dict:
+    return next(
+        f["Properties"]
+        for k, f in resources(template, "AWS::Lambda::Function").items()
+        if k.startswith(prefix)
+    )
+
+
+def actions_of(stmts: list[dict]) -> set[str]:
+    return {a for s in stmts for a in as_list(s["Action"])}
+
+
 def test_functions_runtime_arch_memory_and_roles(template):
     functions = resources(template, "AWS::Lambda::Function")
-    assert (
-        len(functions) == 8
-    )  # predict, explain, outcomes, ab_analysis, drift_check, batch_score, 2 smoke tests
+    # predict, explain, outcomes, rollup, ab_analysis, drift_check, batch_score, 2 smoke tests
+    assert len(functions) == 9
     roles = set()
     for f in functions.values():
         p = f["Properties"]
         assert p["Runtime"] == "python3.14"
         assert p["Architectures"] == [ARCH]
-        assert p["MemorySize"] in (256, 1024) and p["Timeout"] in (10, 60, 300, 900)
+        assert p["MemorySize"] in (256, 512, 1024) and p["Timeout"] in (10, 60, 300, 900)
         assert p["TracingConfig"] == {"Mode": "Active"}
         assert "LoggingConfig" in p
         roles.add(json.dumps(p["Role"]))
-    assert len(roles) == 8  # each its own role
+    assert len(roles) == 9  # each its own role
     for group in resources(template, "AWS::Logs::LogGroup").values():
         assert group["Properties"].get("RetentionInDays") == 30
 
@@ -93,23 +126,10 @@ def test_live_alias_is_rolled_out_by_codedeploy_with_alarms_and_smoke_hook(templ
         p = group["Properties"]
         assert p["AlarmConfiguration"]["Enabled"] is True
         wired = {a["Name"]["Ref"] for a in p["AlarmConfiguration"]["Alarms"]}
-        assert len(wired) == 4 and wired <= set(alarms)
+        assert len(wired) == 3 and wired <= set(alarms)
         assert {"DEPLOYMENT_FAILURE", "DEPLOYMENT_STOP_ON_ALARM"} <= set(
             p["AutoRollbackConfiguration"]["Events"]
         )
-    canary_alarms = {
-        a["Name"]["Ref"]
-        for g in groups.values()
-        for a in g["Properties"]["AlarmConfiguration"]["Alarms"]
-    }
-    names = {alarms[a]["Properties"]["MetricName"] for a in canary_alarms}
-    assert names == {"Errors", "InternalErrors", "Duration", "ValidationErrors"}
-    errors = next(
-        alarms[a] for a in canary_alarms if alarms[a]["Properties"]["MetricName"] == "Errors"
-    )
-    assert "ExecutedVersion" in {
-        d["Name"] for d in errors["Properties"]["Dimensions"]
-    }  # the new version only
     config = next(iter(resources(template, "AWS::CodeDeploy::DeploymentConfig").values()))[
         "Properties"
     ]
@@ -117,31 +137,139 @@ def test_live_alias_is_rolled_out_by_codedeploy_with_alarms_and_smoke_hook(templ
     assert canary == {"CanaryInterval": 10, "CanaryPercentage": 10}
 
 
+def rollback_alarms(template: assertions.Template) -> dict[str, dict]:
+    alarms = resources(template, "AWS::CloudWatch::Alarm")
+    return {
+        a["Name"]["Ref"]: alarms[a["Name"]["Ref"]]["Properties"]
+        for g in resources(template, "AWS::CodeDeploy::DeploymentGroup").values()
+        for a in g["Properties"]["AlarmConfiguration"]["Alarms"]
+    }
+
+
+def test_rollback_alarms_watch_only_the_version_being_deployed(template):
+    """Issue 11.6: CodeDeploy rolls back on any wired alarm during the deployment
+    (https://docs.aws.amazon.com/codedeploy/latest/userguide/deployments-rollback-and-redeploy.html),
+    so each must measure the new function version only: Lambda's metrics by `ExecutedVersion`
+    (https://docs.aws.amazon.com/lambda/latest/dg/monitoring-metrics-types.html), the handlers'
+    5xx by `FunctionVersion`; both are the `Version` resource this deployment publishes."""
+    alarms = rollback_alarms(template)
+    assert {a["MetricName"] for a in alarms.values()} == {"Errors", "InternalErrors", "Duration"}
+    versions = set(resources(template, "AWS::Lambda::Version"))
+    for a in alarms.values():
+        dims = {d["Name"]: d["Value"] for d in a["Dimensions"]}
+        key = "FunctionVersion" if a["MetricName"] == "InternalErrors" else "ExecutedVersion"
+        assert dims[key]["Fn::GetAtt"][0] in versions, a["AlarmName"]
+        assert dims[key]["Fn::GetAtt"][1] == "Version"
+
+
+def test_clients_cannot_trigger_a_rollback(template):
+    """Issue 11.6: bad requests are the caller's doing, so no rollback alarm counts 4xx or
+    validation errors; their share of all requests (API Gateway's `4XXError` averaged is a
+    rate, https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-metrics-and-dimensions.html)
+    only notifies."""
+    wired = rollback_alarms(template)
+    assert not {"ValidationErrors", "4XXError"} & {a["MetricName"] for a in wired.values()}
+    rate = [
+        (k, a["Properties"])
+        for k, a in resources(template, "AWS::CloudWatch::Alarm").items()
+        if a["Properties"].get("MetricName") == "4XXError"
+    ]
+    assert len(rate) == 1 and rate[0][0] not in wired
+    props = rate[0][1]
+    assert props["Statistic"] == "Average" and 0 < props["Threshold"] < 1
+    assert props["AlarmActions"]
+
+
 def test_codedeploy_and_all_roles_are_least_privilege(template):
     for name, role in resources(template, "AWS::IAM::Role").items():
         assert "ManagedPolicyArns" not in role["Properties"], f"{name} uses a managed policy"
-    predict_role = next(
-        f["Properties"]["Role"]["Fn::GetAtt"][0]
-        for k, f in resources(template, "AWS::Lambda::Function").items()
-        if k.startswith("PredictFunction")
-    )
     for policy in resources(template, "AWS::IAM::Policy").values():
-        statements = policy["Properties"]["PolicyDocument"]["Statement"]
-        for s in statements:
-            actions = s["Action"] if isinstance(s["Action"], list) else [s["Action"]]
+        for s in policy["Properties"]["PolicyDocument"]["Statement"]:
+            actions = as_list(s["Action"])
             assert "*" not in actions and not any(a.endswith(":*") for a in actions), s
-        if {"Ref": predict_role} in policy["Properties"]["Roles"]:
-            actions = {
-                a
-                for s in statements
-                for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])
-            }
-            assert actions <= {
-                "logs:CreateLogStream",
-                "logs:PutLogEvents",
-                "xray:PutTraceSegments",
-                "xray:PutTelemetryRecords",
-            }
+    assert actions_of(statements(template, function_role(template, "PredictFunction"))) <= {
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+        "xray:PutTraceSegments",
+        "xray:PutTelemetryRecords",
+    }
+
+
+def test_s3_access_is_explicit_with_no_deletes_and_listing_where_it_is_said(template):
+    """Issue 11.8: no CDK grant wildcards (`s3:List*`, `s3:DeleteObject*`, `s3:GetObject*`);
+    every ListBucket is limited by `s3:prefix`, except on the four roles whose code tells a
+    missing key by its 404, which S3 gives only to callers allowed to list
+    (https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html, "Permissions")."""
+    roles = {
+        k: function_role(template, k) for k in ("BatchScore", "AbAnalysis", "DriftCheck", "Rollup")
+    }
+    unconditioned = set()
+    for policy in resources(template, "AWS::IAM::Policy").values():
+        for s in policy["Properties"]["PolicyDocument"]["Statement"]:
+            actions = as_list(s["Action"])
+            assert not any(a.startswith("s3:") and "*" in a for a in actions), s
+            assert not any(a.startswith("s3:Delete") for a in actions), s
+            if "s3:ListBucket" in actions and "Condition" not in s:
+                unconditioned |= {r["Ref"] for r in policy["Properties"]["Roles"]}
+    assert unconditioned == set(roles.values())
+
+
+def test_firehose_and_logs_roles_are_confused_deputy_safe(template):
+    """Issue 11.8: the trust policies AWS documents: Firehose with `sts:ExternalId` = the
+    account (https://docs.aws.amazon.com/firehose/latest/dev/controlling-access.html#using-iam-s3),
+    CloudWatch Logs with `aws:SourceArn`/`aws:SourceAccount`
+    (https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/SubscriptionFilters.html#FirehoseExample).
+    Firehose may put objects, never delete them."""
+    roles = resources(template, "AWS::IAM::Role")
+    trusts = {
+        k: r["Properties"]["AssumeRolePolicyDocument"]["Statement"][0] for k, r in roles.items()
+    }
+    firehose = [
+        k for k, t in trusts.items() if t["Principal"] == {"Service": "firehose.amazonaws.com"}
+    ]
+    logs = [k for k, t in trusts.items() if t["Principal"] == {"Service": "logs.amazonaws.com"}]
+    assert len(firehose) == 1 and len(logs) == 1
+    assert trusts[firehose[0]]["Condition"]["StringEquals"] == {
+        "sts:ExternalId": {"Ref": "AWS::AccountId"}
+    }
+    cond = trusts[logs[0]]["Condition"]
+    assert cond["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+    assert ":logs:" in json.dumps(cond["ArnLike"]["aws:SourceArn"])
+    assert actions_of(statements(template, firehose[0])) == {
+        "s3:PutObject",
+        "s3:AbortMultipartUpload",
+        "s3:GetBucketLocation",
+        "s3:ListBucketMultipartUploads",
+        "glue:GetTable",
+        "glue:GetTableVersion",
+        "glue:GetTableVersions",
+        "logs:PutLogEvents",
+    }
+    assert actions_of(statements(template, logs[0])) == {
+        "firehose:PutRecord",
+        "firehose:PutRecordBatch",
+    }
+
+
+def test_api_gateway_account_setting_lives_in_its_own_retained_stack(synthesized):
+    """Issue 11.8: `AWS::ApiGateway::Account` is one per account and region
+    (https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-resource-apigateway-account.html):
+    a stage stack must not own it, or deleting the stage leaves it pointing at a deleted role.
+    The shared stack retains role and setting; the role writes API logs and reads none."""
+    _, stack, assembly, template = synthesized
+    template.resource_count_is("AWS::ApiGateway::Account", 0)
+    account = assembly.get_stack_by_name("avsev-apigateway-account").template["Resources"]
+    kinds = {v["Type"]: (k, v) for k, v in account.items()}
+    assert kinds["AWS::ApiGateway::Account"][1]["DeletionPolicy"] == "Retain"
+    role = kinds["AWS::IAM::Role"][1]
+    assert role["DeletionPolicy"] == "Retain"
+    policy = kinds["AWS::IAM::Policy"][1]["Properties"]["PolicyDocument"]["Statement"]
+    acts = actions_of(policy)
+    assert not {"logs:GetLogEvents", "logs:FilterLogEvents"} & acts
+    for s in policy:
+        wide = [r for r in as_list(s["Resource"]) if json.dumps(r).endswith(':log-group:*"]]')]
+        assert not wide or as_list(s["Action"]) == ["logs:DescribeLogGroups"], s
+    assert "avsev-apigateway-account" in [d.stack_name for d in stack.dependencies]
 
 
 def test_api_authorization_keys_throttling_and_logs(template):
@@ -169,42 +297,207 @@ def test_api_authorization_keys_throttling_and_logs(template):
     )
 
 
-def test_records_flow_to_s3_by_type_and_day(template):
-    filters = resources(template, "AWS::Logs::SubscriptionFilter")
-    assert len(filters) == 3
-    for f in filters.values():
-        assert (
-            f["Properties"]["FilterPattern"]
-            == '{ $.record_type = "prediction" || $.record_type = "outcome" }'
-        )
-    stream = next(iter(resources(template, "AWS::KinesisFirehose::DeliveryStream").values()))[
-        "Properties"
-    ]
-    s3 = stream["ExtendedS3DestinationConfiguration"]
-    assert s3["Prefix"] == "!{partitionKeyFromQuery:record_type}s/dt=!{timestamp:yyyy-MM-dd}/"
-    processors = [p["Type"] for p in s3["ProcessingConfiguration"]["Processors"]]
-    assert processors == [
-        "Decompression",
-        "CloudWatchLogProcessing",
-        "MetadataExtraction",
-        "AppendDelimiterToRecord",
-    ]
-    data = [
-        b
-        for b in resources(template, "AWS::S3::Bucket").values()
-        if "LoggingConfiguration" in b["Properties"]
-        and "NotificationConfiguration" not in b["Properties"]
-    ]
-    assert len(data) == 1
-    p = data[0]["Properties"]
-    assert p["PublicAccessBlockConfiguration"]["BlockPublicPolicy"] is True
-    assert p["BucketEncryption"]["ServerSideEncryptionConfiguration"]
-    assert {r["Prefix"] for r in p["LifecycleConfiguration"]["Rules"]} >= {
-        "predictions/",
-        "outcomes/",
+def streams(template: assertions.Template) -> dict[str, dict]:
+    """Delivery streams by the table they feed (the first folder of their prefix)."""
+    out = {}
+    for s in resources(template, "AWS::KinesisFirehose::DeliveryStream").values():
+        dest = s["Properties"]["ExtendedS3DestinationConfiguration"]
+        out[dest["Prefix"].split("/")[0]] = s["Properties"]
+    return out
+
+
+def test_records_go_one_stream_per_type_converted_to_parquet(template):
+    """Issue 11.4 / 10.1: a CloudWatch Logs record holds many log events; after Decompression
+    and message extraction it is many JSON documents back to back, which record format
+    conversion accepts ("{"a": 1}{"b": 1} is correct input",
+    https://docs.aws.amazon.com/firehose/latest/dev/record-format-conversion.html). One
+    stream per record type needs no partition key: the prefix is the arrival day only
+    (https://docs.aws.amazon.com/firehose/latest/dev/s3-prefixes.html). Conversion needs a
+    buffer of at least 64 MiB and a Glue table
+    (https://docs.aws.amazon.com/firehose/latest/dev/record-format-conversion.html)."""
+    from avsev.monitoring.tables import OUTCOMES, PREDICTIONS
+
+    by_table = streams(template)
+    assert set(by_table) == {PREDICTIONS, OUTCOMES}
+    for table, props in by_table.items():
+        dest = props["ExtendedS3DestinationConfiguration"]
+        assert props["DeliveryStreamName"] == f"avsev-prod-{table}"
+        assert dest["Prefix"] == f"{table}/dt=!{{timestamp:yyyy-MM-dd}}/"
+        assert dest["ErrorOutputPrefix"].startswith(f"firehose-errors/{table}/")
+        assert "DynamicPartitioningConfiguration" not in dest
+        assert [p["Type"] for p in dest["ProcessingConfiguration"]["Processors"]] == [
+            "Decompression",
+            "CloudWatchLogProcessing",
+        ]
+        assert dest["BufferingHints"]["SizeInMBs"] >= 64
+        conversion = dest["DataFormatConversionConfiguration"]
+        assert conversion["Enabled"] is True
+        assert "OpenXJsonSerDe" in conversion["InputFormatConfiguration"]["Deserializer"]
+        assert conversion["OutputFormatConfiguration"]["Serializer"] == {
+            "ParquetSerDe": {"Compression": "SNAPPY"}
+        }
+        schema = conversion["SchemaConfiguration"]
+        assert schema["DatabaseName"] == "avsev_prod" and schema["TableName"] == table
+    filters = resources(template, "AWS::Logs::SubscriptionFilter").values()
+    routed = {
+        (f["Properties"]["LogGroupName"]["Ref"].split("Logs")[0], f["Properties"]["FilterPattern"])
+        for f in filters
     }
+    assert routed == {
+        ("Predict", '{ $.record_type = "prediction" }'),
+        ("Explain", '{ $.record_type = "prediction" }'),
+        ("Outcomes", '{ $.record_type = "outcome" }'),
+    }
+    stream_of = {
+        f["Properties"]["LogGroupName"]["Ref"].split("Logs")[0]: f["Properties"]["DestinationArn"][
+            "Fn::GetAtt"
+        ][0]
+        for f in filters
+    }
+    assert stream_of["Predict"] == stream_of["Explain"] != stream_of["Outcomes"]
+
+
+def test_record_delivery_failures_alarm(template):
+    """Issue 11.4: Firehose's `DeliveryToS3.Success`, `DeliveryToS3.DataFreshness` and
+    `FailedConversion.Records` per stream
+    (https://docs.aws.amazon.com/firehose/latest/dev/monitoring-with-cloudwatch-metrics.html),
+    and any PUT under the error prefix, counted by an S3 request-metrics filter
+    (https://docs.aws.amazon.com/AmazonS3/latest/userguide/metrics-configurations.html)."""
+    alarms = [a["Properties"] for a in resources(template, "AWS::CloudWatch::Alarm").values()]
+    firehose = {
+        (d["Value"], a["MetricName"])
+        for a in alarms
+        if a.get("Namespace") == "AWS/Firehose"
+        for d in a["Dimensions"]
+    }
+    for table in ("predictions", "outcomes"):
+        for metric in (
+            "DeliveryToS3.Success",
+            "DeliveryToS3.DataFreshness",
+            "FailedConversion.Records",
+        ):
+            assert (f"avsev-prod-{table}", metric) in firehose
+    errors = [a for a in alarms if a.get("Namespace") == "AWS/S3"]
+    assert len(errors) == 1 and errors[0]["Threshold"] == 1
+    filter_id = next(d["Value"] for d in errors[0]["Dimensions"] if d["Name"] == "FilterId")
+    data = next(
+        b["Properties"]
+        for b in resources(template, "AWS::S3::Bucket").values()
+        if "MetricsConfigurations" in b["Properties"]
+    )
+    assert {"Id": filter_id, "Prefix": "firehose-errors/"} in data["MetricsConfigurations"]
+    assert all(a["AlarmActions"] for a in alarms)
+
+
+def test_lifecycle_rule_ids_are_unique_on_every_bucket(template):
+    """Issue 11.1: S3 rejects a lifecycle configuration whose rule ids repeat ("Rule ID must
+    be unique", https://docs.aws.amazon.com/AmazonS3/latest/API/API_LifecycleRule.html: ID,
+    "unique" per configuration), failing stack creation."""
+    buckets = resources(template, "AWS::S3::Bucket")
+    assert len(buckets) == 3
+    for name, b in buckets.items():
+        ids = [r.get("Id") for r in b["Properties"]["LifecycleConfiguration"]["Rules"]]
+        assert None not in ids and len(ids) == len(set(ids)), f"{name}: {ids}"
+
+
+def test_a_bucket_with_repeated_rule_ids_is_refused():
+    import aws_cdk as cdk
+    from aws_cdk import aws_s3 as s3
+
+    from infra.constructs.records import private_bucket
+
+    stack = cdk.Stack(cdk.App(), "S")
+    logs = s3.Bucket(stack, "L")
+    rules = [s3.LifecycleRule(id="same", prefix=p, expiration=cdk.Duration.days(1)) for p in "ab"]
+    with pytest.raises(ValueError, match="unique ids"):
+        private_bucket(stack, "B", access_logs=logs, log_prefix="x/", lifecycle_rules=rules)
+
+
+def test_buckets_use_no_acls(template):
+    """Issue 11.10: ACLs are legacy (cfn-lint W3045); server access logs are granted by a
+    bucket policy to `logging.s3.amazonaws.com` and ownership is enforced
+    (https://docs.aws.amazon.com/AmazonS3/latest/userguide/enable-server-access-logging.html)."""
+    buckets = resources(template, "AWS::S3::Bucket")
+    for b in buckets.values():
+        assert "AccessControl" not in b["Properties"]
+        assert b["Properties"]["OwnershipControls"]["Rules"] == [
+            {"ObjectOwnership": "BucketOwnerEnforced"}
+        ]
     policies = json.dumps(resources(template, "AWS::S3::BucketPolicy"))
-    assert "aws:SecureTransport" in policies
+    assert "logging.s3.amazonaws.com" in policies and "aws:SecureTransport" in policies
+    data = next(b for b in buckets.values() if "MetricsConfigurations" in b["Properties"])
+    rules = {r["Prefix"]: r for r in data["Properties"]["LifecycleConfiguration"]["Rules"]}
+    assert {"predictions/", "outcomes/", "athena-results/", "firehose-errors/"} <= set(rules)
+    assert rules["athena-results/"]["ExpirationInDays"] <= 7
+
+
+def test_alarms_can_notify_the_topic(template):
+    """Issue 11.3: CloudWatch publishes alarm notifications as `cloudwatch.amazonaws.com`;
+    an SSL-only topic policy holds only a Deny, and a KMS-encrypted topic needs the key to
+    allow the service (https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html#compatibility-with-aws-services).
+    Both allow it for this stack's alarms in this account only
+    (https://docs.aws.amazon.com/sns/latest/dg/sns-access-policy-use-cases.html)."""
+    topic = next(iter(resources(template, "AWS::SNS::Topic")))
+    policy = next(iter(resources(template, "AWS::SNS::TopicPolicy").values()))["Properties"]
+    allows = [
+        s
+        for s in policy["PolicyDocument"]["Statement"]
+        if s["Effect"] == "Allow" and s["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+    ]
+    assert len(allows) == 1 and as_list(allows[0]["Action"]) == ["sns:Publish"]
+    for cond in (allows[0]["Condition"],):
+        assert cond["StringEquals"] == {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+        assert ":alarm:avsev-prod-*" in json.dumps(cond["ArnLike"]["aws:SourceArn"])
+    key = next(iter(resources(template, "AWS::KMS::Key").values()))["Properties"]["KeyPolicy"]
+    cw = [
+        s for s in key["Statement"] if s.get("Principal") == {"Service": "cloudwatch.amazonaws.com"}
+    ]
+    assert len(cw) == 1 and cw[0]["Condition"] == allows[0]["Condition"]
+    for a in resources(template, "AWS::CloudWatch::Alarm").values():
+        assert a["Properties"]["AlarmActions"] == [{"Ref": topic}]
+    assert "AlertsTopic" in template.to_json()["Outputs"]
+
+
+def test_alarm_and_resource_names_are_prefixed_by_the_stack(template):
+    """Issue 11.9: alarm names are unique per account and region
+    (https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_PutMetricAlarm.html),
+    as are stream, workgroup and database names."""
+    names = [
+        a["Properties"]["AlarmName"] for a in resources(template, "AWS::CloudWatch::Alarm").values()
+    ]
+    assert names and all(n.startswith("avsev-prod-") for n in names)
+    assert len(names) == len(set(names))
+
+
+def test_handler_metrics_and_their_alarms_belong_to_one_stage(template):
+    """Issue 11.9: both stages publish to the same namespace in one account; the `service`
+    dimension (Powertools takes it from POWERTOOLS_SERVICE_NAME,
+    https://docs.powertools.aws.dev/lambda/python/latest/core/metrics/) is the stack, so a
+    staging error never moves a prod alarm."""
+    for f in resources(template, "AWS::Lambda::Function").values():
+        assert (
+            f["Properties"]["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"] == "avsev-prod"
+        )
+    services = [
+        d["Value"]
+        for a in resources(template, "AWS::CloudWatch::Alarm").values()
+        for d in a["Properties"].get("Dimensions", [])
+        if d["Name"] == "service"
+    ]
+    assert services and set(services) == {"avsev-prod"}
+
+
+def test_batch_and_jobs_have_reserved_concurrency(template):
+    """Issue 11.7: reserved concurrency caps a function and keeps the rest for others
+    (https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html)."""
+    reserved = {
+        k: f["Properties"].get("ReservedConcurrentExecutions")
+        for k, f in resources(template, "AWS::Lambda::Function").items()
+    }
+    for prefix in ("BatchScore", "Rollup", "AbAnalysis", "DriftCheck"):
+        assert next(v for k, v in reserved.items() if k.startswith(prefix)) >= 1, prefix
+    for prefix in ("Predict", "Explain"):  # serving takes what is left, never capped
+        assert next(v for k, v in reserved.items() if k.startswith(prefix)) is None
 
 
 def test_schedules_retry_and_keep_failures(template):
@@ -214,13 +507,14 @@ def test_schedules_retry_and_keep_failures(template):
         "rate(1 day)",
         "rate(1 day)",
         "rate(1 hour)",
+        "rate(1 hour)",
     ]
     for r in rules.values():
         target = r["Properties"]["Targets"][0]
         assert target["RetryPolicy"]["MaximumRetryAttempts"] == 2
         assert "DeadLetterConfig" in target
     invoke_configs = resources(template, "AWS::Lambda::EventInvokeConfig")
-    assert len(invoke_configs) == 3
+    assert len(invoke_configs) == 4
     for c in invoke_configs.values():
         assert "OnFailure" in c["Properties"]["DestinationConfig"]
 
@@ -242,6 +536,244 @@ def test_alerts_topic_and_dashboard(template):
         "candidate minus champion",
     ):
         assert words in body
+
+
+# ---- records as tables (issue 10, item 1) ---------------------------------------------
+
+
+def test_glue_tables_take_the_one_schema_with_day_projection(template):
+    """Partition projection on `dt` replaces a crawler
+    (https://docs.aws.amazon.com/athena/latest/ug/partition-projection-supported-types.html#partition-projection-date-type);
+    the columns are `avsev.monitoring.tables.TABLES`, Parquet serde
+    (https://docs.aws.amazon.com/athena/latest/ug/parquet-serde.html)."""
+    from avsev.monitoring.tables import PARTITION_START, TABLES
+
+    db = next(iter(resources(template, "AWS::Glue::Database").values()))["Properties"]
+    assert db["DatabaseInput"]["Name"] == "avsev_prod"
+    tables = {
+        t["Properties"]["TableInput"]["Name"]: t["Properties"]
+        for t in resources(template, "AWS::Glue::Table").values()
+    }
+    assert set(tables) == set(TABLES)
+    for name, props in tables.items():
+        assert props["DatabaseName"] == "avsev_prod"
+        ti = props["TableInput"]
+        sd = ti["StorageDescriptor"]
+        assert [(c["Name"], c["Type"]) for c in sd["Columns"]] == [
+            (c.name, c.type) for c in TABLES[name]
+        ]
+        assert ti["PartitionKeys"] == [{"Name": "dt", "Type": "string"}]
+        assert sd["InputFormat"].endswith("MapredParquetInputFormat")
+        assert sd["OutputFormat"].endswith("HiveIgnoreKeyTextOutputFormat")
+        assert sd["SerdeInfo"]["SerializationLibrary"].endswith("ParquetHiveSerDe")
+        p = ti["Parameters"]
+        assert p["projection.enabled"] == "true" and p["projection.dt.type"] == "date"
+        assert p["projection.dt.format"] == "yyyy-MM-dd"
+        assert p["projection.dt.range"] == f"{PARTITION_START},NOW"
+        assert (p["projection.dt.interval"], p["projection.dt.interval.unit"]) == ("1", "DAYS")
+        template_ = json.dumps(p["storage.location.template"])
+        assert template_.endswith(f'/{name}/dt=${{dt}}/"]]}}') and "RecordsData" in template_
+
+
+def test_athena_workgroup_is_enforced_encrypted_and_capped(template):
+    """https://docs.aws.amazon.com/athena/latest/ug/workgroups-settings-override.html,
+    https://docs.aws.amazon.com/athena/latest/ug/workgroups-setting-control-limits-cloudwatch.html."""
+    wg = next(iter(resources(template, "AWS::Athena::WorkGroup").values()))["Properties"]
+    assert wg["Name"] == "avsev-prod"
+    c = wg["WorkGroupConfiguration"]
+    assert c["EnforceWorkGroupConfiguration"] is True
+    assert c["EngineVersion"]["SelectedEngineVersion"] == "Athena engine version 3"
+    assert c["BytesScannedCutoffPerQuery"] == 100 * 1024**3
+    rc = c["ResultConfiguration"]
+    assert rc["EncryptionConfiguration"]["EncryptionOption"] in ("SSE_S3", "SSE_KMS")
+    assert json.dumps(rc["OutputLocation"]).endswith('/athena-results/"]]}')
+
+
+def test_rollup_job_and_its_least_privilege_role(template):
+    """Athena reads data and writes results with the caller's credentials
+    (https://docs.aws.amazon.com/athena/latest/ug/s3-permissions.html); Glue authorizes a table
+    on the catalog, database and table
+    (https://docs.aws.amazon.com/glue/latest/dg/glue-specifying-resource-arns.html)."""
+    fn = function(template, "RollupFunction")
+    assert (fn["MemorySize"], fn["Timeout"], fn["Handler"]) == (512, 900, "app.handler")
+    env = fn["Environment"]["Variables"]
+    assert {"DATA_BUCKET", "ATHENA_WORKGROUP", "GLUE_DATABASE", "MODEL_BUNDLE_PATH"} <= set(env)
+    assert len(fn["Layers"]) == 4  # common, deps, analysis (the jobs module imports numpy), model
+    stmts = statements(template, function_role(template, "RollupFunction"))
+    athena = [s for s in stmts if any(a.startswith("athena:") for a in as_list(s["Action"]))]
+    assert len(athena) == 1 and json.dumps(athena[0]["Resource"]).endswith(
+        ':workgroup/avsev-prod"]]}'
+    )
+    glue = [s for s in stmts if any(a.startswith("glue:") for a in as_list(s["Action"]))]
+    assert actions_of(glue) == {
+        "glue:GetDatabase",
+        "glue:GetTable",
+        "glue:GetPartition",
+        "glue:GetPartitions",
+    }
+    assert len(glue[0]["Resource"]) == 4  # catalog, database, two tables
+    lists = [s for s in stmts if "s3:ListBucket" in as_list(s["Action"])]
+    assert len(lists) == 1 and "Condition" not in lists[0]  # missing rollups read as 404
+    resources_ = json.dumps(
+        [s["Resource"] for s in stmts if "s3:PutObject" in as_list(s["Action"])]
+    )
+    assert "athena-results/*" in resources_ and "rollups/*" in resources_
+    assert "predictions/*" not in resources_
+    schedule = [
+        r["Properties"]
+        for r in resources(template, "AWS::Events::Rule").values()
+        if "Rollup" in json.dumps(r["Properties"]["Targets"])
+    ]
+    assert [s["ScheduleExpression"] for s in schedule] == ["rate(1 hour)"]
+
+
+def test_ab_and_drift_read_rollups_not_records(template):
+    for prefix in ("AbAnalysisFunction", "DriftCheckFunction"):
+        stmts = statements(template, function_role(template, prefix))
+        s3 = json.dumps(
+            [
+                s["Resource"]
+                for s in stmts
+                if any(a.startswith("s3:Get") for a in as_list(s["Action"]))
+            ]
+        )
+        assert "rollups/*" in s3
+        assert "predictions/" not in s3 and "outcomes/" not in s3
+
+
+# ---- deployability ----------------------------------------------------------------------
+
+
+def test_recommended_feature_flags_are_set():
+    """Issue 11.2: `cdk init` writes the recommended flags; without
+    `@aws-cdk/aws-lambda:recognizeLayerVersion` a layer change publishes no new version
+    (https://docs.aws.amazon.com/cdk/v2/guide/featureflags.html)."""
+    flags = json.loads((ROOT / "cdk.json").read_text())["context"]
+    for flag in (
+        "@aws-cdk/aws-lambda:recognizeLayerVersion",
+        "@aws-cdk/aws-s3:serverAccessLogsUseBucketPolicy",
+        "@aws-cdk/aws-iam:minimizePolicies",
+    ):
+        assert flags.get(flag) is True, flag
+
+
+def _versions(stack) -> dict[str, str]:
+    t = assertions.Template.from_stack(stack)
+    return {k.split("CurrentVersion")[0]: k for k in resources(t, "AWS::Lambda::Version")}
+
+
+def test_a_changed_library_or_model_publishes_new_versions(
+    cdk_bundle, built_layers, tmp_path, monkeypatch
+):
+    """Issue 11.2: a new `AWS::Lambda::Version` logical id is what makes CloudFormation publish
+    a version and CodeDeploy roll it out
+    (https://docs.aws.amazon.com/cdk/api/v2/python/aws_cdk.aws_lambda/Function.html#aws_cdk.aws_lambda.Function.current_version)."""
+    import shutil
+
+    import infra.constructs.functions as functions
+
+    common = Path(
+        shutil.copytree(
+            functions.COMMON_LAYER,
+            tmp_path / "common",
+            ignore=shutil.ignore_patterns("__pycache__"),
+        )
+    )
+    bundle = Path(shutil.copytree(cdk_bundle, tmp_path / "bundle" / cdk_bundle.name))
+    monkeypatch.setattr(functions, "COMMON_LAYER", common)
+    before = _versions(synth(bundle, tmp_path / "a")[1])
+    again = _versions(synth(bundle, tmp_path / "b")[1])
+    assert before == again and set(before) == {"PredictFunction", "ExplainFunction"}
+
+    service = common / "python/avsev/serving/service.py"
+    service.write_text(service.read_text() + "\n# a comment changes the layer\n")
+    after_library = _versions(synth(bundle, tmp_path / "c")[1])
+    (bundle / "NOTES.txt").write_text("a rebuilt bundle\n")
+    after_model = _versions(synth(bundle, tmp_path / "d")[1])
+    for fn in before:
+        assert len({before[fn], after_library[fn], after_model[fn]}) == 3, fn
+
+
+def test_staging_and_prod_live_side_by_side(cdk_bundle, built_layers, synthesized, tmp_path):
+    """Stages: two stacks in one account and region share no physical name
+    (https://docs.aws.amazon.com/cdk/v2/guide/stack-how-to-create-multiple-stacks.html)."""
+    _, staging, _ = synth(cdk_bundle, tmp_path, stage="staging")
+    prod = synthesized[1]
+    assert (staging.stack_name, prod.stack_name) == ("avsev-staging", "avsev-prod")
+
+    def names(stack) -> set[str]:
+        """Every name the template gives (alarms, dashboard, streams, functions, workgroup, database)."""
+        found = set()
+        for r in assertions.Template.from_stack(stack).to_json()["Resources"].values():
+            p = r.get("Properties", {})
+            p = p | p.get("DatabaseInput", {})
+            for key in ("AlarmName", "DashboardName", "DeliveryStreamName", "Name", "FunctionName"):
+                if isinstance(p.get(key), str):
+                    found.add(p[key])
+        return found
+
+    a, b = names(staging), names(prod)
+    assert {"avsev_staging", "avsev-staging"} <= a and {"avsev_prod", "avsev-prod"} <= b
+    shared = a & b
+    assert shared <= {"live", "default", "prod"}, (
+        shared
+    )  # alias, usage plan and stage names are per API/function
+
+
+def test_an_account_with_its_own_api_gateway_role_skips_the_shared_stack(
+    cdk_bundle, built_layers, tmp_path
+):
+    _, stack, assembly = synth(cdk_bundle, tmp_path, api_gateway_account="false")
+    assert [s.stack_name for s in assembly.stacks] == ["avsev-prod"]
+    assert stack.dependencies == []
+
+
+def test_stage_must_be_known(cdk_bundle, tmp_path):
+    from infra.app import build_app
+
+    with pytest.raises(ValueError, match="stage='qa'"):
+        build_app({"stage": "qa", "bundle": str(cdk_bundle)}, outdir=str(tmp_path))
+
+
+def lint(template_path: Path) -> list:
+    from cfnlint.api import ManualArgs, lint_file
+
+    return lint_file(template_path, config=ManualArgs(regions=["us-east-1"]))
+
+
+def test_cfn_lint_finds_no_errors_and_only_accepted_warnings(synthesized, cdk_bundle, tmp_path):
+    """cfn-lint on every synthesized template (both stacks, and the cognito/WAF variant)."""
+    from infra.nag import CFN_LINT_ACCEPTED
+
+    assembly = synthesized[2]
+    paths = [Path(s.template_full_path) for s in assembly.stacks]
+    variant = synth(cdk_bundle, tmp_path, auth="cognito", waf=True, stage="staging")[2]
+    paths += [Path(s.template_full_path) for s in variant.stacks]
+    assert len(paths) == 4
+    for path in paths:
+        found = lint(path)
+        errors = [f"{m.rule.id} {m.message}" for m in found if m.rule.id.startswith("E")]
+        assert errors == [], path.name
+        unexplained = {m.rule.id for m in found} - set(CFN_LINT_ACCEPTED)
+        assert not unexplained, f"{path.name}: {unexplained}"
+
+
+def test_cfn_lint_check_can_fail(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text(
+        json.dumps(
+            {
+                "Resources": {
+                    "B": {
+                        "Type": "AWS::S3::Bucket",
+                        "Properties": {"AccessControl": "LogDeliveryWrite", "Nope": 1},
+                    }
+                }
+            }
+        )
+    )
+    ids = {m.rule.id for m in lint(bad)}
+    assert "E3002" in ids and "W3045" in ids
 
 
 def test_cdk_nag_finds_nothing_unacknowledged(synthesized):

@@ -4,9 +4,11 @@ errors in the service's own shape."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from avsev.serving.routes import ROUTES
 from avsev.serving.schema import MAX_BATCH
-from aws_cdk import Stack
+from aws_cdk import RemovalPolicy, Stack
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cognito as cognito
 from aws_cdk import aws_iam as iam
@@ -31,11 +33,17 @@ class Api(Construct):
     ) -> None:
         super().__init__(scope, id)
         stack = Stack.of(self)
-        self.access_logs = logs.LogGroup(self, "AccessLogs", retention=logs.RetentionDays.ONE_MONTH)
+        self.access_logs = logs.LogGroup(
+            self,
+            "AccessLogs",
+            log_group_name=f"{ACCESS_LOG_GROUP_PREFIX}{stack.stack_name}-access",
+            retention=logs.RetentionDays.ONE_MONTH,
+            removal_policy=RemovalPolicy.DESTROY,
+        )
         self.api = apigw.RestApi(
             self,
             "Rest",
-            rest_api_name=f"avsev-{Stack.of(self).stack_name}",
+            rest_api_name=stack.stack_name,
             description="Aviation accident severity: predictions, explanations, outcomes",
             cloud_watch_role=False,
             deploy_options=apigw.StageOptions(
@@ -76,37 +84,6 @@ class Api(Construct):
             else None,
             endpoint_types=[apigw.EndpointType.REGIONAL],
         )
-        # API Gateway's account-level logging role, ours instead of CDK's managed-policy one.
-        logging_role = iam.Role(
-            self, "LoggingRole", assumed_by=iam.ServicePrincipal("apigateway.amazonaws.com")
-        )
-        logging_role.add_to_policy(
-            iam.PolicyStatement(
-                actions=[
-                    "logs:CreateLogGroup",
-                    "logs:CreateLogStream",
-                    "logs:DescribeLogGroups",
-                    "logs:DescribeLogStreams",
-                    "logs:PutLogEvents",
-                    "logs:GetLogEvents",
-                    "logs:FilterLogEvents",
-                ],
-                resources=[
-                    f"arn:{stack.partition}:logs:{stack.region}:{stack.account}:log-group:API-Gateway-Execution-Logs_*",
-                    f"arn:{stack.partition}:logs:{stack.region}:{stack.account}:log-group:*",
-                ],
-            )
-        )
-        acknowledge(
-            logging_role,
-            "AwsSolutions-IAM5",
-            "API Gateway names its execution log groups itself (API-Gateway-Execution-Logs_<api>/<stage>) and "
-            "DescribeLogGroups needs the account's log-group ARN pattern.",
-            "Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:API-Gateway-Execution-Logs_*",
-            "Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:*",
-        )
-        account = apigw.CfnAccount(self, "Account", cloud_watch_role_arn=logging_role.role_arn)
-        self.api.deployment_stage.node.add_dependency(account)
         for response_type, status in (
             (apigw.ResponseType.BAD_REQUEST_BODY, 400),
             (apigw.ResponseType.DEFAULT_4_XX, None),
@@ -215,3 +192,63 @@ class Api(Construct):
             "DefaultKey", description="the first client's key (add one per client)"
         )
         self.plan.add_api_key(self.key)
+
+
+ACCESS_LOG_GROUP_PREFIX = "/aws/apigateway/"
+EXECUTION_LOG_GROUP_PREFIX = "API-Gateway-Execution-Logs_"
+
+
+class ApiGatewayAccountStack(Stack):
+    """API Gateway's CloudWatch Logs role, an account-and-region setting
+    (`AWS::ApiGateway::Account`): its own stack, shared by the stage stacks, so deleting a
+    stage never leaves the setting pointing at a deleted role. The role is retained."""
+
+    def __init__(self, scope: Construct, id: str, **kwargs: Any) -> None:
+        super().__init__(scope, id, **kwargs)
+        arn = f"arn:{self.partition}:logs:{self.region}:{self.account}:log-group:"
+        role = iam.Role(
+            self,
+            "LoggingRole",
+            assumed_by=iam.ServicePrincipal("apigateway.amazonaws.com"),
+            description="API Gateway writes execution and access logs of this account's APIs",
+        )
+        role.apply_removal_policy(RemovalPolicy.RETAIN)
+        groups = [
+            f"{arn}{EXECUTION_LOG_GROUP_PREFIX}*",
+            f"{arn}{ACCESS_LOG_GROUP_PREFIX}*",
+        ]
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="WriteApiLogs",
+                actions=[
+                    "logs:CreateLogGroup",
+                    "logs:CreateLogStream",
+                    "logs:DescribeLogStreams",
+                    "logs:PutLogEvents",
+                ],
+                resources=groups + [f"{g}:*" for g in groups],
+            )
+        )
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="ListLogGroups",
+                actions=["logs:DescribeLogGroups"],
+                resources=[f"{arn}*"],
+            )
+        )
+        acknowledge(
+            role,
+            "AwsSolutions-IAM5",
+            "API Gateway names its execution log groups itself (API-Gateway-Execution-Logs_<api>/<stage>); access "
+            "logs go to /aws/apigateway/<stack>-access; DescribeLogGroups lists names only (no log data) and takes "
+            "the account's log-group pattern. No log reads.",
+            *(f"Resource::{g.replace(arn, _NAG_ARN)}" for g in groups),
+            *(f"Resource::{g.replace(arn, _NAG_ARN)}:*" for g in groups),
+            f"Resource::{_NAG_ARN}*",
+        )
+        account = apigw.CfnAccount(self, "Account", cloud_watch_role_arn=role.role_arn)
+        account.apply_removal_policy(RemovalPolicy.RETAIN)
+        self.role = role
+
+
+_NAG_ARN = "arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:"

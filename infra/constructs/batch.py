@@ -13,10 +13,11 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from infra.constants import METRICS_NAMESPACE, SERVICE
+from infra.constants import METRICS_NAMESPACE
+from infra.constructs.access import s3_access
 from infra.constructs.functions import ServingFunction
 from infra.constructs.records import private_bucket
-from infra.nag import S3_GRANT_ACTIONS, acknowledge, ref
+from infra.nag import acknowledge
 
 
 class Batch(Construct):
@@ -52,17 +53,13 @@ class Batch(Construct):
         )
         fn, role = function.function, function.role
         fn.add_environment("BATCH_BUCKET", self.bucket.bucket_name)
-        # exactly these prefixes: read inputs, read and write parts and outputs
-        self.bucket.grant_read(role, f"{IN_PREFIX}*")
-        self.bucket.grant_read(role, f"{INCOMING_PREFIX}*")
-        self.bucket.grant_read_write(role, f"{OUT_PREFIX}*")
-        self.bucket.grant_read_write(role, f"{TMP_PREFIX}*")
-        role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["s3:ListBucket"],
-                resources=[self.bucket.bucket_arn],
-                conditions={"StringLike": {"s3:prefix": [f"{INCOMING_PREFIX}*", f"{OUT_PREFIX}*"]}},
-            )
+        # exactly these prefixes: read inputs, read and write parts and outputs (no deletes)
+        findings = s3_access(
+            role,
+            self.bucket,
+            read=[IN_PREFIX, INCOMING_PREFIX, OUT_PREFIX, TMP_PREFIX],
+            write=[OUT_PREFIX, TMP_PREFIX],
+            list_all=True,
         )
         # continuation: the function invokes itself (by name: a reference would be circular)
         own_arn = stack.format_arn(
@@ -77,13 +74,11 @@ class Batch(Construct):
         acknowledge(
             role,
             "AwsSolutions-IAM5",
-            "Objects under the batch prefixes only (CDK's grant actions), and the batch bucket's listing "
-            "restricted to two prefixes by condition.",
-            *S3_GRANT_ACTIONS,
-            *(
-                f"Resource::{ref(self.bucket)}/{p}*"
-                for p in (IN_PREFIX, INCOMING_PREFIX, OUT_PREFIX, TMP_PREFIX)
-            ),
+            "Objects under the four batch prefixes only (read; write under out/ and tmp/, no deletes). ListBucket "
+            "is on the whole batch bucket, unconditioned: S3 answers a missing key with 404 only to a caller that "
+            "may list, and the function tells 'not scored yet' from an error by that 404; the bucket holds batch "
+            "files only, and listing shows their names, not their contents.",
+            *findings,
         )
         target = targets.LambdaFunction(
             fn, retry_attempts=2, max_event_age=Duration.hours(6), dead_letter_queue=dlq
@@ -113,13 +108,13 @@ class Batch(Construct):
             cw.Alarm(
                 self,
                 "Failures",
-                alarm_name=f"{SERVICE}-batch-failures",
+                alarm_name=f"{stack.stack_name}-batch-failures",
                 alarm_description="a batch file could not be scored (see its .summary.json)",
                 metric=cw.Metric(
                     namespace=METRICS_NAMESPACE,
                     metric_name="BatchFailures",
                     statistic="Sum",
-                    dimensions_map={"service": SERVICE},
+                    dimensions_map={"service": stack.stack_name},
                     period=Duration.minutes(5),
                 ),
                 threshold=1,
@@ -129,7 +124,7 @@ class Batch(Construct):
             cw.Alarm(
                 self,
                 "Errors",
-                alarm_name=f"{SERVICE}-batch-errors",
+                alarm_name=f"{stack.stack_name}-batch-errors",
                 alarm_description="the batch function failed (after its retries the event is in the DLQ)",
                 metric=fn.metric_errors(period=Duration.minutes(5)),
                 threshold=1,

@@ -3,14 +3,14 @@ test as pre-traffic hook, and alarms on the new version that roll it back."""
 
 from __future__ import annotations
 
-from aws_cdk import Duration
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_codedeploy as codedeploy
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
-from infra.constants import LIVE_ALIAS, METRICS_NAMESPACE, SERVICE
+from infra.constants import LIVE_ALIAS, METRICS_NAMESPACE
 from infra.nag import acknowledge, ref
 
 
@@ -54,17 +54,26 @@ class Canary(Construct):
         config: codedeploy.ILambdaDeploymentConfig,
         pre_hook: lambda_.IFunction,
         p95_latency_ms: float,
-        validation_error_threshold: int,
     ) -> None:
         super().__init__(scope, id)
+        stack = Stack.of(self)
         new_version = function.current_version.version
         version_dims = {
             "FunctionName": function.function_name,
             "Resource": f"{function.function_name}:{LIVE_ALIAS}",
             "ExecutedVersion": new_version,
         }
-        emf_dims = {"ModelVersion": model_version, "service": SERVICE}
-        prefix = f"{SERVICE}-{id.lower().removesuffix('canary')}"
+        # The handlers' own metrics, of the function version being deployed only: the old
+        # version's errors must not roll back a new release of the same model.
+        emf_dims = {
+            "FunctionVersion": new_version,
+            "ModelVersion": model_version,
+            "service": stack.stack_name,  # POWERTOOLS_SERVICE_NAME: this stage only
+        }
+        prefix = f"{stack.stack_name}-{id.lower().removesuffix('canary')}"
+        # Validation errors are not here: a client sending bad requests says nothing about
+        # the new version, and must not be able to roll a release back. They notify instead
+        # (the stack's validation-error-rate alarm).
         # (construct id, name, description, namespace, metric, dimensions, statistic, threshold,
         #  evaluation periods, datapoints to alarm)
         specs = (
@@ -83,7 +92,7 @@ class Canary(Construct):
             (
                 "NewVersion5xx",
                 "new-version-5xx",
-                "HTTP 5xx answered by the new model version (handled internal errors)",
+                "HTTP 5xx answered by the function version being rolled out (handled internal errors)",
                 METRICS_NAMESPACE,
                 "InternalErrors",
                 emf_dims,
@@ -102,18 +111,6 @@ class Canary(Construct):
                 "p95",
                 p95_latency_ms,
                 3,
-                2,
-            ),
-            (
-                "ValidationErrorSpike",
-                "validation-error-spike",
-                "Validation errors answered by the new model version spike (a schema break)",
-                METRICS_NAMESPACE,
-                "ValidationErrors",
-                emf_dims,
-                "Sum",
-                validation_error_threshold,
-                2,
                 2,
             ),
         )

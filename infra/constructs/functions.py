@@ -12,13 +12,15 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from infra.config import ROOT
-from infra.constants import LIVE_ALIAS, METRICS_NAMESPACE, SERVICE
+from infra.constants import LIVE_ALIAS, METRICS_NAMESPACE
 from infra.nag import acknowledge, ref
 
 RUNTIME = lambda_.Runtime.PYTHON_3_14
 """The newest Python runtime aws-cdk-lib knows (the model needs glibc ≥ 2.27: 3.12 or newer)."""
 
 LOG_RETENTION = logs.RetentionDays.ONE_MONTH
+COMMON_LAYER = ROOT / "layers/common"
+"""The avsev library's layer folder (its python/ lands on Lambda's sys.path)."""
 
 OFFLINE_PARTS = [
     "avsev/pipeline",
@@ -55,7 +57,7 @@ class Layers(Construct):
         codes = {
             "common": (
                 lambda_.Code.from_asset(
-                    str(ROOT / "layers/common"), exclude=[f"python/{p}" for p in OFFLINE_PARTS]
+                    str(COMMON_LAYER), exclude=[f"python/{p}" for p in OFFLINE_PARTS]
                 ),
                 "avsev library: serving, monitoring, rollout",
             ),
@@ -106,6 +108,7 @@ class ServingFunction(Construct):
         environment: dict[str, str],
         with_alias: bool = False,
         function_name: str | None = None,
+        reserved_concurrency: int | None = None,
     ) -> None:
         super().__init__(scope, id)
         stack = Stack.of(self)
@@ -119,7 +122,7 @@ class ServingFunction(Construct):
             self,
             "Role",
             assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description=f"{SERVICE} {spec.name}: its own log group, nothing else unless granted",
+            description=f"{stack.stack_name} {spec.name}: its own log group, nothing else unless granted",
         )
         self.role.add_to_policy(
             iam.PolicyStatement(
@@ -139,13 +142,15 @@ class ServingFunction(Construct):
             ),
             layers=[layers.by_name[n] for n in spec.layers],
             memory_size=spec.memory_mb,
+            reserved_concurrent_executions=reserved_concurrency,
             timeout=Duration.seconds(spec.timeout_s),
             description=spec.description,
             role=self.role,
             log_group=self.log_group,
             tracing=lambda_.Tracing.ACTIVE,
             environment={
-                "POWERTOOLS_SERVICE_NAME": SERVICE,
+                # the `service` dimension of the handlers' metrics: one per stage
+                "POWERTOOLS_SERVICE_NAME": stack.stack_name,
                 "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
                 **environment,
             },

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import Duration, Stack
+from aws_cdk import Annotations, Duration, Stack
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_events as events
@@ -17,28 +17,63 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
-from infra.constants import METRICS_NAMESPACE, SERVICE
+from infra.constants import METRICS_NAMESPACE
 from infra.nag import acknowledge
 
 
 class Alerts(Construct):
-    """One encrypted topic for drift, A/B and rollout alarms; email by context."""
+    """One encrypted topic for drift, A/B, records and rollout alarms; email by context.
+
+    CloudWatch publishes alarm notifications as the service principal, so the topic policy
+    (which `enforce_ssl` makes hold only a Deny) and the key policy allow
+    `cloudwatch.amazonaws.com`, for this stack's alarms in this account only
+    (https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html#compatibility-with-aws-services,
+    https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/AlarmThatSendsEmail.html).
+    The analysis functions publish with their roles (same account: their IAM policy suffices)."""
 
     def __init__(self, scope: Construct, id: str, *, email: str | None) -> None:
         super().__init__(scope, id)
-        self.key = kms.Key(self, "Key", enable_key_rotation=True, description="avsev alerts topic")
+        stack = Stack.of(self)
+        self.alarm_arns = f"arn:{stack.partition}:cloudwatch:{stack.region}:{stack.account}:alarm:{stack.stack_name}-*"
+        from_our_alarms = {
+            "StringEquals": {"aws:SourceAccount": stack.account},
+            "ArnLike": {"aws:SourceArn": self.alarm_arns},
+        }
+        self.key = kms.Key(
+            self, "Key", enable_key_rotation=True, description=f"{stack.stack_name} alerts topic"
+        )
         self.key.add_to_resource_policy(
             iam.PolicyStatement(
+                sid="CloudWatchAlarmsOfThisStack",
                 actions=["kms:Decrypt", "kms:GenerateDataKey*"],
                 principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
                 resources=["*"],
+                conditions=from_our_alarms,
             )
         )
         self.topic = sns.Topic(
-            self, "Topic", display_name="avsev alerts", master_key=self.key, enforce_ssl=True
+            self,
+            "Topic",
+            display_name=f"{stack.stack_name} alerts",
+            master_key=self.key,
+            enforce_ssl=True,
+        )
+        self.topic.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="CloudWatchAlarmsOfThisStack",
+                actions=["sns:Publish"],
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                resources=[self.topic.topic_arn],
+                conditions=from_our_alarms,
+            )
         )
         if email:
             self.topic.add_subscription(subscriptions.EmailSubscription(email))
+        else:
+            Annotations.of(self).add_info(
+                "No alarm_email: nothing subscribes to the alerts topic (output AlertsTopic); "
+                "subscribe with -c alarm_email=you@example.org or `aws sns subscribe`."
+            )
 
     def notify(self, alarm: cw.Alarm) -> None:
         alarm.add_alarm_action(cw_actions.SnsAction(self.topic))
@@ -112,19 +147,18 @@ class Dashboard(Construct):
     ) -> None:
         super().__init__(scope, id)
         ns = METRICS_NAMESPACE
+        stage = Stack.of(self).stack_name  # the handlers' `service` dimension
         predict = functions["predict"].function_name
-        self.dashboard = cw.Dashboard(
-            self, "Dashboard", dashboard_name=f"avsev-{Stack.of(self).stack_name}"
-        )
+        self.dashboard = cw.Dashboard(self, "Dashboard", dashboard_name=Stack.of(self).stack_name)
         self.dashboard.add_widgets(
             cw.GraphWidget(
                 title="Predictions per minute by model version",
-                left=[_search(f'{{{ns},ModelVersion,service}} MetricName="Predictions"', "")],
+                left=[_search(f'Namespace="{ns}" service="{stage}" MetricName="Predictions"', "")],
                 width=12,
             ),
             cw.GraphWidget(
                 title="Predicted class per minute (all versions)",
-                left=[_search(f'{{{ns},ModelVersion,service}} MetricName=~"^Predicted"', "")],
+                left=[_search(f'Namespace="{ns}" service="{stage}" MetricName=~"^Predicted"', "")],
                 width=12,
             ),
             cw.GraphWidget(
@@ -147,9 +181,11 @@ class Dashboard(Construct):
                 title="Errors: Lambda errors, handled 5xx, validation errors",
                 left=[fn.metric_errors(label=f"{name} errors") for name, fn in functions.items()]
                 + [
-                    _search(f'{{{ns},ModelVersion,service}} MetricName="InternalErrors"', "5xx"),
                     _search(
-                        f'{{{ns},ModelVersion,service}} MetricName="ValidationErrors"',
+                        f'Namespace="{ns}" service="{stage}" MetricName="InternalErrors"', "5xx"
+                    ),
+                    _search(
+                        f'Namespace="{ns}" service="{stage}" MetricName="ValidationErrors"',
                         "4xx validation",
                     ),
                 ],
@@ -207,7 +243,7 @@ class Firewall(Construct):
             "Acl",
             scope="REGIONAL",
             default_action=wafv2.CfnWebACL.DefaultActionProperty(allow={}),
-            visibility_config=visibility(f"{SERVICE}-waf"),
+            visibility_config=visibility(f"{Stack.of(self).stack_name}-waf"),
             rules=[
                 wafv2.CfnWebACL.RuleProperty(
                     name="common",

@@ -385,6 +385,58 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Acceptance checks of a deployment (a stack's outputs) or of `avsev local up`."""
+    from avsev import verify
+
+    if args.local:
+        from avsev.local.stack import read_state, use_endpoint
+
+        state = read_state()
+        use_endpoint(state["aws_endpoint_url"])
+        target = verify.target_from_local(state)
+    elif args.stack:
+        target = verify.target_from_stack(args.stack, _aws)
+    else:
+        print(
+            "avsev verify: error: give a stack name (e.g. avsev-prod) or --local", file=sys.stderr
+        )
+        return 2
+    checks = verify.run(verify.Session(target, _aws, record_timeout_s=args.record_timeout))
+    print(verify.table(target, checks))
+    return 0 if all(c.passed for c in checks) else 1
+
+
+def cmd_records_redrive(args: argparse.Namespace) -> int:
+    """Put records Firehose failed to deliver back into their streams."""
+    from avsev.deployment import stack_outputs
+    from avsev.records_redrive import redrive
+
+    out = stack_outputs(_aws("cloudformation"), args.stack) if args.stack else {}
+    bucket = args.bucket or out.get("DataBucket")
+    streams = {
+        "predictions": args.predictions_stream or out.get("PredictionsStream"),
+        "outcomes": args.outcomes_stream or out.get("OutcomesStream"),
+    }
+    if not bucket or not all(streams.values()):
+        print(
+            "avsev records redrive: error: give --stack, or --bucket and both streams",
+            file=sys.stderr,
+        )
+        return 2
+    result = redrive(
+        _aws("s3"),
+        _aws("firehose"),
+        bucket,
+        {k: v for k, v in streams.items() if v},
+        table=args.table,
+        dry_run=args.dry_run,
+        keep=args.keep,
+    )
+    _print_json(result.as_dict())
+    return 1 if result.failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="avsev", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -500,6 +552,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("demo", cmd_demo, "the whole system locally, end to end, told step by step")
     p.add_argument("--out", default="demo-output")
     p.add_argument("--requests", type=int, default=3000)
+
+    p = add("verify", cmd_verify, "acceptance checks of a deployment (stack outputs) or --local")
+    p.add_argument("stack", nargs="?", help="stack name, e.g. avsev-prod or avsev-staging")
+    p.add_argument("--local", action="store_true", help="the running `avsev local up`")
+    p.add_argument("--record-timeout", type=float, default=600.0, help="seconds for the record")
+
+    records = sub.add_parser("records", help="prediction and outcome records").add_subparsers(
+        dest="records_command", required=True
+    )
+    p = records.add_parser("redrive", help="re-deliver records Firehose failed to deliver")
+    p.set_defaults(fn=cmd_records_redrive)
+    p.add_argument("--stack", help="read bucket and streams from this stack's outputs")
+    p.add_argument("--bucket")
+    p.add_argument("--predictions-stream")
+    p.add_argument("--outcomes-stream")
+    p.add_argument("--table", choices=["predictions", "outcomes"], help="only this table's")
+    p.add_argument("--dry-run", action="store_true", help="count, do not put or delete")
+    p.add_argument("--keep", action="store_true", help="keep error objects after re-delivery")
 
     local = sub.add_parser(
         "local", help="the whole system on this machine (embedded AWS)"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from avsev.serving.events import proxy_event
@@ -78,3 +78,28 @@ def lambda_invoker(
         return payload
 
     return invoke
+
+
+HOOK_STATUSES = ("Succeeded", "Failed")
+
+
+def run_hook(
+    event: dict[str, Any],
+    check: Callable[[], SmokeResult],
+    report: Callable[[str, str, str], None],
+    log: Callable[..., None] | None = None,
+) -> str:
+    """A CodeDeploy lifecycle hook that always reports: `Succeeded` only when `check` passes,
+    `Failed` on a failed check and on any error (a hook that never reports leaves the
+    deployment waiting for its timeout). `report(deployment_id, hook_execution_id, status)`."""
+    status, detail = "Failed", {}
+    try:
+        result = check()
+        status = "Succeeded" if result.passed else "Failed"
+        detail = asdict(result)
+    except Exception as e:  # any error fails the deployment, it never hangs it
+        detail = {"error": f"{type(e).__name__}: {e}"}
+    if log is not None:
+        log("smoke test", extra={"status": status, **detail})
+    report(event["DeploymentId"], event["LifecycleEventHookExecutionId"], status)
+    return status

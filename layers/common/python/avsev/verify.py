@@ -1,0 +1,319 @@
+"""`avsev verify`: an acceptance check of a deployment, as a user runs it after `make deploy`
+(against a stack's outputs) or against `avsev local up` (`--local`).
+
+Each check is a function of a `Target` returning pass/fail and a detail; `run` prints them as
+a table. Nothing here is specific to the local stack but how the target is found."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+REPORT = {
+    "event_date": "2019-03-02",
+    "dec_latitude": 35.2,
+    "dec_longitude": -80.9,
+    "weather_condition": "IMC",
+    "make": "Cessna",
+    "broad_phase_of_flight": "Cruise",
+}
+BAD_REPORT = {"aircraft_age": -5, "weather_condition": "FOG"}
+ERROR_KEYS = {"status", "code", "message", "details", "request_id"}
+RECORDS_PREFIX = "predictions/"
+
+
+@dataclass
+class Target:
+    """A deployment to verify: where its API is, and the AWS resources behind it."""
+
+    base_url: str
+    api_key: str
+    bucket: str
+    predict_function: str
+    expected_alarms: list[str]
+    region: str | None = None
+    codedeploy_application: str | None = None
+    codedeploy_group: str | None = None
+    name: str = "local"
+
+
+@dataclass
+class Check:
+    name: str
+    passed: bool
+    detail: str
+    seconds: float = 0.0
+
+
+@dataclass
+class Session:
+    """What the checks share: the target, AWS clients, and the prediction made."""
+
+    target: Target
+    aws: Callable[[str], Any]
+    record_timeout_s: float = 600.0
+    ev_id: str = field(default_factory=lambda: f"verify-{uuid.uuid4().hex[:16]}")
+    started: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    predicted: dict[str, Any] | None = None
+
+
+# ---- targets ---------------------------------------------------------------------------
+
+
+def target_from_stack(stack: str, aws: Callable[[str], Any]) -> Target:
+    """Read a deployed stack's outputs (`avsev-prod`, `avsev-staging`) and its alarms."""
+    from avsev.deployment import stack_outputs
+
+    cfn = aws("cloudformation")
+    out = stack_outputs(cfn, stack)
+    key = aws("apigateway").get_api_key(apiKey=out["ApiKeyId"], includeValue=True)["value"]
+    alarms = [
+        r["PhysicalResourceId"]
+        for page in cfn.get_paginator("list_stack_resources").paginate(StackName=stack)
+        for r in page["StackResourceSummaries"]
+        if r["ResourceType"] == "AWS::CloudWatch::Alarm"
+    ]
+    return Target(
+        base_url=out["ApiUrl"].rstrip("/"),
+        api_key=key,
+        bucket=out["DataBucket"],
+        predict_function=out["PredictFunction"],
+        expected_alarms=sorted(alarms),
+        region=cfn.meta.region_name,
+        codedeploy_application=out.get("PredictCodeDeployApplication"),
+        codedeploy_group=out.get("PredictDeploymentGroup"),
+        name=stack,
+    )
+
+
+def target_from_local(state: dict[str, Any]) -> Target:
+    """The running local stack (`avsev local up` writes its state file)."""
+    from avsev.local.stack import ALARMS
+    from avsev.serving.routes import ALIASED
+
+    return Target(
+        base_url=state["base_url"],
+        api_key=state["api_key"],
+        bucket=state["bucket"],
+        predict_function=state["functions"]["predict"],
+        expected_alarms=sorted(f"avsev-{fn}-{a}" for fn in ALIASED for a in ALARMS),
+        name="local",
+    )
+
+
+# ---- HTTP ------------------------------------------------------------------------------
+
+
+def call(
+    target: Target, method: str, path: str, body: Any = None, *, api_key: str | None = None
+) -> tuple[int, Any]:
+    """One request with the API key, signed with SigV4 when the target is in AWS."""
+    data = json.dumps(body).encode() if body is not None else None
+    url = f"{target.base_url}{path}"
+    headers = {"Content-Type": "application/json", "X-Api-Key": api_key or target.api_key}
+    if target.region:
+        headers = _signed(method, url, data, headers, target.region)
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            status, raw = answer.status, answer.read()
+    except urllib.error.HTTPError as e:
+        status, raw = e.code, e.read()
+    try:
+        return status, json.loads(raw) if raw else None
+    except ValueError:
+        return status, raw.decode("utf-8", "replace")[:200]
+
+
+def _signed(
+    method: str, url: str, data: bytes | None, headers: dict[str, str], region: str
+) -> dict[str, str]:
+    import boto3
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+
+    credentials = boto3.session.Session().get_credentials()
+    if credentials is None:
+        raise ValueError("no AWS credentials to sign the API requests with (IAM authorization)")
+    request = AWSRequest(method=method, url=url, data=data, headers=headers)
+    SigV4Auth(credentials.get_frozen_credentials(), "execute-api", region).add_auth(request)
+    return dict(request.headers.items())
+
+
+# ---- checks ----------------------------------------------------------------------------
+
+
+def check_health(s: Session) -> tuple[bool, str]:
+    status, body = call(s.target, "GET", "/health")
+    ok = status == 200 and isinstance(body, dict) and body.get("status") == "ok"
+    return ok, f"{status} {body}"
+
+
+def check_predict(s: Session) -> tuple[bool, str]:
+    status, body = call(s.target, "POST", "/predict", {"ev_id": s.ev_id, **REPORT})
+    ok = (
+        status == 200
+        and isinstance(body, dict)
+        and body.get("ev_id") == s.ev_id
+        and {"prediction_label", "probabilities", "model_version"} <= set(body)
+    )
+    if ok:
+        s.predicted = body
+        return True, f"{body['prediction_label']} by model {body['model_version']} ({s.ev_id})"
+    return False, f"{status} {str(body)[:200]}"
+
+
+def check_bad_request(s: Session) -> tuple[bool, str]:
+    status, body = call(s.target, "POST", "/predict", {"ev_id": s.ev_id, **BAD_REPORT})
+    error = body.get("error") if isinstance(body, dict) else None
+    ok = 400 <= status < 500 and isinstance(error, dict) and set(error) >= ERROR_KEYS
+    return ok, f"{status} {error.get('code') if isinstance(error, dict) else str(body)[:200]}"
+
+
+def check_explain(s: Session) -> tuple[bool, str]:
+    status, body = call(s.target, "POST", "/predict/explain", {"ev_id": s.ev_id, **REPORT})
+    factors = body.get("top_contributing_factors") if isinstance(body, dict) else None
+    ok = status == 200 and bool(factors)
+    return ok, f"{status}, {len(factors or [])} factors" if ok else f"{status} {str(body)[:200]}"
+
+
+def check_outcome(s: Session) -> tuple[bool, str]:
+    outcome = {"ev_id": s.ev_id, "actual_severity": "None"}
+    status, body = call(s.target, "POST", "/outcomes", {"outcomes": [outcome]})
+    return 200 <= status < 300, f"{status} {str(body)[:200]}"
+
+
+def check_record(s: Session) -> tuple[bool, str]:
+    """The prediction's record reaches the record store within the time limit."""
+    deadline = time.monotonic() + s.record_timeout_s
+    s3 = s.aws("s3")
+    while True:
+        key = find_prediction_record(s3, s.target.bucket, s.ev_id, s.started)
+        if key:
+            return True, key
+        if time.monotonic() >= deadline:
+            return False, f"no record of {s.ev_id} after {s.record_timeout_s:.0f} s"
+        time.sleep(min(5.0, max(0.5, s.record_timeout_s / 60)))
+
+
+def find_prediction_record(s3: Any, bucket: str, ev_id: str, since: dt.datetime) -> str | None:
+    """The key of the object under `predictions/dt=<day>/` holding `ev_id`'s record, or None.
+
+    Stands in for a query of the predictions table (Athena in AWS, DuckDB locally): objects
+    written since `since` are read as Parquet (Firehose's conversion) or JSON lines."""
+    days = sorted({since.date(), dt.datetime.now(dt.UTC).date()})
+    for day in days:
+        prefix = f"{RECORDS_PREFIX}dt={day.isoformat()}/"
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for o in page.get("Contents", []):
+                if o["LastModified"] < since - dt.timedelta(minutes=5):
+                    continue
+                body = s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read()
+                if ev_id in _ev_ids(body):
+                    return str(o["Key"])
+    return None
+
+
+def _ev_ids(body: bytes) -> set[str]:
+    if body[:4] == b"PAR1":
+        import tempfile
+
+        import duckdb  # offline tooling only (the dev extra); Parquet is built in
+
+        with tempfile.NamedTemporaryFile(suffix=".parquet") as f:
+            f.write(body)
+            f.flush()
+            rows = (
+                duckdb.connect().execute("SELECT ev_id FROM read_parquet(?)", [f.name]).fetchall()
+            )
+        return {str(r[0]) for r in rows}
+    ids = set()
+    for line in body.decode("utf-8", "replace").splitlines():
+        try:
+            ids.add(str(json.loads(line).get("ev_id")))
+        except (ValueError, AttributeError):
+            continue
+    return ids
+
+
+def check_alarms(s: Session) -> tuple[bool, str]:
+    expected = s.target.expected_alarms
+    cw = s.aws("cloudwatch")
+    found: dict[str, str] = {}
+    for i in range(0, len(expected), 100):
+        for a in cw.describe_alarms(AlarmNames=expected[i : i + 100])["MetricAlarms"]:
+            found[a["AlarmName"]] = a["StateValue"]
+    missing = sorted(set(expected) - set(found))
+    firing = sorted(n for n, state in found.items() if state == "ALARM")
+    ok = bool(expected) and not missing and not firing
+    return ok, (
+        f"{len(found)} alarms, none in ALARM"
+        if ok
+        else f"missing {missing[:5]}, in ALARM {firing[:5]}"
+        if expected
+        else "no alarms expected: none found to check"
+    )
+
+
+def check_rollout_guard(s: Session) -> tuple[bool, str]:
+    """The guards `avsev rollout step` would apply, without changing anything."""
+    from avsev.rollout.aliases import Rollouts
+
+    t = s.target
+    rollouts = Rollouts(
+        s.aws("lambda"),
+        t.predict_function,
+        cloudwatch=s.aws("cloudwatch"),
+        alarm_names=t.expected_alarms or None,
+        codedeploy=s.aws("codedeploy") if t.codedeploy_group else None,
+        codedeploy_application=t.codedeploy_application,
+        codedeploy_group=t.codedeploy_group,
+    )
+    state = rollouts.state()
+    reasons = rollouts._guard("step", state, force="avsev verify: dry run")
+    weights = state.weights
+    return not reasons, "; ".join(reasons) if reasons else f"would act; weights {weights}"
+
+
+CHECKS: tuple[tuple[str, Callable[[Session], tuple[bool, str]]], ...] = (
+    ("health", check_health),
+    ("prediction (API key; SigV4 in AWS)", check_predict),
+    ("bad request → 4xx error shape", check_bad_request),
+    ("explanation", check_explain),
+    ("outcome", check_outcome),
+    ("record queryable", check_record),
+    ("alarms exist, none in ALARM", check_alarms),
+    ("rollout guard (dry run)", check_rollout_guard),
+)
+
+
+def run(session: Session) -> list[Check]:
+    """Every check in order; an exception is that check's failure, never the end of the run."""
+    results = []
+    for name, fn in CHECKS:
+        start = time.monotonic()
+        try:
+            passed, detail = fn(session)
+        except Exception as e:  # a check that cannot run has failed
+            passed, detail = False, f"{type(e).__name__}: {e}"
+        results.append(Check(name, passed, detail, time.monotonic() - start))
+    return results
+
+
+def table(target: Target, checks: list[Check]) -> str:
+    width = max(len(c.name) for c in checks)
+    lines = [f"avsev verify {target.name}: {target.base_url}", ""]
+    lines += [
+        f"{'PASS' if c.passed else 'FAIL'}  {c.name:<{width}}  {c.seconds:6.1f} s  {c.detail}"
+        for c in checks
+    ]
+    failed = sum(not c.passed for c in checks)
+    lines += ["", f"{len(checks) - failed} passed, {failed} failed"]
+    return "\n".join(lines)
