@@ -68,11 +68,14 @@ model: setup
 	$(VENV)/bin/avsev train $(if $(wildcard $(SHARED_DATA)),--data $(SHARED_DATA)) --out $(MODEL_DIR) > /dev/null
 	$(VENV)/bin/avsev build --model $(MODEL_DIR) --version $(VERSION) --arch $(ARCH) --out layers/model/build/$(ARCH)
 
-synth: layers
-	npx --yes aws-cdk@2 synth -c arch=$(ARCH) -c bundle=$(BUNDLE)
+STAGE ?= prod
 
+synth: layers
+	npx --yes aws-cdk@2 synth --all -c stage=$(STAGE) -c arch=$(ARCH) -c bundle=$(BUNDLE)
+
+# The stage's stack (avsev-staging or avsev-prod) and the account-wide API Gateway logging stack.
 deploy: layers
-	npx --yes aws-cdk@2 deploy -c arch=$(ARCH) -c bundle=$(BUNDLE)
+	npx --yes aws-cdk@2 deploy --all -c stage=$(STAGE) -c arch=$(ARCH) -c bundle=$(BUNDLE)
 
 clean:
 	rm -rf layers/model/build cdk.out bench/work .pytest_cache

@@ -153,27 +153,42 @@ def test_requests_to_aws_are_signed_with_sigv4_and_keep_the_api_key(fake_aws):
     assert headers["X-Api-Key"] == "k" and "X-Amz-Date" in headers
 
 
-def test_the_record_is_found_in_parquet_or_json_lines(fake_aws, tmp_path):
-    """Firehose writes Parquet in AWS; the local stack may write JSON lines: both are read."""
+def test_the_record_is_found_by_a_query_of_the_predictions_table(fake_aws, tmp_path):
+    """The delivery streams write Parquet by the table's schema; the check queries the table
+    (DuckDB over the bucket here, Athena on the stack's workgroup in AWS)."""
     import datetime as dt
+    import json
 
     import boto3
-    import duckdb
-    from avsev.verify import find_prediction_record
+    from avsev.monitoring.query import write_records_parquet
+    from avsev.verify import Session, Target, find_prediction_record
     from moto import mock_aws
 
-    parquet = tmp_path / "p.parquet"
-    duckdb.connect().execute(
-        f"COPY (SELECT 'A-1' AS ev_id, 0.5 AS latency_ms) TO '{parquet}' (FORMAT PARQUET)"
-    )
     now = dt.datetime.now(dt.UTC)
-    day = f"predictions/dt={now.date().isoformat()}/"
+    line = json.dumps(
+        {
+            "record_type": "prediction",
+            "schema_version": 1,
+            "request_id": "r",
+            "ev_id": "A-1",
+            "timestamp": now.isoformat(),
+            "model_version": "1.0.0",
+            "shadow": False,
+            "features": {},
+            "predicted": "None",
+            "latency_ms": 0.1,
+        }
+    )
+    parquet = tmp_path / "p.parquet"
+    write_records_parquet([line], "predictions", parquet)
     with mock_aws():
         s3 = boto3.client("s3")
         s3.create_bucket(Bucket="verify-test")
-        assert find_prediction_record(s3, "verify-test", "A-1", now) is None
-        s3.put_object(Bucket="verify-test", Key=f"{day}x.parquet", Body=parquet.read_bytes())
-        s3.put_object(Bucket="verify-test", Key=f"{day}y", Body=b'{"ev_id": "B-2"}\n{"ev_id": "C-3"}\n')
-        assert find_prediction_record(s3, "verify-test", "A-1", now) == f"{day}x.parquet"
-        assert find_prediction_record(s3, "verify-test", "C-3", now) == f"{day}y"
-        assert find_prediction_record(s3, "verify-test", "D-4", now) is None
+        target = Target("http://x", "k", "verify-test", "predict", [])
+        session = Session(target, aws=boto3.client, started=now)
+        assert find_prediction_record(session, "A-1") is None
+        s3.upload_file(str(parquet), "verify-test", f"predictions/dt={now.date()}/x.parquet")
+        assert find_prediction_record(session, "A-1") == (
+            f"the predictions table (DuckDB), dt={now.date()}"
+        )
+        assert find_prediction_record(session, "D-4") is None

@@ -31,4 +31,6 @@ def explain(body: Annotated[ExplainRequest, Body()]) -> Explanation:
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     metrics.add_dimension(name="ModelVersion", value=service.version)
+    # The rollback alarms watch the function version being deployed, not the whole alias.
+    metrics.add_dimension(name="FunctionVersion", value=context.function_version)
     return with_model_version(app.resolve(event, context), service.version)

@@ -26,7 +26,6 @@ REPORT = {
 }
 BAD_REPORT = {"aircraft_age": -5, "weather_condition": "FOG"}
 ERROR_KEYS = {"status", "code", "message", "details", "request_id"}
-RECORDS_PREFIX = "predictions/"
 
 
 @dataclass
@@ -42,6 +41,8 @@ class Target:
     codedeploy_application: str | None = None
     codedeploy_group: str | None = None
     name: str = "local"
+    athena_workgroup: str | None = None
+    glue_database: str | None = None
 
 
 @dataclass
@@ -90,6 +91,8 @@ def target_from_stack(stack: str, aws: Callable[[str], Any]) -> Target:
         codedeploy_application=out.get("PredictCodeDeployApplication"),
         codedeploy_group=out.get("PredictDeploymentGroup"),
         name=stack,
+        athena_workgroup=out.get("AthenaWorkgroup"),
+        glue_database=out.get("GlueDatabase"),
     )
 
 
@@ -191,56 +194,41 @@ def check_outcome(s: Session) -> tuple[bool, str]:
 
 
 def check_record(s: Session) -> tuple[bool, str]:
-    """The prediction's record reaches the record store within the time limit."""
+    """The prediction's record becomes queryable in the predictions table within the limit."""
     deadline = time.monotonic() + s.record_timeout_s
-    s3 = s.aws("s3")
     while True:
-        key = find_prediction_record(s3, s.target.bucket, s.ev_id, s.started)
-        if key:
-            return True, key
+        found = find_prediction_record(s, s.ev_id)
+        if found:
+            return True, found
         if time.monotonic() >= deadline:
-            return False, f"no record of {s.ev_id} after {s.record_timeout_s:.0f} s"
+            return (
+                False,
+                f"no record of {s.ev_id} in the predictions table after {s.record_timeout_s:.0f} s",
+            )
         time.sleep(min(5.0, max(0.5, s.record_timeout_s / 60)))
 
 
-def find_prediction_record(s3: Any, bucket: str, ev_id: str, since: dt.datetime) -> str | None:
-    """The key of the object under `predictions/dt=<day>/` holding `ev_id`'s record, or None.
+def find_prediction_record(s: Session, ev_id: str) -> str | None:
+    """Query the predictions table for `ev_id` (Athena on the stack's workgroup in AWS,
+    DuckDB over the local stack's records): where it was found, or None."""
+    from avsev.monitoring.query import AthenaEngine, local_engine
 
-    Stands in for a query of the predictions table (Athena in AWS, DuckDB locally): objects
-    written since `since` are read as Parquet (Firehose's conversion) or JSON lines."""
-    days = sorted({since.date(), dt.datetime.now(dt.UTC).date()})
-    for day in days:
-        prefix = f"{RECORDS_PREFIX}dt={day.isoformat()}/"
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-            for o in page.get("Contents", []):
-                if o["LastModified"] < since - dt.timedelta(minutes=5):
-                    continue
-                body = s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read()
-                if ev_id in _ev_ids(body):
-                    return str(o["Key"])
-    return None
-
-
-def _ev_ids(body: bytes) -> set[str]:
-    if body[:4] == b"PAR1":
-        import tempfile
-
-        import duckdb  # offline tooling only (the dev extra); Parquet is built in
-
-        with tempfile.NamedTemporaryFile(suffix=".parquet") as f:
-            f.write(body)
-            f.flush()
-            rows = (
-                duckdb.connect().execute("SELECT ev_id FROM read_parquet(?)", [f.name]).fetchall()
-            )
-        return {str(r[0]) for r in rows}
-    ids = set()
-    for line in body.decode("utf-8", "replace").splitlines():
-        try:
-            ids.add(str(json.loads(line).get("ev_id")))
-        except (ValueError, AttributeError):
-            continue
-    return ids
+    days = sorted({s.started.date(), dt.datetime.now(dt.UTC).date()})
+    partitions = ", ".join(f"'{d.isoformat()}'" for d in days)
+    sql = (
+        f"SELECT dt, COUNT(*) AS n FROM predictions WHERE dt IN ({partitions}) "
+        f"AND ev_id = '{ev_id}' GROUP BY dt"
+    )
+    if s.target.athena_workgroup and s.target.glue_database:
+        engine: Any = AthenaEngine(
+            s.aws("athena"), s.target.athena_workgroup, s.target.glue_database
+        )
+        where = f"Athena {s.target.glue_database}.predictions"
+    else:
+        engine = local_engine(s.aws("s3"), s.target.bucket, days)
+        where = "the predictions table (DuckDB)"
+    rows = [r for r in engine.query(sql) if int(r["n"]) > 0]
+    return f"{where}, dt={rows[0]['dt']}" if rows else None
 
 
 def check_alarms(s: Session) -> tuple[bool, str]:
