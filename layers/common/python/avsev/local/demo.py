@@ -1,10 +1,10 @@
 """`make demo`: the whole system on this machine, told step by step.
 
-Trains two model versions (on the real NTSB data when ../shared is there, synthetic
-otherwise), builds their bundles, starts the local stack, sends realistic traffic, starts a
-10% canary of the second version, posts the true outcomes, runs the A/B report and the
-drift check, then promotes or rolls back as the report advises. Reports and pictures are
-left in the output folder; everything started is stopped.
+Trains two model versions (on the real NTSB data shipped in data/), builds their bundles,
+starts the local stack, sends realistic traffic, starts a 10% canary of the second version,
+posts the true outcomes, runs the A/B report and the drift check, then promotes or rolls back
+as the report advises. Reports and pictures are left in the output folder; everything started
+is stopped.
 """
 
 from __future__ import annotations
