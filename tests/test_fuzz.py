@@ -146,6 +146,8 @@ def test_handlers_never_answer_5xx(
     if content_type is None:
         event["headers"].pop("Content-Type", None)
         event["multiValueHeaders"].pop("Content-Type", None)
+        if not event["headers"]:  # API Gateway sends null, not {}, when there are none
+            event["headers"] = event["multiValueHeaders"] = None
     if body is not None:
         if binary:  # API Gateway passes binary bodies base64-encoded
             event["body"], event["isBase64Encoded"] = base64.b64encode(body).decode(), True
