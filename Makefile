@@ -3,13 +3,15 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-SHARED_DATA := ../shared/data/ntsb_us_airplane_accidents.csv
+# The real NTSB data shipped in the repository (data/README.md); DATA=... trains on another file.
+DATA ?= data/ntsb_us_airplane_accidents.csv.xz
 export JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION := 1
 
 ARCH ?= arm64
 VERSION ?= 1.0.0
 MODEL_DIR := layers/model/train
-BUNDLE = layers/model/build/$(ARCH)/avsev-severity-$(VERSION)
+BUILD_ROOT := layers/model/build
+BUNDLE = $(BUILD_ROOT)/$(ARCH)/avsev-severity-$(VERSION)
 
 .PHONY: help setup sysdeps lint test bench bench-monitoring demo load layers model synth deploy clean
 
@@ -27,14 +29,16 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP) sysdeps
 
-# Cross-compiler and qemu-user for the arm64 build and its check (Debian).
+# Cross-compiler and qemu-user for the arm64 build and its check; headless Chromium for the
+# Swagger page test (Debian).
 sysdeps:
-	@if ! command -v aarch64-linux-gnu-gcc >/dev/null || ! command -v qemu-aarch64 >/dev/null; then \
+	@if ! command -v aarch64-linux-gnu-gcc >/dev/null || ! command -v qemu-aarch64 >/dev/null \
+	    || ! command -v chromium >/dev/null; then \
 	  if command -v apt-get >/dev/null; then \
 	    $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
-	      gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user >/dev/null \
-	    || echo "warning: could not install the arm64 cross-compiler or qemu-user; arm64 tests will skip"; \
-	  else echo "warning: no apt-get; arm64 tests will skip"; fi; \
+	      gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user chromium >/dev/null \
+	    || echo "warning: could not install the arm64 cross-compiler, qemu-user or chromium; their tests will skip"; \
+	  else echo "warning: no apt-get; arm64 and browser tests will skip"; fi; \
 	fi
 
 lint: $(STAMP)
@@ -63,10 +67,19 @@ bench-monitoring: setup
 layers: $(STAMP)
 	$(PY) infra/build_layers.py --arch $(ARCH)
 
-# Train on the real data when it is there (synthetic otherwise) and build the bundle the stack ships.
-model: setup
-	$(VENV)/bin/avsev train $(if $(wildcard $(SHARED_DATA)),--data $(SHARED_DATA)) --out $(MODEL_DIR) > /dev/null
-	$(VENV)/bin/avsev build --model $(MODEL_DIR) --version $(VERSION) --arch $(ARCH) --out layers/model/build/$(ARCH)
+# Train on the real data and build the bundle the stack ships. Safe to repeat: with the same
+# data and VERSION there is nothing to do; new data retrains, and then asks for a new VERSION
+# (a built version is never overwritten).
+model: setup $(BUNDLE)/card.json
+
+$(MODEL_DIR)/model.json: $(DATA) | $(STAMP)
+	$(VENV)/bin/avsev train --data $(DATA) --out $(MODEL_DIR) > /dev/null
+
+$(BUNDLE)/card.json: $(MODEL_DIR)/model.json | $(STAMP)
+	@if [ -e $(BUNDLE) ]; then \
+	  echo "$(BUNDLE) was built from an older model: versions are immutable, run make model VERSION=<new>" >&2; \
+	  exit 2; fi
+	$(VENV)/bin/avsev build --model $(MODEL_DIR) --version $(VERSION) --arch $(ARCH) --out $(BUILD_ROOT)/$(ARCH)
 
 STAGE ?= prod
 

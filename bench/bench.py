@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = ROOT.parent / "shared/data/ntsb_us_airplane_accidents.csv"
+DEFAULT_DATA = ROOT / "data/ntsb_us_airplane_accidents.csv.xz"  # shipped (data/README.md)
 SINGLE_ROWS = 3000
 BATCH_ROWS = 100_000
 
@@ -294,7 +294,9 @@ def main() -> int:
 def batch_file_figures(bundle_dir: Path, work: Path, rows: int = 100_000) -> dict[str, Any]:
     """End to end: an NTSB export file of 100,000 rows (the real rows repeated) → predictions
     file, in a fresh process, with its peak memory (Lambda batch function: ≤ 1 GB)."""
-    source = DEFAULT_DATA.read_bytes() if DEFAULT_DATA.is_file() else None
+    from avsev.data import read_bytes
+
+    source = read_bytes(DEFAULT_DATA) if DEFAULT_DATA.is_file() else None
     path = work / "batch_100k.csv"
     if source is not None:
         header, *lines = source.decode("latin-1").splitlines()

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared/data/ntsb_us_airplane_accidents.csv"
+DATA = ROOT / "data/ntsb_us_airplane_accidents.csv.xz"  # shipped (data/README.md)
 AVSEV = Path(sys.executable).parent / "avsev"
 
 

@@ -23,6 +23,9 @@ MACHINE = {"arm64": "aarch64", "x86_64": "x86_64"}
 GLIBC_TAGS = ("manylinux2014", "manylinux_2_28", "manylinux_2_34")
 """Lambda's Amazon Linux 2023 has glibc 2.34: wheels tagged up to manylinux_2_34 run there."""
 STRIP = {"arm64": "aarch64-linux-gnu-strip", "x86_64": "strip"}
+LAMBDA_UNZIPPED_LIMIT = 262_144_000
+"""Bytes of a function's code and layers, unzipped: "250 MB" (MiB) in AWS's words; the batch
+function takes all of LAYERS."""
 PRUNE_DIRS = {"tests", "test", "__pycache__", "benchmarks"}
 PRUNE_SUFFIXES = (".pyi", ".pyc", ".c", ".cpp", ".h", ".pxd", ".pyx")
 
@@ -76,10 +79,15 @@ def main() -> int:
     parser.add_argument("--arch", default="arm64", choices=sorted(MACHINE))
     parser.add_argument("--python", default="3.14")
     args = parser.parse_args()
+    sizes = {}
     for name in LAYERS:
         out = build(name, args.arch, args.python)
-        size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
-        print(f"{name}: {out} ({size / 1e6:.1f} MB)")
+        sizes[name] = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+        print(f"{name}: {out} ({sizes[name] / 1e6:.1f} MB)")
+    print(
+        f"batch function's dependency layers: {sum(sizes.values()) / 1e6:.1f} MB unzipped "
+        f"of Lambda's {LAMBDA_UNZIPPED_LIMIT / 1e6:.1f} MB with the code, common layer and model"
+    )
     return 0
 
 

@@ -1,36 +1,43 @@
-"""Shared fixtures: the real NTSB file (skipped with a reason where ../shared is absent),
-models trained once per session, and bundles compiled for this machine."""
+"""Shared fixtures: the real NTSB file (shipped in data/, or AVSEV_REAL_DATA), models trained
+once per session, and bundles compiled for this machine."""
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-REAL_DATA = Path(
-    os.environ.get("AVSEV_REAL_DATA", ROOT.parent / "shared/data/ntsb_us_airplane_accidents.csv")
-)
-
-
-def _require_real_data() -> Path:
-    if not REAL_DATA.is_file():
-        pytest.skip(f"real NTSB data not found at {REAL_DATA} (../shared is absent)")
-    return REAL_DATA
 
 
 @pytest.fixture(scope="session")
-def real_data_path() -> Path:
-    return _require_real_data()
+def shipped_data_path() -> Path:
+    """Never skipped: the file ships with the repository (a missing one is a failure)."""
+    from avsev.data import default_data_path
+
+    path = default_data_path()
+    assert path.is_file(), f"real NTSB data not found at {path}"
+    return path
 
 
 @pytest.fixture(scope="session")
-def real_data(real_data_path):
+def real_data_path(shipped_data_path, tmp_path_factory) -> Path:
+    """The real file as a user's export is: a plain CSV (uploads, truncation, batch inputs)."""
+    from avsev.data import DECOMPRESS, read_bytes
+
+    if shipped_data_path.suffix.lower() not in DECOMPRESS:
+        return shipped_data_path
+    path = tmp_path_factory.mktemp("real-data") / shipped_data_path.stem
+    path.write_bytes(read_bytes(shipped_data_path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def real_data(shipped_data_path):
     from avsev.data import load
 
-    return load(real_data_path)
+    return load(shipped_data_path)  # read as shipped, compressed
 
 
 @pytest.fixture(scope="session")

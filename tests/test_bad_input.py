@@ -148,6 +148,96 @@ CASES = [
     ),
     ("no such route", "/predict/all", {"body": OK}, 404, None),
 ]
+GOOD = json.dumps(OK)
+DEEP = "[" * 5000 + "]" * 5000
+LIMIT_CASES = [
+    # (name, event kwargs, status, code, field named): sent to every route that takes a body
+    (
+        "JSON as text/plain",
+        {"raw": GOOD, "headers": {"Content-Type": "text/plain"}},
+        415,
+        "unsupported_media_type",
+        "Content-Type",
+    ),
+    (
+        "JSON as application/xml",
+        {"raw": GOOD, "headers": {"Content-Type": "application/xml"}},
+        415,
+        "unsupported_media_type",
+        "Content-Type",
+    ),
+    (
+        "form encoded",
+        {"raw": "ev_id=A1", "headers": {"Content-Type": "application/x-www-form-urlencoded"}},
+        415,
+        "unsupported_media_type",
+        "Content-Type",
+    ),
+    (
+        "multipart",
+        {"raw": "--x--", "headers": {"Content-Type": "multipart/form-data; boundary=x"}},
+        415,
+        "unsupported_media_type",
+        "Content-Type",
+    ),
+    (
+        "JSON in Latin-1",
+        {"raw": GOOD, "headers": {"Content-Type": "application/json; charset=latin-1"}},
+        415,
+        "unsupported_media_type",
+        "Content-Type",
+    ),
+    (
+        "empty body as text/plain",
+        {"raw": "", "headers": {"Content-Type": "text/plain"}},
+        415,
+        "unsupported_media_type",
+        "Content-Type",
+    ),
+    ("nested 5,000 deep", {"raw": DEEP}, 400, "body_too_deep", "body"),
+    (
+        "nested 5,000 deep in an object",
+        {"raw": '{"ev_id": "A1", "make": ' + DEEP + "}"},
+        400,
+        "body_too_deep",
+        "body",
+    ),
+    (
+        "nested 17 deep",
+        {"raw": '{"ev_id": ' + "[" * 16 + "]" * 16 + "}"},
+        400,
+        "body_too_deep",
+        "body",
+    ),
+    (
+        "integer of 5,000 digits",
+        {"raw": '{"ev_id": "A1", "aircraft_age": ' + "9" * 5000 + "}"},
+        400,
+        "number_too_long",
+        "body",
+    ),
+    (
+        "float of 5,000 digits",
+        {"raw": '{"ev_id": "A1", "pilot_tot_time": 0.' + "1" * 5000 + "}"},
+        400,
+        "number_too_long",
+        "body",
+    ),
+    (
+        "body over 2 MiB",
+        {"raw": '{"ev_id": "A1", "make": "' + "x" * (2 * 1024 * 1024) + '"}'},
+        413,
+        "body_too_large",
+        "body",
+    ),
+    (
+        "base64 flag on bad base64",
+        {"raw": "e30", "_bad_b64": True},
+        400,
+        "bad_encoding",
+        "body",
+    ),
+]
 ROUTE_FUNCTION = {
     "/predict": "predict",
     "/predict/batch": "predict",
@@ -180,6 +270,85 @@ def test_bad_input_table(functions, capsys, name, route, kwargs, status, field):
             assert named[0].get("allowed"), named[0]
     predictions, outcomes, _ = parse_records(capsys.readouterr().out.splitlines())
     assert predictions == [] and outcomes == []
+
+
+BODY_ROUTES = ["/predict", "/predict/batch", "/predict/explain", "/outcomes"]
+
+
+@pytest.mark.parametrize("route", BODY_ROUTES)
+@pytest.mark.parametrize(
+    "name, kwargs, status, code, field", LIMIT_CASES, ids=[c[0] for c in LIMIT_CASES]
+)
+def test_limits_on_every_route(functions, capsys, route, name, kwargs, status, code, field):
+    kwargs = dict(kwargs)
+    bad_b64 = kwargs.pop("_bad_b64", False)
+    event = rest_event("POST", route, **kwargs)
+    if bad_b64:
+        event["isBase64Encoded"] = True
+    got_status, body, _ = call(functions[ROUTE_FUNCTION[route]], event)
+    assert (got_status, body["error"]["code"]) == (status, code), body
+    check_error(got_status, body)
+    named = [d for d in body["error"]["details"] if d["field"] == field]
+    assert named and named[0]["allowed"], body
+    predictions, outcomes, _ = parse_records(capsys.readouterr().out.splitlines())
+    assert predictions == [] and outcomes == []
+
+
+def test_limits_name_what_is_allowed(functions):
+    from avsev.serving import limits
+
+    event = rest_event("POST", "/predict", raw=DEEP)
+    _, body, _ = call(functions["predict"], event)
+    assert f"{limits.MAX_DEPTH} levels" in body["error"]["details"][0]["allowed"]
+    event = rest_event("POST", "/predict", raw=GOOD, headers={"Content-Type": "text/csv"})
+    _, body, _ = call(functions["predict"], event)
+    assert "application/json" in body["error"]["details"][0]["allowed"]
+    assert "text/csv" in body["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [None, "application/json", "application/json; charset=UTF-8", "APPLICATION/JSON"],
+)
+def test_json_content_types_are_accepted(functions, content_type):
+    event = rest_event("POST", "/predict", OK)
+    if content_type is None:
+        del event["headers"]["Content-Type"]
+        del event["multiValueHeaders"]["Content-Type"]
+    else:
+        event["headers"]["Content-Type"] = content_type
+        event["multiValueHeaders"]["Content-Type"] = [content_type]
+    status, body, _ = call(functions["predict"], event)
+    assert status == 200, body
+
+
+def test_the_largest_valid_batch_is_within_the_limits(functions):
+    """Every field at its longest, indented, text escaped: still under the limits."""
+    from avsev.serving.limits import MAX_BODY_BYTES
+
+    report = {
+        "ev_id": "A" * 64,
+        "event_date": "2019-12-31",
+        "dec_latitude": -89.12345678901234,
+        "dec_longitude": -179.12345678901234,
+        "aircraft_age": 100,
+        "pilot_tot_time": 49999.123456789012,
+        "pilot_90_days": 499.12345678901234,
+        "phase_code": 600,
+        "occurrence_code": 250,
+        "number_of_engines": 8,
+        "engine_type": "Reciprocating",
+        "purpose_of_flight": "Public Aircraft - Federal",
+        "broad_phase_of_flight": "Maneuvering",
+        "make": "\u00e9" * 64,
+        "weather_condition": "VMC",
+        "amateur_built": False,
+    }
+    raw = json.dumps({"reports": [report] * 1000}, indent=4, ensure_ascii=True)
+    assert len(raw) < MAX_BODY_BYTES
+    status, body, _ = call(functions["predict"], rest_event("POST", "/predict/batch", raw=raw))
+    assert status == 200, str(body)[:500]
+    assert body["count"] == 1000
 
 
 def test_many_bad_fields_are_all_named(functions):

@@ -23,6 +23,7 @@ import pandas as pd
 from pydantic import ValidationError
 
 from avsev.data import DataError, load_frame
+from avsev.parquet import read_parquet, write_parquet
 from avsev.serving.bundle import Bundle
 from avsev.serving.errors import details_from_validation
 from avsev.serving.schema import AccidentReport
@@ -228,10 +229,8 @@ def score_chunk(bundle: Bundle, chunk: Chunk, scored_at: str) -> pd.DataFrame:
 def write_table(frame: pd.DataFrame, path: Path, *, append: bool) -> None:
     if path.suffix == ".parquet":
         if append and path.exists():
-            frame = pd.concat(
-                [pd.read_parquet(path, engine="fastparquet"), frame], ignore_index=True
-            )
-        frame.to_parquet(path, engine="fastparquet", index=False)
+            frame = pd.concat([read_parquet(path), frame], ignore_index=True)
+        write_parquet(frame, path)
     else:
         frame.to_csv(path, mode="a" if append else "w", header=not append, index=False)
 
@@ -459,7 +458,7 @@ def finish(s3: Any, bundle: Bundle, job: Job, workdir: Path) -> Summary:
             except Exception:  # an empty part has no file
                 continue
             frame = (
-                pd.read_parquet(local, engine="fastparquet")
+                read_parquet(local)
                 if local_is_parquet(kind, job)
                 else pd.read_csv(local, dtype=str, keep_default_na=False)
             )

@@ -279,16 +279,59 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     return 0
 
 
+def _local_bundle(build_root: Path) -> tuple[Path, str]:
+    """The newest bundle built for this machine under `build_root`, or one built now from
+    the shipped data (what `make model ARCH=<this machine>` builds); and how it was found."""
+    import time
+
+    from avsev.serving.bundle import BundleError, read_card
+    from avsev.serving.runtime import host_arch
+
+    arch = host_arch()
+    built = []
+    for card in [*build_root.glob(f"{arch}/*/card.json"), *build_root.glob("*/card.json")]:
+        try:
+            if read_card(card.parent).get("arch") == arch:
+                built.append(card)
+        except BundleError:  # a damaged or foreign folder is not a candidate
+            continue
+    if built:
+        newest = max(built, key=lambda c: c.stat().st_mtime).parent
+        return newest, f"the newest of {len(built)} bundle(s) built for {arch}"
+    from avsev.data import default_data_path, load
+    from avsev.pipeline.build import build_bundle
+    from avsev.pipeline.train import save, train
+
+    data = default_data_path()
+    print(
+        f"no bundle built for {arch} yet: training on {data} and compiling (about half a minute)",
+        file=sys.stderr,
+        flush=True,
+    )
+    started = time.perf_counter()
+    model_dir = save(train(load(data)), build_root.parent / "train")
+    path = build_bundle(model_dir, "1.0.0", out_root=build_root / arch, arch=arch, parallel_comp=2)
+    return path, f"built now from {data} in {time.perf_counter() - started:.0f} s"
+
+
 def cmd_local_up(args: argparse.Namespace) -> int:
     import signal
     import threading
 
+    from avsev.data import SHIPPED_DATA
     from avsev.local.stack import LocalStack
 
+    bundles = args.bundle
+    if not bundles:
+        bundle, how = _local_bundle(
+            Path(args.build_root or SHIPPED_DATA.parents[1] / "layers/model/build")
+        )
+        print(f"bundle: {bundle} ({how}; --bundle picks another)", file=sys.stderr, flush=True)
+        bundles = [bundle]
     log = Path(args.log)
     log.parent.mkdir(parents=True, exist_ok=True)
     console = log.open("a")
-    stack = LocalStack(args.bundle, port=args.port, console=console)
+    stack = LocalStack(bundles, port=args.port, console=console)
     real_stdout = sys.stdout
     stack.start()
     state = stack.write_state()
@@ -579,8 +622,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--bundle",
         action="append",
-        required=True,
-        help="model bundle for this machine; repeat: the first is version 1 (live), the next 2, ...",
+        help="model bundle for this machine; repeat: the first is version 1 (live), the next 2, ... "
+        "(default: the newest built under layers/model/build, or one built from the shipped data)",
+    )
+    p.add_argument(
+        "--build-root",
+        help="where to look for bundles without --bundle (default: layers/model/build)",
     )
     p.add_argument("--port", type=int, default=8080)
     p.add_argument(

@@ -9,7 +9,10 @@ are counted by column and reason in `LoadedData.dropped`.
 from __future__ import annotations
 
 import datetime as dt
+import lzma
+import os
 import re
+import zlib
 from collections import Counter, defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -28,6 +31,14 @@ from avsev.serving.schema import (
 )
 
 LABEL = "severity"
+SHIPPED_DATA = Path(__file__).resolve().parents[4] / "data" / "ntsb_us_airplane_accidents.csv.xz"
+"""The real NTSB file this repository ships (provenance and licence: data/README.md)."""
+
+
+def default_data_path() -> Path:
+    """The real data: `AVSEV_REAL_DATA` when set, else the file shipped in the repository."""
+    return Path(os.environ.get("AVSEV_REAL_DATA") or SHIPPED_DATA)
+
 
 INJURY_COLUMNS = ("total_fatal_injuries", "total_serious_injuries", "total_minor_injuries")
 """The counts that define the label (with Injury_Severity): never features."""
@@ -281,8 +292,26 @@ def _style(columns: list[str]) -> str:
     return "underscore"
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
+DECOMPRESS = {".xz": "lzma", ".gz": "gzip", ".bz2": "bz2"}
+"""Compressed files are read as they are, by their suffix (the shipped file is .xz)."""
+
+
+def read_bytes(path: Path) -> bytes:
+    """A file's bytes, decompressed when its suffix says so."""
     raw = path.read_bytes()
+    module = DECOMPRESS.get(path.suffix.lower())
+    if module is None:
+        return raw
+    import importlib
+
+    try:
+        return bytes(importlib.import_module(module).decompress(raw))
+    except (OSError, EOFError, ValueError, lzma.LZMAError, zlib.error) as e:
+        raise DataError(f"{path}: not a valid {path.suffix} file ({e})") from e
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    raw = read_bytes(path)
     if b"\x00" in raw[:4096]:
         raise DataError(f"{path}: not a text CSV file (binary content)")
     for encoding in ("utf-8", "latin-1"):

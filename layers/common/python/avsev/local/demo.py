@@ -1,10 +1,10 @@
 """`make demo`: the whole system on this machine, told step by step.
 
-Trains two model versions (on the real NTSB data when ../shared is there, synthetic
-otherwise), builds their bundles, starts the local stack, sends realistic traffic, starts a
-10% canary of the second version, posts the true outcomes, runs the A/B report and the
-drift check, then promotes or rolls back as the report advises. Reports and pictures are
-left in the output folder; everything started is stopped.
+Trains two model versions (on the real NTSB data shipped in data/), builds their bundles,
+starts the local stack, sends realistic traffic, starts a 10% canary of the second version,
+posts the true outcomes, runs the A/B report and the drift check, then promotes or rolls back
+as the report advises. Reports and pictures are left in the output folder; everything started
+is stopped.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parents[5]
-REAL_DATA = ROOT.parent / "shared/data/ntsb_us_airplane_accidents.csv"
 
 
 _console = sys.stdout  # the terminal, even while the local stack routes stdout
@@ -54,11 +53,10 @@ def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
 def run(out: Path, *, requests: int = 3000, seed: int = 0) -> dict[str, Any]:
     import boto3
 
-    from avsev.data import load
+    from avsev.data import default_data_path, load
     from avsev.local.stack import LocalStack
     from avsev.monitoring.jobs import Clients, rollup_with_duckdb, run_ab_analysis, run_drift_check
     from avsev.pipeline.build import build_bundle
-    from avsev.pipeline.synthetic import generate
     from avsev.pipeline.train import save, time_split, train
     from avsev.rollout.aliases import RolloutError, Rollouts
     from avsev.serving.runtime import host_arch
@@ -72,7 +70,7 @@ def run(out: Path, *, requests: int = 3000, seed: int = 0) -> dict[str, Any]:
     work = out / "work"
 
     # 1. Data and two model versions -----------------------------------------------------
-    data = load(REAL_DATA) if REAL_DATA.is_file() else generate(20_000, seed=seed)
+    data = load(default_data_path())  # the real NTSB file shipped in data/
     say(
         "1. Data",
         f"{data.summary()['path']}: {len(data.frame):,} accidents, {data.summary()['event_date_range']}",

@@ -4,24 +4,42 @@ API key enforced, the OpenAPI document and a Swagger UI page."""
 from __future__ import annotations
 
 import base64
+import functools
+import importlib.resources
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
-from avsev.serving.errors import ApiError, error_json
+from avsev.serving.errors import ApiError, ErrorDetail, error_json
 from avsev.serving.events import proxy_event
+from avsev.serving.limits import MAX_BODY_BYTES, body_too_large
 from avsev.serving.routes import ROUTES
 
 if TYPE_CHECKING:
     from avsev.local.stack import LocalStack
 
-SWAGGER_PAGE = """<!doctype html><html><head><title>avsev API</title>
-<link rel="stylesheet" href="https://unpkg.com/swagger-ui-dist@5/swagger-ui.css"></head>
-<body><div id="ui"></div><script src="https://unpkg.com/swagger-ui-dist@5/swagger-ui-bundle.js"></script>
-<script>SwaggerUIBundle({url: "/openapi.json", dom_id: "#ui"});</script>
+SWAGGER_ASSETS = "aws_lambda_powertools.event_handler.openapi.swagger_ui"
+"""Swagger UI's script and styles, as Powertools ships them (no CDN: the page works offline)."""
+STATIC = {
+    "/docs/swagger-ui-bundle.min.js": ("swagger-ui-bundle.min.js", "text/javascript"),
+    "/docs/swagger-ui.min.css": ("swagger-ui.min.css", "text/css"),
+}
+SWAGGER_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>avsev API</title>
+<link rel="stylesheet" href="/docs/swagger-ui.min.css"></head>
+<body><div id="ui"></div><script src="/docs/swagger-ui-bundle.min.js"></script>
+<script>window.ui = SwaggerUIBundle({url: "/openapi.json", dom_id: "#ui"});</script>
 <noscript>The OpenAPI document is at <a href="/openapi.json">/openapi.json</a>.</noscript></body></html>"""
+
+
+@functools.cache
+def static_asset(name: str) -> bytes:
+    return importlib.resources.files(SWAGGER_ASSETS).joinpath(name).read_bytes()
+
+
+DISCARD_LIMIT = 8 * MAX_BODY_BYTES
+"""A too-large body up to this size is read and dropped before the 413; a larger one is not."""
 
 ROUTE_TABLE = {(path, method): function for path, method, function in ROUTES}
 
@@ -67,23 +85,116 @@ class Gateway(BaseHTTPRequestHandler):
             if k.lower() not in ("content-length", "content-type"):
                 self.send_header(k, v)
         self.end_headers()
-        self.wfile.write(body)
+        if self.command != "HEAD":
+            self.wfile.write(body)
 
     def _error(self, error: ApiError) -> None:
         self._send(error.status, error_json(error, None).encode())
 
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """What http.server answers itself (a bad request line, headers, version) takes the
+        one error shape too; a request it cannot parse is the client's fault, so a 4xx."""
+        status = code if 400 <= code < 500 else 400
+        self.close_connection = True
+        self.request_version = self.protocol_version  # a status line even when it was unparsed
+        error = ApiError(status, "bad_request", f"the HTTP request is malformed: {message or code}")
+        body = error_json(error, None).encode()
+        try:
+            self.send_response(status, message)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Connection", "close")
+            self.end_headers()
+            if self.command != "HEAD" and status >= 200:
+                self.wfile.write(body)
+        except OSError:
+            pass  # the client went away
+
+    def _read_body(self) -> bytes:
+        """The body by Content-Length or chunked, within `MAX_BODY_BYTES`; `ApiError` otherwise.
+        Leaves the connection to be closed when the body was not read whole."""
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            return self._read_chunked()
+        lengths = self.headers.get_all("Content-Length") or []
+        if not lengths:
+            return b""
+        try:
+            values = {int(v.strip()) for v in lengths}
+        except ValueError:
+            values = set()
+        if len(values) != 1 or min(values) < 0:
+            self.close_connection = True
+            raise ApiError(
+                400,
+                "bad_request",
+                "the Content-Length header is not one non-negative integer",
+                [ErrorDetail(field="Content-Length", problem="invalid", allowed="a byte count")],
+            )
+        length = values.pop()
+        if length > MAX_BODY_BYTES:
+            self.close_connection = True
+            self._discard(length)
+            raise body_too_large(length)
+        return self.rfile.read(length) if length else b""
+
+    def _discard(self, length: int) -> None:
+        """Read and drop a body that is too large but not absurdly so, so that the client,
+        still sending, reads the 413 rather than a reset connection."""
+        if length > DISCARD_LIMIT:
+            return
+        while length > 0:
+            chunk = self.rfile.read(min(length, 1 << 16))
+            if not chunk:
+                return
+            length -= len(chunk)
+
+    def _read_chunked(self) -> bytes:
+        body = bytearray()
+        while True:
+            line = self.rfile.readline(1024)
+            try:
+                size = int(line.split(b";", 1)[0].strip(), 16)
+            except ValueError:
+                self.close_connection = True
+                raise ApiError(400, "bad_request", "malformed chunked body") from None
+            if size < 0:
+                self.close_connection = True
+                raise ApiError(400, "bad_request", "malformed chunked body")
+            if size == 0:
+                while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                    pass  # trailers
+                return bytes(body)
+            if len(body) + size > MAX_BODY_BYTES:
+                self.close_connection = True
+                raise body_too_large(len(body) + size)
+            body += self.rfile.read(size)
+            self.rfile.readline(1024)  # the CRLF after each chunk
+
     def _handle(self) -> None:
+        try:
+            self._route()
+        except ApiError as e:
+            self._error(e)
+        except Exception as e:  # our fault, not the client's: say so, keep serving
+            self.close_connection = True
+            self._error(ApiError(500, "internal_error", f"local gateway: {type(e).__name__}"))
+
+    def _route(self) -> None:
         url = urlsplit(self.path)
         path = url.path.rstrip("/") or "/"
         method = self.command
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        if path == "/openapi.json" and method == "GET":
-            self._send(200, self._openapi())
-            return
-        if path in ("/docs", "/swagger") and method == "GET":
-            self._send(200, SWAGGER_PAGE.encode(), content_type="text/html")
-            return
+        body = self._read_body()
+        if method in ("GET", "HEAD"):
+            if path == "/openapi.json":
+                self._send(200, self._openapi())
+                return
+            if path in ("/docs", "/swagger"):
+                self._send(200, SWAGGER_PAGE.encode(), content_type="text/html; charset=utf-8")
+                return
+            if path in STATIC:
+                name, content_type = STATIC[path]
+                self._send(200, static_asset(name), {"Cache-Control": "max-age=3600"}, content_type)
+                return
         if self.headers.get("X-Api-Key") != self.stack.api_key:
             self._error(ApiError(403, "forbidden", "missing or invalid X-Api-Key header"))
             return
@@ -106,12 +217,12 @@ class Gateway(BaseHTTPRequestHandler):
         except UnicodeDecodeError:
             raw = body  # sent base64-encoded, as API Gateway does with binary bodies
         event = proxy_event(
-            method,
-            path,
-            raw=raw if body else None,
-            headers=dict(self.headers.items()),
-            query=dict(parse_qsl(url.query)) or None,
+            method, path, raw=raw if body else None, query=dict(parse_qsl(url.query)) or None
         )
+        # The headers as sent (API Gateway adds no Content-Type of its own)
+        names = {k.lower(): k for k in self.headers}
+        event["headers"] = {k: self.headers.get(k, "") for k in names.values()}
+        event["multiValueHeaders"] = {k: self.headers.get_all(k, []) for k in names.values()}
         try:
             response = self.stack.invoke(function, event)
         except Exception as e:  # a crashed function: API Gateway answers 502
@@ -135,10 +246,12 @@ class Gateway(BaseHTTPRequestHandler):
                 cls.openapi = json.dumps(openapi_document(self.stack)).encode()
             return cls.openapi
 
-    do_GET = _handle
-    do_POST = _handle
-    do_PUT = _handle
-    do_DELETE = _handle
+    def __getattr__(self, name: str) -> Any:
+        # Every method reaches the router (http.server would answer 501 for any without a
+        # do_ method): API Gateway answers an unknown method with a 4xx too.
+        if name.startswith("do_"):
+            return self._handle
+        raise AttributeError(name)
 
 
 def serve(stack: LocalStack, host: str, port: int) -> ThreadingHTTPServer:

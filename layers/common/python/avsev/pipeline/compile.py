@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from avsev.pipeline.treelite_versions import quiet_checkpoint_note
 from avsev.serving.runtime import TREES_ARRAYS, TREES_HEADER, TREES_MAGIC, host_arch
 
 ARCHES = ("arm64", "x86_64")
@@ -62,7 +63,8 @@ def generate_sources(model_json: Path, out_dir: Path, *, parallel_comp: int = 0)
         params["parallel_comp"] = parallel_comp
     with contextlib.redirect_stdout(sys.stderr):  # their log lines are not our output
         model = treelite.frontend.load_xgboost_model(str(model_json))
-        tl2cgen.generate_c_code(model, str(out_dir), params=params, verbose=False)
+        with quiet_checkpoint_note():  # Treelite 4.8 → tl2cgen's 4.1.2: see treelite_versions
+            tl2cgen.generate_c_code(model, str(out_dir), params=params, verbose=False)
     (out_dir / "avsev_runtime.c").write_text(_csrc("avsev_runtime.c"))
     return sorted(out_dir.glob("*.c"))
 

@@ -3,17 +3,30 @@ version on every answer."""
 
 from __future__ import annotations
 
+import binascii
+import json
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
+from aws_lambda_powertools.event_handler.middlewares.openapi_validation import (
+    OpenAPIRequestValidationMiddleware,
+)
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
+from aws_lambda_powertools.event_handler.types import EventHandlerInstance
+from aws_lambda_powertools.utilities.data_classes.common import BaseProxyEvent
 
 from avsev.serving.errors import ApiError, ErrorDetail, error_json, validation_error
+from avsev.serving.limits import check_content_type, decode_json, unsupported_media_type
 from avsev.serving.observability import logger, metrics
 
 MODEL_VERSION_HEADER = "X-Model-Version"
 API_TITLE = "Aviation accident severity API"
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
 def request_id(app: APIGatewayRestResolver) -> str:
@@ -33,14 +46,61 @@ def function_version(app: APIGatewayRestResolver) -> str:
     return str(getattr(ctx, "function_version", "$LATEST"))
 
 
+def check_body(event: BaseProxyEvent) -> None:
+    """A body sent as JSON, within the limits of `serving.limits`, and an object (Powertools
+    would take a list's first element): an `ApiError` (4xx) otherwise."""
+    if event.http_method.upper() not in BODY_METHODS:
+        return
+    check_content_type(event.headers.get("content-type"))
+    if not event.body:
+        return
+    try:
+        body = event.json_body  # decode_json: the limits, once (cached for the validator)
+    except json.JSONDecodeError:
+        return  # the validator answers it, with the position
+    except binascii.Error:
+        raise ApiError(
+            400,
+            "bad_encoding",
+            "the request body is marked base64 but is not valid base64",
+            [ErrorDetail(field="body", problem="not valid base64", allowed="UTF-8 JSON")],
+        ) from None
+    if isinstance(body, list):
+        raise ApiError(
+            422,
+            "validation_error",
+            "the request is not valid: body: must be a JSON object",
+            [
+                ErrorDetail(
+                    field="body",
+                    problem="must be a JSON object, not a list",
+                    allowed="a JSON object",
+                )
+            ],
+        )
+
+
+class CheckedRequestValidation(OpenAPIRequestValidationMiddleware):
+    """Powertools' request validation, after `check_body`."""
+
+    def handler(self, app: EventHandlerInstance, next_middleware: NextMiddleware) -> Response:
+        check_body(app.current_event)
+        return super().handler(app, next_middleware)
+
+    def _get_body(self, app: EventHandlerInstance) -> dict[str, Any]:
+        return self._parse_json_data(app)  # JSON only: check_body answered any other media type
+
+
 def make_resolver(model_version: str | None = None) -> APIGatewayRestResolver:
     """A validating resolver whose errors all take the one JSON shape."""
-    app = APIGatewayRestResolver(enable_validation=True)
+    app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=decode_json)
+    # Powertools runs its request validation before any user middleware: check the body first.
+    app._request_validation_middleware = CheckedRequestValidation()  # type: ignore[attr-defined]
 
     def answer(error: ApiError) -> Response:
         if error.status >= 500:
             metrics.add_metric(name="InternalErrors", unit="Count", value=1)
-        elif error.status in (400, 413, 422):
+        elif error.status in (400, 413, 415, 422):
             metrics.add_metric(name="ValidationErrors", unit="Count", value=1)
         return Response(
             status_code=error.status,
@@ -49,29 +109,13 @@ def make_resolver(model_version: str | None = None) -> APIGatewayRestResolver:
             headers={MODEL_VERSION_HEADER: model_version} if model_version else None,
         )
 
-    def object_bodies_only(app_: APIGatewayRestResolver, next_middleware: Any) -> Any:
-        # Powertools would take the first element of a JSON list as the object: refuse lists.
-        body = app_.current_event.body
-        if body and not app_.current_event.is_base64_encoded and body.lstrip()[:1] == "[":
-            raise ApiError(
-                422,
-                "validation_error",
-                "the request is not valid: body: must be a JSON object",
-                [
-                    ErrorDetail(
-                        field="body",
-                        problem="must be a JSON object, not a list",
-                        allowed="a JSON object",
-                    )
-                ],
-            )
-        return next_middleware(app_)
-
-    app.use(middlewares=[object_bodies_only])
-
     @app.exception_handler(RequestValidationError)
     def _invalid(exc: RequestValidationError) -> Response:
         return answer(validation_error(exc.errors()))
+
+    @app.exception_handler(RequestUnsupportedContentType)
+    def _unsupported(exc: RequestUnsupportedContentType) -> Response:
+        return answer(unsupported_media_type(app.current_event.headers.get("content-type", "")))
 
     @app.exception_handler(ApiError)
     def _api_error(exc: ApiError) -> Response:

@@ -14,12 +14,16 @@ from typing import Any
 from avsev.serving.errors import ErrorResponse
 
 ERROR_STATUSES = {
-    "400": "Malformed request: bad JSON, missing body or encoding",
+    "400": "Malformed request: bad JSON, missing body or encoding, nested too deeply, a number too long",
     "403": "Missing or invalid API key, or not authorized (answered by API Gateway)",
     "404": "No such route",
+    "413": "Request body too large",
+    "415": "Request body not sent as application/json",
     "422": "Validation error: each bad field named with what is allowed",
     "500": "Internal error (never for bad input)",
 }
+BODY_STATUSES = ("400", "413", "415")
+"""Answers only a route that takes a body can give."""
 REF = "#/components/schemas/{model}"
 
 
@@ -45,7 +49,7 @@ def merge(parts: Iterable[str | dict[str, Any]], *, title: str, version: str) ->
         for op in ops.values():
             responses = op.setdefault("responses", {})
             for status, description in ERROR_STATUSES.items():
-                if status == "400" and "requestBody" not in op:
+                if status in BODY_STATUSES and "requestBody" not in op:
                     continue
                 if status == "422" and "requestBody" not in op:
                     responses.pop("422", None)
