@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -32,18 +31,15 @@ RESULTS = ROOT / "bench" / "monitoring_results.json"
 DAYS = 7
 ENGINE_LIMIT = "1GB"
 FIRST_DAY = dt.date(2026, 11, 14)
-DATA_CANDIDATES = (
-    ROOT / "data" / "ntsb_us_airplane_accidents.csv.gz",
-    ROOT.parent / "shared" / "data" / "ntsb_us_airplane_accidents.csv",
-)
 
 
 def _real_data() -> Path:
-    env = os.environ.get("AVSEV_REAL_DATA")
-    for p in ([Path(env)] if env else []) + list(DATA_CANDIDATES):
-        if p.exists():
-            return p
-    raise SystemExit("no NTSB data file found (data/ or ../shared/data)")
+    from avsev.data import default_data_path
+
+    path = default_data_path()
+    if not path.exists():
+        raise SystemExit(f"no NTSB data file at {path}")
+    return path
 
 
 def make_card(rows: list[dict]) -> dict:
