@@ -1,0 +1,156 @@
+"""The rollout autopilot against moto (Lambda alias, CloudWatch alarms, S3 audit, CodeDeploy)
+on a simulated clock: 10% → 50% → 100% on evidence, rollback on advice or alarm, a stop when
+inconclusive, refusals, and a controller that picks up where it was (its state is the alias
+and the audit, so every tick below uses a new controller)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import boto3
+import pytest
+from avsev.rollout.aliases import RolloutError, Rollouts, s3_audit, s3_audit_entries
+from avsev.rollout.autopilot import Autopilot, AutopilotConfig
+from test_aws_monitoring import BUCKET, aws, function  # noqa: F401  (fixtures)
+
+T0 = dt.datetime(2026, 11, 20, 8, 0, tzinfo=dt.UTC)
+
+
+class World:
+    """The simulated clock, the latest A/B report and the alerts, shared by the controllers."""
+
+    def __init__(self, services, lam, **rollout_kwargs):
+        self.aws, self.lam = services, lam
+        self.now = T0
+        self.report: dict | None = None
+        self.alerts: list[tuple[str, str]] = []
+        self.rollout_kwargs = rollout_kwargs
+
+    def later(self, minutes: float) -> None:
+        self.now += dt.timedelta(minutes=minutes)
+
+    def ab(self, decision: str, minutes_ago: float = 0.0, reason: str = "evidence") -> None:
+        """The hourly A/B job wrote a report for this champion and candidate."""
+        self.report = {
+            "champion": "1.0.0",
+            "candidate": "1.1.0",
+            "decision": decision,
+            "reason": reason,
+            "as_of": (self.now - dt.timedelta(minutes=minutes_ago)).isoformat(),
+            "comparison": {"always_valid_p": 0.2, "labelled_per_arm_still_needed": 400.0},
+        }
+
+    def controller(self) -> Autopilot:
+        s3 = self.aws["s3"]
+        rollouts = Rollouts(
+            self.lam,
+            "predict",
+            cloudwatch=self.aws["cloudwatch"],
+            alarm_prefix="avsev-",
+            audit=s3_audit(s3, BUCKET),
+            clock=lambda: self.now,
+            **self.rollout_kwargs,
+        )
+        return Autopilot(
+            rollouts,
+            audit_entries=lambda: s3_audit_entries(s3, BUCKET, "predict"),
+            ab_report=lambda: self.report,
+            alert=lambda subject, message: self.alerts.append((subject, message)),
+        )
+
+    def weights(self) -> dict[str, float]:
+        return self.controller().r.state().weights
+
+    def actions(self) -> list[str]:
+        return [e["action"] for e in s3_audit_entries(self.aws["s3"], BUCKET, "predict")]
+
+
+@pytest.fixture()
+def world(aws, function):  # noqa: F811
+    return World(aws, function)
+
+
+def test_a_better_candidate_walks_10_50_100_on_evidence(world):
+    world.controller().start("2", AutopilotConfig(min_minutes=60))
+    assert world.weights() == {"1": 0.9, "2": 0.1}
+    world.later(20)
+    world.ab("promote")
+    held = world.controller().tick()
+    assert held["state"] == "holding" and "40 more minutes" in held["reason"]
+    world.later(45)  # 65 minutes at 10%, and the evidence is there
+    world.ab("promote", minutes_ago=5)
+    assert world.controller().tick()["state"] == "stepped"
+    assert world.weights() == {"1": 0.5, "2": 0.5}
+    world.later(35)  # the report read now was made before the 50% step: not evidence for it
+    status = world.controller().status()
+    assert status["step"] == "50%" and status["held_minutes"] == 35.0
+    assert status["waiting_for"] == "an A/B report made after this step began"
+    assert world.controller().tick()["state"] == "holding"
+    world.ab("promote")
+    promoted = world.controller().tick()
+    assert promoted["state"] == "promoted" and world.weights() == {"2": 1.0}
+    assert world.actions() == ["start", "autopilot-start", "step", "promote", "autopilot-end"]
+    assert world.controller().tick()["state"] == "idle"  # repeating changes nothing
+
+
+def test_a_worse_candidate_is_rolled_back_at_once_and_alerts(world):
+    world.controller().start("2")
+    world.later(5)  # long before the minimum hold
+    world.ab("rollback", reason="the candidate is less accurate by -0.128")
+    out = world.controller().tick()
+    assert out["state"] == "rolled_back" and "less accurate" in out["reason"]
+    assert world.weights() == {"1": 1.0}
+    assert world.alerts and "rolled back" in world.alerts[0][0]
+    assert world.actions()[-2:] == ["rollback", "autopilot-end"]
+
+
+def test_an_alarm_rolls_back(world):
+    world.controller().start("2")
+    world.aws["cloudwatch"].set_alarm_state(
+        AlarmName="avsev-predict-new-version-errors", StateValue="ALARM", StateReason="test"
+    )
+    out = world.controller().tick()
+    assert out["state"] == "rolled_back" and "new-version-errors" in out["reason"]
+    assert world.weights() == {"1": 1.0}
+
+
+def test_inconclusive_past_max_hours_stops_for_a_person(world):
+    world.controller().start("2", AutopilotConfig(min_minutes=60, max_hours=6))
+    for _ in range(7):
+        world.later(60)
+        world.ab("continue")
+        out = world.controller().tick()
+    assert out["state"] == "stopped" and out["reason"].startswith("inconclusive: a person decides")
+    assert world.weights() == {"1": 0.9, "2": 0.1}  # stays where it was
+    assert world.alerts and world.controller().tick()["state"] == "idle"
+
+
+def test_refusals_and_hand_changes(world):
+    world.controller().start("2")
+    with pytest.raises(RolloutError, match="an autopilot already rolls out version 2"):
+        world.controller().start("3")
+    # a person rolls back by hand: the run ends on the next tick
+    world.controller().r.rollback()
+    assert world.controller().tick()["state"] == "ended"
+    assert world.controller().tick()["state"] == "idle"
+
+
+def test_no_action_while_codedeploy_deploys(aws, function):  # noqa: F811
+    cd = boto3.client("codedeploy")
+    cd.create_application(applicationName="app", computePlatform="Lambda")
+    cd.create_deployment_group(
+        applicationName="app",
+        deploymentGroupName="group",
+        serviceRoleArn="arn:aws:iam::123456789012:role/cd",
+    )
+    quiet = World(aws, function)
+    quiet.controller().start("2")
+    cd.create_deployment(applicationName="app", deploymentGroupName="group")
+    busy = World(
+        aws, function, codedeploy=cd, codedeploy_application="app", codedeploy_group="group"
+    )
+    busy.now = quiet.now + dt.timedelta(hours=2)
+    busy.ab("rollback")
+    out = busy.controller().tick()
+    assert out["state"] == "refused" and "CodeDeploy deployment" in out["reason"]
+    assert busy.weights() == {"1": 0.9, "2": 0.1}  # nothing half-changed
