@@ -154,3 +154,35 @@ def test_no_action_while_codedeploy_deploys(aws, function):  # noqa: F811
     out = busy.controller().tick()
     assert out["state"] == "refused" and "CodeDeploy deployment" in out["reason"]
     assert busy.weights() == {"1": 0.9, "2": 0.1}  # nothing half-changed
+
+
+def test_the_autopilot_function_ticks_on_a_scheduled_event(aws, function, monkeypatch):  # noqa: F811
+    from avsev.local.lambda_runtime import LocalContext, load_handler_module
+
+    world = World(aws, function)
+    world.controller().start("2", AutopilotConfig(min_minutes=0))
+    world.ab("rollback", reason="the candidate is slower")
+    world.aws["s3"].put_object(
+        Bucket=BUCKET, Key="reports/ab/latest.json", Body=__import__("json").dumps(world.report)
+    )
+    env = {
+        "DATA_BUCKET": BUCKET,
+        "PREDICT_FUNCTION_NAME": "predict",
+        "ALARM_PREFIX": "avsev-",
+    }
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    event = {
+        "version": "0",
+        "id": "e1",
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": "123456789012",
+        "time": "2026-11-20T08:05:00Z",
+        "region": "us-east-1",
+        "resources": [],
+        "detail": {},
+    }
+    out = load_handler_module("autopilot", env).handler(event, LocalContext(function_name="ap"))
+    assert out["state"] == "rolled_back" and "slower" in out["reason"]
+    assert world.weights() == {"1": 1.0}

@@ -253,6 +253,18 @@ def _need(value: str | None, what: str) -> str:
     return value
 
 
+def _local_clock(args: argparse.Namespace) -> Any:
+    """The local stack's simulated clock (`avsev local tick rollout --advance M`), else None."""
+    if not getattr(args, "local", False):
+        return None
+    import datetime as dt
+
+    from avsev.local.stack import read_state
+
+    offset = dt.timedelta(minutes=float(read_state().get("clock_offset_minutes", 0.0)))
+    return lambda: dt.datetime.now(dt.UTC) + offset
+
+
 def cmd_rollout(args: argparse.Namespace) -> int:
     from avsev.rollout.aliases import RolloutError
 
@@ -262,7 +274,33 @@ def cmd_rollout(args: argparse.Namespace) -> int:
         return 2
     r = rollouts_from_args(args)
     try:
-        if args.action == "status":
+        if args.action in ("auto", "status") and args.bucket:
+            from avsev.rollout.autopilot import Autopilot, AutopilotConfig, autopilot_for
+
+            pilot: Autopilot = autopilot_for(
+                lambda_client=_aws("lambda"),
+                s3=_aws("s3"),
+                bucket=args.bucket,
+                function=args.function,
+                cloudwatch=_aws("cloudwatch"),
+                alarm_prefix=args.alarm_prefix,
+                codedeploy=_aws("codedeploy") if args.codedeploy_app else None,
+                codedeploy_application=args.codedeploy_app,
+                codedeploy_group=args.codedeploy_group,
+                clock=_local_clock(args),
+            )
+            if args.action == "status":
+                result = r.status() | {"autopilot": pilot.status()}
+            else:
+                if not args.version:
+                    raise RolloutError("auto needs --version (the function version to roll out)")
+                config = AutopilotConfig(min_minutes=args.min_minutes, max_hours=args.max_hours)
+                result = pilot.start(args.version, config, force=args.force)
+        elif args.action == "auto":
+            raise RolloutError(
+                "the autopilot keeps its state in the audit: give --bucket (or --local)"
+            )
+        elif args.action == "status":
             result = r.status()
         elif args.action == "start":
             result = r.start(args.version, args.weight, force=args.force)
@@ -359,7 +397,7 @@ def cmd_local_up(args: argparse.Namespace) -> int:
     return 0
 
 
-def _tick(job: str, state: dict[str, Any]) -> dict[str, Any]:
+def _tick(job: str, state: dict[str, Any], now: Any = None) -> dict[str, Any]:
     import datetime as dt
     import json as json_
     import urllib.request
@@ -376,7 +414,8 @@ def _tick(job: str, state: dict[str, Any]) -> dict[str, Any]:
     with urllib.request.urlopen(request, timeout=30) as answer:
         json_.loads(answer.read())
     clients = Clients(_aws("s3"), _aws("cloudwatch"), _aws("sns"))
-    now = dt.datetime.now(dt.UTC)
+    offset = dt.timedelta(minutes=float(state.get("clock_offset_minutes", 0.0)))
+    now = now or dt.datetime.now(dt.UTC) + offset
     alias = Rollouts(_aws("lambda"), state["functions"]["predict"]).state()
     card = read_card(Path(state["bundles"][alias.stable_version]))
     # What the hourly rollup function does in AWS (Athena), here in DuckDB.
@@ -397,9 +436,44 @@ def _tick(job: str, state: dict[str, Any]) -> dict[str, Any]:
     )
 
 
+def _tick_rollout(state: dict[str, Any], advance_minutes: float) -> dict[str, Any]:
+    """The autopilot's scheduled tick on the local stack's simulated clock, moved on first by
+    `advance_minutes` (and the hourly A/B job run at that time, so the evidence is fresh)."""
+    import datetime as dt
+    import json as json_
+
+    from avsev.local.stack import STATE_FILE
+    from avsev.rollout.autopilot import autopilot_for
+
+    state["clock_offset_minutes"] = float(state.get("clock_offset_minutes", 0.0)) + advance_minutes
+    STATE_FILE.write_text(json_.dumps(state, indent=1))
+    now = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=state["clock_offset_minutes"])
+    ab = _tick("ab", state, now)
+    pilot = autopilot_for(
+        lambda_client=_aws("lambda"),
+        s3=_aws("s3"),
+        bucket=state["bucket"],
+        function=state["functions"]["predict"],
+        cloudwatch=_aws("cloudwatch"),
+        alarm_prefix=f"{state['functions']['predict']}-",
+        sns=_aws("sns"),
+        topic_arn=state["topic_arn"],
+        clock=lambda: now,
+    )
+    return {
+        "report": pilot.tick() | {"simulated_time": now.isoformat(timespec="seconds")},
+        "keys": ab["keys"],
+        "alert_sent": ab["alert_sent"],
+    }
+
+
 def cmd_local_tick(args: argparse.Namespace) -> int:
     from avsev.local.stack import read_state
 
+    if args.job == "rollout":
+        out = _tick_rollout(read_state(), args.advance)
+        _print_json(out["report"])
+        return 0
     out = _tick(args.job, read_state())
     _print_json(out["report"])
     print(f"report: {out['keys']['markdown']}; alert sent: {out['alert_sent']}", file=sys.stderr)
@@ -541,8 +615,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--topic", help="SNS topic for a rollback alert")
 
     p = add("rollout", cmd_rollout, "alias weight shifts: status, start, step, promote, rollback")
-    p.add_argument("action", choices=["status", "start", "step", "promote", "rollback"])
+    p.add_argument("action", choices=["status", "start", "step", "promote", "rollback", "auto"])
     p.add_argument("--function", help="function name (e.g. the predict function)")
+    p.add_argument(
+        "--min-minutes", type=float, default=60.0, help="auto: least time at 10%% (50%% holds 30)"
+    )
+    p.add_argument(
+        "--max-hours", type=float, default=24.0, help="auto: an inconclusive step stops after this"
+    )
     p.add_argument(
         "--local", action="store_true", help="act on the running local stack (`avsev local up`)"
     )
@@ -636,7 +716,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log", default=".avsev-local/functions.log")
     p = local.add_parser("tick", help="run a scheduled job now against the running local stack")
     p.set_defaults(fn=cmd_local_tick)
-    p.add_argument("job", choices=["drift", "ab"])
+    p.add_argument("job", choices=["drift", "ab", "rollout"])
+    p.add_argument(
+        "--advance",
+        type=float,
+        default=0.0,
+        metavar="MINUTES",
+        help="rollout: move the local stack's simulated clock on first",
+    )
     return parser
 
 

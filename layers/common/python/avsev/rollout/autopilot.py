@@ -257,3 +257,48 @@ def _evidence(report: Mapping[str, Any] | None, held: float, minimum: float) -> 
             f"about {still or 0:.0f} more labelled predictions per version"
         )
     return f"nothing: the A/B decision is {report.get('decision')}"
+
+
+def autopilot_for(
+    *,
+    lambda_client: Any,
+    s3: Any,
+    bucket: str,
+    function: str,
+    cloudwatch: Any = None,
+    alarm_prefix: str | None = None,
+    sns: Any = None,
+    topic_arn: str | None = None,
+    codedeploy: Any = None,
+    codedeploy_application: str | None = None,
+    codedeploy_group: str | None = None,
+    clock: Callable[[], dt.datetime] | None = None,
+) -> Autopilot:
+    """The controller of one function's alias, wired to its bucket (audit, A/B reports),
+    alarms, CodeDeploy group and alerts topic: what the Lambda function, the CLI and the
+    local stack build."""
+    from avsev.monitoring.store import read_latest
+    from avsev.rollout.aliases import s3_audit, s3_audit_entries
+
+    rollouts = Rollouts(
+        lambda_client,
+        function,
+        cloudwatch=cloudwatch,
+        alarm_prefix=alarm_prefix,
+        codedeploy=codedeploy,
+        codedeploy_application=codedeploy_application,
+        codedeploy_group=codedeploy_group,
+        audit=s3_audit(s3, bucket),
+        clock=clock,
+    )
+
+    def alert(subject: str, message: str) -> None:
+        if sns is not None and topic_arn:
+            sns.publish(TopicArn=topic_arn, Subject=subject[:100], Message=message)
+
+    return Autopilot(
+        rollouts,
+        audit_entries=lambda: s3_audit_entries(s3, bucket, function),
+        ab_report=lambda: read_latest(s3, bucket, "ab"),
+        alert=alert,
+    )
