@@ -25,6 +25,7 @@ class AppConfig:
     ab_schedule: str = "rate(1 hour)"
     batch_schedule: str = "rate(1 day)"
     rollup_schedule: str = "rate(1 hour)"
+    autopilot_schedule: str = "rate(5 minutes)"
     athena_scan_limit_gb: int = 100
     record_buffer_seconds: int = 300
     api_gateway_account: bool = True  # deploy the account-level API Gateway logging role stack

@@ -62,6 +62,10 @@ SPECS = {
     "drift_check": FunctionSpec(
         "drift_check", 1024, 300, "daily drift check", ("common", "deps", "analysis"), model=True
     ),
+    # Rollout autopilot: one tick every few minutes (alias, alarms, audit, the A/B report).
+    "autopilot": FunctionSpec(
+        "autopilot", 256, 60, "rollout autopilot: 10% → 50% → 100% on evidence"
+    ),
     # Batch: streams files in chunks; 1 GB and the longest timeout, then continues itself.
     "batch_score": FunctionSpec(
         "batch_score",
@@ -121,6 +125,7 @@ class AvsevStack(Stack):
             "rollup": config.job_concurrency,
             "ab_analysis": config.job_concurrency,
             "drift_check": config.job_concurrency,
+            "autopilot": 1,  # one controller at a time: two ticks never race on the alias
         }
 
         def job_env(key: str) -> dict[str, str]:
@@ -295,6 +300,8 @@ class AvsevStack(Stack):
                 alerts.notify(alarm)
             self.canaries[key] = canary
 
+        self._autopilot(fns["autopilot"], fns["predict"], records, alerts, failures, config)
+
         api = Api(
             self,
             "Api",
@@ -367,6 +374,84 @@ class AvsevStack(Stack):
         for name, value in outputs.items():
             CfnOutput(self, name, value=value)
         self._acknowledge(config)
+
+    def _autopilot(
+        self,
+        fn: ServingFunction,
+        predict: ServingFunction,
+        records: Records,
+        alerts: Alerts,
+        failures: object,
+        config: AppConfig,
+    ) -> None:
+        """The rollout controller: reads the alias, its alarms, CodeDeploy and the latest A/B
+        report; moves the alias weights; writes the audit; alerts."""
+        group = self.canaries["predict"].group
+        alarm_prefix = f"{self.stack_name}-predict-"
+        for name, value in {
+            "PREDICT_FUNCTION_NAME": predict.function.function_name,
+            "ALARM_PREFIX": alarm_prefix,
+            "CODEDEPLOY_APPLICATION": group.application.application_name,
+            "CODEDEPLOY_GROUP": group.deployment_group_name,
+        }.items():
+            fn.function.add_environment(name, value)
+        fn.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=[
+                    "lambda:GetAlias",
+                    "lambda:UpdateAlias",
+                    "lambda:GetFunctionConfiguration",
+                ],
+                resources=[predict.function.function_arn, f"{predict.function.function_arn}:*"],
+            )
+        )
+        fn.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["cloudwatch:DescribeAlarms"],
+                resources=[
+                    f"arn:{self.partition}:cloudwatch:{self.region}:{self.account}:alarm:{alarm_prefix}*"
+                ],
+            )
+        )
+        fn.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["codedeploy:ListDeployments"], resources=[group.deployment_group_arn]
+            )
+        )
+        audit = f"{REPORTS_PREFIX}rollout/audit/"
+        findings = s3_access(
+            fn.role,
+            records.bucket,
+            read=[f"{REPORTS_PREFIX}ab/", audit],
+            write=[audit],
+            list_all=True,
+        )
+        alerts.topic.grant_publish(fn.role)
+        on_failure(fn.function, failures)  # type: ignore[arg-type]
+        acknowledge(
+            fn.role,
+            "AwsSolutions-IAM5",
+            "Moves the predict alias (its versions are the function ARN with a qualifier), reads this stage's "
+            "predict alarms (by name prefix), reads the A/B reports and reads/writes the rollout audit (no "
+            "deletes); ListBucket unconditioned so a report not written yet reads as 404. Publishes alerts "
+            "(the topic's KMS key).",
+            "Action::kms:GenerateDataKey*",
+            *findings,
+            f"Resource::{ref(predict.function)}:*",
+            f"Resource::arn:<AWS::Partition>:cloudwatch:<AWS::Region>:<AWS::AccountId>:alarm:{alarm_prefix}*",
+        )
+        acknowledge(
+            fn.function,
+            "Serverless-LambdaDLQ",
+            "Failed asynchronous invocations go to an SQS on-failure destination (EventInvokeConfig).",
+        )
+        Schedule(
+            self,
+            "AutopilotSchedule",
+            function=fn.function,
+            expression=config.autopilot_schedule,
+            dlq=failures,  # type: ignore[arg-type]
+        )
 
     def _rollup(
         self, fn: ServingFunction, records: Records, failures: object, config: AppConfig

@@ -3,6 +3,7 @@ emulator, the real handlers), driven as a client and an operator would."""
 
 from __future__ import annotations
 
+import datetime as dt
 import http.client
 import json
 import threading
@@ -139,7 +140,7 @@ def test_no_request_fails_while_weights_shift_under_load(stack, rollouts):
 
 
 def test_every_answered_prediction_lands_once_in_s3_with_its_version(stack, rollouts):
-    from avsev.serving.records import parse_records
+    from avsev.monitoring.query import local_engine
 
     stack.flush()
     client = Client(stack.base_url, stack.api_key)
@@ -155,24 +156,17 @@ def test_every_answered_prediction_lands_once_in_s3_with_its_version(stack, roll
     for p in batch["predictions"]:
         answered[p["request_id"]] = p["model_version"]
     stack.flush()
-    s3 = boto3.client("s3")
-    lines = []
-    for page in s3.get_paginator("list_objects_v2").paginate(
-        Bucket="avsev-local-data", Prefix="predictions/"
-    ):
-        for obj in page.get("Contents", []):
-            lines += (
-                s3.get_object(Bucket="avsev-local-data", Key=obj["Key"])["Body"]
-                .read()
-                .decode()
-                .splitlines()
-            )
-    predictions, _, _ = parse_records(lines)
-    mine = Counter(p.request_id for p in predictions if p.request_id in answered)
-    assert len(mine) == len(answered) == 320 and set(mine.values()) == {1}
-    recorded = {p.request_id: p.model_version for p in predictions if p.request_id in answered}
-    assert recorded == answered
-    assert {p.function_version for p in predictions if p.request_id in answered} == {"1", "2"}
+    # The records table as the delivery streams leave it (Parquet), queried like Athena would
+    today = dt.datetime.now(dt.UTC).date()
+    engine = local_engine(boto3.client("s3"), "avsev-local-data", [today])
+    rows = engine.query(
+        "SELECT request_id, model_version, function_version, COUNT(*) AS n "
+        "FROM predictions GROUP BY request_id, model_version, function_version"
+    )
+    mine = {r["request_id"]: r for r in rows if r["request_id"] in answered}
+    assert len(mine) == len(answered) == 320 and {r["n"] for r in mine.values()} == {1}
+    assert {k: r["model_version"] for k, r in mine.items()} == answered
+    assert {r["function_version"] for r in mine.values()} == {"1", "2"}
 
 
 def test_an_alarm_in_alarm_blocks_promotion(stack, rollouts):

@@ -96,8 +96,9 @@ def actions_of(stmts: list[dict]) -> set[str]:
 
 def test_functions_runtime_arch_memory_and_roles(template):
     functions = resources(template, "AWS::Lambda::Function")
-    # predict, explain, outcomes, rollup, ab_analysis, drift_check, batch_score, 2 smoke tests
-    assert len(functions) == 9
+    # predict, explain, outcomes, rollup, ab_analysis, drift_check, autopilot, batch_score,
+    # 2 smoke tests
+    assert len(functions) == 10
     roles = set()
     for f in functions.values():
         p = f["Properties"]
@@ -107,7 +108,7 @@ def test_functions_runtime_arch_memory_and_roles(template):
         assert p["TracingConfig"] == {"Mode": "Active"}
         assert "LoggingConfig" in p
         roles.add(json.dumps(p["Role"]))
-    assert len(roles) == 9  # each its own role
+    assert len(roles) == 10  # each its own role
     for group in resources(template, "AWS::Logs::LogGroup").values():
         assert group["Properties"].get("RetentionInDays") == 30
 
@@ -197,11 +198,12 @@ def test_codedeploy_and_all_roles_are_least_privilege(template):
 
 def test_s3_access_is_explicit_with_no_deletes_and_listing_where_it_is_said(template):
     """Issue 11.8: no CDK grant wildcards (`s3:List*`, `s3:DeleteObject*`, `s3:GetObject*`);
-    every ListBucket is limited by `s3:prefix`, except on the four roles whose code tells a
+    every ListBucket is limited by `s3:prefix`, except on the five roles whose code tells a
     missing key by its 404, which S3 gives only to callers allowed to list
     (https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html, "Permissions")."""
     roles = {
-        k: function_role(template, k) for k in ("BatchScore", "AbAnalysis", "DriftCheck", "Rollup")
+        k: function_role(template, k)
+        for k in ("BatchScore", "AbAnalysis", "DriftCheck", "Rollup", "Autopilot")
     }
     unconditioned = set()
     for policy in resources(template, "AWS::IAM::Policy").values():
@@ -508,13 +510,14 @@ def test_schedules_retry_and_keep_failures(template):
         "rate(1 day)",
         "rate(1 hour)",
         "rate(1 hour)",
+        "rate(5 minutes)",
     ]
     for r in rules.values():
         target = r["Properties"]["Targets"][0]
         assert target["RetryPolicy"]["MaximumRetryAttempts"] == 2
         assert "DeadLetterConfig" in target
     invoke_configs = resources(template, "AWS::Lambda::EventInvokeConfig")
-    assert len(invoke_configs) == 4
+    assert len(invoke_configs) == 5
     for c in invoke_configs.values():
         assert "OnFailure" in c["Properties"]["DestinationConfig"]
 
@@ -861,3 +864,28 @@ def test_bad_context_is_a_clear_error(cdk_bundle, tmp_path):
         build_app({"arch": "sparc", "bundle": str(cdk_bundle)}, outdir=str(tmp_path))
     with pytest.raises(ValueError, match="no model bundle there"):
         build_app({"bundle": str(tmp_path)}, outdir=str(tmp_path))
+
+
+def test_autopilot_runs_alone_on_a_schedule_with_a_least_privilege_role(template):
+    """One tick at a time (reserved concurrency 1) every few minutes; it may move the predict
+    alias, read this stage's predict alarms, list CodeDeploy deployments of the predict group,
+    read A/B reports and read/write the rollout audit — nothing else. Lambda alias routing:
+    https://docs.aws.amazon.com/lambda/latest/dg/configuring-alias-routing.html"""
+    fn = function(template, "AutopilotFunction")
+    assert fn["ReservedConcurrentExecutions"] == 1
+    env = fn["Environment"]["Variables"]
+    assert {"PREDICT_FUNCTION_NAME", "ALARM_PREFIX", "CODEDEPLOY_GROUP", "DATA_BUCKET"} <= set(env)
+    assert env["ALARM_PREFIX"] == "avsev-prod-predict-"
+    stmts = statements(template, function_role(template, "AutopilotFunction"))
+    assert {"lambda:UpdateAlias", "cloudwatch:DescribeAlarms", "codedeploy:ListDeployments"} <= (
+        actions_of(stmts)
+    )
+    alarms = [s for s in stmts if "cloudwatch:DescribeAlarms" in as_list(s["Action"])]
+    assert json.dumps(alarms[0]["Resource"]).endswith(':alarm:avsev-prod-predict-*"]]}')
+    writes = json.dumps([s["Resource"] for s in stmts if "s3:PutObject" in as_list(s["Action"])])
+    assert "reports/rollout/audit/*" in writes and "predictions/" not in writes
+    assert not any("s3:DeleteObject" in a for a in actions_of(stmts))
+    rules = template.find_resources("AWS::Events::Rule")
+    assert any(
+        r["Properties"].get("ScheduleExpression") == "rate(5 minutes)" for r in rules.values()
+    )
