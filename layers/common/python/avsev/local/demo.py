@@ -1,10 +1,11 @@
 """`make demo`: the whole system on this machine, told step by step.
 
-Trains two model versions (on the real NTSB data shipped in data/), builds their bundles,
-starts the local stack, sends realistic traffic, starts a 10% canary of the second version,
-posts the true outcomes, runs the A/B report and the drift check, then promotes or rolls back
-as the report advises. Reports and pictures are left in the output folder; everything started
-is stopped.
+Trains three model versions (on the real NTSB data shipped in data/), builds their bundles,
+starts the local stack and sends realistic traffic with the true outcomes. The rollout
+autopilot then takes a better candidate through 10% → 50% → 100% on the A/B evidence, and
+rolls a worse one back at its first step; its clock is simulated (an hour passes per tick),
+the traffic and the evidence are real. Reports, the rollout audit and pictures are left in the
+output folder; everything started is stopped.
 """
 
 from __future__ import annotations
@@ -58,7 +59,8 @@ def run(out: Path, *, requests: int = 3000, seed: int = 0) -> dict[str, Any]:
     from avsev.monitoring.jobs import Clients, rollup_with_duckdb, run_ab_analysis, run_drift_check
     from avsev.pipeline.build import build_bundle
     from avsev.pipeline.train import save, time_split, train
-    from avsev.rollout.aliases import RolloutError, Rollouts
+    from avsev.rollout.aliases import s3_audit_entries
+    from avsev.rollout.autopilot import Autopilot, AutopilotConfig, autopilot_for
     from avsev.serving.runtime import host_arch
 
     global _console
@@ -75,22 +77,32 @@ def run(out: Path, *, requests: int = 3000, seed: int = 0) -> dict[str, Any]:
         "1. Data",
         f"{data.summary()['path']}: {len(data.frame):,} accidents, {data.summary()['event_date_range']}",
     )
-    v1 = train(data, seed=seed)
-    v2 = train(data, seed=seed, balanced=True)
-    for name, result in (("1.0.0 (default)", v1), ("1.1.0 (class-weighted retrain)", v2)):
+    # The team first shipped a class-weighted model (rare-class recall); a plain retrain is
+    # more accurate; a later class-weighted, deeper candidate is not.
+    trained = {
+        "1.0.0": ("class-weighted, in production", train(data, seed=seed, balanced=True)),
+        "1.1.0": ("plain retrain", train(data, seed=seed)),
+        "1.2.0": (
+            "class-weighted, depth 6",
+            train(data, seed=seed, balanced=True, params={"max_depth": 6}),
+        ),
+    }
+    for version, (what, result) in trained.items():
         t = result.metrics["test"]
         note(
-            f"model {name}: {result.info['n_trees']} trees, test weighted F1 {t['weighted_f1']:.3f}, "
-            f"accuracy {t['accuracy']:.3f} (majority baseline F1 {t['baseline_majority']['weighted_f1']:.3f})"
+            f"model {version} ({what}): {result.info['n_trees']} trees, test accuracy {t['accuracy']:.3f}, "
+            f"weighted F1 {t['weighted_f1']:.3f} (majority baseline accuracy {t['baseline_majority']['accuracy']:.3f})"
         )
     arch = host_arch()
     bundles = [
         build_bundle(
-            save(v1, work / "m1"), "1.0.0", out_root=work / "bundles", arch=arch, parallel_comp=2
-        ),
-        build_bundle(
-            save(v2, work / "m2"), "1.1.0", out_root=work / "bundles", arch=arch, parallel_comp=2
-        ),
+            save(result, work / f"m{i}"),
+            version,
+            out_root=work / "bundles",
+            arch=arch,
+            parallel_comp=2,
+        )
+        for i, (version, (_, result)) in enumerate(trained.items())
     ]
     say(
         "2. Build",
@@ -104,6 +116,8 @@ def run(out: Path, *, requests: int = 3000, seed: int = 0) -> dict[str, Any]:
     test = time_split([r.get("event_date") for r in rows]).test
     rng = random.Random(seed)
     rng.shuffle(test)
+    chunk = max(requests // 3, 300)
+    bucket = "avsev-local-data"
 
     with LocalStack(bundles, console=(work / "functions.log").open("w")) as stack:
         say(
@@ -111,130 +125,153 @@ def run(out: Path, *, requests: int = 3000, seed: int = 0) -> dict[str, Any]:
             f"API {stack.base_url} (X-Api-Key {stack.api_key[:6]}…), embedded AWS {stack.endpoint}",
         )
         api = Api(stack.base_url, stack.api_key)
-        rollout = Rollouts(
-            boto3.client("lambda"),
-            "avsev-predict",
-            cloudwatch=boto3.client("cloudwatch"),
-            alarm_prefix="avsev-predict-",
-        )
-        served: dict[str, str] = {}
+        clients = Clients(boto3.client("s3"), boto3.client("cloudwatch"), boto3.client("sns"))
+        sent = 0
+        simulated = dt.datetime.now(dt.UTC)  # the autopilot's clock: hours pass in seconds
 
-        def traffic(indices: list[int]) -> None:
-            for i in indices:
+        def traffic(n: int) -> dict[str, int]:
+            """n predictions of the next test rows, then their outcomes (the truth learned
+            later, 500 a request), then the records flushed to S3. Served count by version."""
+            nonlocal sent
+            served: dict[str, int] = {}
+            picked = [test[(sent + k) % len(test)] for k in range(n)]
+            sent += n
+            for i in picked:
                 status, body, version = api.post("/predict", _jsonable(rows[i]))
                 if status != 200:
                     raise RuntimeError(f"request failed: {status} {body}")
-                served[rows[i]["ev_id"]] = version
+                served[version] = served.get(version, 0) + 1
+            for start in range(0, n, 500):
+                batch = [
+                    {"ev_id": rows[i]["ev_id"], "actual_severity": labels[i]}
+                    for i in picked[start : start + 500]
+                ]
+                status, body, _ = api.post("/outcomes", {"outcomes": batch})
+                if status != 200:
+                    raise RuntimeError(f"outcomes failed: {status} {body}")
+            stack.flush()
+            return served
 
-        first, second = test[: requests // 3], test[requests // 3 : requests]
-        traffic(first)
-        say("4. Traffic", f"{len(first)} predictions, all answered by {set(served.values())}")
-        explained = api.post("/predict/explain", {**_jsonable(rows[first[0]]), "top_k": 3})[1]
+        def pilot() -> Autopilot:
+            return autopilot_for(
+                lambda_client=boto3.client("lambda"),
+                s3=clients.s3,
+                bucket=bucket,
+                function="avsev-predict",
+                cloudwatch=clients.cloudwatch,
+                alarm_prefix="avsev-predict-",
+                sns=clients.sns,
+                topic_arn=stack.topic_arn,
+                clock=lambda: simulated,
+            )
+
+        def ab_job() -> dict[str, Any]:
+            """The hourly rollup (SQL in DuckDB over the Parquet records, by their real
+            arrival day) and the A/B job for the simulated hour, on the alias's two versions."""
+            state = pilot().r.state()
+            rollup_with_duckdb(clients.s3, bucket, stack.cards[0], dt.datetime.now(dt.UTC))
+            return run_ab_analysis(
+                clients,
+                bucket,
+                simulated,
+                champion=state.model_versions.get(state.stable_version),
+                candidate=state.model_versions.get(state.candidate_version or ""),
+                topic_arn=stack.topic_arn,
+            )
+
+        def autopilot(version: str, model: str) -> tuple[dict[str, Any], dict[str, Any]]:
+            """Start the autopilot on a function version; traffic and an hourly tick until it
+            has promoted, rolled back or stopped. The last tick and A/B job."""
+            nonlocal simulated
+            pilot().start(version, AutopilotConfig(min_minutes=60))
+            note(f"autopilot started: version {version} (model {model}) at 10%")
+            tick: dict[str, Any] = {}
+            ab: dict[str, Any] = {}
+            for _ in range(12):
+                served = traffic(chunk)
+                simulated += dt.timedelta(minutes=61 if "10%" in _step() else 31)
+                ab = ab_job()
+                tick = pilot().tick()
+                report = ab["report"]
+                p = report.get("comparison", {}).get("always_valid_p")
+                note(
+                    f"+{chunk} requests {served}; A/B {report['decision']}"
+                    + (f" (always-valid p = {p:.2g})" if p is not None else "")
+                    + f" → autopilot {tick['state']}: {tick.get('reason', '')}"
+                )
+                if tick["state"] in ("promoted", "rolled_back", "stopped", "idle"):
+                    break
+            return tick, ab
+
+        def _step() -> str:
+            state = pilot().r.state()
+            return f"{state.candidate_weight:.0%}" if state.candidate_version else "none"
+
+        served = traffic(chunk)
+        say("4. Traffic", f"{chunk} predictions, all answered by {served} (model 1.0.0)")
+        explained = api.post("/predict/explain", {**_jsonable(rows[test[0]]), "top_k": 3})[1]
         factors = ", ".join(
             f"{f['feature']}={f['value']} ({f['impact']:+.2f})"
             for f in explained["top_contributing_factors"]
         )
         note(f"e.g. {explained['ev_id']}: {explained['prediction_label']}; top factors: {factors}")
 
-        rollout.start("2", 0.1)
-        traffic(second)
-        mix = {
-            v: sum(1 for i in second if served[rows[i]["ev_id"]] == v) for v in ("1.0.0", "1.1.0")
-        }
-        say(
-            "5. Canary",
-            f"alias live: 90% version 1 (model 1.0.0), 10% version 2 (model 1.1.0); "
-            f"{len(second)} more requests served {mix}",
-        )
-
-        def post_outcomes(indices: list[int]) -> None:
-            """The truth learned later, 500 outcomes a request; then flush the records to S3."""
-            for start in range(0, len(indices), 500):
-                batch = [
-                    {"ev_id": rows[i]["ev_id"], "actual_severity": labels[i]}
-                    for i in indices[start : start + 500]
-                ]
-                status, body, _ = api.post("/outcomes", {"outcomes": batch})
-                if status != 200:
-                    raise RuntimeError(f"outcomes failed: {status} {body}")
-            stack.flush()
-
-        post_outcomes(first + second)
-        say(
-            "6. Outcomes",
-            f"{len(first + second)} true severities posted; records flushed to s3://avsev-local-data/",
-        )
-
-        clients = Clients(boto3.client("s3"), boto3.client("cloudwatch"), boto3.client("sns"))
-        now = dt.datetime.now(dt.UTC)
-
-        def ab_report() -> dict[str, Any]:
-            """The hourly rollup (SQL in DuckDB over the Parquet records) and A/B job, now."""
-            rollup_with_duckdb(clients.s3, "avsev-local-data", stack.cards[0], now)
-            return run_ab_analysis(
-                clients,
-                "avsev-local-data",
-                now,
-                champion="1.0.0",
-                candidate="1.1.0",
-                topic_arn=stack.topic_arn,
-            )
-
-        ab = ab_report()
-        report = ab["report"]
-        say("7. A/B report", f"decision: {report['decision']} — {report['reason']}")
-        if report["decision"] in ("continue", "insufficient_data"):
-            rollout.step(0.5)
-            again = test[:requests]
-            traffic(again)
-            post_outcomes(again)
-            ab = ab_report()
-            report = ab["report"]
-            note(
-                f"not enough evidence yet: stepped the canary to 50% and sent {len(again)} more requests"
-            )
-            note(f"decision now: {report['decision']} — {report['reason']}")
+        say("5. Autopilot: a better candidate, 10% → 50% → 100% on evidence")
+        promoted, ab_promote = autopilot("2", "1.1.0")
+        report = ab_promote["report"]
         for v, s in report["versions"].items():
             if "accuracy" in s:
                 note(
                     f"{v}: {s['requests']} requests, {s['labelled']} labelled, accuracy {s['accuracy']:.3f}, "
                     f"weighted F1 {s['weighted_f1']:.3f} (95% CI {s['weighted_f1_ci95'][0]:.3f}–{s['weighted_f1_ci95'][1]:.3f})"
                 )
+        note(f"alias live now {pilot().r.state().weights}")
+
+        say("6. Autopilot: a worse candidate is rolled back")
+        rolled, ab_rollback = autopilot("3", "1.2.0")
+        note(f"alias live now {pilot().r.state().weights}")
 
         drift = run_drift_check(
-            clients, "avsev-local-data", stack.cards[0], now, topic_arn=stack.topic_arn
+            clients, bucket, stack.cards[0], dt.datetime.now(dt.UTC), topic_arn=stack.topic_arn
         )["report"]
         say(
-            "8. Drift check",
-            f"{drift['rows']} recent rows vs the training reference: dataset drift "
+            "7. Drift check",
+            f"{drift['rows']} recent rows of model 1.0.0 vs its training reference: dataset drift "
             f"{drift['dataset_drift']}; drifted features {drift.get('drifted_features')}",
         )
 
-        try:
-            promote = report["decision"] == "promote"
-            result = rollout.promote() if promote else rollout.rollback()
-            action = "promoted version 2" if promote else "rolled back to version 1"
-        except RolloutError as e:
-            result, action = {"weights": rollout.status()["weights"]}, f"refused: {e}"
-        say("9. Rollout", f"{action}; alias live now {result['weights']}")
-
+        audit = s3_audit_entries(clients.s3, bucket, "avsev-predict")
+        (out / "rollout_audit.jsonl").write_text(
+            "".join(json.dumps(e, default=str) + "\n" for e in audit)
+        )
+        say(
+            "8. Audit",
+            f"{len(audit)} entries in rollout_audit.jsonl: "
+            + " → ".join(f"{e['action']}" for e in audit),
+        )
         (out / "ab_report.json").write_text(json.dumps(report, indent=1, default=str))
+        (out / "ab_report_rollback.json").write_text(
+            json.dumps(ab_rollback["report"], indent=1, default=str)
+        )
         (out / "drift_report.json").write_text(json.dumps(drift, indent=1, default=str))
-        s3 = boto3.client("s3")
         for key, name in (
-            (ab["keys"]["markdown"], "ab_report.md"),
-            (f"reports/drift/{now.date()}/report.md", "drift_report.md"),
+            (ab_promote["keys"]["markdown"], "ab_report.md"),
+            (f"reports/drift/{dt.datetime.now(dt.UTC).date()}/report.md", "drift_report.md"),
         ):
-            (out / name).write_bytes(
-                s3.get_object(Bucket="avsev-local-data", Key=key)["Body"].read()
-            )
-        pictures(out, stack.cards[0], report, drift)
-        keep_records(s3, "avsev-local-data", out / "records")
+            (out / name).write_bytes(clients.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        pictures(out, stack.cards[1], report, drift)
+        keep_records(clients.s3, bucket, out / "records")
     say(
-        "10. Done",
+        "9. Done",
         f"local stack stopped; reports and pictures in {out}/ ({time.perf_counter() - started:.0f} s)",
     )
-    return {"ab": report, "drift": drift}
+    return {
+        "ab": report,
+        "ab_rollback": ab_rollback["report"],
+        "autopilot": {"1.1.0": promoted, "1.2.0": rolled},
+        "audit": audit,
+        "drift": drift,
+    }
 
 
 def keep_records(s3: Any, bucket: str, folder: Path) -> int:
