@@ -186,3 +186,41 @@ def test_the_autopilot_function_ticks_on_a_scheduled_event(aws, function, monkey
     out = load_handler_module("autopilot", env).handler(event, LocalContext(function_name="ap"))
     assert out["state"] == "rolled_back" and "slower" in out["reason"]
     assert world.weights() == {"1": 1.0}
+
+
+def _shadow(world, rows: int, only_a: int, only_b: int, significant: bool) -> None:
+    world.ab("continue")
+    world.report["shadow_mcnemar"] = {
+        "served_version": "1.0.0",
+        "shadow_version": "1.1.0",
+        "rows": rows,
+        "only_a_correct": only_a,
+        "only_b_correct": only_b,
+        "significant": significant,
+        "verdict": f"{only_a} rows in the served model's favour, {only_b} in the shadow's",
+    }
+
+
+def test_after_shadow_the_first_step_waits_for_paired_evidence(world):
+    started = world.controller().start("2", AutopilotConfig(after_shadow=True))
+    assert started["phase"] == "shadow" and world.weights() == {"1": 1.0}  # no traffic yet
+    world.later(60)
+    _shadow(world, rows=40, only_a=3, only_b=5, significant=False)
+    waiting = world.controller().tick()
+    assert waiting["state"] == "shadow" and "40 of 100" in waiting["reason"]
+    world.later(60)
+    _shadow(world, rows=400, only_a=20, only_b=31, significant=False)
+    assert world.controller().tick()["state"] == "started"
+    assert world.weights() == {"1": 0.9, "2": 0.1}
+    world.later(61)
+    world.ab("promote")
+    assert world.controller().tick()["state"] == "stepped"  # then the usual walk
+
+
+def test_a_candidate_worse_in_shadow_never_serves(world):
+    world.controller().start("2", AutopilotConfig(after_shadow=True))
+    world.later(60)
+    _shadow(world, rows=400, only_a=60, only_b=20, significant=True)
+    out = world.controller().tick()
+    assert out["state"] == "rejected_in_shadow" and world.weights() == {"1": 1.0}
+    assert world.alerts and world.controller().tick()["state"] == "idle"

@@ -294,7 +294,11 @@ def cmd_rollout(args: argparse.Namespace) -> int:
             else:
                 if not args.version:
                     raise RolloutError("auto needs --version (the function version to roll out)")
-                config = AutopilotConfig(min_minutes=args.min_minutes, max_hours=args.max_hours)
+                config = AutopilotConfig(
+                    min_minutes=args.min_minutes,
+                    max_hours=args.max_hours,
+                    after_shadow=args.after_shadow,
+                )
                 result = pilot.start(args.version, config, force=args.force)
         elif args.action == "auto":
             raise RolloutError(
@@ -622,6 +626,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--max-hours", type=float, default=24.0, help="auto: an inconclusive step stops after this"
+    )
+    p.add_argument(
+        "--after-shadow",
+        action="store_true",
+        help="auto: start 10%% only once the candidate scored in shadow is not worse (McNemar)",
     )
     p.add_argument(
         "--local", action="store_true", help="act on the running local stack (`avsev local up`)"

@@ -45,6 +45,13 @@ class AutopilotConfig:
     """The 50% step holds at least this long."""
     max_hours: float = 24.0
     """A step still inconclusive after this long stops for a person to decide."""
+    after_shadow: bool = False
+    """Start the 10% step only once the candidate, scored as the shadow beside the served
+    model, is not significantly worse on the paired rows (McNemar) of the A/B report."""
+
+
+SHADOW_MIN_PAIRS = 100
+"""Labelled served/shadow pairs the shadow gate waits for."""
 
 
 class Autopilot:
@@ -71,6 +78,19 @@ class Autopilot:
             elif entry.get("action") == ENDED and run is not None:
                 run = None
         return run
+
+    def _started_since(self, run: Mapping[str, Any]) -> bool:
+        """Has the alias started canarying the run's candidate since the run began?"""
+        seen = False
+        for entry in self.audit_entries():
+            if entry is run or (entry.get("at"), entry.get("seq")) == (
+                run.get("at"),
+                run.get("seq"),
+            ):
+                seen = True
+            elif seen and entry.get("action") == "start":
+                return True
+        return False
 
     def _step_started(self, candidate: str) -> dt.datetime:
         """When the alias last changed weight for this candidate (start or step)."""
@@ -109,9 +129,54 @@ class Autopilot:
                 f"{self.r.function}: one at a time (end it with a promote or rollback)"
             )
         config = config or AutopilotConfig()
+        if config.after_shadow:
+            model = self._model_of(version)
+            self._write(STARTED, candidate_version=version, config=asdict(config), phase="shadow")
+            return {
+                "autopilot": "started",
+                "phase": "shadow",
+                "config": asdict(config),
+                "reason": f"waiting for {SHADOW_MIN_PAIRS} labelled shadow pairs of model {model}",
+            }
         started = self.r.start(version, FIRST_WEIGHT, force=force)
         self._write(STARTED, candidate_version=version, config=asdict(config))
         return {"autopilot": "started", "config": asdict(config), **started}
+
+    def _model_of(self, version: str) -> str | None:
+        from avsev.rollout.aliases import model_version_of
+
+        config = self.r.lambda_.get_function_configuration(
+            FunctionName=self.r.function, Qualifier=version
+        )
+        return model_version_of(config)
+
+    def _shadow_gate(self, run: Mapping[str, Any], state: Any) -> dict[str, Any]:
+        """Before any traffic: the candidate scored in shadow must not be worse."""
+        candidate = run["candidate_version"]
+        model = self._model_of(candidate)
+        report = self.ab_report() or {}
+        pairs = report.get("shadow_mcnemar")
+        as_of = report.get("as_of")
+        fresh = as_of and dt.datetime.fromisoformat(as_of) >= dt.datetime.fromisoformat(run["at"])
+        if not pairs or not fresh or pairs.get("shadow_version") != model:
+            return {
+                "state": "shadow",
+                "reason": f"waiting for an A/B report with shadow pairs of model {model}",
+            }
+        if pairs["rows"] < SHADOW_MIN_PAIRS:
+            return {
+                "state": "shadow",
+                "reason": f"{pairs['rows']} of {SHADOW_MIN_PAIRS} labelled shadow pairs of model {model}",
+            }
+        if pairs["significant"] and pairs["only_a_correct"] > pairs["only_b_correct"]:
+            reason = f"worse in shadow, never served: {pairs['verdict']}"
+            self._write(
+                ENDED, candidate_version=candidate, outcome="rejected in shadow", reason=reason
+            )
+            self._notify(f"avsev autopilot: {model} worse in shadow", reason)
+            return {"state": "rejected_in_shadow", "reason": reason}
+        result = self.r.start(candidate, FIRST_WEIGHT)
+        return {"state": "started", "reason": f"shadow passed: {pairs['verdict']}", **result}
 
     def tick(self) -> dict[str, Any]:
         run = self.current_run()
@@ -126,6 +191,8 @@ class Autopilot:
                 "reason": f"CodeDeploy deployment {deployment} of this alias is in progress",
             }
         state = self.r.state()
+        if run.get("phase") == "shadow" and not self._started_since(run):
+            return self._shadow_gate(run, state)
         if state.candidate_version != candidate or state.candidate_weight <= 0:
             self._write(
                 ENDED, candidate_version=candidate, outcome="ended: the alias was changed by hand"
@@ -189,6 +256,8 @@ class Autopilot:
         if run is None:
             return out
         candidate = run["candidate_version"]
+        if run.get("phase") == "shadow" and not self._started_since(run):
+            return out | {"candidate_version": candidate, "step": "shadow (no traffic)"}
         since = self._step_started(candidate)
         report = self._fresh_report(state, since)
         config = AutopilotConfig(**run.get("config", {}))
