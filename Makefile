@@ -87,8 +87,12 @@ synth: layers
 	npx --yes aws-cdk@2 synth --all -c stage=$(STAGE) -c arch=$(ARCH) -c bundle=$(BUNDLE)
 
 # The stage's stack (avsev-staging or avsev-prod) and the account-wide API Gateway logging stack.
+# MODEL=production (or a version) deploys that registry version instead of the local build;
+# REGISTRY=s3://bucket/prefix (default $$AVSEV_REGISTRY); FORCE="reason" for an unapproved one.
+REGISTRY ?= $(AVSEV_REGISTRY)
 deploy: layers
-	npx --yes aws-cdk@2 deploy --all -c stage=$(STAGE) -c arch=$(ARCH) -c bundle=$(BUNDLE)
+	npx --yes aws-cdk@2 deploy --all -c stage=$(STAGE) -c arch=$(ARCH) \
+	  $(if $(MODEL),-c model=$(MODEL) -c registry=$(REGISTRY) $(if $(FORCE),-c force="$(FORCE)"),-c bundle=$(BUNDLE))
 
 clean:
 	rm -rf layers/model/build cdk.out bench/work .pytest_cache

@@ -6,6 +6,7 @@ setting, so it has a small stack of its own that both stages share."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -30,11 +31,28 @@ def feature_flags() -> dict[str, object]:
     return {k: v for k, v in context.items() if k.startswith("@aws-cdk")}
 
 
+def from_registry(config: AppConfig) -> AppConfig:
+    """`-c model=<version|alias> -c registry=s3://...`: the approved bundle from the model
+    registry (an unapproved one only with `-c force=<reason>`, audited), fetched and checked
+    against its sha256s."""
+    if not config.model:
+        return config
+    import boto3
+    from avsev.rollout.registry import Location, Registry
+
+    if not config.registry:
+        raise ValueError("context model=... needs registry=s3://bucket/prefix (the model registry)")
+    registry = Registry(boto3.client("s3"), Location.parse(config.registry))
+    version = registry.for_deploy(config.model, force=config.force)
+    bundle = registry.fetch(version, ROOT / "layers/model/registry" / config.arch)
+    return dataclasses.replace(config, bundle=bundle)
+
+
 def build_app(
     context: dict[str, object] | None = None, *, outdir: str | None = None
 ) -> tuple[cdk.App, AvsevStack]:
     app = cdk.App(context={**feature_flags(), **(context or {})}, outdir=outdir)
-    config = AppConfig.from_context(app.node.try_get_context)
+    config = from_registry(AppConfig.from_context(app.node.try_get_context))
     account = (
         ApiGatewayAccountStack(
             app,

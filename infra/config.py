@@ -39,6 +39,9 @@ class AppConfig:
     reserved_concurrency: bool = True  # off only in accounts whose concurrency limit is 10
     batch_concurrency: int = 2
     job_concurrency: int = 1
+    model: str | None = None  # a registry version or alias (production, candidate) to deploy
+    registry: str | None = None  # s3://bucket/prefix of the model registry
+    force: str | None = None  # deploy an unapproved registry version: the reason, audited
 
     @classmethod
     def from_context(cls, get: Any) -> AppConfig:

@@ -130,3 +130,32 @@ def test_the_cli_publishes_approves_and_resolves(aws, real_bundle_dir, tmp_path,
     assert (
         aws["s3"].list_objects_v2(Bucket=BUCKET, Prefix="teams/severity/versions/")["KeyCount"] > 0
     )
+
+
+def test_a_deploy_takes_an_approved_registry_version(aws, real_bundle_dir):
+    """`-c model=production -c registry=s3://...` (make deploy MODEL=production): the CDK app
+    ships the approved bundle, fetched and checked; an unapproved one only when forced."""
+    import sys
+
+    from conftest import ROOT
+
+    sys.path.insert(0, str(ROOT))
+    from infra.app import from_registry
+    from infra.config import AppConfig
+
+    reg = registry(aws)
+    version = reg.publish(real_bundle_dir)["version"]
+    url = f"s3://{BUCKET}/registry/"
+    with pytest.raises(RegistryError, match="not approved"):
+        from_registry(AppConfig(model=version, registry=url))
+    forced = from_registry(AppConfig(model=version, registry=url, force="hotfix"))
+    assert json.loads((forced.bundle / "card.json").read_text())["version"] == version
+    reg.approve(version, "ok")
+    reg.set_alias("production", version)
+    config = from_registry(AppConfig(model="production", registry=url))
+    assert config.bundle.name == f"avsev-severity-{version}"
+    assert (config.bundle / "model.so").read_bytes() == (real_bundle_dir / "model.so").read_bytes()
+    assert [a["action"] for a in reg.audit_trail()][-1] == "alias"
+    assert "forced-deploy" in [a["action"] for a in reg.audit_trail()]
+    with pytest.raises(ValueError, match="needs registry"):
+        from_registry(AppConfig(model="production"))
