@@ -34,18 +34,35 @@ def feature_flags() -> dict[str, object]:
 def from_registry(config: AppConfig) -> AppConfig:
     """`-c model=<version|alias> -c registry=s3://...`: the approved bundle from the model
     registry (an unapproved one only with `-c force=<reason>`, audited), fetched and checked
-    against its sha256s."""
-    if not config.model:
+    against its sha256s. `-c shadow=<version>`: the shadow bundle (from the registry, or built
+    beside the served bundle)."""
+    if not (config.model or config.shadow):
         return config
     import boto3
     from avsev.rollout.registry import Location, Registry
 
-    if not config.registry:
-        raise ValueError("context model=... needs registry=s3://bucket/prefix (the model registry)")
-    registry = Registry(boto3.client("s3"), Location.parse(config.registry))
-    version = registry.for_deploy(config.model, force=config.force)
-    bundle = registry.fetch(version, ROOT / "layers/model/registry" / config.arch)
-    return dataclasses.replace(config, bundle=bundle)
+    registry = (
+        Registry(boto3.client("s3"), Location.parse(config.registry)) if config.registry else None
+    )
+    fetched = ROOT / "layers/model/registry" / config.arch
+    if config.model:
+        if registry is None:
+            raise ValueError(
+                "context model=... needs registry=s3://bucket/prefix (the model registry)"
+            )
+        version = registry.for_deploy(config.model, force=config.force)
+        config = dataclasses.replace(config, bundle=registry.fetch(version, fetched))
+    if config.shadow:
+        # A shadow is evaluated before any approval: it must be published, not approved.
+        if registry is not None:
+            shadow = registry.fetch(registry.resolve(config.shadow), fetched)
+        else:
+            name = config.bundle.name.rsplit("-", 1)[0]
+            shadow = config.bundle.parent / f"{name}-{config.shadow}"
+        if not (shadow / "card.json").is_file():
+            raise ValueError(f"context shadow={config.shadow}: no bundle at {shadow}")
+        config = dataclasses.replace(config, shadow_bundle=shadow)
+    return config
 
 
 def build_app(

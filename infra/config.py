@@ -42,6 +42,8 @@ class AppConfig:
     model: str | None = None  # a registry version or alias (production, candidate) to deploy
     registry: str | None = None  # s3://bucket/prefix of the model registry
     force: str | None = None  # deploy an unapproved registry version: the reason, audited
+    shadow: str | None = None  # a model version scored beside the served one, never returned
+    shadow_bundle: Path | None = None  # resolved from `shadow` (registry, else the local build)
 
     @classmethod
     def from_context(cls, get: Any) -> AppConfig:

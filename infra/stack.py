@@ -40,7 +40,12 @@ from infra.nag import acknowledge, ref
 SPECS = {
     # Serving: enough memory for a full vCPU share at low latency; short timeouts.
     "predict": FunctionSpec(
-        "predict", 1024, 10, "POST /predict, /predict/batch; GET /model, /health", model=True
+        "predict",
+        1024,
+        10,
+        "POST /predict, /predict/batch; GET /model, /health",
+        model=True,
+        shadow=True,
     ),
     "explain": FunctionSpec(
         "explain", 1024, 10, "POST /predict/explain (exact TreeSHAP)", model=True
@@ -99,7 +104,23 @@ class AvsevStack(Stack):
         model_version = card["version"]
         bundle_env = {"MODEL_BUNDLE_PATH": f"/opt/{config.bundle.name}"}
 
-        layers = Layers(self, "Layers", arch=arch, arch_name=config.arch, bundle=config.bundle)
+        shadow_card = (
+            json.loads((config.shadow_bundle / "card.json").read_text())
+            if config.shadow_bundle
+            else None
+        )
+        if shadow_card and shadow_card["arch"] != config.arch:
+            raise ValueError(
+                f"shadow bundle {config.shadow_bundle} is built for {shadow_card['arch']}"
+            )
+        layers = Layers(
+            self,
+            "Layers",
+            arch=arch,
+            arch_name=config.arch,
+            bundle=config.bundle,
+            shadow=config.shadow_bundle,
+        )
         records = Records(
             self,
             "Records",
@@ -135,7 +156,10 @@ class AvsevStack(Stack):
         for key, spec in SPECS.items():
             if key.startswith("smoke_"):
                 continue
-            layer_names = spec.layers + (("model",) if spec.model else ())
+            shadow = spec.shadow and config.shadow_bundle is not None
+            layer_names = (
+                spec.layers + (("model",) if spec.model else ()) + (("shadow",) if shadow else ())
+            )
             fns[key] = ServingFunction(
                 self,
                 key.title().replace("_", ""),
@@ -146,6 +170,11 @@ class AvsevStack(Stack):
                 arch=arch,
                 environment={
                     **(bundle_env if spec.model else {}),
+                    **(
+                        {"SHADOW_BUNDLE_PATH": f"/opt/{config.shadow_bundle.name}"}  # type: ignore[union-attr]
+                        if shadow
+                        else {}
+                    ),
                     **({} if key in ("predict", "explain", "outcomes") else job_env(key)),
                 },
                 with_alias=key in CANARY_FUNCTIONS,

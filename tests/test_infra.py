@@ -889,3 +889,28 @@ def test_autopilot_runs_alone_on_a_schedule_with_a_least_privilege_role(template
     assert any(
         r["Properties"].get("ScheduleExpression") == "rate(5 minutes)" for r in rules.values()
     )
+
+
+def test_a_shadow_version_deploys_beside_the_served_one(
+    cdk_bundle, built_layers, synthetic_model_dir, tmp_path
+):
+    """`-c shadow=1.1.0`: the predict function carries a second bundle layer and scores it
+    (SHADOW_BUNDLE_PATH); nothing else changes. A shadow that is not built is a clear error."""
+    from avsev.pipeline.build import build_bundle
+
+    with pytest.raises(ValueError, match="no bundle at"):
+        synth(cdk_bundle, tmp_path / "missing", shadow="9.9.9")
+    build_bundle(synthetic_model_dir, "1.1.0", out_root=cdk_bundle.parent, arch=ARCH)
+    _, stack, _ = synth(cdk_bundle, tmp_path / "out", shadow="1.1.0")
+    t = assertions.Template.from_stack(stack)
+    predict = function(t, "PredictFunction")
+    assert predict["Environment"]["Variables"]["SHADOW_BUNDLE_PATH"] == "/opt/avsev-severity-1.1.0"
+    assert len(predict["Layers"]) == 4  # common, deps, model, shadow
+    explain = function(t, "ExplainFunction")
+    assert "SHADOW_BUNDLE_PATH" not in explain["Environment"]["Variables"]
+    shadow_layers = [
+        r
+        for r in resources(t, "AWS::Lambda::LayerVersion").values()
+        if "shadow model bundle" in r["Properties"].get("Description", "")
+    ]
+    assert len(shadow_layers) == 1

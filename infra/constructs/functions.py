@@ -40,13 +40,22 @@ class FunctionSpec:
     description: str
     layers: tuple[str, ...] = ("common", "deps")
     model: bool = False
+    shadow: bool = False
+    """Scores the shadow bundle too, when the stack has one (`-c shadow=VERSION`)."""
 
 
 class Layers(Construct):
     """The avsev library, its runtime dependencies, numpy+scipy, and the model bundle."""
 
     def __init__(
-        self, scope: Construct, id: str, *, arch: lambda_.Architecture, arch_name: str, bundle: Path
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        arch: lambda_.Architecture,
+        arch_name: str,
+        bundle: Path,
+        shadow: Path | None = None,
     ) -> None:
         super().__init__(scope, id)
         built = {
@@ -73,6 +82,13 @@ class Layers(Construct):
                 f"model bundle {bundle.name}",
             ),
         }
+        if shadow is not None:  # a second bundle, scored beside the served one (never returned)
+            codes["shadow"] = (
+                lambda_.Code.from_asset(
+                    str(shadow.parent), exclude=["*", f"!{shadow.name}", f"!{shadow.name}/**"]
+                ),
+                f"shadow model bundle {shadow.name}",
+            )
         self.by_name: dict[str, lambda_.LayerVersion] = {
             name: lambda_.LayerVersion(
                 self,
