@@ -24,6 +24,8 @@ def test_local_up_tick_and_rollout_from_the_command_line(real_bundle_dir, tmp_pa
             "up",
             "--bundle",
             str(real_bundle_dir),
+            "--bundle",
+            str(real_bundle_dir),  # version 2: the same model, for the autopilot's commands
             "--port",
             "0",
             "--log",
@@ -70,6 +72,20 @@ def test_local_up_tick_and_rollout_from_the_command_line(real_bundle_dir, tmp_pa
         )
         report = json.loads(tick.stdout)
         assert report["report"] == "drift" and report["rows"] == 41
+
+        def avsev(*args: str) -> dict:
+            out = subprocess.run(
+                [str(AVSEV), *args], capture_output=True, text=True, env=env, check=True
+            )
+            return json.loads(out.stdout)
+
+        started = avsev("rollout", "auto", "--local", "--version", "2", "--min-minutes", "60")
+        assert started["autopilot"] == "started" and started["weights"] == {"1": 0.9, "2": 0.1}
+        tick = avsev("local", "tick", "rollout", "--advance", "61")
+        assert tick["state"] == "holding" and tick["simulated_time"]
+        status = avsev("rollout", "status", "--local")["autopilot"]
+        assert status["autopilot"] == "running" and status["step"] == "10%"
+        assert status["held_minutes"] >= 61
     finally:
         proc.send_signal(signal.SIGINT)
         rest = proc.communicate(timeout=60)[0]
