@@ -19,6 +19,15 @@ import numpy as np
 from scipy import stats
 
 from avsev.monitoring.metrics import f1_scores, macro_f1_of, weighted_f1_of
+from avsev.monitoring.performance import (
+    DEFAULT_METRIC,
+    MARGIN,
+    METRICS,
+    calibration_check,
+    estimate,
+    expected_performance,
+    improvement,
+)
 from avsev.monitoring.rollups import latency_value
 from avsev.monitoring.stats import mcnemar_counts
 from avsev.serving.schema import SEVERITIES
@@ -29,8 +38,6 @@ MIN_LABELLED = 30
 """Per version, before any test is run."""
 TAU = 0.05
 """mSPRT mixture scale: the accuracy differences we care about are a few points."""
-NON_INFERIORITY = 0.02
-"""Promote without a significant gain once enough evidence says the candidate is at most this much worse."""
 LATENCY_SLOWDOWN = 1.25
 LATENCY_MIN_DIFF_MS = 1.0
 """A slowdown counts when p95 grows by 25% and by at least this much (µs-level noise does not)."""
@@ -49,6 +56,15 @@ class VersionCounts:
     """Latency histogram: log-scale bin (see rollups.latency_value) → served requests."""
     confusion: np.ndarray = field(default_factory=lambda: np.zeros((4, 4), dtype=np.int64))
     """Labelled served predictions: rows actual class, columns predicted class."""
+    expected: np.ndarray = field(default_factory=lambda: np.zeros((4, 4)))
+    """Served probabilities summed under each predicted class (the expected confusion)."""
+    p_max_sum: float = 0.0
+    entropy_sum: float = 0.0
+    nll_sum: float = 0.0
+    """Labelled rows: sum of −ln p(actual), and of its square (log loss and its variance)."""
+    nll2_sum: float = 0.0
+    confidence_bins: dict[int, list[float]] = field(default_factory=dict)
+    """Labelled rows by top-probability bin: [rows, correct, confidence sum] (calibration)."""
 
     @property
     def labelled(self) -> int:
@@ -90,10 +106,24 @@ def ab_counts(served: Iterable[Mapping[str, Any]], labels: Iterable[Mapping[str,
         v.mix[r["predicted"]] = v.mix.get(r["predicted"], 0) + n
         b = int(r["latency_bin"])
         v.latency[b] = v.latency.get(b, 0) + n
+        if r.get("p_max") is not None:
+            column = IDX[r["predicted"]]
+            for i, key in enumerate(("p_fatal", "p_serious", "p_minor", "p_none")):
+                v.expected[i, column] += float(r[key] or 0.0)
+            v.p_max_sum += float(r["p_max"])
+            v.entropy_sum += float(r["entropy"] or 0.0)
     for r in labels:
         n = int(r["n"])
         if r["kind"] == "served":
-            counts.version(r["version"]).confusion[IDX[r["actual"]], IDX[r["predicted"]]] += n
+            v = counts.version(r["version"])
+            v.confusion[IDX[r["actual"]], IDX[r["predicted"]]] += n
+            if r.get("nll") is not None:
+                v.nll_sum += float(r["nll"])
+                v.nll2_sum += float(r["nll2"])
+                bin_ = v.confidence_bins.setdefault(int(r["conf_bin"]), [0.0, 0.0, 0.0])
+                bin_[0] += n
+                bin_[1] += n if r["predicted"] == r["actual"] else 0
+                bin_[2] += float(r["conf_sum"])
         else:
             key = (r["version"], r["shadow_version"])
             table = counts.shadow_pairs.setdefault(key, np.zeros((2, 2), dtype=np.int64))
@@ -161,6 +191,7 @@ def version_summary(v: VersionCounts, rng: np.random.Generator) -> dict[str, Any
         "predicted_mix": {s: v.mix.get(s, 0) / max(v.requests, 1) for s in SEVERITIES},
         "latency_ms_p50": latency_quantile(v.latency, 0.50),
         "latency_ms_p95": latency_quantile(v.latency, 0.95),
+        "without_labels": expected_performance(v.requests, v.p_max_sum, v.entropy_sum, v.expected),
     }
     if v.labelled:
         cm = v.confusion
@@ -172,6 +203,10 @@ def version_summary(v: VersionCounts, rng: np.random.Generator) -> dict[str, Any
             "macro_f1": macro_f1_of(cm),
             "macro_f1_ci95": _ci(bootstrap_f1(cm, rng, macro_f1_of)),
             "recall": {s: float(recall[i]) for i, s in enumerate(SEVERITIES)},
+            "log_loss": v.nll_sum / v.labelled if v.confidence_bins else None,
+            "calibration": calibration_check(v.confidence_bins, None)
+            if v.confidence_bins
+            else None,
         }
     return out
 
@@ -211,25 +246,42 @@ def sample_size_per_arm(
 
 
 def compare(
-    champion: VersionCounts, candidate: VersionCounts, rng: np.random.Generator
+    champion: VersionCounts,
+    candidate: VersionCounts,
+    rng: np.random.Generator,
+    *,
+    metric: str = DEFAULT_METRIC,
+    cost: np.ndarray | None = None,
 ) -> dict[str, Any]:
     na, nb = champion.labelled, candidate.labelled
     ca, cb = champion.correct, candidate.correct
     pa, pb = ca / na, cb / nb
     diff = pb - pa
-    variance = pa * (1 - pa) / na + pb * (1 - pb) / nb
-    se = math.sqrt(variance)
+    se = math.sqrt(pa * (1 - pa) / na + pb * (1 - pb) / nb)
+    a_est, b_est = (
+        estimate(
+            metric, arm.confusion, nll_sum=arm.nll_sum, nll2_sum=arm.nll2_sum, cost=cost, rng=rng
+        )
+        for arm in (champion, candidate)
+    )
+    gain, variance = improvement(metric, a_est, b_est)
+    metric_se = math.sqrt(variance) if math.isfinite(variance) else math.inf
     f1_draws = bootstrap_f1(candidate.confusion, rng, weighted_f1_of) - bootstrap_f1(
         champion.confusion, rng, weighted_f1_of
     )
     lat_a, lat_b = champion.latency, candidate.latency
     p95_a, p95_b = latency_quantile(lat_a, 0.95), latency_quantile(lat_b, 0.95)
-    needed = sample_size_per_arm(pa, pb)
+    needed = sample_size_for(gain, a_est.per_row_variance + b_est.per_row_variance)
     return {
+        "decision_metric": metric,
+        "metric_champion": a_est.value,
+        "metric_candidate": b_est.value,
+        "metric_gain": gain,
+        "metric_gain_ci95": (gain - 1.96 * metric_se, gain + 1.96 * metric_se),
+        "always_valid_p": always_valid_p(gain, variance) if math.isfinite(variance) else 1.0,
         "accuracy_delta": diff,
         "accuracy_delta_ci95": (diff - 1.96 * se, diff + 1.96 * se),
         "accuracy_test": accuracy_test(ca, na, cb, nb),
-        "always_valid_p": always_valid_p(diff, variance),
         "weighted_f1_delta": weighted_f1_of(candidate.confusion)
         - weighted_f1_of(champion.confusion),
         "weighted_f1_delta_ci95": _ci(f1_draws),
@@ -244,8 +296,19 @@ def compare(
     }
 
 
+def sample_size_for(
+    gain: float, per_row_variance: float, alpha: float = ALPHA, power: float = POWER
+) -> float | None:
+    """Labelled rows per version to detect the observed gain (fixed-horizon), from the
+    per-row variances of the two arms."""
+    if gain == 0 or not math.isfinite(per_row_variance):
+        return None
+    z = stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)
+    return float(math.ceil(z**2 * per_row_variance / gain**2))
+
+
 def decide(comparison: Mapping[str, Any], n_a: int, n_b: int) -> tuple[str, str]:
-    """promote / rollback / continue, and why."""
+    """promote / rollback / continue, and why (on the decision metric)."""
     lat = comparison["latency"]
     if (
         lat["p_value"] is not None
@@ -257,28 +320,28 @@ def decide(comparison: Mapping[str, Any], n_a: int, n_b: int) -> tuple[str, str]
             "rollback",
             f"the candidate is slower (p95 ×{lat['p95_ratio']:.2f}, p = {lat['p_value']:.3g})",
         )
+    metric = comparison["decision_metric"]
+    name = metric.replace("_", " ")
     p = comparison["always_valid_p"]
-    diff = comparison["accuracy_delta"]
+    gain = comparison["metric_gain"]
+    shown = f"{comparison['metric_candidate'] - comparison['metric_champion']:+.3f}"
     if p < ALPHA:
-        if diff > 0:
-            return (
-                "promote",
-                f"the candidate is more accurate by {diff:+.3f} (always-valid p = {p:.3g})",
-            )
-        return (
-            "rollback",
-            f"the candidate is less accurate by {diff:+.3f} (always-valid p = {p:.3g})",
-        )
-    low = comparison["accuracy_delta_ci95"][0]
+        if gain > 0:
+            better = "more accurate" if metric == "accuracy" else f"better on {name}"
+            return "promote", f"the candidate is {better} by {shown} (always-valid p = {p:.3g})"
+        worse = "less accurate" if metric == "accuracy" else f"worse on {name}"
+        return "rollback", f"the candidate is {worse} by {shown} (always-valid p = {p:.3g})"
+    low = comparison["metric_gain_ci95"][0]
     needed = comparison["labelled_per_arm_needed"]
-    if needed is not None and min(n_a, n_b) >= needed and low > -NON_INFERIORITY:
+    margin = MARGIN[metric]
+    if needed is not None and min(n_a, n_b) >= needed and low > -margin:
         return (
             "promote",
-            f"no significant difference after {min(n_a, n_b)} labelled rows per arm and the candidate is at most {NON_INFERIORITY:.0%} worse",
+            f"no significant difference after {min(n_a, n_b)} labelled rows per arm and the candidate is at most {margin} worse on {name}",
         )
     return (
         "continue",
-        f"not enough evidence yet (always-valid p = {p:.3g}, accuracy delta {diff:+.3f})",
+        f"not enough evidence yet (always-valid p = {p:.3g}, {name} {shown})",
     )
 
 
@@ -289,9 +352,14 @@ def ab_report(
     candidate: str | None = None,
     window: Mapping[str, Any] | None = None,
     seed: int = 0,
+    metric: str = DEFAULT_METRIC,
+    cost: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """The A/B report of a window's counts. Champion and candidate default to the most and
-    second-most served model versions."""
+    second-most served model versions; the decision is on `metric` (see
+    avsev.monitoring.performance)."""
+    if metric not in METRICS:
+        raise ValueError(f"decision metric {metric!r}: one of {', '.join(METRICS)}")
     rng = np.random.default_rng(seed)
     by_version = {v: c for v, c in counts.versions.items() if c.requests or c.labelled}
     ranked = sorted(by_version, key=lambda v: by_version[v].requests, reverse=True)
@@ -308,6 +376,7 @@ def ab_report(
         },
         "champion": champion,
         "candidate": candidate,
+        "decision_metric": metric,
         "versions": {v: version_summary(c, rng) for v, c in by_version.items()},
     }
     shadow = _shadow_mcnemar(counts.shadow_pairs)
@@ -325,7 +394,7 @@ def ab_report(
             "decision": "insufficient_data",
             "reason": f"{la} and {lb} labelled predictions; at least {MIN_LABELLED} per version are needed",
         }
-    comparison = compare(arm_a, arm_b, rng)
+    comparison = compare(arm_a, arm_b, rng, metric=metric, cost=cost)
     decision, reason = decide(comparison, la, lb)
     return base | {"comparison": comparison, "decision": decision, "reason": reason}
 

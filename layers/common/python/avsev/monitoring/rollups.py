@@ -54,28 +54,60 @@ def _day(day: dt.date) -> str:
     return day.isoformat()
 
 
+_CLASS_COLUMNS = {"Fatal": "fatal", "Serious": "serious", "Minor": "minor", "None": '"none"'}
+CONFIDENCE_BINS = 15
+"""Top-label confidence bins for the calibration check (ECE) on labelled rows."""
+
+
+def _max_probability(pr: str) -> str:
+    return "greatest(" + ", ".join(f"{pr}.{c}" for c in _CLASS_COLUMNS.values()) + ")"
+
+
+def _probability_sums(pr: str) -> str:
+    """Sums of the served probabilities: per class, of the top one, and of the entropy (for
+    the label-free performance estimate)."""
+    per_class = [f"SUM({pr}.{c}) AS p_{c.strip(chr(34))}" for c in _CLASS_COLUMNS.values()]
+    entropy = " + ".join(
+        f"(CASE WHEN {pr}.{c} > 0 THEN {pr}.{c} * ln({pr}.{c}) ELSE 0 END)"
+        for c in _CLASS_COLUMNS.values()
+    )
+    return ", ".join(
+        [*per_class, f"SUM({_max_probability(pr)}) AS p_max", f"SUM(-({entropy})) AS entropy"]
+    )
+
+
 def served_sql(day: dt.date) -> str:
+    latency_bin = (
+        f"CAST(floor(ln(greatest(latency_ms, 0.000001)) * {LATENCY_BINS_PER_E}) AS integer)"
+    )
     return f"""
 WITH p AS (
   SELECT model_version, shadow, schema_version > {SCHEMA_VERSION_SUPPORTED} AS newer_schema,
-         arbitrary(predicted) AS predicted, arbitrary(latency_ms) AS latency_ms
+         arbitrary(predicted) AS predicted, arbitrary(latency_ms) AS latency_ms,
+         arbitrary(probabilities) AS pr
   FROM predictions
   WHERE dt = '{_day(day)}'
   GROUP BY request_id, ev_id, shadow, model_version, schema_version > {SCHEMA_VERSION_SUPPORTED}
 )
-SELECT model_version, shadow, newer_schema, predicted,
-       CAST(floor(ln(greatest(latency_ms, 0.000001)) * {LATENCY_BINS_PER_E}) AS integer) AS latency_bin,
-       COUNT(*) AS n
+SELECT model_version, shadow, newer_schema, predicted, {latency_bin} AS latency_bin,
+       COUNT(*) AS n, {_probability_sums("pr")}
 FROM p
-GROUP BY model_version, shadow, newer_schema, predicted,
-         CAST(floor(ln(greatest(latency_ms, 0.000001)) * {LATENCY_BINS_PER_E}) AS integer)
+GROUP BY model_version, shadow, newer_schema, predicted, {latency_bin}
 """
 
 
 def labels_sql(day: dt.date, until: dt.date) -> str:
+    p_actual = (
+        "CASE o.actual "
+        + " ".join(f"WHEN '{k}' THEN s.pr.{c}" for k, c in _CLASS_COLUMNS.items())
+        + " END"
+    )
+    nll = f"-ln(greatest({p_actual}, 0.000000000000001))"
+    conf_bin = f"CAST(floor({_max_probability('s.pr')} * {CONFIDENCE_BINS}) AS integer)"
     return f"""
 WITH p AS (
-  SELECT request_id, ev_id, shadow, model_version, arbitrary(predicted) AS predicted
+  SELECT request_id, ev_id, shadow, model_version, arbitrary(predicted) AS predicted,
+         arbitrary(probabilities) AS pr
   FROM predictions
   WHERE dt = '{_day(day)}' AND schema_version <= {SCHEMA_VERSION_SUPPORTED}
   GROUP BY request_id, ev_id, shadow, model_version
@@ -88,14 +120,16 @@ o AS (
 )
 SELECT 'served' AS kind, s.model_version AS version, CAST(NULL AS varchar) AS shadow_version,
        s.predicted AS predicted, CAST(NULL AS varchar) AS shadow_predicted, o.actual AS actual,
-       COUNT(*) AS n
+       {conf_bin} AS conf_bin, COUNT(*) AS n, SUM({nll}) AS nll, SUM(power({nll}, 2)) AS nll2,
+       SUM({_max_probability("s.pr")}) AS conf_sum
 FROM p s JOIN o ON s.ev_id = o.ev_id
 WHERE NOT s.shadow
-GROUP BY s.model_version, s.predicted, o.actual
+GROUP BY s.model_version, s.predicted, o.actual, {conf_bin}
 UNION ALL
 SELECT 'shadow' AS kind, s.model_version AS version, w.model_version AS shadow_version,
        s.predicted AS predicted, w.predicted AS shadow_predicted, o.actual AS actual,
-       COUNT(*) AS n
+       CAST(NULL AS integer) AS conf_bin, COUNT(*) AS n, CAST(NULL AS double) AS nll,
+       CAST(NULL AS double) AS nll2, CAST(NULL AS double) AS conf_sum
 FROM p s
 JOIN p w ON s.request_id = w.request_id AND s.ev_id = w.ev_id AND w.shadow
 JOIN o ON s.ev_id = o.ev_id
@@ -283,7 +317,7 @@ def _plain(row: Mapping[str, Any]) -> dict[str, Any]:
             out[k] = int(v)
         else:
             f = float(v)
-            out[k] = int(f) if f.is_integer() and k in ("n", "latency_bin") else f
+            out[k] = int(f) if f.is_integer() and k in ("n", "latency_bin", "conf_bin") else f
     return out
 
 

@@ -1,0 +1,180 @@
+"""Model performance from counts: the A/B decision metrics, and estimates without labels.
+
+Decision metrics (the A/B report's `decision_metric`), each as a mean over labelled rows with
+the variance of that mean, so the always-valid test (mSPRT) applies to any of them:
+- `log_loss` (the default): a proper scoring rule — it rewards probabilities that are right,
+  not only the top class, so a model cannot win it by shifting its decision rule;
+- `accuracy`; `expected_cost`: the mean of a class cost matrix (rows actual, columns
+  predicted; accuracy is the 0/1 matrix); `macro_f1` (not a per-row mean: its variance is a
+  bootstrap of the confusion cells, so its guarantee is approximate, and tested).
+
+Performance without labels (confidence-based performance estimation, as NannyML's CBPE): if
+the served probabilities are calibrated, the expected accuracy is the mean top probability,
+the expected log loss the mean entropy, and the expected confusion matrix adds each row's
+probabilities under its predicted class. It cannot be trusted when the model is not
+calibrated (the card's ECE), or under concept drift (the same inputs now mean other
+outcomes): the labelled check says so when labels exist.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from avsev.serving.schema import SEVERITIES
+
+METRICS = ("log_loss", "accuracy", "macro_f1", "expected_cost")
+DEFAULT_METRIC = "log_loss"
+LOWER_IS_BETTER = {"log_loss", "expected_cost"}
+MARGIN = {"log_loss": 0.02, "accuracy": 0.02, "macro_f1": 0.02, "expected_cost": 0.02}
+"""Non-inferiority margins: promote without a significant gain once the candidate is shown to
+be at most this much worse (in the metric's own units; cost: of the unit-cost scale)."""
+VARIANCE_DRAWS = 400
+TRUST_ECE = 0.05
+"""Above this top-label calibration error (on the card's test rows), the estimate is not trusted."""
+TRUST_GAP = 0.03
+"""Above this gap between estimated and realized accuracy on labelled rows, it is not trusted."""
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A metric as a mean over labelled rows, and the variance of that mean."""
+
+    value: float
+    variance: float
+    per_row_variance: float
+
+
+def _f1_many(cms: np.ndarray) -> np.ndarray:
+    """Macro F1 of many confusion matrices at once (shape draws × k × k)."""
+    tp = np.diagonal(cms, axis1=1, axis2=2).astype(float)
+    predicted = cms.sum(axis=1)
+    actual = cms.sum(axis=2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(predicted > 0, tp / predicted, 0.0)
+        recall = np.where(actual > 0, tp / actual, 0.0)
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+    present = actual > 0
+    return np.where(
+        present.any(axis=1), (f1 * present).sum(axis=1) / np.maximum(present.sum(axis=1), 1), 0.0
+    )
+
+
+def estimate(
+    metric: str,
+    confusion: np.ndarray,
+    *,
+    nll_sum: float = 0.0,
+    nll2_sum: float = 0.0,
+    cost: np.ndarray | None = None,
+    rng: np.random.Generator | None = None,
+) -> Estimate:
+    """The metric of one arm from its labelled counts."""
+    n = int(confusion.sum())
+    if n == 0:
+        return Estimate(math.nan, math.inf, math.nan)
+    if metric == "accuracy":
+        cost = 1.0 - np.eye(len(confusion))
+        mean = float(np.trace(confusion)) / n
+        return Estimate(mean, mean * (1 - mean) / n, mean * (1 - mean))
+    if metric == "expected_cost":
+        c = np.asarray(cost if cost is not None else 1.0 - np.eye(len(confusion)), dtype=float)
+        mean = float((confusion * c).sum()) / n
+        var = max(float((confusion * c**2).sum()) / n - mean**2, 0.0)
+        return Estimate(mean, var / n, var)
+    if metric == "log_loss":
+        mean = nll_sum / n
+        var = max(nll2_sum / n - mean**2, 0.0)
+        return Estimate(mean, var / n, var)
+    if metric == "macro_f1":
+        rng = rng or np.random.default_rng(0)
+        draws = rng.multinomial(n, confusion.ravel() / n, size=VARIANCE_DRAWS).reshape(
+            VARIANCE_DRAWS, *confusion.shape
+        )
+        value = float(_f1_many(confusion[None])[0])
+        var = float(np.var(_f1_many(draws), ddof=1))
+        return Estimate(value, var, var * n)
+    raise ValueError(f"decision metric {metric!r}: one of {', '.join(METRICS)}")
+
+
+def improvement(metric: str, champion: Estimate, candidate: Estimate) -> tuple[float, float]:
+    """Candidate over champion, signed so that positive is better; and its variance."""
+    diff = candidate.value - champion.value
+    if metric in LOWER_IS_BETTER:
+        diff = -diff
+    return diff, champion.variance + candidate.variance
+
+
+def parse_cost_matrix(text: str | None) -> np.ndarray | None:
+    """A cost matrix from JSON: {"Fatal": {"None": 10, ...}, ...} (actual → predicted → cost;
+    missing cells cost 0 on the diagonal and 1 elsewhere)."""
+    if not text:
+        return None
+    import json
+
+    doc = json.loads(text)
+    k = len(SEVERITIES)
+    out = 1.0 - np.eye(k)
+    for actual, row in doc.items():
+        for predicted, value in row.items():
+            out[SEVERITIES.index(actual), SEVERITIES.index(predicted)] = float(value)
+    return out
+
+
+# ---- without labels ---------------------------------------------------------------------
+
+
+def expected_performance(
+    requests: int, p_max_sum: float, entropy_sum: float, expected_confusion: np.ndarray
+) -> dict[str, Any]:
+    """Confidence-based estimates from the served probabilities (no labels needed)."""
+    if requests == 0:
+        return {}
+    ec = expected_confusion
+    tp = np.diag(ec)
+    actual, predicted = ec.sum(axis=1), ec.sum(axis=0)
+    recall = np.divide(tp, actual, out=np.zeros_like(tp), where=actual > 0)
+    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    denom = precision + recall
+    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
+    return {
+        "expected_accuracy": p_max_sum / requests,
+        "expected_log_loss": entropy_sum / requests,
+        "expected_recall": {s: float(recall[i]) for i, s in enumerate(SEVERITIES)},
+        "expected_f1": {s: float(f1[i]) for i, s in enumerate(SEVERITIES)},
+        "expected_weighted_f1": float((f1 * actual).sum() / actual.sum()) if actual.sum() else 0.0,
+    }
+
+
+def calibration_check(
+    confidence_bins: Mapping[int, Sequence[float]], card_ece: float | None
+) -> dict[str, Any]:
+    """On labelled rows: top-label ECE, realized vs estimated accuracy, and whether the
+    label-free estimate can be trusted (and why not). Bins: index → (rows, correct, confidence sum)."""
+    n = sum(b[0] for b in confidence_bins.values())
+    reasons = []
+    if card_ece is not None and card_ece > TRUST_ECE:
+        reasons.append(f"the model's test ECE {card_ece:.3f} is above {TRUST_ECE}")
+    out: dict[str, Any] = {"labelled": int(n), "card_top_label_ece": card_ece}
+    if n:
+        correct = sum(b[1] for b in confidence_bins.values())
+        confidence = sum(b[2] for b in confidence_bins.values())
+        ece = sum(abs(b[1] - b[2]) for b in confidence_bins.values()) / n
+        realized, estimated = correct / n, confidence / n
+        out |= {
+            "top_label_ece": ece,
+            "realized_accuracy": realized,
+            "estimated_accuracy": estimated,
+        }
+        if abs(realized - estimated) > TRUST_GAP:
+            reasons.append(
+                f"on {int(n)} labelled rows the estimate is off by {estimated - realized:+.3f} "
+                f"(more than {TRUST_GAP}): calibration or concept drift"
+            )
+    out["trusted"] = not reasons
+    out["why_not"] = reasons
+    return out
