@@ -42,6 +42,10 @@ class AppConfig:
     model: str | None = None  # a registry version or alias (production, candidate) to deploy
     registry: str | None = None  # s3://bucket/prefix of the model registry
     force: str | None = None  # deploy an unapproved registry version: the reason, audited
+    ab_metric: str = (
+        "log_loss"  # the A/B decision metric: log_loss | accuracy | macro_f1 | expected_cost
+    )
+    cost_matrix: str | None = None  # expected_cost: JSON actual → predicted → cost
     shadow: str | None = None  # a model version scored beside the served one, never returned
     shadow_bundle: Path | None = None  # resolved from `shadow` (registry, else the local build)
 
@@ -77,6 +81,10 @@ class AppConfig:
     def check(self) -> None:
         if self.stage not in STAGES:
             raise ValueError(f"context stage={self.stage!r}: choose one of {', '.join(STAGES)}")
+        if self.ab_metric not in ("log_loss", "accuracy", "macro_f1", "expected_cost"):
+            raise ValueError(
+                f"context ab_metric={self.ab_metric!r}: log_loss, accuracy, macro_f1 or expected_cost"
+            )
         if self.athena_scan_limit_gb < 1:
             raise ValueError("context athena_scan_limit_gb: at least 1")
         if self.arch not in ("arm64", "x86_64"):

@@ -235,6 +235,9 @@ class AvsevStack(Stack):
         fns["ab_analysis"].function.add_environment(
             "PREDICT_FUNCTION_NAME", fns["predict"].function.function_name
         )
+        fns["ab_analysis"].function.add_environment("AB_DECISION_METRIC", config.ab_metric)
+        if config.cost_matrix:
+            fns["ab_analysis"].function.add_environment("COST_MATRIX", config.cost_matrix)
         fns["ab_analysis"].role.add_to_policy(
             iam.PolicyStatement(
                 actions=["lambda:GetAlias", "lambda:GetFunctionConfiguration"],

@@ -167,3 +167,54 @@ def test_slower_candidate_is_rolled_back():
     a_p, a_o = records("1.0.0", 400, 0.6, 1, latency=0.01)
     b_p, b_o = records("1.1.0", 400, 0.6, 2, start=10_000, latency=0.05)
     assert ab_report(a_p + b_p, a_o + b_o)["decision"] != "rollback"
+
+
+@pytest.mark.parametrize("metric", ["log_loss", "accuracy", "macro_f1", "expected_cost"])
+def test_every_decision_metric_stays_valid_when_read_every_hour(metric):
+    """Two arms from the same model and data, the report read after each of 24 batches: the
+    share of experiments ever declared different stays at or below alpha, for each metric."""
+    from avsev.monitoring.performance import estimate, improvement
+
+    rng = np.random.default_rng(11)
+    cost = np.array([[0, 5, 5, 10], [2, 0, 2, 4], [1, 1, 0, 2], [1, 1, 1, 0]], dtype=float)
+    experiments, looks, per_look = 200, 24, 60
+    fooled = 0
+    for _ in range(experiments):
+        arms = [{"cm": np.zeros((4, 4), dtype=np.int64), "nll": 0.0, "nll2": 0.0} for _ in range(2)]
+        ever = False
+        for _ in range(looks):
+            for arm in arms:
+                actual = rng.choice(4, size=per_look, p=[0.15, 0.09, 0.14, 0.62])
+                right = rng.random(per_look) < 0.6
+                predicted = np.where(right, actual, (actual + 1 + rng.integers(0, 3, per_look)) % 4)
+                np.add.at(arm["cm"], (actual, predicted), 1)
+                p_actual = np.where(
+                    right, rng.uniform(0.4, 0.9, per_look), rng.uniform(0.02, 0.3, per_look)
+                )
+                nll = -np.log(p_actual)
+                arm["nll"] += nll.sum()
+                arm["nll2"] += (nll**2).sum()
+            a, b = (
+                estimate(
+                    metric, arm["cm"], nll_sum=arm["nll"], nll2_sum=arm["nll2"], cost=cost, rng=rng
+                )
+                for arm in arms
+            )
+            gain, variance = improvement(metric, a, b)
+            ever |= always_valid_p(gain, variance) < ALPHA
+        fooled += ever
+    assert fooled / experiments <= ALPHA, (metric, fooled)
+
+
+def test_the_decision_metric_is_a_choice_and_log_loss_by_default():
+    a_p, a_o = records("1.0.0", 1500, 0.60, 1)
+    b_p, b_o = records("1.1.0", 1500, 0.70, 2, start=10_000)
+    default = ab_report(a_p + b_p, a_o + b_o)
+    assert default["decision_metric"] == "log_loss"
+    assert default["decision"] == "promote" and "better on log loss" in default["reason"]
+    for metric in ("accuracy", "macro_f1", "expected_cost"):
+        report = ab_report(a_p + b_p, a_o + b_o, metric=metric)
+        assert report["comparison"]["decision_metric"] == metric
+        assert report["comparison"]["metric_gain"] > 0
+    with pytest.raises(ValueError, match="decision metric 'f2'"):
+        ab_report(a_p + b_p, a_o + b_o, metric="f2")

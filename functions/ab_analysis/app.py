@@ -7,6 +7,7 @@ from typing import Any
 
 import boto3
 from avsev.monitoring.jobs import Clients, run_ab_analysis
+from avsev.monitoring.performance import DEFAULT_METRIC, METRICS, parse_cost_matrix
 from avsev.rollout.aliases import Rollouts
 from avsev.serving.observability import logger
 from aws_lambda_powertools.utilities.parser import parse
@@ -16,6 +17,11 @@ BUCKET = os.environ["DATA_BUCKET"]
 TOPIC = os.environ.get("ALERTS_TOPIC_ARN")
 DAYS = int(os.environ.get("AB_WINDOW_DAYS", "7"))
 PREDICT_FUNCTION = os.environ.get("PREDICT_FUNCTION_NAME")
+METRIC = os.environ.get("AB_DECISION_METRIC", DEFAULT_METRIC)
+"""log_loss (default), accuracy, macro_f1 or expected_cost (with COST_MATRIX)."""
+COST = parse_cost_matrix(os.environ.get("COST_MATRIX"))
+if METRIC not in METRICS:
+    raise ValueError(f"AB_DECISION_METRIC={METRIC!r}: one of {', '.join(METRICS)}")
 
 
 def _arms() -> tuple[str | None, str | None]:
@@ -40,6 +46,8 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         BUCKET,
         scheduled.time,
         days=DAYS,
+        metric=METRIC,
+        cost=COST,
         topic_arn=TOPIC,
         champion=champion,
         candidate=candidate,

@@ -136,6 +136,7 @@ def cmd_ab_report(args: argparse.Namespace) -> int:
     import datetime as dt
 
     from avsev.monitoring.jobs import Clients, rollup_with_duckdb, run_ab_analysis
+    from avsev.monitoring.performance import parse_cost_matrix
 
     _use_local(args)
     at = dt.datetime.fromisoformat(args.at) if args.at else dt.datetime.now(dt.UTC)
@@ -151,6 +152,8 @@ def cmd_ab_report(args: argparse.Namespace) -> int:
         champion=args.champion,
         candidate=args.candidate,
         topic_arn=args.topic,
+        metric=args.metric,
+        cost=parse_cost_matrix(args.cost_matrix),
     )
     _print_json(out["report"])
     print(f"report: s3://{args.bucket}/{out['keys']['markdown']}", file=sys.stderr)
@@ -613,6 +616,16 @@ def build_parser() -> argparse.ArgumentParser:
         "none: use the rollups the deployed job keeps",
     )
     p.add_argument("--days", type=int, default=7)
+    p.add_argument(
+        "--metric",
+        default="log_loss",
+        choices=["log_loss", "accuracy", "macro_f1", "expected_cost"],
+        help="the decision metric (log loss: a proper scoring rule)",
+    )
+    p.add_argument(
+        "--cost-matrix",
+        help='expected_cost: JSON {"Fatal": {"None": 10, ...}, ...} (actual → predicted → cost)',
+    )
     p.add_argument("--at", help="end of the window (ISO time; default now)")
     p.add_argument("--champion")
     p.add_argument("--candidate")

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from avsev.monitoring import ab, drift, rollups, store
+from avsev.monitoring.performance import DEFAULT_METRIC
 from avsev.monitoring.query import Engine, local_engine
 from avsev.monitoring.store import alert_once, metric, put_metrics, write_report
 
@@ -201,6 +202,8 @@ def run_ab_analysis(
     topic_arn: str | None = None,
     champion: str | None = None,
     candidate: str | None = None,
+    metric: str = DEFAULT_METRIC,
+    cost: Any = None,
 ) -> dict[str, Any]:
     start, end, ident = window(at, days, hourly=True)
     span = list(store.days(start, end))
@@ -211,6 +214,8 @@ def run_ab_analysis(
         labels,
         champion=champion,
         candidate=candidate,
+        metric=metric,
+        cost=cost,
         window={"from": start.isoformat(), "to": end.isoformat(), "id": ident},
     ) | {
         "as_of": at.isoformat(timespec="seconds"),
