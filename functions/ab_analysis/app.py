@@ -46,7 +46,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         BUCKET,
         scheduled.time,
         days=DAYS,
-        metric=METRIC,
+        decision_metric=METRIC,
         cost=COST,
         topic_arn=TOPIC,
         champion=champion,

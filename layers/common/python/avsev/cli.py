@@ -152,7 +152,7 @@ def cmd_ab_report(args: argparse.Namespace) -> int:
         champion=args.champion,
         candidate=args.candidate,
         topic_arn=args.topic,
-        metric=args.metric,
+        decision_metric=args.metric,
         cost=parse_cost_matrix(args.cost_matrix),
     )
     _print_json(out["report"])

@@ -12,6 +12,7 @@ never break a test. Dataset drift: at least half of the features drift.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +31,11 @@ ALPHA = 0.05
 DISTANCE_THRESHOLD = 0.1
 DATASET_DRIFT_SHARE = 0.5
 MISSING_RATE_CHANGE = 0.1
+MISSING_DRIFT_MIN = 0.1
+"""A missing-share change marks a feature drifted when significant and at least this large."""
+MATERIAL_PSI = 0.1
+WEIGHTED_DATASET_DRIFT = 0.4
+"""Dataset drift also when the drifted features carry this share of the model's importance."""
 CONCEPT_DRIFT_DROP = 0.05
 MIN_ROWS = 30
 MIN_LABELLED = 30
@@ -222,17 +228,26 @@ def feature_drift(
                 categories = bucketed
             present = sum(categories.values())
         missing_rate = int(agg["missing"]) / max(counts.rows, 1)
+        missing = missing_drift(
+            float(ref["missing_rate"]),
+            int(reference.get("rows", 0)),
+            int(agg["missing"]),
+            counts.rows,
+        )
         base = {
             "kind": ref["kind"],
             "rows": present,
             "missing_rate_ref": round(float(ref["missing_rate"]), 4),
             "missing_rate_cur": round(missing_rate, 4),
             "missing_rate_changed": abs(missing_rate - ref["missing_rate"]) > MISSING_RATE_CHANGE,
+            "missing_drift": missing,
         }
         if present < MIN_ROWS:
             results[name] = base | {
                 "test": "skipped",
-                "drift": False,
+                "value_drift": False,
+                "drift": missing["drift"],
+                "material": missing["drift"],
                 "reason": f"fewer than {MIN_ROWS} values",
             }
             continue
@@ -244,8 +259,54 @@ def feature_drift(
                 top = sorted(raw_unseen.items(), key=lambda kv: (-kv[1], kv[0]))[:20]
                 result["unseen_categories"] = dict(top)
                 result["unseen_in_other_bucket"] = int(sum(raw_unseen.values()))
-        results[name] = base | result | {"score": round(_score(result), 6)}
+        value = bool(result["drift"])
+        results[name] = (
+            base
+            | result
+            | {
+                "value_drift": value,
+                "drift": value or missing["drift"],
+                # material for the importance-weighted share: a missing-share change, a
+                # distance over its threshold, or a significant test with PSI ≥ 0.1
+                "material": missing["drift"]
+                or (value and ("p_value" not in result or result["psi"] >= MATERIAL_PSI)),
+                "score": round(_score(result), 6),
+            }
+        )
     return results
+
+
+def missing_drift(
+    ref_rate: float, ref_rows: int, cur_missing: int, cur_rows: int
+) -> dict[str, Any]:
+    """A change in a field's missing share: a two-proportion z-test against the reference
+    (at ALPHA, as the other tests), drift when significant and at least MISSING_DRIFT_MIN."""
+    if cur_rows < MIN_ROWS or ref_rows < MIN_ROWS:
+        return {"test": "skipped", "drift": False, "reason": f"fewer than {MIN_ROWS} rows"}
+    cur_rate = cur_missing / cur_rows
+    pooled = (ref_rate * ref_rows + cur_missing) / (ref_rows + cur_rows)
+    se = math.sqrt(pooled * (1 - pooled) * (1 / ref_rows + 1 / cur_rows))
+    z = (cur_rate - ref_rate) / se if se > 0 else 0.0
+    p = float(2 * stats.norm.sf(abs(z))) if se > 0 else 1.0
+    change = cur_rate - ref_rate
+    return {
+        "test": "two_proportion_z",
+        "statistic": z,
+        "p_value": p,
+        "change": round(change, 4),
+        "minimum_change": MISSING_DRIFT_MIN,
+        "drift": bool(p < ALPHA and abs(change) >= MISSING_DRIFT_MIN),
+    }
+
+
+def _importance(card: Mapping[str, Any], fields: Sequence[str]) -> dict[str, float] | None:
+    """Each profiled field's share of the model's mean |SHAP| (the card's `importance`)."""
+    raw = card.get("importance")
+    if not raw:
+        return None
+    values = {f: float(raw.get(f, 0.0)) for f in fields}
+    total = sum(values.values())
+    return {f: v / total for f, v in values.items()} if total > 0 else None
 
 
 def prediction_drift(
@@ -312,23 +373,40 @@ def drift_report(
             "reason": f"{counts.rows} rows, at least {MIN_ROWS} needed",
         }
     features = feature_drift(reference, counts, open_categories=open_categories)
-    checked = [n for n, r in features.items() if r.get("test") != "skipped"]
+    checked = [
+        n for n, r in features.items() if r.get("test") != "skipped" or r["missing_drift"]["drift"]
+    ]
     drifted = [n for n in checked if features[n]["drift"]]
     share = len(drifted) / len(checked) if checked else 0.0
+    importance = _importance(card, list(features))
+    weighted = (
+        sum(importance[n] for n in checked if features[n]["material"])
+        / max(sum(importance[n] for n in checked), 1e-12)
+        if importance
+        else None
+    )
+    for name, w in (importance or {}).items():
+        features[name]["importance"] = round(w, 4)
     pred = prediction_drift(
         card.get("prediction_mix", {}), counts.predicted, reference.get("rows", 0)
     )
     concept = concept_drift(
         card.get("metrics", {}).get("test", {}).get("weighted_f1"), counts.confusion
     )
-    dataset = share >= dataset_drift_share and bool(checked)
+    dataset = bool(checked) and (
+        share >= dataset_drift_share
+        or (weighted is not None and weighted >= WEIGHTED_DATASET_DRIFT)
+    )
+    ranked = sorted(features, key=lambda n: -(importance or {}).get(n, 0.0))
     return base | {
         "status": "checked",
         "dataset_drift": dataset,
         "drift_share": round(share, 4),
         "dataset_drift_threshold": dataset_drift_share,
+        "importance_weighted_drift_share": None if weighted is None else round(weighted, 4),
+        "importance_weighted_threshold": WEIGHTED_DATASET_DRIFT,
         "drifted_features": drifted,
-        "features": features,
+        "features": {n: features[n] for n in ranked},
         "missing_rate_changes": [n for n, r in features.items() if r["missing_rate_changed"]],
         "prediction_drift": pred,
         "concept_drift": concept,

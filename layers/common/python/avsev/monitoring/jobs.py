@@ -202,7 +202,7 @@ def run_ab_analysis(
     topic_arn: str | None = None,
     champion: str | None = None,
     candidate: str | None = None,
-    metric: str = DEFAULT_METRIC,
+    decision_metric: str = DEFAULT_METRIC,
     cost: Any = None,
 ) -> dict[str, Any]:
     start, end, ident = window(at, days, hourly=True)
@@ -214,7 +214,7 @@ def run_ab_analysis(
         labels,
         champion=champion,
         candidate=candidate,
-        metric=metric,
+        metric=decision_metric,
         cost=cost,
         window={"from": start.isoformat(), "to": end.isoformat(), "id": ident},
     ) | {
