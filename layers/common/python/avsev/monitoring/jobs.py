@@ -14,7 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from avsev.monitoring import ab, drift, rollups, store
-from avsev.monitoring.performance import DEFAULT_METRIC
+from avsev.monitoring.performance import (
+    DEFAULT_METRIC,
+    calibration_check,
+    expected_performance,
+)
 from avsev.monitoring.query import Engine, local_engine
 from avsev.monitoring.store import alert_once, metric, put_metrics, write_report
 
@@ -137,14 +141,24 @@ def drift_report_of(
     card: Mapping[str, Any],
     docs: list[dict[str, Any]],
     labels: list[dict[str, Any]],
+    served: list[dict[str, Any]] | None = None,
     **kwargs: Any,
 ) -> dict[str, Any]:
-    """The drift report of a window's `drift` rollups (the card's version) and `labels`
-    rollups (for concept drift)."""
-    labelled = ab.ab_counts([], [r for d in labels for r in d["rows"]]).versions
-    version = labelled.get(card["version"])
+    """The drift report of a window's `drift` rollups (the card's version), with concept drift
+    from its `labels` rollups and the label-free performance estimate from its `served`
+    rollups, checked against labels where they exist."""
+    counts_by_version = ab.ab_counts(
+        [r for d in served or [] for r in d["rows"]], [r for d in labels for r in d["rows"]]
+    ).versions
+    version = counts_by_version.get(card["version"])
     counts = drift.drift_counts(docs, version.confusion if version else None)
-    return drift.drift_report(card, counts, **kwargs)
+    report = drift.drift_report(card, counts, **kwargs)
+    if version is not None and report.get("status") == "checked":
+        card_ece = card.get("calibration", {}).get("top_label_ece")
+        report["performance_without_labels"] = expected_performance(
+            version.requests, version.p_max_sum, version.entropy_sum, version.expected
+        ) | {"calibration_check": calibration_check(version.confidence_bins, card_ece)}
+    return report
 
 
 def run_drift_check(
@@ -161,10 +175,12 @@ def run_drift_check(
     span = list(store.days(start, end))
     docs, gaps = _read_window(clients.s3, bucket, "drift", span, card["version"])
     label_docs, _ = _read_window(clients.s3, bucket, "labels", span)
+    served_docs, _ = _read_window(clients.s3, bucket, "served", span)
     report = drift_report_of(
         card,
         docs,
         label_docs,
+        served_docs,
         dataset_drift_share=dataset_drift_share,
         window={"from": start.isoformat(), "to": end.isoformat(), "id": ident},
     ) | {"skipped": gaps}

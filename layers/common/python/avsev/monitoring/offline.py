@@ -57,7 +57,7 @@ def reports_from_records(
             extra = (
                 {} if dataset_drift_share is None else {"dataset_drift_share": dataset_drift_share}
             )
-            out["drift"] = drift_report_of(card, docs, labels, window=window, **extra)
+            out["drift"] = drift_report_of(card, docs, labels, served, window=window, **extra)
         engine.connection.close()
     return out
 
