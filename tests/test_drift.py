@@ -38,6 +38,16 @@ def test_fifteen_point_change_of_one_category_is_caught(measured):
     assert measured["weather_condition_15pt_share_change_caught_rate"] >= 0.95
 
 
+def test_blanking_half_of_the_top_feature_is_dataset_drift(measured, real_bundle):
+    """Issue 13: the importance-weighted rule (dataset drift when the drifted features carry
+    ≥ 40% of the model's importance) catches what the count rule (≥ 50% of features) cannot:
+    half of the top feature gone blank. Its false alarms are in the same-data rate above."""
+    assert real_bundle.card.get("importance"), "the card carries the features' mean |SHAP|"
+    (name,) = [k for k in measured if k.endswith("_half_blank_dataset_drift_rate")]
+    assert name.startswith("broad_phase_of_flight")
+    assert measured[name] >= 0.95
+
+
 def test_the_changes_are_real(population):
     # The scenarios really move the data (a guard against a vacuous evaluation).
     _, other = population

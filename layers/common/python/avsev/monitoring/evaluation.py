@@ -55,6 +55,24 @@ def move_category_share(
     return apply
 
 
+def blank_field(field: str, share: float = 0.5) -> Callable[[list[Row], int], None]:
+    """Blank `field` in `share` of the rows (as newer reports leave fields empty)."""
+
+    def apply(rows: list[Row], seed: int) -> None:
+        rng = np.random.default_rng(20_000 + seed)
+        for i in rng.choice(len(rows), int(share * len(rows)), replace=False):
+            rows[i][field] = None
+
+    return apply
+
+
+def top_feature(card: Mapping[str, Any]) -> str:
+    """The profiled field the model leans on most (the card's importance)."""
+    fields = card["reference_profile"]["fields"]
+    importance = card.get("importance") or {}
+    return max(fields, key=lambda f: float(importance.get(f, 0.0)))
+
+
 def rates(
     card: Mapping[str, Any],
     rows: Sequence[Row],
@@ -80,6 +98,12 @@ def rates(
             lambda rep: rep["features"][category[0]]["drift"],
         ),
     }
+    if card.get("importance"):
+        top = top_feature(card)
+        scenarios[f"{top}_half_blank_dataset_drift_rate"] = (
+            blank_field(top),
+            lambda rep: rep["dataset_drift"],
+        )
     out: dict[str, Any] = {"seeds": seeds, "rows_per_sample": n}
     samples: list[list[Row]] = []
     for change, _ in scenarios.values():
