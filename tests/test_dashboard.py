@@ -213,6 +213,10 @@ def test_chromium_draws_the_live_numbers(stack, live, tmp_path):
     assert text_of(page, "data-weight-version", "1") == "50%"
     assert text_of(page, "data-weight-version", "2") == "50%"
     assert text_of(page, "id", "autopilot-step") == "step 50%"
+    history = re.search(r'<table id="alias-history">(.*?)</table>', page).group(1)
+    rows = [re.sub(r"<[^>]+>", "|", r) for r in re.findall(r"<tr>(.*?)</tr>", history)][1:]
+    assert [r.split("|")[3] for r in rows] == ["step", "autopilot-start", "start"]  # newest first
+    assert "v1 50%, v2 50%" in rows[0] and "v1 90%, v2 10%" in rows[2]
     # the 50% step holds at least 30 minutes: that is what the autopilot waits for now
     assert text_of(page, "id", "autopilot-waiting").startswith("the minimum hold (")
 

@@ -28,6 +28,8 @@ WINDOW_MINUTES = 15
 """Minutes the traffic panels show."""
 KEEP_MINUTES = 60
 """Minutes of tallies kept in memory."""
+HISTORY = 6
+"""Latest alias changes (the rollout audit) the page lists."""
 DRIFT_DISTANCE_THRESHOLD = 0.1
 """A distance (Wasserstein, Jensen-Shannon) at or above this is drift (as the drift job says)."""
 
@@ -132,8 +134,8 @@ def _clock_offset_minutes(stack: LocalStack) -> float:
 
 
 def _alias(stack: LocalStack) -> dict[str, Any]:
-    from avsev.local.stack import FUNCTIONS, _client
-    from avsev.rollout.aliases import Rollouts
+    from avsev.local.stack import BUCKET, FUNCTIONS, _client
+    from avsev.rollout.aliases import Rollouts, s3_audit_entries
 
     function = FUNCTIONS["predict"]
     state = Rollouts(
@@ -142,9 +144,20 @@ def _alias(stack: LocalStack) -> dict[str, Any]:
         cloudwatch=_client("cloudwatch"),
         alarm_prefix=f"{function}-",
     ).state()
+    history = [
+        {
+            "at": e.get("at"),
+            "action": e.get("action"),
+            "weights": e.get("after"),
+            "outcome": e.get("outcome"),
+            "forced": bool(e.get("forced")),
+        }
+        for e in s3_audit_entries(_client("s3"), BUCKET, function)[-HISTORY:]
+    ]
     return {
         "function": function,
         "alias": state.alias,
+        "history": history,
         "stable_version": state.stable_version,
         "candidate_version": state.candidate_version,
         "weights": state.weights,
