@@ -450,6 +450,14 @@ class AvsevStack(Stack):
                 actions=["codedeploy:ListDeployments"], resources=[group.deployment_group_arn]
             )
         )
+        # the alias weights and the step, for the dashboard (PutMetricData has no resource)
+        fn.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["cloudwatch:PutMetricData"],
+                resources=["*"],
+                conditions={"StringEquals": {"cloudwatch:namespace": METRICS_NAMESPACE}},
+            )
+        )
         audit = f"{REPORTS_PREFIX}rollout/audit/"
         findings = s3_access(
             fn.role,
@@ -466,9 +474,11 @@ class AvsevStack(Stack):
             "Moves the predict alias (its versions are the function ARN with a qualifier), reads this stage's "
             "predict alarms (by name prefix), reads the A/B reports and reads/writes the rollout audit (no "
             "deletes); ListBucket unconditioned so a report not written yet reads as 404. Publishes alerts "
-            "(the topic's KMS key).",
+            "(the topic's KMS key). Puts the rollout metrics in our namespace only (PutMetricData takes no "
+            "resource).",
             "Action::kms:GenerateDataKey*",
             *findings,
+            "Resource::*",
             f"Resource::{ref(predict.function)}:*",
             f"Resource::arn:<AWS::Partition>:cloudwatch:<AWS::Region>:<AWS::AccountId>:alarm:{alarm_prefix}*",
         )

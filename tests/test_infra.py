@@ -4,6 +4,7 @@ what a platform engineer relies on, for cdk-nag, and for the Lambda size limits.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -914,3 +915,83 @@ def test_a_shadow_version_deploys_beside_the_served_one(
         if "shadow model bundle" in r["Properties"].get("Description", "")
     ]
     assert len(shadow_layers) == 1
+
+
+# ---- the dashboard (issue 12, item 5) ---------------------------------------------------
+
+
+def dashboard_widgets(template: assertions.Template) -> dict[str, dict]:
+    """The dashboard's widgets by title, from the synthesized body (an Fn::Join whose tokens
+    are kept as ${Ref} / ${GetAtt} placeholders)."""
+    body = next(iter(resources(template, "AWS::CloudWatch::Dashboard").values()))["Properties"][
+        "DashboardBody"
+    ]
+    parts = body["Fn::Join"][1] if isinstance(body, dict) else [body]
+    text = "".join(
+        p if isinstance(p, str) else "${" + json.dumps(p).replace('"', "'") + "}" for p in parts
+    )
+    return {w["properties"]["title"]: w["properties"] for w in json.loads(text)["widgets"]}
+
+
+def expressions(widget: dict) -> str:
+    return " ".join(
+        m.get("expression", "") for row in widget["metrics"] for m in row if isinstance(m, dict)
+    )
+
+
+def test_dashboard_has_the_local_dashboards_panels_with_the_metrics_the_code_puts(template):
+    """The same panels as `avsev local up`'s /dashboard, each drawing metrics that the code
+    really puts (the autopilot's rollout metrics, the A/B and drift jobs', Lambda's own)."""
+    from avsev.rollout.metrics import rollout_metrics
+
+    widgets = dashboard_widgets(template)
+    predict_ref = "PredictFunction"
+
+    def panel(words: str) -> dict:
+        found = [w for t, w in widgets.items() if words in t]
+        assert len(found) == 1, (words, list(widgets))
+        return found[0]
+
+    weights = expressions(panel("weight by function version"))
+    assert 'MetricName="AliasWeight"' in weights and "FunctionVersion" in weights
+    assert predict_ref in weights and "'Maximum', 300" in weights
+    step = panel("Autopilot")
+    assert {"CandidateWeight", "AutopilotHeldMinutes", "AutopilotRunning"} <= set(
+        re.findall(r'MetricName="(\w+)"', expressions(step))
+    )
+    put = {
+        d["MetricName"]
+        for d in rollout_metrics(
+            "f", {"1": 0.9, "2": 0.1}, {"autopilot": "running", "held_minutes": 1}, service="s"
+        )
+    }
+    drawn = set(
+        re.findall(r'MetricName="(\w+)"', " ".join(expressions(w) for w in widgets.values()))
+    )
+    assert put <= drawn  # every rollout metric the autopilot puts is on the dashboard
+
+    requests = expressions(panel("Requests per minute by function version"))
+    assert 'MetricName="Invocations"' in requests and "ExecutedVersion" in requests
+    assert "'Sum', 60" in requests and predict_ref in requests
+    latency = expressions(panel("Latency by version"))
+    assert "'p50', 60" in latency and "'p95', 60" in latency and "ExecutedVersion" in latency
+
+    deltas = panel("candidate minus champion")
+    assert 'MetricName=~"Delta"' in expressions(deltas)  # AccuracyDelta and WeightedF1Delta
+    assert [a["value"] for a in deltas["annotations"]["horizontal"]] == [0]
+    evidence = panel("always-valid p")
+    assert {"AlwaysValidP", "RollbackAdvised"} <= set(
+        re.findall(r'MetricName="(\w+)"', expressions(evidence))
+    )
+    assert [a["value"] for a in evidence["annotations"]["horizontal"]] == [0.05]
+    drift = panel("Drift score per feature")
+    assert 'MetricName="DriftScore"' in expressions(drift) and "Feature" in expressions(drift)
+    assert 'MetricName="DatasetDrift"' in expressions(drift)
+    assert 0.1 in [a["value"] for a in drift["annotations"]["horizontal"]]
+
+
+def test_the_autopilot_may_put_metrics_in_our_namespace_only(template):
+    stmts = statements(template, function_role(template, "AutopilotFunction"))
+    put = [s for s in stmts if "cloudwatch:PutMetricData" in as_list(s["Action"])]
+    assert len(put) == 1
+    assert put[0]["Condition"] == {"StringEquals": {"cloudwatch:namespace": "Avsev"}}

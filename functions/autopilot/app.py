@@ -9,7 +9,8 @@ from typing import Any
 
 import boto3
 from avsev.rollout.autopilot import autopilot_for
-from avsev.serving.observability import logger
+from avsev.rollout.metrics import publish_rollout_metrics
+from avsev.serving.observability import NAMESPACE, SERVICE, logger
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from pydantic import BaseModel
@@ -41,12 +42,13 @@ SETTINGS = Settings.from_env()
 @logger.inject_lambda_context
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     parse(event=event, model=EventBridgeModel)
+    cloudwatch = boto3.client("cloudwatch")
     pilot = autopilot_for(
         lambda_client=boto3.client("lambda"),
         s3=boto3.client("s3"),
         bucket=SETTINGS.bucket,
         function=SETTINGS.function,
-        cloudwatch=boto3.client("cloudwatch"),
+        cloudwatch=cloudwatch,
         alarm_prefix=SETTINGS.alarm_prefix,
         sns=boto3.client("sns"),
         topic_arn=SETTINGS.topic_arn,
@@ -56,4 +58,15 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     )
     out = pilot.tick()
     logger.info("autopilot tick", extra={k: v for k, v in out.items() if k != "audit"})
+    try:  # the dashboard's weights and step; a failure here must not undo the tick's work
+        publish_rollout_metrics(
+            cloudwatch,
+            NAMESPACE,
+            SETTINGS.function,
+            pilot.status(),
+            service=SERVICE,
+            previous_versions=tuple((out.get("audit") or {}).get("before") or ()),
+        )
+    except Exception:
+        logger.exception("could not put the rollout metrics")
     return {k: v for k, v in out.items() if k in ("state", "reason", "weights", "weight")}

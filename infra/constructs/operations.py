@@ -142,6 +142,10 @@ def _search(expr: str, label: str, stat: str = "Sum", period: int = 60) -> cw.Ma
 
 
 class Dashboard(Construct):
+    """The operators' view, the same panels as `avsev local up`'s `/dashboard`: the alias
+    weights and the autopilot's step, requests per minute and latency p50/p95 by version,
+    the A/B deltas and their always-valid p, drift per feature; then errors and the API."""
+
     def __init__(
         self, scope: Construct, id: str, *, functions: dict[str, lambda_.Function], api_name: str
     ) -> None:
@@ -149,8 +153,127 @@ class Dashboard(Construct):
         ns = METRICS_NAMESPACE
         stage = Stack.of(self).stack_name  # the handlers' `service` dimension
         predict = functions["predict"].function_name
+        by_version = "{AWS/Lambda,ExecutedVersion,FunctionName,Resource}"
+        rollout = f'{{{ns},FunctionName,service}} FunctionName="{predict}" service="{stage}"'
+        percent = cw.YAxisProps(min=0, max=100, label="%", show_units=False)
         self.dashboard = cw.Dashboard(self, "Dashboard", dashboard_name=Stack.of(self).stack_name)
         self.dashboard.add_widgets(
+            # the rollout (put by the autopilot each tick)
+            cw.GraphWidget(
+                title="Alias live: weight by function version (%)",
+                left=[
+                    _search(
+                        f'{{{ns},FunctionName,FunctionVersion,service}} FunctionName="{predict}" '
+                        f'service="{stage}" MetricName="AliasWeight"',
+                        "",
+                        "Maximum",
+                        300,
+                    )
+                ],
+                left_y_axis=percent,
+                width=12,
+            ),
+            cw.GraphWidget(
+                title="Autopilot: candidate weight (%, 10 → 50 → 100) and how long the step has held (min)",
+                left=[
+                    _search(
+                        f'{rollout} MetricName="CandidateWeight"', "candidate %", "Maximum", 300
+                    )
+                ],
+                right=[
+                    _search(
+                        f'{rollout} MetricName="AutopilotHeldMinutes"', "held, min", "Maximum", 300
+                    ),
+                    _search(
+                        f'{rollout} MetricName="AutopilotRunning"', "running (1)", "Maximum", 300
+                    ),
+                ],
+                left_y_axis=percent,
+                width=12,
+            ),
+            # traffic and latency by version
+            cw.GraphWidget(
+                title="Requests per minute by function version (predict)",
+                left=[
+                    _search(f'{by_version} FunctionName="{predict}" MetricName="Invocations"', "")
+                ],
+                width=12,
+            ),
+            cw.GraphWidget(
+                title="Latency by version (Lambda duration p50 / p95, ms)",
+                left=[
+                    _search(
+                        f'{by_version} FunctionName="{predict}" MetricName="Duration"',
+                        "p50",
+                        "p50",
+                    ),
+                    _search(
+                        f'{by_version} FunctionName="{predict}" MetricName="Duration"',
+                        "p95",
+                        "p95",
+                    ),
+                ],
+                width=12,
+            ),
+            # the A/B evidence (hourly)
+            cw.GraphWidget(
+                title="A/B: candidate minus champion (accuracy, weighted F1)",
+                left=[
+                    _search(
+                        f'{{{ns},Candidate,Champion,service}} MetricName=~"Delta"',
+                        "",
+                        "Average",
+                        3600,
+                    )
+                ],
+                left_annotations=[cw.HorizontalAnnotation(value=0, label="no difference")],
+                width=12,
+            ),
+            cw.GraphWidget(
+                title="A/B: always-valid p (a decision below 0.05) and rollback advice",
+                left=[
+                    _search(
+                        f'{{{ns},Candidate,Champion,service}} MetricName="AlwaysValidP"',
+                        "",
+                        "Average",
+                        3600,
+                    )
+                ],
+                right=[
+                    _search(
+                        f'{{{ns},Candidate,Champion,service}} MetricName="RollbackAdvised"',
+                        "",
+                        "Maximum",
+                        3600,
+                    )
+                ],
+                left_annotations=[cw.HorizontalAnnotation(value=0.05, label="α = 0.05")],
+                left_y_axis=cw.YAxisProps(min=0, max=1, show_units=False),
+                width=12,
+            ),
+            # drift (daily)
+            cw.GraphWidget(
+                title="Drift score per feature (distance, or 1 − p of a test on ≤ 1,000 values)",
+                left=[
+                    _search(
+                        f'{{{ns},Feature,service}} MetricName="DriftScore"', "", "Maximum", 3600
+                    )
+                ],
+                right=[
+                    _search(
+                        f'{{{ns},service}} MetricName="DatasetDrift"',
+                        "dataset drift",
+                        "Maximum",
+                        3600,
+                    )
+                ],
+                left_annotations=[
+                    cw.HorizontalAnnotation(value=0.1, label="distance threshold 0.1"),
+                    cw.HorizontalAnnotation(value=0.95, label="test threshold 1 − α"),
+                ],
+                left_y_axis=cw.YAxisProps(min=0, max=1, show_units=False),
+                width=24,
+            ),
             cw.GraphWidget(
                 title="Predictions per minute by model version",
                 left=[_search(f'Namespace="{ns}" service="{stage}" MetricName="Predictions"', "")],
@@ -159,22 +282,6 @@ class Dashboard(Construct):
             cw.GraphWidget(
                 title="Predicted class per minute (all versions)",
                 left=[_search(f'Namespace="{ns}" service="{stage}" MetricName=~"^Predicted"', "")],
-                width=12,
-            ),
-            cw.GraphWidget(
-                title="Latency by version (Lambda duration p50 / p95)",
-                left=[
-                    _search(
-                        f'{{AWS/Lambda,ExecutedVersion,FunctionName,Resource}} FunctionName="{predict}" MetricName="Duration"',
-                        "p50",
-                        "p50",
-                    ),
-                    _search(
-                        f'{{AWS/Lambda,ExecutedVersion,FunctionName,Resource}} FunctionName="{predict}" MetricName="Duration"',
-                        "p95",
-                        "p95",
-                    ),
-                ],
                 width=12,
             ),
             cw.GraphWidget(
@@ -192,27 +299,6 @@ class Dashboard(Construct):
                 width=12,
             ),
             cw.GraphWidget(
-                title="Drift score per feature",
-                left=[
-                    _search(
-                        f'{{{ns},Feature,service}} MetricName="DriftScore"', "", "Maximum", 3600
-                    )
-                ],
-                width=12,
-            ),
-            cw.GraphWidget(
-                title="A/B: candidate minus champion",
-                left=[
-                    _search(
-                        f'{{{ns},Candidate,Champion,service}} MetricName=~"Delta"',
-                        "",
-                        "Average",
-                        3600,
-                    )
-                ],
-                width=12,
-            ),
-            cw.GraphWidget(
                 title="API Gateway requests and errors",
                 left=[
                     cw.Metric(
@@ -224,7 +310,7 @@ class Dashboard(Construct):
                     )
                     for m in ("Count", "4XXError", "5XXError")
                 ],
-                width=24,
+                width=12,
             ),
         )
 

@@ -387,7 +387,7 @@ def cmd_local_up(args: argparse.Namespace) -> int:
         file=real_stdout,
     )
     print(
-        f"OpenAPI: {stack.base_url}/openapi.json   Swagger UI: {stack.base_url}/docs",
+        f"OpenAPI: {stack.base_url}/openapi.json   Swagger UI: {stack.base_url}/docs   dashboard: {stack.base_url}/dashboard",
         file=real_stdout,
     )
     print(f"state: {state}; function logs: {log}; Ctrl-C stops", file=real_stdout, flush=True)

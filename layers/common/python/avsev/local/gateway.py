@@ -1,5 +1,6 @@
 """A local API Gateway: HTTP on loopback → REST proxy events → the real handlers, with the
-API key enforced, the OpenAPI document and a Swagger UI page."""
+API key enforced, the OpenAPI document, a Swagger UI page and a dashboard (read-only, like
+the docs: served without the key, on loopback)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
+from avsev.local import dashboard
 from avsev.serving.errors import ApiError, ErrorDetail, error_json
 from avsev.serving.events import proxy_event
 from avsev.serving.limits import MAX_BODY_BYTES, body_too_large
@@ -190,6 +192,15 @@ class Gateway(BaseHTTPRequestHandler):
                 return
             if path in ("/docs", "/swagger"):
                 self._send(200, SWAGGER_PAGE.encode(), content_type="text/html; charset=utf-8")
+                return
+            if path == "/dashboard":
+                self._send(
+                    200, dashboard.page(), {"Cache-Control": "no-cache"}, "text/html; charset=utf-8"
+                )
+                return
+            if path == "/_local/dashboard.json":
+                data = dashboard.to_json(dashboard.snapshot(self.stack))
+                self._send(200, data, {"Cache-Control": "no-store"})
                 return
             if path in STATIC:
                 name, content_type = STATIC[path]

@@ -11,6 +11,7 @@ import random
 import secrets
 import sys
 import threading
+import time
 import urllib.request
 import zipfile
 from collections.abc import Sequence
@@ -19,6 +20,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from avsev.local.dashboard import Traffic
 from avsev.local.lambda_runtime import LocalContext, load_handler_module
 from avsev.local.logs import EmfForwarder, FirehoseBuffer, LogRouter
 from avsev.serving.bundle import read_card
@@ -57,7 +59,7 @@ def _client(service: str) -> Any:
     return boto3.session.Session().client(service, region_name=REGION)
 
 
-INVOKE_LOCK = threading.Lock()
+INVOKE_LOCK = threading.RLock()
 """One invocation at a time in this process: each Lambda container is single-threaded, and
 the handlers share Powertools' Metrics singleton here."""
 
@@ -105,6 +107,8 @@ class LocalStack:
         self.endpoint = ""
         self.base_url = ""
         self.router: LogRouter | None = None
+        self.traffic = Traffic()
+        """Invocations per minute by function version, with durations (the dashboard's)."""
 
     # ---- lifecycle ---------------------------------------------------------------------
     def start(self) -> LocalStack:
@@ -254,7 +258,18 @@ class LocalStack:
         return str(alias.function_version)
 
     def invoke(self, function: str, event: dict[str, Any]) -> dict[str, Any]:
-        return self.handlers[(function, self.pick_version(function))](event)
+        version = self.pick_version(function)
+        handler = self.handlers[(function, version)]
+        with INVOKE_LOCK:  # reentrant: the duration is the handler's, not the wait for it
+            started = time.perf_counter()
+            status = 500
+            try:
+                response = handler(event)
+                status = int(response.get("statusCode", 200))
+                return response
+            finally:
+                ms = (time.perf_counter() - started) * 1000
+                self.traffic.record(function, version, ms, status)
 
     # ---- for the CLI -------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
