@@ -47,6 +47,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         scheduled.time,
         days=DAYS,
         decision_metric=METRIC,
+        service=os.environ.get("POWERTOOLS_SERVICE_NAME", "avsev"),
         cost=COST,
         topic_arn=TOPIC,
         champion=champion,

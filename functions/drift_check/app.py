@@ -25,7 +25,14 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     scheduled = parse(event=event, model=EventBridgeModel)
     clients = Clients(boto3.client("s3"), boto3.client("cloudwatch"), boto3.client("sns"))
     out = run_drift_check(
-        clients, BUCKET, CARD, scheduled.time, days=DAYS, topic_arn=TOPIC, dataset_drift_share=SHARE
+        clients,
+        BUCKET,
+        CARD,
+        scheduled.time,
+        days=DAYS,
+        topic_arn=TOPIC,
+        dataset_drift_share=SHARE,
+        service=os.environ.get("POWERTOOLS_SERVICE_NAME", "avsev"),
     )
     report = out["report"]
     logger.info(

@@ -24,6 +24,8 @@ from avsev.monitoring.store import alert_once, metric, put_metrics, write_report
 
 NAMESPACE = "Avsev"
 SERVICE = "avsev"
+"""The metrics' `service` dimension by default; deployed jobs pass their stack's name
+(POWERTOOLS_SERVICE_NAME), so one stage's metrics never move another's alarms."""
 
 
 @dataclass(frozen=True)
@@ -170,6 +172,7 @@ def run_drift_check(
     days: int = 1,
     topic_arn: str | None = None,
     dataset_drift_share: float = drift.DATASET_DRIFT_SHARE,
+    service: str = SERVICE,
 ) -> dict[str, Any]:
     start, end, ident = window(at, days, hourly=False)
     span = list(store.days(start, end))
@@ -185,7 +188,7 @@ def run_drift_check(
         window={"from": start.isoformat(), "to": end.isoformat(), "id": ident},
     ) | {"skipped": gaps}
     keys = write_report(clients.s3, bucket, "drift", ident, report, drift.markdown(report))
-    dims = {"service": SERVICE}
+    dims = {"service": service}
     data = [
         metric("DatasetDrift", float(report["dataset_drift"]), dims),
         metric("DriftRows", report["rows"], dims, "Count"),
@@ -220,6 +223,7 @@ def run_ab_analysis(
     candidate: str | None = None,
     decision_metric: str = DEFAULT_METRIC,
     cost: Any = None,
+    service: str = SERVICE,
 ) -> dict[str, Any]:
     start, end, ident = window(at, days, hourly=True)
     span = list(store.days(start, end))
@@ -243,7 +247,7 @@ def run_ab_analysis(
         dims = {
             "Champion": str(report["champion"]),
             "Candidate": str(report["candidate"]),
-            "service": SERVICE,
+            "service": service,
         }
         put_metrics(
             clients.cloudwatch,
