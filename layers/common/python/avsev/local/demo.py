@@ -338,7 +338,7 @@ def pictures(out: Path, card: dict[str, Any], ab: dict[str, Any], drift: dict[st
                 capsize=6,
             )
         left.set_yticks(range(len(versions)), list(versions))
-        left.set_xlabel("accuracy, 95% CI (the decision's metric)")
+        left.set_xlabel("accuracy, 95% CI")
         right.set_xlabel("weighted F1, bootstrap 95% CI")
         fig.suptitle(f"A/B by served version: decision {ab['decision']}")
         fig.tight_layout()
