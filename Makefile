@@ -13,7 +13,7 @@ MODEL_DIR := layers/model/train
 BUILD_ROOT := layers/model/build
 BUNDLE = $(BUILD_ROOT)/$(ARCH)/avsev-severity-$(VERSION)
 
-.PHONY: help setup sysdeps lint test bench bench-monitoring demo load layers model synth deploy clean
+.PHONY: help setup sysdeps lint test bench bench-monitoring bench-shadow demo load layers model synth deploy clean
 
 help:
 	@echo "make demo    the whole system locally, end to end"
@@ -58,6 +58,10 @@ load: setup
 bench: setup
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev,bench]'
 	$(PY) bench/bench.py
+
+# What a deployed shadow adds to the predict handler's p50 (writes bench/shadow_results.json).
+bench-shadow: setup
+	$(PY) bench/shadow.py
 
 # Monitoring at 100k, 1M and 10M records: rollups + reports in DuckDB (writes bench/monitoring_results.json).
 bench-monitoring: setup
