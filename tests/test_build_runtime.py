@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import ctypes
 import json
 import shutil
@@ -107,6 +108,10 @@ def test_rounded_answers_equal_python_round(real_bundle, real_rows):
     assert rounded == [round(v, 6) for v in as_float32]
     rows = [as_float32[i : i + model.n_class] for i in range(0, len(values), model.n_class)]
     assert best == [max(range(len(r)), key=r.__getitem__) for r in rows]
+    # and a library from before avsev_round_rows gets the same from the Python fallback
+    older = copy.copy(model)
+    older.lib = object()
+    assert older.decide(buf, len(rows), digits=6) == (rounded, best)
 
 
 def test_models_outside_the_branch_free_evaluator_fall_back_to_tl2cgen(real_model_dir, tmp_path):

@@ -206,11 +206,14 @@ class CompiledModel:
         if len(row) != self.n_feature:
             raise ModelError(f"row has {len(row)} values, the model takes {self.n_feature}")
 
-    def predict(self, row: Sequence[float], *, margin: bool = False) -> list[float]:
+    def predict(
+        self, row: Sequence[float], *, margin: bool = False, evaluator: Evaluator = "auto"
+    ) -> list[float]:
         """Class probabilities (or margins) of one encoded row."""
         self._check(row)
         out = self._out_type()
-        self._evaluators["auto"](self._row_type(*row), 1, self.n_feature, int(margin), out)
+        fn = self._evaluators["auto"] if evaluator == "auto" else self._evaluator(evaluator)
+        fn(self._row_type(*row), 1, self.n_feature, int(margin), out)
         return out[:]
 
     def predict_many(
