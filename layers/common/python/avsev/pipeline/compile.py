@@ -286,7 +286,11 @@ def generate_forest(
             x = f"v[{int(feature[i])} * AVSEV_BLOCK]"
             thr = _c_float(cond[i])
             lo, hi = ref(left[i]), ref(right[i])
-            expr = f"{x} >= {thr} ? {hi} : {lo}" if int(default_left[i]) else f"{x} < {thr} ? {lo} : {hi}"
+            expr = (
+                f"{x} >= {thr} ? {hi} : {lo}"
+                if int(default_left[i])
+                else f"{x} < {thr} ? {lo} : {hi}"
+            )
             body.append(f"      const float n{i} = {expr};")
         body.append(f"      a[r] += {ref(0)};")
         body.append("    }")
