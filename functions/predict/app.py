@@ -52,7 +52,7 @@ def predict_batch(batch: Annotated[BatchRequest, Body()]) -> Response[str]:
     rid = request_id(app)
     ids = [f"{rid}#{i}" for i in range(len(batch.reports))]
     scored = service.predict_batch(batch.reports, ids, function_version(app))
-    record_lines(scored.lines)
+    record_lines(scored.records_text)
     _count_labels(scored.labels, scored.latency_ms)
     return Response(status_code=200, content_type="application/json", body=scored.body)
 
