@@ -389,13 +389,22 @@ def batch_file_figures(bundle_dir: Path, work: Path, rows: int = 100_000) -> dic
         "t = time.perf_counter()\n"
         f"s = score_file(b, Path({str(path)!r}), Path({str(work / 'batch_out.csv')!r}), scored_at='now')\n"
         "dt = time.perf_counter() - t\n"
-        "print(json.dumps({'rows': s.rows_read, 'seconds': dt, 'peak_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))"
+        # VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec, so it would count
+        # this (big) bench process the child was forked from
+        "hwm = [l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')]\n"
+        "peak = int(hwm[0]) / 1024 if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
+        "print(json.dumps({'rows': s.rows_read, 'seconds': dt, 'peak_mb': peak}))"
     )
-    out = json.loads(
-        subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, check=True
-        ).stdout.splitlines()[-1]
-    )
+    runs = [
+        json.loads(
+            subprocess.run(
+                [sys.executable, "-c", code], capture_output=True, text=True, check=True
+            ).stdout.splitlines()[-1]
+        )
+        for _ in range(3)  # a shared machine: the best of three fresh processes
+    ]
+    out = min(runs, key=lambda r: r["seconds"])
+    out["peak_mb"] = max(r["peak_mb"] for r in runs)
     phases = json.loads(
         subprocess.run(
             [sys.executable, "-c", FILE_PHASES.format(bundle=str(bundle_dir), path=str(path))],
@@ -477,15 +486,15 @@ def handler_figures(bundle_dir: Path, model_dir: Path, data: Any, spec: Any) -> 
             assert fn.handler(events[0], ctx)["statusCode"] == 200
             assert fn.handler(batch_event, ctx)["statusCode"] == 200, name
             lat = time_each(lambda e, fn=fn: fn.handler(e, ctx), events)
-            batch_s = best_of(lambda fn=fn: fn.handler(batch_event, ctx), repeat=5)
+            batch_s = best_of(lambda fn=fn: fn.handler(batch_event, ctx), repeat=15)
+            if name == "avsev":
+                out["batch_1000_ms_by_step"] = batch_steps(fn, batch_event, ctx)
         sink.seek(0)
         sink.truncate()
         suffix = "" if name == "avsev" else "_xgboost"
         out[f"handler_p50_us{suffix}"] = lat["median_us"]
         out[f"handler_p99_us{suffix}"] = lat["p99_us"]
         out[f"batch_1000_ms{suffix}"] = batch_s * 1e3
-        if name == "avsev":
-            out["batch_1000_ms_by_step"] = batch_steps(fn, batch_event, batch_s * 1e3)
 
     first = json.dumps(picks[0])
     cold = {}
@@ -525,9 +534,12 @@ def handler_figures(bundle_dir: Path, model_dir: Path, data: Any, spec: Any) -> 
     return out
 
 
-def batch_steps(fn: Any, event: dict[str, Any], total_ms: float) -> dict[str, float]:
-    """Where a 1,000-report batch's time goes through the handler (best of 5 each)."""
+def batch_steps(fn: Any, event: dict[str, Any], ctx: Any) -> dict[str, float]:
+    """Where a 1,000-report batch's time goes through the handler (best of 15 each, the
+    whole handler measured again right before its steps)."""
     import io
+
+    total_ms = best_of(lambda: fn.handler(event, ctx), repeat=15) * 1e3
 
     from avsev.serving.schema import BatchRequest
     from avsev.serving.service import record_lines
@@ -538,21 +550,24 @@ def batch_steps(fn: Any, event: dict[str, Any], total_ms: float) -> dict[str, fl
     ids = [f"r#{i}" for i in range(len(batch.reports))]
     scored = fn.service.predict_batch(batch.reports, ids, "1")
     steps = {
-        "JSON parse (Powertools)": best_of(lambda: json.loads(body)) * 1e3,
+        "JSON parse (Powertools)": best_of(lambda: json.loads(body), repeat=15) * 1e3,
         "validation, 1,000 AccidentReport (Powertools + pydantic)": best_of(
-            lambda: BatchRequest.model_validate(doc)
+            lambda: BatchRequest.model_validate(doc), repeat=15
         )
         * 1e3,
         "encode + score (column-wise, one C call)": min(
-            fn.service.predict_batch(batch.reports, ids, "1").latency_ms for _ in range(5)
+            fn.service.predict_batch(batch.reports, ids, "1").latency_ms for _ in range(15)
         ),
     }
     steps["answers + records, serialized once"] = (
-        best_of(lambda: fn.service.predict_batch(batch.reports, ids, "1")) * 1e3
+        best_of(lambda: fn.service.predict_batch(batch.reports, ids, "1"), repeat=15) * 1e3
         - steps["encode + score (column-wise, one C call)"]
     )
-    steps["write records"] = best_of(lambda: record_lines(scored.records_text, io.StringIO())) * 1e3
+    steps["write records"] = (
+        best_of(lambda: record_lines(scored.records_text, io.StringIO()), repeat=15) * 1e3
+    )
     steps["rest (routing, logging, metrics, response)"] = total_ms - sum(steps.values())
+    steps["handler total"] = total_ms
     return steps
 
 
