@@ -18,7 +18,8 @@ from typing import Any  # noqa: E402
 
 
 class XGBoostModel:
-    """The runtime's interface (predict, predict_many), answered by xgboost."""
+    """The runtime's interface (predict, predict_many, predict_buffer, decide), answered by
+    xgboost."""
 
     def __init__(self, model_json: str, n_feature: int, n_class: int) -> None:
         import numpy as np
@@ -43,6 +44,17 @@ class XGBoostModel:
         return self.booster.inplace_predict(
             x, predict_type="margin" if margin else "value"
         ).tolist()
+
+    def predict_buffer(self, buffer: Any, n: int, *, margin: bool = False, **_: Any) -> Any:
+        x = self._np.frombuffer(buffer, dtype=self._np.float32).reshape(n, self.n_feature)
+        return self.booster.inplace_predict(
+            x, predict_type="margin" if margin else "value"
+        ).reshape(-1)
+
+    def decide(self, out: Any, n: int, *, digits: int = 6) -> tuple[list[float], list[int]]:
+        raw = out.tolist()
+        rows = [raw[i : i + self.n_class] for i in range(0, n * self.n_class, self.n_class)]
+        return [round(p, digits) for p in raw], [r.index(max(r)) for r in rows]
 
 
 def xgboost_predict_function(bundle_dir: str, model_json: str) -> Any:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import ctypes
 import json
 import shutil
 
@@ -53,6 +55,87 @@ def test_runtime_matches_tl2cgen_predictor(real_bundle, real_model_dir, real_row
     expected = pred.predict(tl2cgen.DMatrix(real_rows[:500], missing=np.nan)).reshape(500, -1)
     got = np.array(real_bundle.model.predict_many(real_rows[:500].tolist()))
     assert np.abs(got - expected).max() < 1e-6
+
+
+def test_branch_free_evaluator_matches_xgboost_on_real_rows_with_missing_values(
+    real_bundle, real_model_dir, real_rows
+):
+    # Given real rows with missing values, scored by XGBoost itself
+    assert np.isnan(real_rows).any()
+    b = booster(real_model_dir)
+    expected = b.predict(xgb.DMatrix(real_rows, feature_names=real_bundle.spec.names))
+    margins = b.predict(
+        xgb.DMatrix(real_rows, feature_names=real_bundle.spec.names), output_margin=True
+    )
+    model = real_bundle.model
+    assert "branch_free" in model.evaluators and "tl2cgen" in model.evaluators
+    x = np.ascontiguousarray(real_rows, dtype=np.float32)
+
+    def score(evaluator: str, rows: np.ndarray, **kw) -> np.ndarray:
+        rows = np.ascontiguousarray(rows, dtype=np.float32)
+        out = model.predict_buffer(rows.reshape(-1), len(rows), evaluator=evaluator, **kw)
+        return np.frombuffer(out, dtype=np.float32).reshape(len(rows), -1)
+
+    # Then both evaluators give XGBoost's probabilities and margins (1e-6)
+    for evaluator in ("branch_free", "tl2cgen", "auto"):
+        assert np.abs(score(evaluator, x) - expected).max() <= 1e-6, evaluator
+        assert np.abs(score(evaluator, x, margin=True) - margins).max() <= 1e-5, evaluator
+    # And the branch-free evaluator gives the same answer whatever the call's shape: single
+    # rows, partial blocks, two threads
+    whole = score("branch_free", x)
+    for size in (1, 3, 8, 63, 64, 65, 1000):
+        assert np.array_equal(score("branch_free", x[:size]), whole[:size]), size
+    assert np.array_equal(score("branch_free", x, threads=2), whole)
+    single = np.array([model.predict(r) for r in real_rows[:200].tolist()])
+    assert np.array_equal(single.astype(np.float32), whole[:200])
+
+
+def test_rounded_answers_equal_python_round(real_bundle, real_rows):
+    model = real_bundle.model
+    # ties (j/128 for odd j is exactly half way at 6 decimals), tiny values, real outputs
+    ties = [j / 128 for j in range(1, 128, 2)]
+    real = np.frombuffer(
+        model.predict_buffer(
+            np.ascontiguousarray(real_rows, dtype=np.float32).reshape(-1), len(real_rows)
+        ),
+        dtype=np.float32,
+    ).tolist()
+    values = [*ties, 0.0, 1.0, 5e-7, 4.9999997e-07, 1.5e-6, 0.9999995, *real]
+    values += [0.0] * (-len(values) % model.n_class)
+    buf = (ctypes.c_float * len(values))(*values)
+    rounded, best = model.decide(buf, len(values) // model.n_class, digits=6)
+    as_float32 = [float(np.float32(v)) for v in values]
+    assert rounded == [round(v, 6) for v in as_float32]
+    rows = [as_float32[i : i + model.n_class] for i in range(0, len(values), model.n_class)]
+    assert best == [max(range(len(r)), key=r.__getitem__) for r in rows]
+    # and a library from before avsev_round_rows gets the same from the Python fallback
+    older = copy.copy(model)
+    older.lib = object()
+    assert older.decide(buf, len(rows), digits=6) == (rounded, best)
+
+
+def test_models_outside_the_branch_free_evaluator_fall_back_to_tl2cgen(real_model_dir, tmp_path):
+    from avsev.pipeline.compile import FOREST_FILE, compile_library, generate_forest
+
+    # Given a model with a categorical split (not handled yet) or another objective
+    doc = json.loads((real_model_dir / "model.json").read_text())
+    doc["learner"]["gradient_booster"]["model"]["trees"][0]["split_type"][0] = 1
+    categorical = tmp_path / "categorical.json"
+    categorical.write_text(json.dumps(doc))
+    _, why = generate_forest(categorical)
+    assert why == "categorical splits"
+    doc = json.loads((real_model_dir / "model.json").read_text())
+    doc["learner"]["objective"]["name"] = "multi:softmax"
+    other = tmp_path / "softmax.json"
+    other.write_text(json.dumps(doc))
+    source, why = generate_forest(other)
+    assert "multi:softmax" in why
+    # Then its evaluator is a stub that says so (avsev_predict_rows then takes tl2cgen's)
+    (tmp_path / FOREST_FILE).write_text(source)
+    lib = compile_library([tmp_path / FOREST_FILE], tmp_path / "stub.so", host_arch())
+    stub = ctypes.CDLL(str(lib))
+    assert stub.avsev_forest_available() == 0
+    assert stub.avsev_forest_rows(None, 0, 0, 0, None) == -2
 
 
 def test_card_describes_the_bundle(real_bundle_dir, real_bundle):
@@ -126,6 +209,14 @@ def test_arm64_bundle_gives_the_same_answers_under_qemu(
     # Then the answers equal the x86_64 build's (printed with 9 significant digits)
     expected = np.array(real_bundle.model.predict_many(rows.tolist()))
     assert np.abs(got - expected).max() < 1e-7
+    # And each evaluator (the branch-free one vectorized with NEON) gives XGBoost's answers
+    assert np.isnan(rows).any()
+    reference = booster(real_model_dir).predict(
+        xgb.DMatrix(rows, feature_names=real_bundle.spec.names)
+    )
+    for symbol in ("avsev_forest_rows", "avsev_tl2cgen_rows"):
+        on_arm = crosscheck(arm / "model.so", rows, "arm64", symbol=symbol)
+        assert np.abs(on_arm - reference).max() <= 1e-6, symbol
     # And this machine refuses to load it, naming both architectures
     if host_arch() != "arm64":
         with pytest.raises(BundleError, match=r"built for arm64, this machine is"):

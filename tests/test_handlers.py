@@ -230,3 +230,62 @@ def test_settings_fail_with_the_variable_named(tmp_path):
     with pytest.raises(SettingsError, match="AVSEV_VERIFY_BUNDLE"):
         Settings.from_env({"MODEL_BUNDLE_PATH": str(tmp_path), "AVSEV_VERIFY_BUNDLE": "maybe"})
     assert Settings.from_env({"MODEL_BUNDLE_PATH": str(tmp_path)}).shadow_bundle_path is None
+
+
+def test_batch_answer_and_records_equal_the_per_row_model_path(
+    real_data, real_bundle_dir, synthetic_bundle_dir, monkeypatch
+):
+    """The batch route builds its answer and records without a pydantic model per row: the
+    body must be BatchPrediction's and every record line PredictionRecord's, byte for byte."""
+    import datetime as dt
+    import types
+
+    from avsev.serving import service as service_module
+    from avsev.serving.bundle import load_bundle
+    from avsev.serving.records import to_line
+    from avsev.serving.schema import BatchPrediction
+    from avsev.serving.service import PredictionService
+
+    # Given real reports (missing values, dates, odd make spellings), one with nothing but its
+    # id, and one whose free text looks like a record boundary; a fixed clock
+    rows = [
+        {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.items()}
+        for r in real_data.reports()[-300:]
+    ]
+    rows += [
+        {"ev_id": "ONLY-ID"},
+        {"ev_id": "ODD.1", "make": 'Pipér "x"},{"record_type":"prediction', "aircraft_age": 3},
+    ]
+    reports = [AccidentReport.model_validate(r) for r in rows]
+    ids = [f"req-1#{i}" for i in range(len(reports))]
+    stamp = dt.datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=dt.UTC)
+    monkeypatch.setattr(service_module, "now", lambda: stamp)
+    ticks = iter(range(10**6))
+    monkeypatch.setattr(
+        service_module, "time", types.SimpleNamespace(perf_counter=lambda: next(ticks) * 1e-3)
+    )
+    service = PredictionService(
+        load_bundle(real_bundle_dir), shadow=load_bundle(synthetic_bundle_dir)
+    )
+    # When the batch is scored both ways
+    new = service.predict_batch(reports, ids, "7")
+    old = service.predict(reports, ids, "7")
+    # Then the answer is BatchPrediction's JSON, keys in the same order
+    expected = BatchPrediction(
+        predictions=old.predictions, model_version="1.0.0", count=len(reports)
+    ).model_dump(mode="json")
+    got = json.loads(new.body)
+    assert got == expected
+    assert list(got) == list(expected)
+    assert [list(p) for p in got["predictions"]] == [list(p) for p in expected["predictions"]]
+    assert [list(p["probabilities"]) for p in got["predictions"]] == [
+        list(p["probabilities"]) for p in expected["predictions"]
+    ]
+    assert new.labels == [p.prediction_label for p in old.predictions]
+    # And every record line (served and shadow) is the record model's, byte for byte
+    assert len(new.lines) == 2 * len(reports)
+    assert new.lines == [to_line(r) for r in old.records]
+    parsed, _, skipped = parse_records(new.lines)
+    assert skipped == 0
+    assert parsed[-len(reports) - 1].features == reports[-1].fields()
+    assert parsed[-len(reports) - 2].features == {}

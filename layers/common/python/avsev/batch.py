@@ -9,7 +9,6 @@ model_version, scored_at (CSV, or Parquet for a `.parquet` output name).
 
 from __future__ import annotations
 
-import ctypes
 import io
 import json
 import time
@@ -117,7 +116,10 @@ class _Chain(io.RawIOBase):
 
 @dataclass
 class Chunk:
-    """Rows of one chunk: validated reports (with their 1-based row numbers) and rejects."""
+    """Rows of one chunk: validated reports (with their 1-based row numbers) and rejects.
+
+    A row is a validated report's field values by name (`vars(report)`: ev_id and every
+    field, None where missing), read column by column when scored."""
 
     rows: list[dict[str, Any]]
     numbers: list[int]
@@ -146,7 +148,7 @@ def _validate(
                 {"row": number, "ev_id": row.get("ev_id"), "reason": _reason(e.errors())}
             )
             continue
-        good.append(report.fields() | {"ev_id": report.ev_id})
+        good.append(vars(report))
         numbers.append(number)
     return good, numbers, rejected
 
@@ -173,8 +175,7 @@ def read_chunks(
     first = skip_rows + 1
     for frame in reader:
         loaded = load_frame(frame, path=name, require_label=False, row_offset=first)
-        rows = [{k: v for k, v in r.items() if k != "severity"} for r in loaded.reports()]
-        good, numbers, rejected = _validate(rows, first)
+        good, numbers, rejected = _validate(loaded.reports(), first)  # (no label in reports)
         yield Chunk(good, numbers, rejected, len(frame), loaded.dropped)
         first += len(frame)
 
@@ -208,14 +209,14 @@ def _jsonl_chunks(text: IO[str], chunk_rows: int, skip_rows: int) -> Iterator[Ch
 
 
 def score_chunk(bundle: Bundle, chunk: Chunk, scored_at: str) -> pd.DataFrame:
-    """The C batch loop over one chunk: rows are packed as float32 once, scored in one call."""
+    """The C batch loop over one chunk: rows are encoded column by column into float32 once,
+    scored in one call."""
     n = len(chunk.rows)
     if n == 0:
         return pd.DataFrame(columns=OUTPUT_COLUMNS)
-    x = np.asarray(bundle.spec.encode_many(chunk.rows), dtype=np.float32).reshape(
-        n, len(bundle.spec)
-    )
-    out = bundle.model.predict_buffer((ctypes.c_float * x.size).from_buffer(x), n)
+    spec = bundle.spec
+    x = spec.encode_rows({s: [r[s] for r in chunk.rows] for s in spec.sources}, n)
+    out = bundle.model.predict_buffer(x, n)
     proba = np.frombuffer(out, dtype=np.float32).reshape(n, len(bundle.classes))
     frame = pd.DataFrame({"ev_id": [r["ev_id"] for r in chunk.rows]})
     frame["predicted_severity"] = np.asarray(bundle.classes)[proba.argmax(axis=1)]

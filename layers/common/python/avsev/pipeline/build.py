@@ -111,6 +111,7 @@ def _card(
             "balanced": training.get("balanced", False),
             "compiler": facts["compiler"],
             "cflags": facts["cflags"],
+            "evaluator": facts["evaluator"],
         },
         "metrics": training["metrics"],
         "data": training["data"],

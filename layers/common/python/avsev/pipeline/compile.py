@@ -53,8 +53,12 @@ def _csrc(name: str) -> str:
     return resources.files("avsev.pipeline").joinpath("csrc", name).read_text()
 
 
-def generate_sources(model_json: Path, out_dir: Path, *, parallel_comp: int = 0) -> list[Path]:
-    """tl2cgen C sources for the model plus the avsev runtime helper; returns the .c files."""
+def generate_sources(
+    model_json: Path, out_dir: Path, *, parallel_comp: int = 0, forest: bool = True
+) -> tuple[list[Path], str]:
+    """tl2cgen C sources for the model, the branch-free evaluator (`avsev_forest.c`) and the
+    avsev runtime helper; returns the .c files and why there is no branch-free evaluator
+    ("" when there is one)."""
     import tl2cgen
     import treelite
 
@@ -66,7 +70,9 @@ def generate_sources(model_json: Path, out_dir: Path, *, parallel_comp: int = 0)
         with quiet_checkpoint_note():  # Treelite 4.8 → tl2cgen's 4.1.2: see treelite_versions
             tl2cgen.generate_c_code(model, str(out_dir), params=params, verbose=False)
     (out_dir / "avsev_runtime.c").write_text(_csrc("avsev_runtime.c"))
-    return sorted(out_dir.glob("*.c"))
+    source, reason = generate_forest(model_json, disabled="" if forest else "disabled by the build")
+    (out_dir / FOREST_FILE).write_text(source)
+    return sorted(out_dir.glob("*.c")), reason
 
 
 def compile_library(
@@ -76,18 +82,23 @@ def compile_library(
     *,
     cflags: tuple[str, ...] = DEFAULT_CFLAGS,
     jobs: int | None = None,
+    file_cflags: dict[str, tuple[str, ...]] | None = None,
 ) -> Path:
-    """Compile and link C sources into a shared library for `arch` (files in parallel)."""
+    """Compile and link C sources into a shared library for `arch` (files in parallel;
+    `file_cflags` overrides the flags of the files it names)."""
     cc = compiler_for(arch)
     jobs = jobs or os.cpu_count() or 1
+    overrides = file_cflags or {}
 
     def one(src: Path) -> Path:
         obj = src.with_suffix(".o")
-        run([cc, *cflags, "-c", str(src), "-o", str(obj)])
+        run([cc, *overrides.get(src.name, cflags), "-c", str(src), "-o", str(obj)])
         return obj
 
+    # the biggest file first: it bounds the wall time
+    ordered = sorted(sources, key=lambda p: -p.stat().st_size)
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        objects = list(pool.map(one, sources))
+        objects = list(pool.map(one, ordered))
     run([cc, "-shared", "-o", str(out), *map(str, objects), "-lm"])
     strip = shutil.which(f"{GNU_TRIPLES[arch]}-strip") or (
         shutil.which("strip") if arch == host_arch() else None
@@ -180,6 +191,115 @@ def export_trees(model_json: Path, out: Path) -> dict[str, int]:
     return header
 
 
+FOREST_BLOCK = 64
+"""Rows the branch-free evaluator scores at a time (a multiple of every vector width)."""
+FOREST_CFLAGS = ("-O3", "-fPIC", "-std=gnu11", "-fno-math-errno")
+"""-O3 for the branch-free evaluator: it is straight-line vector code (no -ffast-math: the
+sums must stay in XGBoost's order)."""
+FOREST_FILE = "avsev_forest.c"
+FOREST_OBJECTIVES = ("multi:softprob",)
+
+
+def _c_float(value: float) -> str:
+    """A float32 as an exact C literal (hexadecimal)."""
+    return float(np.float32(value)).hex() + "f"
+
+
+def _booster_doc(model_json: Path) -> dict[str, Any]:
+    doc: dict[str, Any] = json.loads(model_json.read_text())
+    return doc
+
+
+def _gbtree(learner: dict[str, Any]) -> dict[str, Any]:
+    booster = learner["gradient_booster"]
+    model: dict[str, Any] = booster["model"] if "model" in booster else booster["gbtree"]["model"]
+    return model
+
+
+def generate_forest(
+    model_json: Path, *, block: int = FOREST_BLOCK, disabled: str = ""
+) -> tuple[str, str]:
+    """C source of the branch-free evaluator for an XGBoost JSON model, and why there is
+    none when the model is outside what it handles ("" when it is there).
+
+    Each tree becomes one loop over a block of rows whose body evaluates the tree bottom-up
+    as nested selects (children before parents): `x < t ? left : right` when missing values
+    go right, `x >= t ? right : left` when they go left, thresholds and leaves as exact
+    float32 hexadecimal literals. A categorical split would be a bit lookup here: not yet.
+    """
+    doc = _booster_doc(model_json)
+    learner = doc["learner"]
+    objective = learner.get("objective", {}).get("name", "")
+    n_class = max(1, int(learner["learner_model_param"].get("num_class", "1")))
+    n_feature = int(learner["learner_model_param"]["num_feature"])
+    gbtree = _gbtree(learner)
+    trees, tree_info = gbtree["trees"], gbtree["tree_info"]
+    reason = disabled
+    if reason:
+        pass
+    elif objective not in FOREST_OBJECTIVES:
+        reason = f"objective {objective!r} (handled: {', '.join(FOREST_OBJECTIVES)})"
+    elif learner["gradient_booster"].get("name", "gbtree") != "gbtree":
+        reason = f"booster {learner['gradient_booster'].get('name')!r}"
+    elif any(int(s) != 0 for tree in trees for s in tree.get("split_type", [])):
+        reason = "categorical splits"
+    head = [
+        "/* Generated by avsev.pipeline.compile.generate_forest: do not edit. */",
+        "#include <stdint.h>",
+        f"#define AVSEV_BLOCK {block}",
+    ]
+    if reason:
+        head.append("#define AVSEV_FOREST_AVAILABLE 0")
+        return "\n".join(head) + "\n" + _csrc(FOREST_FILE), reason
+    base = parse_base_score(learner["learner_model_param"]["base_score"])
+    base_margin = base if len(base) == n_class else base * n_class
+    head += [
+        "#define AVSEV_FOREST_AVAILABLE 1",
+        f"#define AVSEV_FOREST_NF {n_feature}",
+        f"#define AVSEV_FOREST_NC {n_class}",
+        f"#define AVSEV_FOREST_SOFTMAX {int(objective == 'multi:softprob')}",
+        f"#define AVSEV_FOREST_TREES {len(trees)}",
+        "static const float avsev_forest_base[AVSEV_FOREST_NC] = {"
+        + ", ".join(_c_float(b) for b in base_margin)
+        + "};",
+        "",
+        "#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)",
+        '__attribute__((target_clones("avx2", "default")))',
+        "#endif",
+        "static void forest_block(const float* restrict xb, float* restrict acc, int32_t m) {",
+    ]
+    body: list[str] = []
+    for t, tree in enumerate(trees):
+        left, right = tree["left_children"], tree["right_children"]
+        feature, cond = tree["split_indices"], tree["split_conditions"]
+        default_left = tree["default_left"]
+
+        def ref(i: int, left: list[int] = left, cond: list[float] = cond) -> str:
+            return _c_float(cond[i]) if left[i] < 0 else f"n{i}"
+
+        cls = int(tree_info[t])
+        body.append(f"  {{ /* tree {t}, class {cls} */")
+        body.append(f"    float* restrict a = acc + {cls} * AVSEV_BLOCK;")
+        body.append("    for (int32_t r = 0; r < m; ++r) {")
+        body.append("      const float* v = xb + r;")
+        for i in reversed(range(len(left))):
+            if left[i] < 0:
+                continue
+            x = f"v[{int(feature[i])} * AVSEV_BLOCK]"
+            thr = _c_float(cond[i])
+            lo, hi = ref(left[i]), ref(right[i])
+            expr = (
+                f"{x} >= {thr} ? {hi} : {lo}"
+                if int(default_left[i])
+                else f"{x} < {thr} ? {lo} : {hi}"
+            )
+            body.append(f"      const float n{i} = {expr};")
+        body.append(f"      a[r] += {ref(0)};")
+        body.append("    }")
+        body.append("  }")
+    return "\n".join([*head, *body, "}", ""]) + _csrc(FOREST_FILE), ""
+
+
 def compile_model(
     model_json: Path,
     out_dir: Path,
@@ -187,25 +307,43 @@ def compile_model(
     *,
     cflags: tuple[str, ...] = DEFAULT_CFLAGS,
     parallel_comp: int = 0,
+    forest: bool = True,
 ) -> dict[str, Any]:
     """model.so and trees.bin in `out_dir`; returns build facts for the card."""
     with tempfile.TemporaryDirectory(prefix="avsev-cc-") as tmp:
-        sources = generate_sources(model_json, Path(tmp), parallel_comp=parallel_comp)
-        compile_library(sources, out_dir / "model.so", arch, cflags=cflags)
+        sources, no_forest = generate_sources(
+            model_json, Path(tmp), parallel_comp=parallel_comp, forest=forest
+        )
+        compile_library(
+            sources,
+            out_dir / "model.so",
+            arch,
+            cflags=cflags,
+            file_cflags={FOREST_FILE: FOREST_CFLAGS},
+        )
     trees = export_trees(model_json, out_dir / "trees.bin")
     return {
         "arch": arch,
         "compiler": compiler_for(arch),
         "cflags": list(cflags),
         "source_files": len(sources),
+        "evaluator": {
+            "batch": "tl2cgen if-else" if no_forest else "branch-free (avsev_forest.c)",
+            "block_rows": FOREST_BLOCK,
+            "cflags": list(FOREST_CFLAGS),
+            **({"why_not_branch_free": no_forest} if no_forest else {}),
+        },
         **trees,
     }
 
 
-def crosscheck(library: Path, rows: np.ndarray, arch: str) -> np.ndarray:
+def crosscheck(
+    library: Path, rows: np.ndarray, arch: str, *, symbol: str = "avsev_predict_rows"
+) -> np.ndarray:
     """Score rows with a library of any architecture: natively, or under qemu-user.
 
-    Builds a small C driver for `arch` that dlopens the library and prints probabilities.
+    Builds a small C driver for `arch` that dlopens the library and prints probabilities
+    (from `symbol`: avsev_predict_rows, avsev_forest_rows or avsev_tl2cgen_rows).
     """
     rows = np.ascontiguousarray(rows, dtype=np.float32)
     with tempfile.TemporaryDirectory(prefix="avsev-xc-") as tmp:
@@ -216,7 +354,7 @@ def crosscheck(library: Path, rows: np.ndarray, arch: str) -> np.ndarray:
         run([compiler_for(arch), "-O1", str(driver_c), "-o", str(driver), "-ldl"])
         data = tmp_path / "rows.bin"
         data.write_bytes(rows.tobytes())
-        cmd = [str(driver), str(library), str(data), str(rows.shape[1])]
+        cmd = [str(driver), str(library), str(data), str(rows.shape[1]), symbol]
         if arch != host_arch():
             qemu = shutil.which(f"qemu-{'aarch64' if arch == 'arm64' else 'x86_64'}")
             if not qemu:

@@ -6,6 +6,7 @@ bundle's card, so a served model always encodes exactly as it was trained. Pure 
 
 from __future__ import annotations
 
+import array
 import datetime as dt
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -52,6 +53,19 @@ class Feature:
         if self.derive == "month":
             return float(value.month)
         return float(value)
+
+    def encode_column(self, values: Iterable[Any]) -> list[float]:
+        """`encode` of each value, in one pass (the same rules, without a call per value)."""
+        if self.kind == "categorical":
+            other = self.codes.get(OTHER)
+            unseen = NAN if other is None else float(other)
+            table = {c: float(i) for c, i in self.codes.items()}
+            return [NAN if v is None or v != v else table.get(v, unseen) for v in values]
+        if self.derive == "year":
+            return [NAN if v is None or v != v else float(v.year) for v in values]
+        if self.derive == "month":
+            return [NAN if v is None or v != v else float(v.month) for v in values]
+        return [NAN if v is None or v != v else float(v) for v in values]
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "source": self.source, "kind": self.kind}
@@ -104,7 +118,22 @@ class FeatureSpec:
         return [f.encode(get(f.source)) for f in self.features]
 
     def encode_many(self, rows: Iterable[Mapping[str, Any]]) -> list[list[float]]:
-        return [self.encode(r) for r in rows]
+        rows = rows if isinstance(rows, Sequence) else list(rows)
+        columns = self.encode_columns({s: [r.get(s) for r in rows] for s in self.sources})
+        return [list(row) for row in zip(*columns, strict=True)] if columns else [[] for _ in rows]
+
+    def encode_columns(self, columns: Mapping[str, Sequence[Any]]) -> list[list[float]]:
+        """Report fields given column-wise (field → values) → one list per model feature."""
+        return [f.encode_column(columns[f.source]) for f in self.features]
+
+    def encode_rows(self, columns: Mapping[str, Sequence[Any]], n: int) -> array.array:  # type: ignore[type-arg]
+        """Report fields given column-wise → the model's input as float32, row-major (what
+        the runtime's batch loop takes): one pass per feature, no per-row Python."""
+        nf = len(self.features)
+        out = array.array("f", bytes(4 * n * nf))
+        for j, values in enumerate(self.encode_columns(columns)):
+            out[j::nf] = array.array("f", values)
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         return {"features": [f.to_dict() for f in self.features]}

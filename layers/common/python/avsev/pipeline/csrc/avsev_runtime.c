@@ -1,6 +1,7 @@
 /*
  * Compiled next to the tl2cgen-generated trees into model.so:
- *  - avsev_predict_rows: the batch loop in C (NaN = missing), one call per request;
+ *  - avsev_predict_rows: the batch loop in C (NaN = missing), one call per request, on the
+ *    branch-free evaluator (avsev_forest.c) or tl2cgen's if-else trees (avsev_tl2cgen_rows);
  *  - avsev_shap: exact path-dependent TreeSHAP (Lundberg et al. 2018, Algorithm 2, as in
  *    XGBoost's PredictContribution) over the tree arrays of trees.bin.
  * Needs only libc and libm.
@@ -23,9 +24,19 @@ int32_t avsev_num_class(void) {
   return n[0];
 }
 
-/* Score n rows of nf floats (row-major, NaN = missing) into out[n * n_class].
- * Returns 0, or -1 when nf is not the model's feature count. */
-int32_t avsev_predict_rows(const float* x, int64_t n, int32_t nf, int32_t pred_margin,
+/* The branch-free evaluator generated next to the trees (avsev_forest.c). */
+int32_t avsev_forest_available(void);
+int32_t avsev_forest_rows(const float* x, int64_t n, int32_t nf, int32_t pred_margin,
+                          float* out);
+
+#ifndef AVSEV_FOREST_MIN_ROWS
+#define AVSEV_FOREST_MIN_ROWS 1 /* from this many rows on, the branch-free evaluator */
+#endif
+
+/* tl2cgen's if-else trees, row by row: score n rows of nf floats (row-major,
+ * NaN = missing) into out[n * n_class]. Returns 0, or -1 when nf is not the model's
+ * feature count. */
+int32_t avsev_tl2cgen_rows(const float* x, int64_t n, int32_t nf, int32_t pred_margin,
                            float* out) {
   if (nf != get_num_feature()) return -1;
   const int32_t nc = avsev_num_class();
@@ -42,6 +53,38 @@ int32_t avsev_predict_rows(const float* x, int64_t n, int32_t nf, int32_t pred_m
     float* o = out + r * nc;
     memset(o, 0, sizeof(float) * (size_t)nc);
     predict(row, pred_margin, o);
+  }
+  return 0;
+}
+
+/* Score n rows with the evaluator that wins for the call's shape (see the bench). */
+int32_t avsev_predict_rows(const float* x, int64_t n, int32_t nf, int32_t pred_margin,
+                           float* out) {
+  if (n >= AVSEV_FOREST_MIN_ROWS && avsev_forest_available()) {
+    return avsev_forest_rows(x, n, nf, pred_margin, out);
+  }
+  return avsev_tl2cgen_rows(x, n, nf, pred_margin, out);
+}
+
+/* Answers as the API gives them: every probability rounded to `digits` decimals exactly as
+ * Python's round(float(p), digits) does, and each row's first largest class.
+ * For a float32 p and digits <= 9, p * 10^digits is exact in double (24 + 21 bits), rint
+ * rounds it half to even as Python's correctly rounded decimal conversion does, and the
+ * division is correctly rounded: the nearest double to the decimal, which is what Python
+ * returns. Returns 0, or -1 when digits is outside 0..9. */
+int32_t avsev_round_rows(const float* p, int64_t n, int32_t nc, int32_t digits,
+                         double* rounded, int32_t* best) {
+  if (digits < 0 || digits > 9) return -1;
+  double scale = 1.0;
+  for (int32_t d = 0; d < digits; ++d) scale *= 10.0;
+  for (int64_t r = 0; r < n; ++r) {
+    const float* pr = p + r * nc;
+    int32_t b = 0;
+    for (int32_t c = 0; c < nc; ++c) {
+      rounded[r * nc + c] = rint((double)pr[c] * scale) / scale;
+      if (pr[c] > pr[b]) b = c;
+    }
+    best[r] = b;
   }
   return 0;
 }

@@ -2,7 +2,8 @@
  * Cross-architecture check: dlopen a model.so, score rows read from a file of float32
  * (row-major, NaN = missing) and print each probability with 9 significant digits.
  * Built for the bundle's architecture and run under qemu-user when it is not the host's.
- * Usage: driver MODEL.so ROWS.bin N_FEATURE
+ * Usage: driver MODEL.so ROWS.bin N_FEATURE [SYMBOL]
+ * SYMBOL: avsev_predict_rows (default), avsev_forest_rows or avsev_tl2cgen_rows.
  */
 #include <dlfcn.h>
 #include <stdint.h>
@@ -13,8 +14,8 @@ typedef int32_t (*predict_rows_fn)(const float*, int64_t, int32_t, int32_t, floa
 typedef int32_t (*num_class_fn)(void);
 
 int main(int argc, char** argv) {
-  if (argc != 4) {
-    fprintf(stderr, "usage: %s MODEL.so ROWS.bin N_FEATURE\n", argv[0]);
+  if (argc != 4 && argc != 5) {
+    fprintf(stderr, "usage: %s MODEL.so ROWS.bin N_FEATURE [SYMBOL]\n", argv[0]);
     return 2;
   }
   void* lib = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);
@@ -22,7 +23,7 @@ int main(int argc, char** argv) {
     fprintf(stderr, "dlopen: %s\n", dlerror());
     return 3;
   }
-  predict_rows_fn predict_rows = (predict_rows_fn)dlsym(lib, "avsev_predict_rows");
+  predict_rows_fn predict_rows = (predict_rows_fn)dlsym(lib, argc == 5 ? argv[4] : "avsev_predict_rows");
   num_class_fn num_class = (num_class_fn)dlsym(lib, "avsev_num_class");
   if (!predict_rows || !num_class) {
     fprintf(stderr, "dlsym: %s\n", dlerror());
