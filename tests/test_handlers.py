@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import xgboost as xgb
 from avsev.pipeline.train import matrix
-from avsev.serving.records import parse_records
+from avsev.serving.records import PredictionRecord, parse_records
 from avsev.serving.schema import AccidentReport
 from avsev.serving.settings import Settings, SettingsError
 from lambda_support import call, load_function, rest_event
@@ -284,7 +284,10 @@ def test_batch_answer_and_records_equal_the_per_row_model_path(
     assert new.labels == [p.prediction_label for p in old.predictions]
     # And every record line (served and shadow) is the record model's, byte for byte
     assert len(new.lines) == 2 * len(reports)
-    assert new.lines == [to_line(r) for r in old.records]
+    assert new.records_text == old.lines  # the per-row path's served and shadow lines
+    assert new.lines[: len(reports)] == [to_line(r) for r in old.records]
+    for line in new.lines:  # each line is exactly what the record model writes
+        assert to_line(PredictionRecord.model_validate_json(line)) == line
     parsed, _, skipped = parse_records(new.lines)
     assert skipped == 0
     assert parsed[-len(reports) - 1].features == reports[-1].fields()

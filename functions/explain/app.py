@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from avsev.serving.http import function_version, make_resolver, request_id, with_model_version
 from avsev.serving.observability import logger, metrics, tracer
 from avsev.serving.schema import ExplainRequest, Explanation
-from avsev.serving.service import PredictionService, record
+from avsev.serving.service import PredictionService
 from avsev.serving.settings import Settings
 from aws_lambda_powertools.event_handler.openapi.params import Body
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -21,7 +21,7 @@ def explain(body: Annotated[ExplainRequest, Body()]) -> Explanation:
     explanation, scored = service.explain(
         body, request_id(app), function_version(app), top_k=body.top_k
     )
-    record(scored.records)
+    scored.log()
     metrics.add_metric(name="Explanations", unit="Count", value=1)
     return explanation
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from avsev.serving.http import function_version, make_resolver, request_id, with_model_version
 from avsev.serving.observability import logger, metrics, tracer
 from avsev.serving.schema import BatchPrediction, BatchRequest, Prediction, PredictRequest
-from avsev.serving.service import PredictionService, Scored, record, record_lines
+from avsev.serving.service import PredictionService, Scored, record_lines
 from avsev.serving.settings import Settings
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Body
@@ -32,7 +32,7 @@ def _count_labels(labels: list[str], latency_ms: float) -> None:
 @app.post("/predict", summary="Predict the severity of one accident")
 def predict(report: Annotated[PredictRequest, Body()]) -> Prediction:
     scored = service.predict([report], [request_id(app)], function_version(app))
-    record(scored.records)
+    scored.log()
     _count(scored)
     return scored.predictions[0]
 
