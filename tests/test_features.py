@@ -73,3 +73,23 @@ def test_spec_round_trips_through_json(real_model_dir):
     doc = json.loads((real_model_dir / "training.json").read_text())
     spec = FeatureSpec.from_dict(doc["feature_spec"])
     assert FeatureSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+
+
+def test_event_year_is_capped_at_the_last_training_year():
+    rows = [{"event_date": dt.date(2000 + i % 5, 1 + i % 12, 1)} for i in range(50)]
+    spec = fit_spec(rows)
+    year = next(f for f in spec.features if f.name == "event_year")
+    assert year.cap == year.hi == 2004.0
+    assert spec.encode({"event_date": dt.date(2031, 3, 9)}) == [2004.0, 3.0]  # the cap
+    assert spec.encode({"event_date": dt.date(1990, 3, 9)}) == [1990.0, 3.0]  # below: as is
+    # the cap travels with the spec (the card), so serving encodes as training did
+    again = FeatureSpec.from_dict(json.loads(json.dumps(spec.to_dict())))
+    assert again.encode({"event_date": dt.date(2031, 3, 9)}) == [2004.0, 3.0]
+    assert spec.to_dict()["features"][0]["cap"] == 2004.0
+    month = next(f for f in spec.features if f.name == "event_month")
+    assert month.cap is None and "cap" not in spec.to_dict()["features"][1]
+    # a spec written before the cap existed encodes years as before
+    old = spec.to_dict()
+    del old["features"][0]["cap"]
+    assert FeatureSpec.from_dict(old).encode({"event_date": dt.date(2031, 3, 9)}) == [2031.0, 3.0]
+

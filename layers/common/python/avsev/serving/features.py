@@ -33,6 +33,9 @@ class Feature:
     """For a date: which part ("year" or "month")."""
     lo: float | None = None
     hi: float | None = None
+    cap: float | None = None
+    """For a numeric feature: values above it encode as it (the event year is capped at the
+    last training year, so a newer report reads as the newest year the trees learned from)."""
     codes: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -48,10 +51,12 @@ class Feature:
                 code = self.codes.get(OTHER)
             return NAN if code is None else float(code)
         if self.derive == "year":
-            return float(value.year)
-        if self.derive == "month":
-            return float(value.month)
-        return float(value)
+            number = float(value.year)
+        elif self.derive == "month":
+            number = float(value.month)
+        else:
+            number = float(value)
+        return number if self.cap is None or number <= self.cap else float(self.cap)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "source": self.source, "kind": self.kind}
@@ -64,6 +69,8 @@ class Feature:
             out["derive"] = self.derive
         if self.lo is not None:
             out["range"] = [self.lo, self.hi]
+        if self.cap is not None:
+            out["cap"] = self.cap
         return out
 
     @classmethod
@@ -77,6 +84,7 @@ class Feature:
             derive=d.get("derive"),
             lo=rng[0],
             hi=rng[1],
+            cap=d.get("cap"),
         )
 
 
@@ -148,7 +156,8 @@ def fit_spec(
 
     A feature with fewer than two distinct values in `rows` is left out (the trees could
     not use it). `make` keeps the values seen at least `open_category_min_count` times
-    and an `other` bucket for the rest.
+    and an `other` bucket for the rest. The event year is capped at the newest year in
+    `rows`: the model is never asked about a year it did not see.
     """
     skip = set(exclude)
     features: list[Feature] = []
@@ -171,9 +180,9 @@ def fit_spec(
             numbers = [Feature(name, source, kind, derive=derive).encode(v) for v in values]
             if len(set(numbers)) < 2:
                 continue
-            features.append(
-                Feature(name, source, kind, derive=derive, lo=min(numbers), hi=max(numbers))
-            )
+            lo, hi = min(numbers), max(numbers)
+            cap = hi if derive == "year" else None
+            features.append(Feature(name, source, kind, derive=derive, lo=lo, hi=hi, cap=cap))
     return FeatureSpec(tuple(features))
 
 
