@@ -58,9 +58,13 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from avsev.data import load
-    from avsev.pipeline.evaluate import evaluate
+    from avsev.pipeline.evaluate import evaluate, summary_lines
 
-    _print_json(evaluate(args.bundle, load(args.data)))
+    result = evaluate(args.bundle, load(args.data))
+    print(f"{result['bundle']} on {args.data}", file=sys.stderr)
+    for line in summary_lines(result["metrics"], result["calibration"]):
+        print("  " + line, file=sys.stderr)
+    _print_json(result)
     return 0
 
 
