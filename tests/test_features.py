@@ -93,3 +93,10 @@ def test_event_year_is_capped_at_the_last_training_year():
     del old["features"][0]["cap"]
     assert FeatureSpec.from_dict(old).encode({"event_date": dt.date(2031, 3, 9)}) == [2031.0, 3.0]
 
+
+def test_real_model_encodes_a_year_beyond_its_data_as_the_cap(real_model_dir):
+    doc = json.loads((real_model_dir / "training.json").read_text())
+    spec = FeatureSpec.from_dict(doc["feature_spec"])
+    j = spec.names.index("event_year")
+    row = AccidentReport.model_validate({"ev_id": "x", "event_date": "2025-06-01"}).fields()
+    assert spec.encode(row)[j] == spec.features[j].cap == 2019.0

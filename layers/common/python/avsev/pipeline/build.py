@@ -113,6 +113,8 @@ def _card(
             "cflags": facts["cflags"],
         },
         "metrics": training["metrics"],
+        "importance": training.get("importance"),
+        "calibration": training.get("calibration"),
         "data": training["data"],
         "split": training["split"],
         "reference_profile": training["reference_profile"],
