@@ -101,3 +101,55 @@ def test_column_wise_encoding_equals_the_row_encoder(real_data, real_model_dir):
         for got, want in zip(spec.encode_many(fields), by_row, strict=True)
         for a, b in zip(got, want, strict=True)
     )
+
+
+def test_event_year_is_capped_at_the_last_training_year():
+    rows = [{"event_date": dt.date(2000 + i % 5, 1 + i % 12, 1)} for i in range(50)]
+    spec = fit_spec(rows)
+    year = next(f for f in spec.features if f.name == "event_year")
+    assert year.cap == year.hi == 2004.0
+    assert spec.encode({"event_date": dt.date(2031, 3, 9)}) == [2004.0, 3.0]  # the cap
+    assert spec.encode({"event_date": dt.date(1990, 3, 9)}) == [1990.0, 3.0]  # below: as is
+    # the cap travels with the spec (the card), so serving encodes as training did
+    again = FeatureSpec.from_dict(json.loads(json.dumps(spec.to_dict())))
+    assert again.encode({"event_date": dt.date(2031, 3, 9)}) == [2004.0, 3.0]
+    assert spec.to_dict()["features"][0]["cap"] == 2004.0
+    month = next(f for f in spec.features if f.name == "event_month")
+    assert month.cap is None and "cap" not in spec.to_dict()["features"][1]
+    # a spec written before the cap existed encodes years as before
+    old = spec.to_dict()
+    del old["features"][0]["cap"]
+    assert FeatureSpec.from_dict(old).encode({"event_date": dt.date(2031, 3, 9)}) == [2031.0, 3.0]
+
+
+def test_real_model_encodes_a_year_beyond_its_data_as_the_cap(real_model_dir):
+    doc = json.loads((real_model_dir / "training.json").read_text())
+    spec = FeatureSpec.from_dict(doc["feature_spec"])
+    j = spec.names.index("event_year")
+    row = AccidentReport.model_validate({"ev_id": "x", "event_date": "2025-06-01"}).fields()
+    assert spec.encode(row)[j] == spec.features[j].cap == 2019.0
+
+
+def test_column_wise_encoding_caps_the_year_as_the_row_encoder_does():
+    """The batch route's column encoder and the row encoder are one encoder: a year beyond
+    the cap, a month, a missing date encode alike both ways."""
+    import datetime as dt
+
+    from avsev.serving.features import Feature, FeatureSpec
+
+    spec = FeatureSpec(
+        (
+            Feature(
+                "event_year", "event_date", "numeric", derive="year", lo=1980, hi=2019, cap=2019
+            ),
+            Feature("event_month", "event_date", "numeric", derive="month", lo=1, hi=12),
+        )
+    )
+    dates = [dt.date(2025, 3, 1), dt.date(2001, 7, 9), None]
+    by_rows = [spec.encode({"event_date": d}) for d in dates]
+    by_columns = spec.encode_rows({"event_date": dates}, len(dates))
+    flat = [x for row in by_rows for x in row]
+    assert [round(x, 3) if x == x else "nan" for x in by_columns] == [
+        round(x, 3) if x == x else "nan" for x in flat
+    ]
+    assert by_rows[0][0] == 2019.0

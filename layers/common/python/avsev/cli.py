@@ -28,13 +28,27 @@ def cmd_train(args: argparse.Namespace) -> int:
     params = json.loads(args.params) if args.params else None
     result = train(data, params=params, balanced=args.balanced, seed=args.seed, rounds=args.rounds)
     out = save(result, args.out)
+    from avsev.pipeline.evaluate import summary_lines
+
+    info = result.info
     test = result.metrics["test"]
     base = test["baseline_majority"]
-    print(f"trained on {data.summary()['path']}: {result.info['split']}", file=sys.stderr)
+    aug = info["augmentation"]
+    print(f"trained on {data.summary()['path']}: {info['split']}", file=sys.stderr)
     print(
-        f"{result.info['n_trees']} trees; test weighted F1 {test['weighted_f1']:.3f} "
-        f"(majority baseline {base['weighted_f1']:.3f}), macro F1 {test['macro_f1']:.3f}, "
-        f"log loss {test['log_loss']:.3f}; written to {out}",
+        f"{info['n_trees']} trees, blank-field augmentation rate {aug['rate']} (chosen on "
+        f"validation); shipped: refit on {info['refit']['on']} ({info['refit']['rows']} rows); "
+        f"test weighted F1 {test['weighted_f1']:.3f} (majority baseline "
+        f"{base['weighted_f1']:.3f}); written to {out}",
+        file=sys.stderr,
+    )
+    print("held-out test rows:", file=sys.stderr)
+    for line in summary_lines(test, info["calibration"]):
+        print("  " + line, file=sys.stderr)
+    blank = result.metrics["test_top_field_blank"]
+    print(
+        f"  with {blank['field']} blanked in {blank['share']:.0%} of them: log loss "
+        f"{blank['log_loss']:.4f}, gain over prior {blank['gain_over_prior']:.1%}",
         file=sys.stderr,
     )
     _print_json(result.metrics)
@@ -58,9 +72,13 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from avsev.data import load
-    from avsev.pipeline.evaluate import evaluate
+    from avsev.pipeline.evaluate import evaluate, summary_lines
 
-    _print_json(evaluate(args.bundle, load(args.data)))
+    result = evaluate(args.bundle, load(args.data))
+    print(f"{result['bundle']} on {args.data}", file=sys.stderr)
+    for line in summary_lines(result["metrics"], result["calibration"]):
+        print("  " + line, file=sys.stderr)
+    _print_json(result)
     return 0
 
 

@@ -114,6 +114,8 @@ def _card(
             "evaluator": facts["evaluator"],
         },
         "metrics": training["metrics"],
+        "importance": training.get("importance"),
+        "calibration": training.get("calibration"),
         "data": training["data"],
         "split": training["split"],
         "reference_profile": training["reference_profile"],

@@ -13,8 +13,9 @@ import numpy as np
 import xgboost as xgb
 
 from avsev.data import LoadedData
-from avsev.monitoring.metrics import classification_report
+from avsev.monitoring.metrics import classification_report, log_loss
 from avsev.monitoring.profile import reference_profile
+from avsev.pipeline.evaluate import calibration, gain_over_prior
 from avsev.serving.features import FeatureSpec, fit_spec
 from avsev.serving.schema import SEVERITIES
 
@@ -40,6 +41,12 @@ DEFAULT_PARAMS: dict[str, Any] = {
 DEFAULT_ROUNDS = 400
 EARLY_STOPPING = 30
 GOLDEN_COUNT = 8
+BLANK_RATES: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3)
+"""The grid of blank-field augmentation rates tried on the validation split."""
+BLANK_COPIES = 1
+"""Extra copies of the training rows, each field blanked independently at the rate."""
+TEST_BLANK_SHARE = 0.8
+"""The share of test rows whose most important field is blanked for the robustness figure."""
 
 
 @dataclass
@@ -79,6 +86,73 @@ def matrix(spec: FeatureSpec, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
     return np.asarray(spec.encode_many(rows), dtype=np.float32).reshape(len(rows), len(spec))
 
 
+def source_columns(spec: FeatureSpec) -> dict[str, list[int]]:
+    """Each report field → the model columns derived from it (event_date: year and month)."""
+    out: dict[str, list[int]] = {}
+    for j, f in enumerate(spec.features):
+        out.setdefault(f.source, []).append(j)
+    return out
+
+
+def blank_augment(
+    x: np.ndarray,
+    y: Sequence[int],
+    spec: FeatureSpec,
+    rate: float,
+    *,
+    copies: int = BLANK_COPIES,
+    seed: int = 0,
+    weight: Sequence[float] | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """The rows, then `copies` extra copies of them with every report field blanked (all of
+    its columns NaN, as a missing field encodes) independently with probability `rate`.
+
+    Only the given (training) rows are copied, each with its own label and weight: nothing
+    of another row, and no label, decides what is blanked.
+    """
+    y_arr = np.asarray(y, dtype=int)
+    w_arr = None if weight is None else np.asarray(weight, dtype=float)
+    if rate <= 0 or copies <= 0:
+        return x, y_arr, w_arr
+    rng = np.random.default_rng(seed)
+    groups = list(source_columns(spec).values())
+    parts = [x]
+    for _ in range(copies):
+        extra = x.copy()
+        for cols in groups:
+            hit = rng.random(len(extra)) < rate
+            extra[np.ix_(hit, np.asarray(cols, dtype=np.intp))] = np.nan
+        parts.append(extra)
+    reps = copies + 1
+    return (
+        np.vstack(parts),
+        np.tile(y_arr, reps),
+        None if w_arr is None else np.tile(w_arr, reps),
+    )
+
+
+def blank_field(
+    x: np.ndarray, spec: FeatureSpec, field: str, share: float = 1.0, *, seed: int = 0
+) -> np.ndarray:
+    """A copy of `x` with report field `field` blanked in a random `share` of the rows."""
+    out = x.copy()
+    cols = source_columns(spec).get(field, [])
+    hit = np.random.default_rng(seed).random(len(out)) < share
+    out[np.ix_(hit, np.asarray(cols, dtype=np.intp))] = np.nan
+    return out
+
+
+def field_importance(booster: xgb.Booster, spec: FeatureSpec, x: np.ndarray) -> dict[str, float]:
+    """Mean |SHAP| per report field over the rows of `x`: XGBoost's exact TreeSHAP
+    (`pred_contribs`), |contribution| summed over the classes and over the columns derived
+    from the same field, then averaged over the rows. Largest first."""
+    contribs = booster.predict(xgb.DMatrix(x, feature_names=spec.names), pred_contribs=True)
+    per_column = np.abs(contribs.reshape(len(x), -1, len(spec) + 1)[:, :, : len(spec)])
+    per_column = per_column.sum(axis=1).mean(axis=0)
+    out = {field: float(per_column[cols].sum()) for field, cols in source_columns(spec).items()}
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
 @dataclass
 class TrainResult:
     booster: xgb.Booster
@@ -94,7 +168,18 @@ def train(
     rounds: int = DEFAULT_ROUNDS,
     balanced: bool = False,
     seed: int = 0,
+    blank_rates: Sequence[float] = BLANK_RATES,
+    refit: bool = True,
 ) -> TrainResult:
+    """Fit on the oldest rows, early-stop on the next, report on the newest (the held-out
+    fit); choose the blank-field augmentation rate on validation; then, unless `refit` is
+    false, ship a booster refit on every row with the held-out fit's tree count and rate.
+
+    The augmentation rate is the one of `blank_rates` with the lowest validation log loss
+    averaged over the validation rows as they are and the same rows with their most
+    important field (mean |SHAP| of the rate-0 fit) blanked: reports arrive both complete
+    and with blanks, and the average weighs the two equally.
+    """
     rows = data.reports()
     labels = data.labels
     split = time_split([r.get("event_date") for r in rows])
@@ -107,40 +192,120 @@ def train(
     spec = fit_spec(train_rows)
     p = {**DEFAULT_PARAMS, "seed": seed, **(params or {})}
     weights = class_weights(y_train) if balanced else None
-    d_train = xgb.DMatrix(
-        matrix(spec, train_rows),
-        label=y_train,
-        weight=[weights[y] for y in y_train] if weights else None,
-        feature_names=spec.names,
-    )
-    d_valid = xgb.DMatrix(matrix(spec, valid_rows), label=y_valid, feature_names=spec.names)
-    booster = xgb.train(
-        p,
-        d_train,
-        num_boost_round=rounds,
-        evals=[(d_valid, "valid")],
-        early_stopping_rounds=EARLY_STOPPING,
-        verbose_eval=False,
-    )
-    best = booster.best_iteration
-    booster = booster[: best + 1]
+    x_train, x_valid, x_test = (matrix(spec, r) for r in (train_rows, valid_rows, test_rows))
+    d_valid = xgb.DMatrix(x_valid, label=y_valid, feature_names=spec.names)
+
+    def fit(rate: float) -> xgb.Booster:
+        x, y, w = blank_augment(
+            x_train,
+            y_train,
+            spec,
+            rate,
+            seed=seed,
+            weight=[weights[v] for v in y_train] if weights else None,
+        )
+        b = xgb.train(
+            p,
+            xgb.DMatrix(x, label=y, weight=w, feature_names=spec.names),
+            num_boost_round=rounds,
+            evals=[(d_valid, "valid")],
+            early_stopping_rounds=EARLY_STOPPING,
+            verbose_eval=False,
+        )
+        return b[: b.best_iteration + 1]
+
+    def proba(b: xgb.Booster, x: np.ndarray, s: FeatureSpec = spec) -> np.ndarray:
+        return b.predict(xgb.DMatrix(x, feature_names=s.names))
+
+    rates = sorted({float(r) for r in blank_rates} | {0.0})
+    fits = {0.0: fit(0.0)}
+    top_field = next(iter(field_importance(fits[0.0], spec, x_valid)))
+    x_valid_blank = blank_field(x_valid, spec, top_field)
+    grid: dict[str, dict[str, float]] = {}
+    for rate in rates:
+        if rate not in fits:
+            fits[rate] = fit(rate)
+        complete = log_loss(y_valid, proba(fits[rate], x_valid))
+        blanked = log_loss(y_valid, proba(fits[rate], x_valid_blank))
+        grid[str(rate)] = {
+            "valid_log_loss": complete,
+            "valid_log_loss_top_field_blank": blanked,
+            "criterion": (complete + blanked) / 2,
+            "n_trees": fits[rate].num_boosted_rounds(),
+        }
+    chosen = min(rates, key=lambda r: (grid[str(r)]["criterion"], r))
+    held_out = fits[chosen]
+    n_trees = held_out.num_boosted_rounds()
 
     majority = int(np.bincount(y_train, minlength=len(SEVERITIES)).argmax())
 
-    def report(rows_: list[dict[str, Any]], y: list[int]) -> dict[str, Any]:
-        proba = booster.predict(xgb.DMatrix(matrix(spec, rows_), feature_names=spec.names))
-        return classification_report(y, proba, majority_class=majority)
+    def report(x: np.ndarray, y: list[int]) -> dict[str, Any]:
+        out = classification_report(y, proba(held_out, x), majority_class=majority)
+        out["gain_over_prior"] = gain_over_prior(out)
+        return out
 
-    metrics = {"valid": report(valid_rows, y_valid), "test": report(test_rows, y_test)}
+    p_test = proba(held_out, x_test)
+    metrics = {
+        "valid": report(x_valid, y_valid),
+        "test": report(x_test, y_test),
+        "test_top_field_blank": {
+            "field": top_field,
+            "share": TEST_BLANK_SHARE,
+            **report(blank_field(x_test, spec, top_field, TEST_BLANK_SHARE, seed=seed), y_test),
+        },
+    }
+    importance = field_importance(held_out, spec, x_valid)
+    calib = {"from": "held-out test rows", **calibration(y_test, p_test)}
+
+    shipped, shipped_spec = held_out, spec
+    if refit:
+        shipped_spec = fit_spec(rows)
+        all_weights = class_weights(labels) if balanced else None
+        x_all, y_all, w_all = blank_augment(
+            matrix(shipped_spec, rows),
+            labels,
+            shipped_spec,
+            chosen,
+            seed=seed,
+            weight=[all_weights[v] for v in labels] if all_weights else None,
+        )
+        shipped = xgb.train(
+            p,
+            xgb.DMatrix(x_all, label=y_all, weight=w_all, feature_names=shipped_spec.names),
+            num_boost_round=n_trees,
+        )
+
     golden = test_rows[:: max(1, len(test_rows) // GOLDEN_COUNT)][:GOLDEN_COUNT]
-    golden_proba = booster.predict(xgb.DMatrix(matrix(spec, golden), feature_names=spec.names))
+    golden_proba = proba(shipped, matrix(shipped_spec, golden), shipped_spec)
     info = {
         "params": p,
         "rounds_requested": rounds,
-        "best_iteration": best,
-        "n_trees": best + 1,
+        "best_iteration": n_trees - 1,
+        "n_trees": n_trees,
         "balanced": balanced,
         "class_weights": weights,
+        "metrics_from": "held-out fit",
+        "refit": {
+            "rows": len(rows) if refit else len(split.train),
+            "on": "train+valid+test" if refit else "train (no refit)",
+            "n_trees": n_trees,
+            "note": "the shipped model; metrics, importance and calibration are the held-out "
+            "fit's (trained on the train split, early-stopped on valid, measured on test)",
+        },
+        "augmentation": {
+            "rate": chosen,
+            "copies": BLANK_COPIES,
+            "seed": seed,
+            "grid": grid,
+            "top_field": top_field,
+            "criterion": "mean validation log loss over the rows as they are and with "
+            f"{top_field} blanked (the rate-0 fit's most important field)",
+        },
+        "importance": importance,
+        "importance_method": "mean |SHAP| (xgboost pred_contribs, exact TreeSHAP) of the "
+        "held-out fit on the validation rows, summed over classes and over the columns of "
+        "each report field",
+        "calibration": calib,
         "split": {
             "train": len(split.train),
             "valid": len(split.valid),
@@ -148,14 +313,14 @@ def train(
             **split.boundaries,
         },
         "data": data.summary(),
-        "reference_profile": reference_profile(train_rows, spec, seed=seed),
-        "prediction_mix": _class_mix(booster, spec, train_rows),
+        "reference_profile": reference_profile(train_rows, shipped_spec, seed=seed),
+        "prediction_mix": _class_mix(shipped, shipped_spec, train_rows),
         "golden": [
             {"request": _jsonable(r), "probabilities": [float(x) for x in pr]}
             for r, pr in zip(golden, golden_proba, strict=True)
         ],
     }
-    return TrainResult(booster, spec, metrics, info)
+    return TrainResult(shipped, shipped_spec, metrics, info)
 
 
 def _class_mix(

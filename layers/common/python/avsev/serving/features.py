@@ -34,6 +34,9 @@ class Feature:
     """For a date: which part ("year" or "month")."""
     lo: float | None = None
     hi: float | None = None
+    cap: float | None = None
+    """For a numeric feature: values above it encode as it (the event year is capped at the
+    last training year, so a newer report reads as the newest year the trees learned from)."""
     codes: dict[str, int] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -49,10 +52,12 @@ class Feature:
                 code = self.codes.get(OTHER)
             return NAN if code is None else float(code)
         if self.derive == "year":
-            return float(value.year)
-        if self.derive == "month":
-            return float(value.month)
-        return float(value)
+            number = float(value.year)
+        elif self.derive == "month":
+            number = float(value.month)
+        else:
+            number = float(value)
+        return number if self.cap is None or number <= self.cap else float(self.cap)
 
     def encode_column(self, values: Iterable[Any]) -> list[float]:
         """`encode` of each value, in one pass (the same rules, without a call per value)."""
@@ -62,10 +67,15 @@ class Feature:
             table = {c: float(i) for c, i in self.codes.items()}
             return [NAN if v is None or v != v else table.get(v, unseen) for v in values]
         if self.derive == "year":
-            return [NAN if v is None or v != v else float(v.year) for v in values]
-        if self.derive == "month":
-            return [NAN if v is None or v != v else float(v.month) for v in values]
-        return [NAN if v is None or v != v else float(v) for v in values]
+            numbers = [NAN if v is None or v != v else float(v.year) for v in values]
+        elif self.derive == "month":
+            numbers = [NAN if v is None or v != v else float(v.month) for v in values]
+        else:
+            numbers = [NAN if v is None or v != v else float(v) for v in values]
+        if self.cap is None:
+            return numbers
+        cap = float(self.cap)
+        return [x if not x > cap else cap for x in numbers]  # NaN stays NaN
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "source": self.source, "kind": self.kind}
@@ -78,6 +88,8 @@ class Feature:
             out["derive"] = self.derive
         if self.lo is not None:
             out["range"] = [self.lo, self.hi]
+        if self.cap is not None:
+            out["cap"] = self.cap
         return out
 
     @classmethod
@@ -91,6 +103,7 @@ class Feature:
             derive=d.get("derive"),
             lo=rng[0],
             hi=rng[1],
+            cap=d.get("cap"),
         )
 
 
@@ -177,7 +190,8 @@ def fit_spec(
 
     A feature with fewer than two distinct values in `rows` is left out (the trees could
     not use it). `make` keeps the values seen at least `open_category_min_count` times
-    and an `other` bucket for the rest.
+    and an `other` bucket for the rest. The event year is capped at the newest year in
+    `rows`: the model is never asked about a year it did not see.
     """
     skip = set(exclude)
     features: list[Feature] = []
@@ -200,9 +214,9 @@ def fit_spec(
             numbers = [Feature(name, source, kind, derive=derive).encode(v) for v in values]
             if len(set(numbers)) < 2:
                 continue
-            features.append(
-                Feature(name, source, kind, derive=derive, lo=min(numbers), hi=max(numbers))
-            )
+            lo, hi = min(numbers), max(numbers)
+            cap = hi if derive == "year" else None
+            features.append(Feature(name, source, kind, derive=derive, lo=lo, hi=hi, cap=cap))
     return FeatureSpec(tuple(features))
 
 
