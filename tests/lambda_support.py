@@ -31,3 +31,18 @@ def call(module: ModuleType, event: dict[str, Any]) -> tuple[int, dict[str, Any]
     """Invoke a handler; returns status, parsed JSON body and single-valued headers."""
     out = module.handler(event, FakeContext())
     return out["statusCode"], json.loads(out["body"]), response_headers(out)
+
+
+def scheduled_event(time: str) -> dict[str, Any]:
+    """An EventBridge scheduled event, as the schedules send it (`time`: ISO, UTC, with Z)."""
+    return {
+        "version": "0",
+        "id": "e1",
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": "123456789012",
+        "time": time,
+        "region": "us-east-1",
+        "resources": [],
+        "detail": {},
+    }

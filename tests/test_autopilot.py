@@ -11,6 +11,7 @@ import boto3
 import pytest
 from avsev.rollout.aliases import RolloutError, Rollouts, s3_audit, s3_audit_entries
 from avsev.rollout.autopilot import Autopilot, AutopilotConfig
+from lambda_support import scheduled_event
 from test_aws_monitoring import BUCKET, aws, function  # noqa: F401  (fixtures)
 
 T0 = dt.datetime(2026, 11, 20, 8, 0, tzinfo=dt.UTC)
@@ -172,17 +173,7 @@ def test_the_autopilot_function_ticks_on_a_scheduled_event(aws, function, monkey
     }
     for k, v in env.items():
         monkeypatch.setenv(k, v)
-    event = {
-        "version": "0",
-        "id": "e1",
-        "detail-type": "Scheduled Event",
-        "source": "aws.events",
-        "account": "123456789012",
-        "time": "2026-11-20T08:05:00Z",
-        "region": "us-east-1",
-        "resources": [],
-        "detail": {},
-    }
+    event = scheduled_event("2026-11-20T08:05:00Z")
     out = load_handler_module("autopilot", env).handler(event, LocalContext(function_name="ap"))
     assert out["state"] == "rolled_back" and "slower" in out["reason"]
     assert world.weights() == {"1": 1.0}

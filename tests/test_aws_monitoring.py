@@ -15,6 +15,7 @@ import pytest
 from avsev.monitoring.jobs import Clients, rollup_with_duckdb, run_ab_analysis, run_drift_check
 from avsev.monitoring.query import write_records_parquet
 from avsev.rollout.aliases import RolloutError, Rollouts, s3_audit
+from lambda_support import scheduled_event
 from moto import mock_aws
 from test_ab import records
 
@@ -176,17 +177,7 @@ def test_functions_run_on_a_scheduled_event(
 
     put_records(aws["s3"], served_records(real_data, real_bundle, 300), AT.date(), "p")
     rollup(aws, real_bundle.card)
-    event = {
-        "version": "0",
-        "id": "e1",
-        "detail-type": "Scheduled Event",
-        "source": "aws.events",
-        "account": "123456789012",
-        "time": AT.isoformat().replace("+00:00", "Z"),
-        "region": "us-east-1",
-        "resources": [],
-        "detail": {},
-    }
+    event = scheduled_event(AT.isoformat().replace("+00:00", "Z"))
     env = {
         "DATA_BUCKET": BUCKET,
         "ALERTS_TOPIC_ARN": aws["topic"],

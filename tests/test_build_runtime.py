@@ -130,6 +130,26 @@ def test_models_outside_the_branch_free_evaluator_fall_back_to_tl2cgen(real_mode
     other.write_text(json.dumps(doc))
     source, why = generate_forest(other)
     assert "multi:softmax" in why
+    # or trees deeper than the evaluator takes (every node is computed for every row)
+    from avsev.pipeline.compile import FOREST_MAX_DEPTH, _depth
+
+    doc = json.loads((real_model_dir / "model.json").read_text())
+    trees = doc["learner"]["gradient_booster"]["model"]["trees"]
+    assert max(_depth(t) for t in trees) <= FOREST_MAX_DEPTH  # the default model is in
+    tree = trees[0]
+    leaf = next(i for i, c in enumerate(tree["left_children"]) if c == -1)
+    for _ in range(FOREST_MAX_DEPTH):  # hang a chain of splits under one leaf
+        n = len(tree["left_children"])
+        tree["left_children"][leaf], tree["right_children"][leaf] = n, n + 1
+        for key, value in (("left_children", -1), ("right_children", -1)):
+            tree[key] += [value, value]
+        for key in tree:
+            if isinstance(tree[key], list) and len(tree[key]) == n:
+                tree[key] += [tree[key][leaf], tree[key][leaf]]
+        leaf = n
+    deep = tmp_path / "deep.json"
+    deep.write_text(json.dumps(doc))
+    assert generate_forest(deep)[1] == f"trees deeper than {FOREST_MAX_DEPTH}"
     # Then its evaluator is a stub that says so (avsev_predict_rows then takes tl2cgen's)
     (tmp_path / FOREST_FILE).write_text(source)
     lib = compile_library([tmp_path / FOREST_FILE], tmp_path / "stub.so", host_arch())

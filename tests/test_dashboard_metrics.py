@@ -10,20 +10,11 @@ import pytest
 from avsev.local.lambda_runtime import LocalContext, load_handler_module
 from avsev.rollout.metrics import rollout_metrics
 from avsev.serving.observability import SERVICE
+from lambda_support import scheduled_event
 from test_autopilot import World
 from test_aws_monitoring import BUCKET, aws, function  # noqa: F401  (fixtures)
 
-EVENT = {
-    "version": "0",
-    "id": "e1",
-    "detail-type": "Scheduled Event",
-    "source": "aws.events",
-    "account": "123456789012",
-    "time": "2026-11-20T08:05:00Z",
-    "region": "us-east-1",
-    "resources": [],
-    "detail": {},
-}
+EVENT = scheduled_event("2026-11-20T08:05:00Z")
 
 
 def values(data: list[dict]) -> dict[tuple[str, str | None], float]:

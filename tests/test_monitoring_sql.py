@@ -28,6 +28,7 @@ from avsev.monitoring.query import (
     write_records_parquet,
 )
 from avsev.serving.records import OutcomeRecord
+from lambda_support import scheduled_event
 from moto import mock_aws
 from moto.athena.models import QueryResults, athena_backends
 from test_ab import T0, records
@@ -231,17 +232,7 @@ def test_rollup_function_on_a_scheduled_event(
     }
     for k, v in env.items():
         monkeypatch.setenv(k, v)
-    event = {
-        "version": "0",
-        "id": "e1",
-        "detail-type": "Scheduled Event",
-        "source": "aws.events",
-        "account": "123456789012",
-        "time": (T0 + dt.timedelta(hours=1)).isoformat().replace("+00:00", "Z"),
-        "region": "us-east-1",
-        "resources": [],
-        "detail": {},
-    }
+    event = scheduled_event((T0 + dt.timedelta(hours=1)).isoformat().replace("+00:00", "Z"))
     module = load_handler_module("rollup", env)
     module.AthenaEngine = lambda client, wg, db: AthenaEngine(client, wg, db, poll_seconds=0)
     out = module.handler(event, LocalContext(function_name="rollup"))

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import datetime as dt
 import getpass
-import hashlib
 import json
 import re
 import subprocess
@@ -26,6 +25,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from avsev.serving.bundle import sha256_file
 
 SEMVER = re.compile(r"^\d+\.\d+\.\d+$")
 ALIASES = ("production", "candidate")
@@ -51,14 +52,6 @@ class Location:
         bucket, _, prefix = url[5:].partition("/")
         prefix = prefix.strip("/")
         return cls(bucket, f"{prefix}/" if prefix else "registry/")
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def git_lineage(root: Path) -> dict[str, Any]:
