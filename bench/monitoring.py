@@ -171,6 +171,7 @@ def measure(root: Path, n: int, data: Path) -> dict:
 
 QUERY_COLUMNS = {
     "served": (
+        "probabilities",
         "request_id",
         "ev_id",
         "shadow",
@@ -179,7 +180,15 @@ QUERY_COLUMNS = {
         "predicted",
         "latency_ms",
     ),
-    "labels": ("request_id", "ev_id", "shadow", "model_version", "schema_version", "predicted"),
+    "labels": (
+        "probabilities",
+        "request_id",
+        "ev_id",
+        "shadow",
+        "model_version",
+        "schema_version",
+        "predicted",
+    ),
     "drift": (
         "request_id",
         "ev_id",
