@@ -70,7 +70,7 @@ def test_demo_runs_the_whole_story(tmp_path, capsys):
     # production (log loss, the decision metric): the autopilot walks it 10% → 50% → 100%.
     # The deeper class-weighted candidate is worse: rolled back at its first step.
     assert result["autopilot"]["1.1.0"]["state"] == "promoted"
-    assert result["ab"]["decision"] == "promote" and "better on log loss" in result["ab"]["reason"]
+    assert result["ab"]["decision"] == "promote" and "log loss" in result["ab"]["reason"]
     assert result["autopilot"]["1.2.0"]["state"] == "rolled_back"
     assert result["ab_rollback"]["decision"] == "rollback"
     assert "worse on log loss" in result["ab_rollback"]["reason"]

@@ -193,7 +193,7 @@ def run(out: Path, *, requests: int = 3000, seed: int = 0) -> dict[str, Any]:
             note(f"autopilot started: version {version} (model {model}) at 10%")
             tick: dict[str, Any] = {}
             ab: dict[str, Any] = {}
-            for _ in range(12):
+            for _ in range(max(12, 6000 // chunk)):  # up to ~600 candidate rows at 10%
                 served = traffic(chunk)
                 simulated += dt.timedelta(minutes=61 if "10%" in _step() else 31)
                 ab = ab_job()
