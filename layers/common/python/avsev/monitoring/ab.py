@@ -234,17 +234,6 @@ def accuracy_test(correct_a: int, n_a: int, correct_b: int, n_b: int) -> dict[st
     return {"method": "two_proportion_z", "z": z, "p_value": float(2 * stats.norm.sf(abs(z)))}
 
 
-def sample_size_per_arm(
-    p_a: float, p_b: float, alpha: float = ALPHA, power: float = POWER
-) -> float | None:
-    """Labelled rows per version to detect the observed accuracy difference (fixed-horizon)."""
-    delta = abs(p_b - p_a)
-    if delta == 0:
-        return None
-    z = stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)
-    return float(math.ceil(z**2 * (p_a * (1 - p_a) + p_b * (1 - p_b)) / delta**2))
-
-
 def compare(
     champion: VersionCounts,
     candidate: VersionCounts,

@@ -128,11 +128,10 @@ class PredictionService:
 
     def _answers(
         self, bundle: Bundle, reports: Sequence[AccidentReport], request_ids: Sequence[str]
-    ) -> tuple[list[Prediction], list[dict[str, Any]], float]:
+    ) -> tuple[list[Prediction], list[dict[str, Any]], list[list[float]], float]:
         t0 = time.perf_counter()
         fields = [r.fields() for r in reports]
         rows = [bundle.spec.encode(f) for f in fields]
-        self._last_rows = rows
         probas = (
             bundle.model.predict_many(rows) if len(rows) > 1 else [bundle.model.predict(rows[0])]
         )
@@ -152,7 +151,7 @@ class PredictionService:
                     request_id=rid,
                 )
             )
-        return answers, fields, latency_ms
+        return answers, fields, rows, latency_ms
 
     def _records(
         self,
@@ -185,7 +184,12 @@ class PredictionService:
             for a, f in zip(answers, fields, strict=True)
         ]
 
-    def _shadow_lines(self, served: Sequence[Record], fields: Sequence[dict[str, Any]]) -> str:
+    def _shadow_lines(
+        self,
+        served: Sequence[Record],
+        fields: Sequence[dict[str, Any]],
+        rows: Sequence[Sequence[float]],
+    ) -> str:
         """The served record lines, each followed by its shadow's, on the cheap path: each is the
         served line with the model, `shadow` and the scores changed (the served features and
         time are the shadow's too), and the served rows' encoding is reused when the specs
@@ -193,9 +197,7 @@ class PredictionService:
         shadow = self.shadow
         assert shadow is not None
         t0 = time.perf_counter()
-        rows = (
-            self._last_rows if self._shadow_same_spec else [shadow.spec.encode(f) for f in fields]
-        )
+        rows = rows if self._shadow_same_spec else [shadow.spec.encode(f) for f in fields]
         probas = (
             shadow.model.predict_many(rows) if len(rows) > 1 else [shadow.model.predict(rows[0])]
         )
@@ -322,14 +324,14 @@ class PredictionService:
         self, reports: Sequence[AccidentReport], request_ids: Sequence[str], function_version: str
     ) -> Scored:
         """Score reports (1 or a batch) with the serving bundle, and the shadow if any."""
-        answers, fields, latency = self._answers(self.bundle, reports, request_ids)
+        answers, fields, rows, latency = self._answers(self.bundle, reports, request_ids)
         records = self._records(
             self.bundle, answers, fields, latency, function_version, shadow=False
         )
         lines = ""
         if self.shadow is not None:
             try:
-                lines = self._shadow_lines(records, fields)
+                lines = self._shadow_lines(records, fields, rows)
             except Exception as e:  # a shadow must never break the answer
                 print(
                     f'{{"level": "WARNING", "message": "shadow scoring failed: {type(e).__name__}"}}',
