@@ -440,7 +440,7 @@ FILE_PHASES = """
 import json, time
 from pathlib import Path
 import pandas as pd
-from avsev import batch as B
+from avsev.batch import reading as R, scoring as S
 from avsev.data import load_frame
 from avsev.serving.bundle import load_bundle
 b = load_bundle({bundle!r}, explain=False)
@@ -450,19 +450,17 @@ def lap(step, t0):
     return time.perf_counter()
 with open({path!r}, "rb") as f:
     t = time.perf_counter()
-    reader = pd.read_csv(B._text(f), dtype=str, keep_default_na=False, chunksize=B.CHUNK_ROWS)
+    reader = pd.read_csv(R._text(f), dtype=str, keep_default_na=False, chunksize=R.CHUNK_ROWS)
     first = 1
     for frame in reader:
         t = lap("read_csv (pandas)", t)
         loaded = load_frame(frame, path="f", require_label=False, row_offset=first)
-        t = lap("load_frame (avsev.data: clean columns)", t)
-        rows = loaded.reports()
-        t = lap("reports (avsev.data: one dict a row)", t)
-        good, numbers, rejected = B._validate(rows, first)
-        t = lap("validate (AccidentReport per row)", t)
-        out = B.score_chunk(b, B.Chunk(good, numbers, rejected, len(frame), {{}}), "now")
+        t = lap("load_frame (avsev.data: clean distinct values)", t)
+        chunk = R.validated_chunk(loaded, first, len(frame))
+        t = lap("validate (column-wise, flagged rows one by one)", t)
+        out = S.score_chunk(b, chunk, "now")
         t = lap("encode + score + frame", t)
-        B.write_table(out, Path("/dev/null"), append=True)
+        S.write_table(out, Path("/dev/null"), append=True)
         t = lap("write CSV", t)
         first += len(frame)
 print(json.dumps(spent))

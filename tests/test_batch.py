@@ -10,7 +10,7 @@ import boto3
 import numpy as np
 import pandas as pd
 import pytest
-from avsev.batch import Job, final_keys, process
+from avsev.batch import Job, OutputName, process
 from avsev.data import load
 from avsev.parquet import read_parquet
 from avsev.pipeline.train import matrix
@@ -149,7 +149,7 @@ def test_malformed_files_give_an_error_summary_and_no_output(s3, batch_fn, name,
     s3.put_object(Bucket=BUCKET, Key=f"batch/in/{name}", Body=body)
     summary = batch_fn.handler(created(f"batch/in/{name}"), FakeContext())
     assert summary["status"] == "error" and message in summary["error"]
-    keys = final_keys(name)
+    keys = OutputName.of_output(name).final_keys()
     stored = json.loads(s3.get_object(Bucket=BUCKET, Key=keys["summary"])["Body"].read())
     assert stored["status"] == "error"
     listed = [

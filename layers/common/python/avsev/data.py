@@ -14,8 +14,9 @@ import os
 import re
 import zlib
 from collections import Counter, defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -88,15 +89,15 @@ class LoadedData:
     def reports(self) -> list[dict[str, Any]]:
         """One dict per row, in `AccidentReport` form (missing fields left out)."""
         fields = [c for c in self.frame.columns if c != LABEL]
-        out = []
-        for values in zip(*(self.frame[c].tolist() for c in fields), strict=True):
-            row = {}
-            for name, v in zip(fields, values, strict=True):
-                if v is None or (isinstance(v, float) and v != v) or v is pd.NaT:
-                    continue
-                row[name] = _python_value(name, v)
-            out.append(row)
-        return out
+        return [
+            _report(fields, values)
+            for values in zip(*(self.frame[c].tolist() for c in fields), strict=True)
+        ]
+
+    def report(self, i: int) -> dict[str, Any]:
+        """Row `i` (by position) as `reports()` gives it."""
+        fields = [c for c in self.frame.columns if c != LABEL]
+        return _report(fields, self.frame[fields].iloc[i].tolist())
 
     @property
     def labels(self) -> list[int]:
@@ -117,6 +118,14 @@ class LoadedData:
         if LABEL in self.frame and self.frame[LABEL].notna().any():
             out["class_counts"] = {s: int((self.frame[LABEL] == s).sum()) for s in SEVERITIES}
         return out
+
+
+def _report(fields: list[str], values: list[Any]) -> dict[str, Any]:
+    return {
+        name: _python_value(name, v)
+        for name, v in zip(fields, values, strict=True)
+        if not (v is None or (isinstance(v, float) and v != v) or v is pd.NaT)
+    }
 
 
 def _python_value(name: str, v: Any) -> Any:
@@ -148,13 +157,38 @@ class _Drops:
         return {c: dict(r) for c, r in sorted(self.counts.items())}
 
 
+Problems = dict[str, "pd.Series[bool]"]
+"""Why values of a column were dropped: reason → which values (in the order reported)."""
+
+
+def _by_unique(
+    column: str,
+    raw: pd.Series,
+    clean: Callable[[pd.Series], tuple[pd.Series, Problems]],
+    drops: _Drops,
+) -> pd.Series:
+    """`clean` applied to the column's distinct values only, spread back over the rows, its
+    problems counted once per row. An export column repeats few values (categories, dates,
+    codes, coordinates of the same airfields), so this is the same answer for a fraction of
+    the work (tests/test_data.py checks it against cleaning every row)."""
+    codes, uniques = pd.factorize(raw, use_na_sentinel=False)
+    values, problems = clean(pd.Series(np.asarray(uniques, dtype=object), dtype=object))
+    counts = np.bincount(codes, minlength=len(uniques))
+    for reason, mask in problems.items():
+        drops.add(column, reason, int(counts[mask.to_numpy(dtype=bool)].sum()))
+    return pd.Series(values.to_numpy()[codes], index=raw.index, dtype=values.dtype)
+
+
 def parse_event_dates(raw: pd.Series, drops: _Drops, *, today: dt.date | None = None) -> pd.Series:
     """ISO `YYYY-MM-DD` or `M/D/YY[YY]` → date objects (None where unreadable).
 
     A two-digit year is in the past century when it is later than this year's two digits
     (`82` → 1982, `05` → 2005).
     """
-    today = today or dt.date.today()
+    return _by_unique("event_date", raw, partial(_dates, today=today or dt.date.today()), drops)
+
+
+def _dates(raw: pd.Series, *, today: dt.date) -> tuple[pd.Series, Problems]:
     s = raw.astype("string").str.strip()
     iso = s.str.extract(r"^(\d{4})-(\d{1,2})-(\d{1,2})")
     us = s.str.extract(r"^(\d{1,2})/(\d{1,2})/(\d{2}|\d{4})$")
@@ -172,23 +206,16 @@ def parse_event_dates(raw: pd.Series, drops: _Drops, *, today: dt.date | None = 
     century = np.where(year > today.year % 100, 1900, 2000)
     year = year.where(~two_digit, year + century)
     out: list[dt.date | None] = []
-    bad = 0
     for y, m, d in zip(year.tolist(), month.tolist(), day.tolist(), strict=True):
         try:
             date = dt.date(int(y), int(m), int(d))
         except (ValueError, TypeError):
             out.append(None)
-            bad += 1
             continue
-        if date > today:
-            out.append(None)
-            bad += 1
-        else:
-            out.append(date)
-    missing = int(_blank(raw).sum())
-    drops.add("event_date", "missing", missing)
-    drops.add("event_date", "unreadable or in the future", bad - missing)
-    return pd.Series(out, index=raw.index, dtype=object)
+        out.append(None if date > today else date)
+    values = pd.Series(out, index=raw.index, dtype=object)
+    missing = _blank(raw)
+    return values, {"missing": missing, "unreadable or in the future": values.isna() & ~missing}
 
 
 _DMS = re.compile(r"^(\d{2,3})(\d{2})(\d{2}(?:\.\d+)?)([NSEW])$")
@@ -206,7 +233,7 @@ def _coordinate(value: str) -> float:
         return -deg if m[4] in "SW" else deg
 
 
-def _numeric(name: str, raw: pd.Series, drops: _Drops) -> pd.Series:
+def _numeric(name: str, raw: pd.Series) -> tuple[pd.Series, Problems]:
     lo, hi, kind = NUMERIC_FIELDS[name]
     blank = _blank(raw)
     text = raw.astype("string").str.strip()
@@ -226,44 +253,43 @@ def _numeric(name: str, raw: pd.Series, drops: _Drops) -> pd.Series:
         out_of_range |= values.notna() & ~values.map(
             lambda v: v != v or valid_occurrence_code(v)
         ).astype(bool)
-    drops.add(name, "missing", blank.sum())
-    drops.add(name, "not a number", unreadable.sum())
-    drops.add(
-        name,
-        f"outside {lo}..{hi}" if name != "occurrence_code" else "invalid code",
-        out_of_range.sum(),
-    )
-    return values.where(~out_of_range)
+    return values.where(~out_of_range), {
+        "missing": blank,
+        "not a number": unreadable,
+        f"outside {lo}..{hi}" if name != "occurrence_code" else "invalid code": out_of_range,
+    }
 
 
-def _category(name: str, raw: pd.Series, drops: _Drops) -> pd.Series:
+def _category(name: str, raw: pd.Series) -> tuple[pd.Series, Problems]:
     blank = _blank(raw)
     out: list[str | None] = []
-    unknown = 0
+    unknown: list[bool] = []
     for b, v in zip(blank.tolist(), raw.tolist(), strict=True):
-        if b:
-            out.append(None)
-            continue
-        try:
-            out.append(canonical_category(name, str(v)))
-        except ValueError:
-            out.append(None)
-            unknown += 1
-    drops.add(name, "missing", blank.sum())
-    drops.add(name, "not a category of the export", unknown)
-    return pd.Series(out, index=raw.index, dtype=object)
+        value = None
+        if not b:
+            try:
+                value = canonical_category(name, str(v))
+            except ValueError:
+                unknown.append(True)
+                out.append(None)
+                continue
+        unknown.append(False)
+        out.append(value)
+    return pd.Series(out, index=raw.index, dtype=object), {
+        "missing": blank,
+        "not a category of the export": pd.Series(unknown, index=raw.index, dtype=bool),
+    }
 
 
-def _boolean(name: str, raw: pd.Series, drops: _Drops) -> pd.Series:
+def _boolean(raw: pd.Series) -> tuple[pd.Series, Problems]:
     text = raw.astype("string").str.strip().str.lower()
     mapping = {"yes": True, "y": True, "true": True, "no": False, "n": False, "false": False}
     values = text.map(mapping)
     blank = _blank(raw)
-    drops.add(name, "missing", blank.sum())
-    drops.add(name, "not yes/no", (values.isna() & ~blank).sum())
-    return pd.Series(
+    out = pd.Series(
         [None if v is None or v != v else bool(v) for v in values], dtype=object, index=raw.index
     )
+    return out, {"missing": blank, "not yes/no": values.isna() & ~blank}
 
 
 def severity_from_counts(frame: pd.DataFrame, drops: _Drops) -> pd.Series:
@@ -363,12 +389,12 @@ def load_frame(
     out["event_date"] = parse_event_dates(frame["event_date"], drops)
     for name in NUMERIC_FIELDS:
         if name in cols:
-            out[name] = _numeric(name, frame[name], drops)
+            out[name] = _by_unique(name, frame[name], partial(_numeric, name), drops)
     for name in CATEGORY_FIELDS:
         if name in cols:
-            out[name] = _category(name, frame[name], drops)
+            out[name] = _by_unique(name, frame[name], partial(_category, name), drops)
     if "amateur_built" in cols:
-        out["amateur_built"] = _boolean("amateur_built", frame["amateur_built"], drops)
+        out["amateur_built"] = _by_unique("amateur_built", frame["amateur_built"], _boolean, drops)
 
     if LABEL in cols:
         label = frame[LABEL].astype("string").str.strip().str.capitalize()

@@ -109,6 +109,7 @@ OPEN_CATEGORY_FIELDS = ("make",)
 """Categories with no closed set: rare or unseen values fall into an `other` bucket."""
 
 EV_ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
+MAKE_MAX_LENGTH = 64
 
 
 _SPACES = re.compile(r"[\s_]+")
@@ -237,7 +238,7 @@ class AccidentReport(BaseModel):
     purpose_of_flight: _category("purpose_of_flight") | None = None  # type: ignore[valid-type]
     broad_phase_of_flight: _category("broad_phase_of_flight") | None = None  # type: ignore[valid-type]
     weather_condition: _category("weather_condition") | None = None  # type: ignore[valid-type]
-    make: Annotated[str, Field(min_length=1, max_length=64, strict=True)] | None = None
+    make: Annotated[str, Field(min_length=1, max_length=MAKE_MAX_LENGTH, strict=True)] | None = None
     amateur_built: Annotated[bool, Field(strict=True)] | None = None
 
     @field_validator(

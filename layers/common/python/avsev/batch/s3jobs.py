@@ -1,0 +1,254 @@
+"""One S3 object in, outputs out: split across invocations when it is too big for one.
+
+Each invocation scores a part into staging keys; the last one joins the parts and publishes
+the outputs (copied into place, the summary last: it is the completion marker)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from botocore.exceptions import ClientError
+
+from avsev.batch.names import IN_PREFIX, OutputKind, OutputName
+from avsev.batch.reading import CHUNK_ROWS
+from avsev.batch.scoring import (
+    OUTPUT_COLUMNS,
+    REJECTED_COLUMNS,
+    Summary,
+    append_rejected,
+    score_stream,
+    write_table,
+)
+from avsev.data import DataError
+from avsev.parquet import read_parquet
+from avsev.serving.bundle import Bundle
+
+
+@dataclass
+class Job:
+    """What one invocation works on (a continuation event carries it to the next)."""
+
+    bucket: str
+    key: str
+    etag: str
+    out_name: str
+    scored_at: str
+    skip_rows: int = 0
+    part: int = 0
+
+    @property
+    def names(self) -> OutputName:
+        return OutputName.of_output(self.out_name)
+
+    def part_key(self, part: int, kind: OutputKind) -> str:
+        return self.names.part_key(self.etag, part, kind)
+
+    def continued(self, rows_read: int) -> Job:
+        """The next part: the rows after those read so far."""
+        return Job(
+            self.bucket,
+            self.key,
+            self.etag,
+            self.out_name,
+            self.scored_at,
+            self.skip_rows + rows_read,
+            self.part + 1,
+        )
+
+    def as_event(self) -> dict[str, Any]:
+        return {"avsev_continuation": asdict(self)}
+
+
+def _missing(error: ClientError) -> bool:
+    return error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey")
+
+
+def already_done(s3: Any, job: Job) -> dict[str, Any] | None:
+    """The summary of this very input (same ETag) when it was scored before."""
+    try:
+        body = s3.get_object(Bucket=job.bucket, Key=job.names.final_keys()["summary"])[
+            "Body"
+        ].read()
+    except ClientError as e:
+        if _missing(e):
+            return None
+        raise
+    summary = json.loads(body)
+    return summary if summary.get("source_etag") == job.etag else None
+
+
+def run_part(
+    s3: Any,
+    bundle: Bundle,
+    job: Job,
+    workdir: Path,
+    *,
+    chunk_rows: int = CHUNK_ROWS,
+    keep_going: Callable[[int], bool] = lambda chunks: True,
+) -> tuple[Summary, Job | None]:
+    """Score one part of the object into staging keys; returns the next job when not done."""
+    out = workdir / f"part.{job.names.suffix}"
+    rejected = workdir / "part.rejected.csv"
+    body = s3.get_object(Bucket=job.bucket, Key=job.key)["Body"]
+    summary, done = score_stream(
+        bundle,
+        body,
+        job.key,
+        out,
+        rejected,
+        scored_at=job.scored_at,
+        chunk_rows=chunk_rows,
+        skip_rows=job.skip_rows,
+        keep_going=keep_going,
+    )
+    for kind, path in (("output", out), ("rejected", rejected)):
+        if path.exists():
+            s3.upload_file(str(path), job.bucket, job.part_key(job.part, kind))
+    s3.put_object(
+        Bucket=job.bucket,
+        Key=job.part_key(job.part, "summary"),
+        Body=json.dumps(summary.as_dict()).encode(),
+    )
+    return summary, None if done else job.continued(summary.rows_read)
+
+
+def finish(s3: Any, bundle: Bundle, job: Job, workdir: Path) -> Summary:
+    """Join the parts into the final outputs and publish them, the summary last."""
+    total = Summary(
+        source=f"s3://{job.bucket}/{job.key}",
+        model_version=bundle.version,
+        invocations=job.part + 1,
+    )
+    out = workdir / f"final.{job.names.suffix}"
+    rejected = workdir / "final.rejected.csv"
+    for path in (out, rejected):
+        path.unlink(missing_ok=True)
+    for part in range(job.part + 1):
+        doc = json.loads(
+            s3.get_object(Bucket=job.bucket, Key=job.part_key(part, "summary"))["Body"].read()
+        )
+        part_summary = Summary.counts_of(doc)
+        total.add(part_summary)
+        total.seconds += part_summary.seconds
+        for kind, path in (("output", out), ("rejected", rejected)):
+            local = workdir / f"p{part}.{kind}"
+            try:
+                s3.download_file(job.bucket, job.part_key(part, kind), str(local))
+            except ClientError as e:
+                if _missing(e):  # a part that read no rows wrote no file
+                    continue
+                raise
+            if kind == "output":
+                frame = (
+                    read_parquet(local)
+                    if job.names.parquet
+                    else pd.read_csv(local, dtype=str, keep_default_na=False)
+                )
+                write_table(frame, path, append=path.exists())
+            else:
+                frame = pd.read_csv(local, dtype=str, keep_default_na=False)
+                append_rejected(frame.to_dict("records"), path, append=path.exists())
+    keys = publish(s3, job.bucket, out, rejected, job.names, staging=job.names.staging(job.etag))
+    total.seconds = round(total.seconds, 3)
+    total.outputs = {k: f"s3://{job.bucket}/{v}" for k, v in keys.items()}
+    doc = total.as_dict() | {"source_etag": job.etag, "scored_at": job.scored_at}
+    s3.put_object(
+        Bucket=job.bucket,
+        Key=keys["summary"],
+        Body=json.dumps(doc, indent=1).encode(),
+        ContentType="application/json",
+    )
+    return total
+
+
+def publish(
+    s3: Any, bucket: str, out: Path, rejected: Path, names: OutputName, *, staging: str
+) -> dict[OutputKind, str]:
+    """Put the output and rejects under their final keys: uploaded to a temporary key first,
+    then copied into place, so no reader ever sees a half-written file. Empty files are
+    written too (a run that scored nothing says so)."""
+    if not out.exists():
+        write_table(pd.DataFrame(columns=OUTPUT_COLUMNS), out, append=False)
+    if not rejected.exists():
+        pd.DataFrame(columns=REJECTED_COLUMNS).to_csv(rejected, index=False)
+    keys = names.final_keys()
+    for kind, path in (("output", out), ("rejected", rejected)):
+        temporary = f"{staging}final-{Path(keys[kind]).name}"
+        s3.upload_file(str(path), bucket, temporary)
+        s3.copy_object(
+            Bucket=bucket, Key=keys[kind], CopySource={"Bucket": bucket, "Key": temporary}
+        )
+    return keys
+
+
+def job_from_event(event: dict[str, Any], *, parquet: bool = False) -> Job | None:
+    """An S3 "Object Created" event (EventBridge or S3 notification) or a continuation."""
+    if "avsev_continuation" in event:
+        return Job(**event["avsev_continuation"])
+    if event.get("detail-type") == "Object Created":
+        detail = event["detail"]
+        bucket, key = detail["bucket"]["name"], detail["object"]["key"]
+        etag, when = detail["object"].get("etag", ""), event["time"]
+    elif event.get("Records"):
+        record = event["Records"][0]
+        bucket, key = record["s3"]["bucket"]["name"], record["s3"]["object"]["key"]
+        etag, when = record["s3"]["object"].get("eTag", ""), record["eventTime"]
+    else:
+        return None
+    if not key.startswith(IN_PREFIX) or key.endswith("/"):
+        return None
+    out_name = OutputName.for_input(key, parquet=parquet).output
+    return Job(bucket, key, etag.strip('"'), out_name, when)
+
+
+def error_summary(s3: Any, job: Job, error: Exception, model_version: str) -> dict[str, Any]:
+    """A file that cannot be scored: a summary that says why, and no output."""
+    doc = Summary(
+        source=f"s3://{job.bucket}/{job.key}",
+        model_version=model_version,
+        status="error",
+        error=f"{type(error).__name__}: {error}",
+    ).as_dict() | {"source_etag": job.etag}
+    s3.put_object(
+        Bucket=job.bucket,
+        Key=job.names.final_keys()["summary"],
+        Body=json.dumps(doc, indent=1).encode(),
+    )
+    return doc
+
+
+UNREADABLE_INPUT = (DataError, pd.errors.ParserError, UnicodeDecodeError, ValueError)
+"""What a file that cannot be scored raises (it gets an error summary, not a retry)."""
+
+
+def process(
+    s3: Any,
+    bundle: Bundle,
+    job: Job,
+    workdir: Path,
+    *,
+    chunk_rows: int = CHUNK_ROWS,
+    keep_going: Callable[[int], bool] = lambda chunks: True,
+) -> tuple[dict[str, Any], Job | None]:
+    """One invocation's work on a job: skip it if done, score a part, finish or hand on."""
+    done = already_done(s3, job) if job.part == 0 else None
+    if done:
+        return done | {"status": "already_done"}, None
+    try:
+        _, following = run_part(
+            s3, bundle, job, workdir, chunk_rows=chunk_rows, keep_going=keep_going
+        )
+        if following is not None:
+            return {
+                "status": "continuing",
+                "next_part": following.part,
+                "skip_rows": following.skip_rows,
+            }, following
+        return finish(s3, bundle, job, workdir).as_dict(), None
+    except UNREADABLE_INPUT as e:
+        return error_summary(s3, job, e, bundle.version), None
