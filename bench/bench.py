@@ -439,7 +439,6 @@ def batch_file_figures(bundle_dir: Path, work: Path, rows: int = 100_000) -> dic
 FILE_PHASES = """
 import json, time
 from pathlib import Path
-import pandas as pd
 from avsev.batch import reading as R, scoring as S
 from avsev.data import load_frame
 from avsev.serving.bundle import load_bundle
@@ -450,10 +449,9 @@ def lap(step, t0):
     return time.perf_counter()
 with open({path!r}, "rb") as f:
     t = time.perf_counter()
-    reader = pd.read_csv(R._text(f), dtype=str, keep_default_na=False, chunksize=R.CHUNK_ROWS)
     first = 1
-    for frame in reader:
-        t = lap("read_csv (pandas)", t)
+    for frame in R.csv_frames(R.text_stream(f), chunk_rows=R.CHUNK_ROWS):
+        t = lap("read_csv (pandas, report columns)", t)
         loaded = load_frame(frame, path="f", require_label=False, row_offset=first)
         t = lap("load_frame (avsev.data: clean distinct values)", t)
         chunk = R.validated_chunk(loaded, first, len(frame))

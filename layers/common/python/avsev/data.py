@@ -14,7 +14,7 @@ import os
 import re
 import zlib
 from collections import Counter, defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -70,6 +70,19 @@ RENAMES = {
 
 CATEGORY_FIELDS = (*CATEGORIES, "make")
 
+REPORT_COLUMNS = frozenset(
+    {"ev_id", "accident_number", "event_id", "event_date", *NUMERIC_FIELDS, *CATEGORY_FIELDS}
+    | {"amateur_built"}
+)
+"""The columns (normalised) a report is read from: its id, date and fields."""
+
+
+def is_report_column(name: str) -> bool:
+    """Whether an export column feeds a report: scoring reads these and skips the rest
+    (label columns, places, registrations, free text)."""
+    norm = _norm_column(name)
+    return RENAMES.get(norm, norm) in REPORT_COLUMNS
+
 
 class DataError(ValueError):
     """A data file that cannot be read as an NTSB export."""
@@ -120,7 +133,7 @@ class LoadedData:
         return out
 
 
-def _report(fields: list[str], values: list[Any]) -> dict[str, Any]:
+def _report(fields: list[str], values: Sequence[Any]) -> dict[str, Any]:
     return {
         name: _python_value(name, v)
         for name, v in zip(fields, values, strict=True)
@@ -140,9 +153,20 @@ def _norm_column(name: str) -> str:
     return re.sub(r"[.\s]+", "_", name.strip()).lower()
 
 
+BLANK_WORDS = frozenset({"", "unknown", "unk", "n/a", "na"})
+"""Cells of the export that mean "not recorded"."""
+
+
+def _missing_value(v: Any) -> bool:
+    return v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and v != v)
+
+
 def _blank(s: pd.Series) -> pd.Series:
-    t = s.astype("string").str.strip()
-    return t.isna() | t.str.lower().isin({"", "unknown", "unk", "n/a", "na"})
+    return pd.Series(
+        [_missing_value(v) or str(v).strip().lower() in BLANK_WORDS for v in s.tolist()],
+        index=s.index,
+        dtype=bool,
+    )
 
 
 class _Drops:
@@ -188,32 +212,30 @@ def parse_event_dates(raw: pd.Series, drops: _Drops, *, today: dt.date | None = 
     return _by_unique("event_date", raw, partial(_dates, today=today or dt.date.today()), drops)
 
 
+_ISO_DATE = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})")
+_US_DATE = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{2}|\d{4})$")
+
+
+def _date(value: Any, today: dt.date) -> dt.date | None:
+    """One export date (ISO or M/D/YY[YY]); None when unreadable or after `today`."""
+    text = "" if _missing_value(value) else str(value).strip()
+    if m := _ISO_DATE.search(text):
+        year, month, day = (int(g) for g in m.groups())
+    elif m := _US_DATE.search(text):
+        month, day, year = (int(g) for g in m.groups())
+    else:
+        return None
+    if year < 100:
+        year += 1900 if year > today.year % 100 else 2000
+    try:
+        date = dt.date(year, month, day)
+    except ValueError:
+        return None
+    return None if date > today else date
+
+
 def _dates(raw: pd.Series, *, today: dt.date) -> tuple[pd.Series, Problems]:
-    s = raw.astype("string").str.strip()
-    iso = s.str.extract(r"^(\d{4})-(\d{1,2})-(\d{1,2})")
-    us = s.str.extract(r"^(\d{1,2})/(\d{1,2})/(\d{2}|\d{4})$")
-
-    def number(a: pd.Series, b: pd.Series) -> pd.Series:
-        # plain floats: NaN, not pd.NA, where a date part is absent
-        return (
-            pd.to_numeric(a, errors="coerce")
-            .astype(float)
-            .fillna(pd.to_numeric(b, errors="coerce").astype(float))
-        )
-
-    year, month, day = number(iso[0], us[2]), number(iso[1], us[0]), number(iso[2], us[1])
-    two_digit = year < 100
-    century = np.where(year > today.year % 100, 1900, 2000)
-    year = year.where(~two_digit, year + century)
-    out: list[dt.date | None] = []
-    for y, m, d in zip(year.tolist(), month.tolist(), day.tolist(), strict=True):
-        try:
-            date = dt.date(int(y), int(m), int(d))
-        except (ValueError, TypeError):
-            out.append(None)
-            continue
-        out.append(None if date > today else date)
-    values = pd.Series(out, index=raw.index, dtype=object)
+    values = pd.Series([_date(v, today) for v in raw.tolist()], index=raw.index, dtype=object)
     missing = _blank(raw)
     return values, {"missing": missing, "unreadable or in the future": values.isna() & ~missing}
 
@@ -236,14 +258,17 @@ def _coordinate(value: str) -> float:
 def _numeric(name: str, raw: pd.Series) -> tuple[pd.Series, Problems]:
     lo, hi, kind = NUMERIC_FIELDS[name]
     blank = _blank(raw)
-    text = raw.astype("string").str.strip()
     if name in ("dec_latitude", "dec_longitude"):
         values = pd.Series(
-            [float("nan") if b else _coordinate(t) for b, t in zip(blank, text, strict=True)],
+            [
+                float("nan") if b else _coordinate(str(v).strip())
+                for b, v in zip(blank.tolist(), raw.tolist(), strict=True)
+            ],
             index=raw.index,
             dtype=float,
         )
     else:
+        text = raw.astype("string").str.strip()
         values = pd.to_numeric(text.where(~blank), errors="coerce").astype(float)
     unreadable = values.isna() & ~blank
     out_of_range = values.notna() & ((values < lo) | (values > hi))
@@ -292,9 +317,27 @@ def _boolean(raw: pd.Series) -> tuple[pd.Series, Problems]:
     return out, {"missing": blank, "not yes/no": values.isna() & ~blank}
 
 
+_EV_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+def _event_ids(raw: list[Any], row_offset: int) -> tuple[list[str], int]:
+    """Each row's id, stripped; `row-N` where it is missing or not a valid id (and how many)."""
+    keys, replaced = [], 0
+    for i, v in enumerate(raw):
+        key = "" if v is None or v != v else str(v).strip()
+        if not _EV_ID.fullmatch(key):
+            key, replaced = f"row-{row_offset + i}", replaced + 1
+        keys.append(key)
+    return keys, replaced
+
+
+def _number_or_nan(raw: pd.Series) -> tuple[pd.Series, Problems]:
+    return pd.to_numeric(raw, errors="coerce"), {}
+
+
 def severity_from_counts(frame: pd.DataFrame, drops: _Drops) -> pd.Series:
     """Highest injury level from the Total_* counts: Fatal > Serious > Minor > None."""
-    counts = {c: pd.to_numeric(frame[c], errors="coerce") for c in INJURY_COLUMNS}
+    counts = {c: _by_unique(c, frame[c], _number_or_nan, drops) for c in INJURY_COLUMNS}
     all_unknown = pd.concat([v.isna() for v in counts.values()], axis=1).all(axis=1)
     label = np.select(
         [
@@ -375,17 +418,12 @@ def load_frame(
         ids = frame["event_id"]
     else:
         raise DataError(f"{path}: required column Accident_Number (or Event_Id / ev_id) is absent")
-    ids = ids.astype("string").str.strip()
     if "event_id" in cols:
-        mangled = frame["event_id"].astype("string").str.contains(r"E\+", regex=True, na=False)
-        drops.add("event_id", "spreadsheet-mangled (Accident_Number used as key)", mangled.sum())
-    bad_id = ~ids.str.fullmatch(r"[A-Za-z0-9._-]{1,64}", na=False)
-    ids = ids.where(
-        ~bad_id, pd.Series([f"row-{row_offset + i}" for i in range(len(frame))], index=frame.index)
-    )
-    drops.add("ev_id", "missing or invalid (replaced by row number)", bad_id.sum())
-
-    out = pd.DataFrame({"ev_id": ids.astype(str)}, index=frame.index)
+        mangled = sum("E+" in v for v in frame["event_id"].tolist() if isinstance(v, str))
+        drops.add("event_id", "spreadsheet-mangled (Accident_Number used as key)", mangled)
+    keys, replaced = _event_ids(ids.tolist(), row_offset)
+    drops.add("ev_id", "missing or invalid (replaced by row number)", replaced)
+    out = pd.DataFrame({"ev_id": keys}, index=frame.index)
     out["event_date"] = parse_event_dates(frame["event_date"], drops)
     for name in NUMERIC_FIELDS:
         if name in cols:

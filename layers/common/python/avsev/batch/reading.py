@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from pydantic import ValidationError
 
-from avsev.data import DataError, LoadedData, load_frame
+from avsev.data import DataError, LoadedData, is_report_column, load_frame
 from avsev.serving.errors import details_from_validation
 from avsev.serving.schema import MAKE_MAX_LENGTH, REPORT_FIELDS, AccidentReport
 
@@ -32,7 +32,7 @@ def file_kind(name: str) -> str:
     return "csv"
 
 
-def _text(stream: IO[bytes]) -> IO[str]:
+def text_stream(stream: IO[bytes]) -> IO[str]:
     """UTF-8 when the start of the file reads as UTF-8, else Latin-1 (the NTSB export's)."""
     head = stream.read(SNIFF_BYTES)
     if not head.strip():
@@ -126,10 +126,11 @@ def _reports_chunk(
 
 
 LOADER_CHECKED_VALIDATORS = frozenset(
-    {"_closed_category", "_open_category", "_occurrence_code", "_not_in_future"}
+    {"canonical_category", "_occurrence_code", "_not_in_future", "_integral"}
 )
 """`AccidentReport`'s own validators that `avsev.data` applies to every value it loads (the
-same category sets, codes, ranges; dates up to today, stricter than the schema's slack)."""
+same category lookup, codes and ranges, whole numbers, dates up to today: stricter than the
+schema's day of slack)."""
 BEYOND_THE_LOADER = frozenset({"_recent_hours_within_total"})
 """The validators a loaded row can still fail: checked column-wise in `_may_be_refused`."""
 
@@ -178,25 +179,30 @@ def read_chunks(
 ) -> Iterator[Chunk]:
     """Stream a file as validated chunks, never whole in memory. `skip_rows` data rows are
     passed over (a continuation resumes there)."""
-    text = _text(stream)
+    text = text_stream(stream)
     if file_kind(name) == "jsonl":
         yield from _jsonl_chunks(text, chunk_rows, skip_rows)
         return
+    first = skip_rows + 1
+    for frame in csv_frames(text, chunk_rows=chunk_rows, skip_rows=skip_rows):
+        loaded = load_frame(frame, path=name, require_label=False, row_offset=first)
+        yield validated_chunk(loaded, first, len(frame))
+        first += len(frame)
+
+
+def csv_frames(text: IO[str], *, chunk_rows: int, skip_rows: int = 0) -> Iterator[pd.DataFrame]:
+    """The CSV's report columns (see `is_report_column`) as strings, `chunk_rows` at a time."""
     try:
-        reader = pd.read_csv(
+        yield from pd.read_csv(
             text,
             dtype=str,
             keep_default_na=False,
+            usecols=is_report_column,
             chunksize=chunk_rows,
             skiprows=range(1, skip_rows + 1) if skip_rows else None,
         )
     except pd.errors.EmptyDataError as e:
         raise DataError("empty file, no header") from e
-    first = skip_rows + 1
-    for frame in reader:
-        loaded = load_frame(frame, path=name, require_label=False, row_offset=first)
-        yield validated_chunk(loaded, first, len(frame))
-        first += len(frame)
 
 
 def _jsonl_chunks(text: IO[str], chunk_rows: int, skip_rows: int) -> Iterator[Chunk]:

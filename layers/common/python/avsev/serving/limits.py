@@ -109,20 +109,17 @@ def _float(literal: str) -> float:
 
 def _depth_exceeds(value: Any, limit: int) -> bool:
     """Whether containers nest deeper than `limit`: level by level, no recursion to exhaust."""
-    level, depth = [value], 1
-    while level:
-        if depth > limit:
-            return True
-        below: list[Any] = []
-        for node in level:
-            below += [
-                c for c in (node.values() if type(node) is dict else node) if type(c) in _NESTED
-            ]
-        level, depth = below, depth + 1
-    return False
-
-
-_NESTED = (dict, list)
+    level = [value]
+    for _ in range(limit):
+        level = [
+            child
+            for node in level
+            for child in (node.values() if type(node) is dict else node)
+            if type(child) is dict or type(child) is list
+        ]
+        if not level:
+            return False
+    return True
 
 
 def decode_json(text: str | bytes) -> Any:

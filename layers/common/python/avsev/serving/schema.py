@@ -8,9 +8,11 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import re
+import time
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -202,9 +204,34 @@ def _num(name: str) -> Any:
     field = Field(
         ge=lo, le=hi, strict=True, description=FIELD_ALLOWED[name], json_schema_extra=extra or None
     )
+    if name == "occurrence_code":
+        return Annotated[int, field, BeforeValidator(_integral), AfterValidator(_occurrence_code)]
     if kind is int:
         return Annotated[int, field, BeforeValidator(_integral)]
     return Annotated[float, field]
+
+
+# Validators below are plain functions (no `info`), and a category's is a `partial` of the
+# cached lookup: a batch of 1,000 reports calls them thousands of times.
+
+
+def _occurrence_code(value: int) -> int:
+    if not valid_occurrence_code(value):
+        raise ValueError(f"{value} is not a valid occurrence code")
+    return value
+
+
+@functools.lru_cache(maxsize=1)
+def _latest_date_in(minute: int) -> dt.date:
+    return dt.date.today() + dt.timedelta(days=1)
+
+
+def _not_in_future(value: dt.date) -> dt.date:
+    """One day of slack: a report dated "today" somewhere east of UTC is fine (today is
+    looked up once a minute)."""
+    if value > _latest_date_in(int(time.time() // 60)):
+        raise ValueError(f"{value.isoformat()} is in the future")
+    return value
 
 
 def _category(name: str) -> Any:
@@ -215,7 +242,9 @@ def _category(name: str) -> Any:
         else [*CATEGORIES[name], "Unknown"]
     )
     return Annotated[
-        str, Field(description=FIELD_ALLOWED[name], json_schema_extra={"enum": values})
+        str,
+        Field(description=FIELD_ALLOWED[name], json_schema_extra={"enum": values}),
+        AfterValidator(functools.partial(canonical_category, name)),
     ]
 
 
@@ -225,7 +254,7 @@ class AccidentReport(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
 
     ev_id: Annotated[str, Field(pattern=EV_ID_PATTERN, strict=True, description="NTSB event id")]
-    event_date: dt.date | None = None
+    event_date: Annotated[dt.date, AfterValidator(_not_in_future)] | None = None
     dec_latitude: _num("dec_latitude") | None = None  # type: ignore[valid-type]
     dec_longitude: _num("dec_longitude") | None = None  # type: ignore[valid-type]
     aircraft_age: _num("aircraft_age") | None = None  # type: ignore[valid-type]
@@ -238,35 +267,15 @@ class AccidentReport(BaseModel):
     purpose_of_flight: _category("purpose_of_flight") | None = None  # type: ignore[valid-type]
     broad_phase_of_flight: _category("broad_phase_of_flight") | None = None  # type: ignore[valid-type]
     weather_condition: _category("weather_condition") | None = None  # type: ignore[valid-type]
-    make: Annotated[str, Field(min_length=1, max_length=MAKE_MAX_LENGTH, strict=True)] | None = None
+    make: (
+        Annotated[
+            str,
+            Field(min_length=1, max_length=MAKE_MAX_LENGTH, strict=True),
+            AfterValidator(functools.partial(canonical_category, "make")),
+        ]
+        | None
+    ) = None
     amateur_built: Annotated[bool, Field(strict=True)] | None = None
-
-    @field_validator(
-        "engine_type", "purpose_of_flight", "broad_phase_of_flight", "weather_condition"
-    )
-    @classmethod
-    def _closed_category(cls, value: str | None, info: Any) -> str | None:
-        return canonical_category(info.field_name, value)
-
-    @field_validator("make")
-    @classmethod
-    def _open_category(cls, value: str | None) -> str | None:
-        return canonical_category("make", value)
-
-    @field_validator("occurrence_code")
-    @classmethod
-    def _occurrence_code(cls, value: int | None) -> int | None:
-        if value is not None and not valid_occurrence_code(value):
-            raise ValueError(f"{value} is not a valid occurrence code")
-        return value
-
-    @field_validator("event_date")
-    @classmethod
-    def _not_in_future(cls, value: dt.date | None) -> dt.date | None:
-        # One day of slack: a report dated "today" somewhere east of UTC is fine.
-        if value is not None and value > dt.date.today() + dt.timedelta(days=1):
-            raise ValueError(f"{value.isoformat()} is in the future")
-        return value
 
     @field_validator("pilot_90_days")
     @classmethod
