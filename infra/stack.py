@@ -33,7 +33,6 @@ from infra.constants import (
     RECORD_PREFIXES,
     ROLLUPS_PREFIX,
     Env,
-    alarm_prefix,
     report_prefix,
 )
 from infra.constructs.access import s3_access
@@ -84,6 +83,11 @@ def _card(bundle: Path) -> dict[str, Any]:
 
 
 class AvsevStack(Stack):
+    """Shared resources (layers, records, alerts, the failure queue), the functions of the
+    catalog, then one step per concern: monitoring (records, rollup, A/B and drift reports),
+    batch, rollouts (canaries, autopilot), asynchronous invocation, the serving API, and
+    operations (WAF, dashboard, the validation alarm, outputs)."""
+
     def __init__(self, scope: Construct, id: str, *, config: AppConfig, **kwargs: Any) -> None:
         super().__init__(scope, id, **kwargs)
         version = model_version(config)
@@ -108,7 +112,7 @@ class AvsevStack(Stack):
         alerts = Alerts(self, "Alerts", email=config.alarm_email)
         failures = failure_queue(self, "Failures")
 
-        # The functions, then each concern that wires them.
+        # The functions, each with the shared resources its spec names.
         fns = self._build_functions(
             specs=specs,
             layers=layers,
@@ -120,6 +124,7 @@ class AvsevStack(Stack):
                 Env.GLUE_DATABASE: records.tables.database_name,
             },
         )
+        # Monitoring.
         self._build_records(functions=fns, specs=specs, records=records, alerts=alerts)
         self._build_rollup(fn=fns["rollup"], bucket=records.bucket, tables=records.tables)
         self._build_reports(
@@ -129,6 +134,7 @@ class AvsevStack(Stack):
             alerts=alerts,
             predict=fns["predict"].function,
         )
+        # Batch scoring.
         batch = self._build_batch(
             fn=fns["batch_score"],
             spec=specs["batch_score"],
@@ -137,6 +143,7 @@ class AvsevStack(Stack):
             schedule=config.batch_schedule,
             alerts=alerts,
         )
+        # Rollouts.
         canaries = self._build_canaries(
             functions=fns,
             specs=specs,
@@ -149,7 +156,7 @@ class AvsevStack(Stack):
         self._build_autopilot(
             fn=fns["autopilot"],
             predict=fns["predict"].function,
-            group=canaries["predict"].group,
+            canary=canaries["predict"],
             bucket=records.bucket,
             alerts=alerts,
         )
@@ -163,6 +170,7 @@ class AvsevStack(Stack):
             metric=config.ab_metric,
             cost_matrix=config.cost_matrix,
         )
+        # The serving API, then operations.
         api = Api(
             self,
             "Api",
@@ -439,13 +447,13 @@ class AvsevStack(Stack):
         *,
         fn: ServingFunction,
         predict: lambda_.IFunction,
-        group: codedeploy.ILambdaDeploymentGroup,
+        canary: Canary,
         bucket: s3.IBucket,
         alerts: Alerts,
     ) -> None:
         """The rollout controller: reads the alias, its alarms, CodeDeploy and the latest A/B
         report; moves the alias weights; writes the audit; alerts."""
-        alarms = alarm_prefix(self.stack_name, "predict")
+        group, alarms = canary.group, canary.alarm_prefix
         for name, value in {
             Env.PREDICT_FUNCTION_NAME: predict.function_name,
             Env.ALARM_PREFIX: alarms,

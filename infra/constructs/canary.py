@@ -72,6 +72,8 @@ class Canary(Construct):
             "service": stack.stack_name,  # POWERTOOLS_SERVICE_NAME: this stage only
         }
         prefix = alarm_prefix(stack.stack_name, name)
+        self.alarm_prefix = prefix
+        """The names of this function's rollout alarms start so (the autopilot reads them)."""
         errors, internal, latency = CANARY_ALARMS
         # Validation errors are not here: a client sending bad requests says nothing about
         # the new version, and must not be able to roll a release back. They notify instead

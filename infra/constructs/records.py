@@ -283,7 +283,7 @@ class Records(Construct):
                     "Sum",
                     cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
                     1,
-                    "records failed Parquet conversion (see firehose-errors/; `avsev records redrive`)",
+                    f"records failed Parquet conversion (see {ERRORS_PREFIX}; `avsev records redrive`)",
                 ),
             ):
                 alarms.append(
