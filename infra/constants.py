@@ -1,14 +1,53 @@
-"""Names shared by the stack, the constructs and the tests: one place for each."""
+"""Names of the stack, the constructs and the tests. Those the Lambda code shares (namespace,
+service, S3 prefixes, alarm names, the `ev_id` pattern, environment variables) are written
+once in the library, `avsev.constants`, and re-exported here."""
 
+from avsev.constants import (
+    AB_REPORTS,
+    API_4XX_ALARM,
+    ATHENA_RESULTS_PREFIX,
+    AUDIT_PREFIX,
+    BATCH_ERRORS_ALARM,
+    BATCH_FAILURES_ALARM,
+    CANARY_ALARMS,
+    DRIFT_REPORTS,
+    ERRORS_PREFIX,
+    EV_ID_PATTERN,
+    LIVE_ALIAS,
+    METRICS_NAMESPACE,
+    REPORTS_PREFIX,
+    ROLLUPS_PREFIX,
+    SERVICE,
+    Env,
+    alarm_prefix,
+    report_prefix,
+)
 from avsev.monitoring.tables import OUTCOMES, PREDICTIONS
-from avsev.records_redrive import ERRORS_PREFIX
 from avsev.serving.routes import ALIASED
+
+__all__ = [
+    "AB_REPORTS",
+    "API_4XX_ALARM",
+    "ATHENA_RESULTS_PREFIX",
+    "AUDIT_PREFIX",
+    "BATCH_ERRORS_ALARM",
+    "BATCH_FAILURES_ALARM",
+    "CANARY_ALARMS",
+    "DRIFT_REPORTS",
+    "ERRORS_PREFIX",
+    "EV_ID_PATTERN",
+    "LIVE_ALIAS",
+    "METRICS_NAMESPACE",
+    "REPORTS_PREFIX",
+    "ROLLUPS_PREFIX",
+    "SERVICE",
+    "Env",
+    "alarm_prefix",
+    "report_prefix",
+]
 
 CANARY_FUNCTIONS = ALIASED
 """Functions behind alias `live` whose new versions roll out by CodeDeploy canary."""
-SERVICE = "avsev"
-METRICS_NAMESPACE = "Avsev"
-LIVE_ALIAS = "live"
 
 STAGES = ("staging", "prod")
 DEFAULT_STAGE = "prod"
@@ -38,7 +77,3 @@ def record_filter(table: str) -> str:
 PREDICTIONS_PREFIX = f"{PREDICTIONS}/"
 OUTCOMES_PREFIX = f"{OUTCOMES}/"
 RECORD_PREFIXES = (PREDICTIONS_PREFIX, OUTCOMES_PREFIX)
-REPORTS_PREFIX = "reports/"
-ROLLUPS_PREFIX = "rollups/"
-ATHENA_RESULTS_PREFIX = "athena-results/"
-__all__ = ["ERRORS_PREFIX"]  # records Firehose failed: `firehose-errors/<table>/<error type>/dt=…/`

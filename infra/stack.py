@@ -1,25 +1,39 @@
 """The avsev stack: layers, functions, API, canary rollouts, records, schedules, alerts,
-dashboard. Grants live here, where the pieces meet."""
+dashboard. Grants live here, where the pieces meet.
+
+`AvsevStack.__init__` is the table of contents: each `_build_*` step takes plain inputs and
+returns what a later step needs. What a function needs is a field of its `FunctionSpec`
+(infra/catalog.py), never a test of its name."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from typing import Any
 
 from avsev.monitoring.tables import OUTCOMES, PREDICTIONS
 from aws_cdk import CfnOutput, Duration, Stack
+from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cloudwatch as cw
+from aws_cdk import aws_codedeploy as codedeploy
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from infra.catalog import function_specs
 from infra.config import AppConfig
 from infra.constants import (
+    AB_REPORTS,
+    API_4XX_ALARM,
     ATHENA_RESULTS_PREFIX,
-    CANARY_FUNCTIONS,
+    AUDIT_PREFIX,
     METRICS_NAMESPACE,
     RECORD_PREFIXES,
-    REPORTS_PREFIX,
     ROLLUPS_PREFIX,
+    Env,
+    report_prefix,
 )
 from infra.constructs.access import s3_access
 from infra.constructs.api import Api
@@ -35,84 +49,52 @@ from infra.constructs.operations import (
     on_failure,
 )
 from infra.constructs.records import Records
+from infra.constructs.tables import RecordTables
 from infra.nag import acknowledge, ref
 
-SPECS = {
-    # Serving: enough memory for a full vCPU share at low latency; short timeouts.
-    "predict": FunctionSpec(
-        "predict",
-        1024,
-        10,
-        "POST /predict, /predict/batch; GET /model, /health",
-        model=True,
-        shadow=True,
-    ),
-    "explain": FunctionSpec(
-        "explain", 1024, 10, "POST /predict/explain (exact TreeSHAP)", model=True
-    ),
-    "outcomes": FunctionSpec("outcomes", 256, 10, "POST /outcomes"),
-    # Monitoring jobs: the rollup aggregates new records in Athena (it needs the card's drift
-    # bins, and imports the monitoring jobs module: numpy/scipy); A/B and drift read only rollups.
-    "rollup": FunctionSpec(
-        "rollup",
-        512,
-        900,
-        "hourly rollup of new records (Athena)",
-        ("common", "deps", "analysis"),
-        model=True,
-    ),
-    "ab_analysis": FunctionSpec(
-        "ab_analysis", 1024, 300, "hourly A/B report", ("common", "deps", "analysis")
-    ),
-    "drift_check": FunctionSpec(
-        "drift_check", 1024, 300, "daily drift check", ("common", "deps", "analysis"), model=True
-    ),
-    # Rollout autopilot: one tick every few minutes (alias, alarms, audit, the A/B report).
-    "autopilot": FunctionSpec(
-        "autopilot", 256, 60, "rollout autopilot: 10% → 50% → 100% on evidence"
-    ),
-    # Batch: streams files in chunks; 1 GB and the longest timeout, then continues itself.
-    "batch_score": FunctionSpec(
-        "batch_score",
-        1024,
-        900,
-        "batch scoring of files",
-        ("common", "deps", "analysis", "tabular"),
-        model=True,
-    ),
-    # Pre-traffic hooks: a handful of invocations.
-    "smoke_predict": FunctionSpec(
-        "smoke_test", 256, 60, "pre-traffic smoke test of predict", model=True
-    ),
-    "smoke_explain": FunctionSpec(
-        "smoke_test", 256, 60, "pre-traffic smoke test of explain", model=True
-    ),
+ARCHITECTURES = {"arm64": lambda_.Architecture.ARM_64, "x86_64": lambda_.Architecture.X86_64}
+
+ASYNC_FAILURES = (
+    "Failed asynchronous invocations go to an SQS on-failure destination (EventInvokeConfig), which "
+    "keeps more context than a DLQ."
+)
+NO_DLQ = {
+    "api": "Invoked synchronously by API Gateway: the caller gets the error; there is no event to keep.",
+    "hook": "A CodeDeploy hook: a failed or silent hook fails the deployment, which rolls back; no event to keep.",
 }
 
 
-class AvsevStack(Stack):
-    def __init__(self, scope: Construct, id: str, *, config: AppConfig, **kwargs: object) -> None:
-        super().__init__(scope, id, **kwargs)
-        arch = (
-            lambda_.Architecture.ARM_64 if config.arch == "arm64" else lambda_.Architecture.X86_64
+def model_version(config: AppConfig) -> str:
+    """The served bundle's version, once both bundles are checked against the stack's arch."""
+    card = _card(config.bundle)
+    if card["arch"] != config.arch:
+        raise ValueError(
+            f"bundle {config.bundle} is built for {card['arch']}, the stack for {config.arch}"
         )
-        card = json.loads((config.bundle / "card.json").read_text())
-        if card["arch"] != config.arch:
-            raise ValueError(
-                f"bundle {config.bundle} is built for {card['arch']}, the stack for {config.arch}"
-            )
-        model_version = card["version"]
-        bundle_env = {"MODEL_BUNDLE_PATH": f"/opt/{config.bundle.name}"}
+    if config.shadow_bundle is not None:
+        shadow = _card(config.shadow_bundle)
+        if shadow["arch"] != config.arch:
+            raise ValueError(f"shadow bundle {config.shadow_bundle} is built for {shadow['arch']}")
+    return str(card["version"])
 
-        shadow_card = (
-            json.loads((config.shadow_bundle / "card.json").read_text())
-            if config.shadow_bundle
-            else None
-        )
-        if shadow_card and shadow_card["arch"] != config.arch:
-            raise ValueError(
-                f"shadow bundle {config.shadow_bundle} is built for {shadow_card['arch']}"
-            )
+
+def _card(bundle: Path) -> dict[str, Any]:
+    return dict(json.loads((bundle / "card.json").read_text()))
+
+
+class AvsevStack(Stack):
+    """Shared resources (layers, records, alerts, the failure queue), the functions of the
+    catalog, then one step per concern: monitoring (records, rollup, A/B and drift reports),
+    batch, rollouts (canaries, autopilot), asynchronous invocation, the serving API, and
+    operations (WAF, dashboard, the validation alarm, outputs)."""
+
+    def __init__(self, scope: Construct, id: str, *, config: AppConfig, **kwargs: Any) -> None:
+        super().__init__(scope, id, **kwargs)
+        version = model_version(config)
+        specs = function_specs(config)
+        arch = ARCHITECTURES[config.arch]
+
+        # Shared resources: layers, the records pipeline and its tables, alerts, failures.
         layers = Layers(
             self,
             "Layers",
@@ -130,376 +112,167 @@ class AvsevStack(Stack):
         alerts = Alerts(self, "Alerts", email=config.alarm_email)
         failures = failure_queue(self, "Failures")
 
-        common_env = {
-            "DATA_BUCKET": records.bucket.bucket_name,
-            "ALERTS_TOPIC_ARN": alerts.topic.topic_arn,
-        }
-        rollup_env = {
-            "DATA_BUCKET": records.bucket.bucket_name,
-            "ATHENA_WORKGROUP": records.tables.workgroup_name,
-            "GLUE_DATABASE": records.tables.database_name,
-        }
-        # Reserved concurrency: batch (invoked per upload, and by itself) and the scheduled
-        # jobs can never take the account's concurrency from predict and explain.
-        reserved = {
-            "batch_score": config.batch_concurrency,
-            "rollup": config.job_concurrency,
-            "ab_analysis": config.job_concurrency,
-            "drift_check": config.job_concurrency,
-            "autopilot": 1,  # one controller at a time: two ticks never race on the alias
-        }
-
-        def job_env(key: str) -> dict[str, str]:
-            return rollup_env if key == "rollup" else common_env
-
-        fns: dict[str, ServingFunction] = {}
-        for key, spec in SPECS.items():
-            if key.startswith("smoke_"):
-                continue
-            shadow = spec.shadow and config.shadow_bundle is not None
-            layer_names = (
-                spec.layers + (("model",) if spec.model else ()) + (("shadow",) if shadow else ())
-            )
-            fns[key] = ServingFunction(
-                self,
-                key.title().replace("_", ""),
-                spec=FunctionSpec(
-                    spec.name, spec.memory_mb, spec.timeout_s, spec.description, layer_names
-                ),
-                layers=layers,
-                arch=arch,
-                environment={
-                    **(bundle_env if spec.model else {}),
-                    **(
-                        {"SHADOW_BUNDLE_PATH": f"/opt/{config.shadow_bundle.name}"}  # type: ignore[union-attr]
-                        if shadow
-                        else {}
-                    ),
-                    **({} if key in ("predict", "explain", "outcomes") else job_env(key)),
-                },
-                with_alias=key in CANARY_FUNCTIONS,
-                function_name=f"{self.stack_name}-batch-score" if key == "batch_score" else None,
-                reserved_concurrency=reserved.get(key) if config.reserved_concurrency else None,
-            )
-
-        # Records: predictions (predict, explain) and outcomes, each to its own stream.
-        for key, table in (
-            ("predict", PREDICTIONS),
-            ("explain", PREDICTIONS),
-            ("outcomes", OUTCOMES),
-        ):
-            records.subscribe(f"{key.title()}Records", fns[key].log_group, table)
-        for alarm in records.alarms:
-            alerts.notify(alarm)
-
-        self._rollup(fns["rollup"], records, failures, config)
-
-        # A/B and drift: read rollups, write their own reports, publish metrics and alerts.
-        for key, prefix in (("ab_analysis", "ab"), ("drift_check", "drift")):
-            fn = fns[key]
-            reports = f"{REPORTS_PREFIX}{prefix}/"
-            findings = s3_access(
-                fn.role,
-                records.bucket,
-                read=[ROLLUPS_PREFIX, reports],
-                write=[reports],
-                list_all=True,
-            )
-            alerts.topic.grant_publish(fn.role)
-            fn.role.add_to_policy(
-                iam.PolicyStatement(
-                    actions=["cloudwatch:PutMetricData"],
-                    resources=["*"],
-                    conditions={"StringEquals": {"cloudwatch:namespace": METRICS_NAMESPACE}},
-                )
-            )
-            on_failure(fn.function, failures)
-            acknowledge(
-                fn.role,
-                "AwsSolutions-IAM5",
-                "Reads rollups and its own report prefix, writes its report prefix (no deletes); ListBucket on the "
-                "data bucket is unconditioned because S3 answers a missing key (a report or alert marker not written "
-                "yet) with 404 only to a caller that may list; listing shows key names, not records. Publishes to the "
-                "alerts topic (its KMS key) and puts metrics in our namespace only.",
-                "Action::kms:GenerateDataKey*",
-                *findings,
-                "Resource::*",
-                f"Resource::{ref(fns['predict'].function)}:*",
-            )
-            acknowledge(
-                fn.function,
-                "Serverless-LambdaDLQ",
-                "Failed asynchronous invocations go to an SQS on-failure destination (EventInvokeConfig), which "
-                "keeps more context than a DLQ.",
-            )
-        fns["ab_analysis"].function.add_environment(
-            "PREDICT_FUNCTION_NAME", fns["predict"].function.function_name
+        # The functions, each with the shared resources its spec names.
+        fns = self._build_functions(
+            specs=specs,
+            layers=layers,
+            arch=arch,
+            shared_env={
+                Env.DATA_BUCKET: records.bucket.bucket_name,
+                Env.ALERTS_TOPIC_ARN: alerts.topic.topic_arn,
+                Env.ATHENA_WORKGROUP: records.tables.workgroup_name,
+                Env.GLUE_DATABASE: records.tables.database_name,
+            },
         )
-        fns["ab_analysis"].function.add_environment("AB_DECISION_METRIC", config.ab_metric)
-        if config.cost_matrix:
-            fns["ab_analysis"].function.add_environment("COST_MATRIX", config.cost_matrix)
-        fns["ab_analysis"].role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["lambda:GetAlias", "lambda:GetFunctionConfiguration"],
-                resources=[
-                    fns["predict"].function.function_arn,
-                    f"{fns['predict'].function.function_arn}:*",
-                ],
-            )
+        # Monitoring.
+        self._build_records(functions=fns, specs=specs, records=records, alerts=alerts)
+        self._build_rollup(fn=fns["rollup"], bucket=records.bucket, tables=records.tables)
+        self._build_reports(
+            functions=fns,
+            specs=specs,
+            bucket=records.bucket,
+            alerts=alerts,
+            predict=fns["predict"].function,
         )
-        Schedule(
-            self,
-            "DriftSchedule",
-            function=fns["drift_check"].function,
-            expression=config.drift_schedule,
-            dlq=failures,
-        )
-        Schedule(
-            self,
-            "AbSchedule",
-            function=fns["ab_analysis"].function,
-            expression=config.ab_schedule,
-            dlq=failures,
-        )
-        batch = Batch(
-            self,
-            "Batch",
-            function=fns["batch_score"],
+        # Batch scoring.
+        batch = self._build_batch(
+            fn=fns["batch_score"],
+            spec=specs["batch_score"],
             access_logs=records.access_logs,
-            dlq=failures,
+            failures=failures,
             schedule=config.batch_schedule,
-            function_name=f"{self.stack_name}-batch-score",
+            alerts=alerts,
         )
-        on_failure(fns["batch_score"].function, failures)
-        acknowledge(
-            fns["batch_score"].function,
-            "Serverless-LambdaDLQ",
-            "Failed asynchronous invocations go to an SQS on-failure destination (EventInvokeConfig).",
+        # Rollouts.
+        canaries = self._build_canaries(
+            functions=fns,
+            specs=specs,
+            layers=layers,
+            arch=arch,
+            model_version=version,
+            deployment=deployment_config(self, config.deployment),
+            alerts=alerts,
         )
-        for alarm in batch.alarms:
-            alerts.notify(alarm)
-        self.batch = batch
-
-        # Canary rollouts of predict and explain, each guarded by its own smoke test.
-        self.canaries: dict[str, Canary] = {}
-        for key, route in (("predict", "/predict/batch"), ("explain", "/predict/explain")):
-            target = fns[key]
-            smoke_spec = SPECS[f"smoke_{key}"]
-            smoke = ServingFunction(
-                self,
-                f"Smoke{key.title()}",
-                spec=FunctionSpec(
-                    smoke_spec.name,
-                    smoke_spec.memory_mb,
-                    smoke_spec.timeout_s,
-                    smoke_spec.description,
-                    (*smoke_spec.layers, "model"),
-                ),
-                layers=layers,
-                arch=arch,
-                environment={
-                    **bundle_env,
-                    "TARGET_FUNCTION_ARN": target.function.current_version.function_arn,
-                    "SMOKE_ROUTE": route,
-                },
-            )
-            target.function.current_version.grant_invoke(smoke.role)
-            acknowledge(
-                smoke.function,
-                "Serverless-LambdaDLQ",
-                "A CodeDeploy hook: a failed or silent hook fails the deployment, which rolls back; no event to keep.",
-            )
-            canary = Canary(
-                self,
-                f"{key.title()}Canary",
-                function=target.function,
-                alias=target.alias,  # type: ignore[arg-type]
-                model_version=model_version,
-                config=deployment_config(self, config.deployment)
-                if key == "predict"
-                else self._shared_config,
-                pre_hook=smoke.function,
-                p95_latency_ms=config.p95_latency_ms * (4 if key == "explain" else 1),
-            )
-            self._shared_config = canary.group.deployment_config
-            smoke.role.add_to_policy(
-                iam.PolicyStatement(
-                    actions=["codedeploy:PutLifecycleEventHookExecutionStatus"],
-                    resources=[canary.group.deployment_group_arn],
-                )
-            )
-            for alarm in canary.alarms:
-                alerts.notify(alarm)
-            self.canaries[key] = canary
-
-        self._autopilot(fns["autopilot"], fns["predict"], records, alerts, failures, config)
-
+        self._build_autopilot(
+            fn=fns["autopilot"],
+            predict=fns["predict"].function,
+            canary=canaries["predict"],
+            bucket=records.bucket,
+            alerts=alerts,
+        )
+        # Retries, the failure queue and schedules of the asynchronous functions. Placed after
+        # the grants above and before the A/B job's alias read, so every role's statements keep
+        # the order a deployed stack has (a reorder would be a needless policy update).
+        self._build_invocation(functions=fns, specs=specs, failures=failures)
+        self._build_ab_analysis(
+            fn=fns["ab_analysis"],
+            predict=fns["predict"].function,
+            metric=config.ab_metric,
+            cost_matrix=config.cost_matrix,
+        )
+        # The serving API, then operations.
         api = Api(
             self,
             "Api",
             config=config,
             targets={
-                "predict": fns["predict"].target,
-                "explain": fns["explain"].target,
-                "outcomes": fns["outcomes"].target,
+                key: fns[key].target for key, spec in specs.items() if spec.invocation == "api"
             },
         )
-        if config.waf:
-            Firewall(self, "Waf", stage_arn=api.api.deployment_stage.stage_arn)
-        Dashboard(
-            self,
-            "Ops",
-            functions={k: v.function for k, v in fns.items()},
-            api_name=api.api.rest_api_name,
+        self.validation_alarm = self._build_operations(
+            api=api.api,
+            functions={key: fn.function for key, fn in fns.items()},
+            alerts=alerts,
+            waf=config.waf,
+            validation_error_rate=config.validation_error_rate,
         )
-
-        # Validation errors as a rate of all requests: notifies, never rolls back (see Canary).
-        self.validation_alarm = cw.Alarm(
-            self,
-            "ValidationErrorRate",
-            alarm_name=f"{self.stack_name}-api-4xx-rate",
-            alarm_description=f"more than {config.validation_error_rate:.0%} of API requests answered 4xx "
-            "for 3 of 5 minutes (a schema break, or a misbehaving client); does not roll back",
-            metric=cw.Metric(
-                namespace="AWS/ApiGateway",
-                metric_name="4XXError",
-                dimensions_map={
-                    "ApiName": api.api.rest_api_name,
-                    "Stage": api.api.deployment_stage.stage_name,
-                },
-                statistic="Average",
-                period=Duration.minutes(1),
-            ),
-            threshold=config.validation_error_rate,
-            evaluation_periods=5,
-            datapoints_to_alarm=3,
-            comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
-            treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+        self._build_outputs(
+            config=config,
+            model_version=version,
+            api=api,
+            records=records,
+            batch=batch,
+            functions=fns,
+            predict_group=canaries["predict"].group,
+            alerts=alerts,
         )
-        alerts.notify(self.validation_alarm)
+        self._acknowledge(config=config, api=api.api)
 
+        self.config = config
         self.functions = fns
         self.records = records
-        self.api = api
         self.alerts = alerts
-        self.config = config
-        outputs = {
-            "Stage": config.stage,
-            "ApiUrl": api.api.url,
-            "ApiKeyId": api.key.key_id,
-            "DataBucket": records.bucket.bucket_name,
-            "BatchBucket": batch.bucket.bucket_name,
-            "ModelVersion": model_version,
-            "PredictFunction": fns["predict"].function.function_name,
-            "ExplainFunction": fns["explain"].function.function_name,
-            "PredictDeploymentGroup": self.canaries["predict"].group.deployment_group_name,
-            "PredictCodeDeployApplication": self.canaries[
-                "predict"
-            ].group.application.application_name,
-            "AlarmPrefix": f"{self.stack_name}-",
-            "AlertsTopic": alerts.topic.topic_arn,
-            "PredictionsStream": records.streams[PREDICTIONS].ref,
-            "OutcomesStream": records.streams[OUTCOMES].ref,
-            "GlueDatabase": records.tables.database_name,
-            "AthenaWorkgroup": records.tables.workgroup_name,
-        }
-        for name, value in outputs.items():
-            CfnOutput(self, name, value=value)
-        self._acknowledge(config)
+        self.batch = batch
+        self.canaries = canaries
+        self.api = api
 
-    def _autopilot(
+    # ---- the functions ------------------------------------------------------------------
+    def _build_functions(
         self,
-        fn: ServingFunction,
-        predict: ServingFunction,
+        *,
+        specs: dict[str, FunctionSpec],
+        layers: Layers,
+        arch: lambda_.Architecture,
+        shared_env: dict[str, str],
+    ) -> dict[str, ServingFunction]:
+        """One function per spec, with the shared resources it names in its environment."""
+        return {
+            key: ServingFunction(
+                self,
+                key.title().replace("_", ""),
+                spec=spec,
+                layers=layers,
+                arch=arch,
+                environment={name: shared_env[name] for name in spec.environment},
+            )
+            for key, spec in specs.items()
+        }
+
+    def _build_invocation(
+        self,
+        *,
+        functions: dict[str, ServingFunction],
+        specs: dict[str, FunctionSpec],
+        failures: sqs.IQueue,
+    ) -> None:
+        """Asynchronous functions: two retries, then the failure queue; their schedules.
+        Functions called synchronously keep no event."""
+        for key, spec in specs.items():
+            fn = functions[key].function
+            if spec.invocation != "async":
+                acknowledge(fn, "Serverless-LambdaDLQ", NO_DLQ[spec.invocation])
+                continue
+            on_failure(fn, failures)
+            acknowledge(fn, "Serverless-LambdaDLQ", ASYNC_FAILURES)
+            if spec.schedule is not None:
+                Schedule(
+                    self,
+                    spec.schedule.id,
+                    function=fn,
+                    expression=spec.schedule.expression,
+                    dlq=failures,
+                )
+
+    # ---- monitoring: records, rollups, A/B and drift reports ------------------------------
+    def _build_records(
+        self,
+        *,
+        functions: dict[str, ServingFunction],
+        specs: dict[str, FunctionSpec],
         records: Records,
         alerts: Alerts,
-        failures: object,
-        config: AppConfig,
     ) -> None:
-        """The rollout controller: reads the alias, its alarms, CodeDeploy and the latest A/B
-        report; moves the alias weights; writes the audit; alerts."""
-        group = self.canaries["predict"].group
-        alarm_prefix = f"{self.stack_name}-predict-"
-        for name, value in {
-            "PREDICT_FUNCTION_NAME": predict.function.function_name,
-            "ALARM_PREFIX": alarm_prefix,
-            "CODEDEPLOY_APPLICATION": group.application.application_name,
-            "CODEDEPLOY_GROUP": group.deployment_group_name,
-        }.items():
-            fn.function.add_environment(name, value)
-        fn.role.add_to_policy(
-            iam.PolicyStatement(
-                actions=[
-                    "lambda:GetAlias",
-                    "lambda:UpdateAlias",
-                    "lambda:GetFunctionConfiguration",
-                ],
-                resources=[predict.function.function_arn, f"{predict.function.function_arn}:*"],
-            )
-        )
-        fn.role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["cloudwatch:DescribeAlarms"],
-                resources=[
-                    f"arn:{self.partition}:cloudwatch:{self.region}:{self.account}:alarm:{alarm_prefix}*"
-                ],
-            )
-        )
-        fn.role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["codedeploy:ListDeployments"], resources=[group.deployment_group_arn]
-            )
-        )
-        # the alias weights and the step, for the dashboard (PutMetricData has no resource)
-        fn.role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["cloudwatch:PutMetricData"],
-                resources=["*"],
-                conditions={"StringEquals": {"cloudwatch:namespace": METRICS_NAMESPACE}},
-            )
-        )
-        audit = f"{REPORTS_PREFIX}rollout/audit/"
-        findings = s3_access(
-            fn.role,
-            records.bucket,
-            read=[f"{REPORTS_PREFIX}ab/", audit],
-            write=[audit],
-            list_all=True,
-        )
-        alerts.topic.grant_publish(fn.role)
-        on_failure(fn.function, failures)  # type: ignore[arg-type]
-        acknowledge(
-            fn.role,
-            "AwsSolutions-IAM5",
-            "Moves the predict alias (its versions are the function ARN with a qualifier), reads this stage's "
-            "predict alarms (by name prefix), reads the A/B reports and reads/writes the rollout audit (no "
-            "deletes); ListBucket unconditioned so a report not written yet reads as 404. Publishes alerts "
-            "(the topic's KMS key). Puts the rollout metrics in our namespace only (PutMetricData takes no "
-            "resource).",
-            "Action::kms:GenerateDataKey*",
-            *findings,
-            "Resource::*",
-            f"Resource::{ref(predict.function)}:*",
-            f"Resource::arn:<AWS::Partition>:cloudwatch:<AWS::Region>:<AWS::AccountId>:alarm:{alarm_prefix}*",
-        )
-        acknowledge(
-            fn.function,
-            "Serverless-LambdaDLQ",
-            "Failed asynchronous invocations go to an SQS on-failure destination (EventInvokeConfig).",
-        )
-        Schedule(
-            self,
-            "AutopilotSchedule",
-            function=fn.function,
-            expression=config.autopilot_schedule,
-            dlq=failures,  # type: ignore[arg-type]
-        )
+        """Predictions (predict, explain) and outcomes, each to its own stream."""
+        for key, spec in specs.items():
+            if spec.records is not None:
+                records.subscribe(f"{key.title()}Records", functions[key].log_group, spec.records)
+        for alarm in records.alarms:
+            alerts.notify(alarm)
 
-    def _rollup(
-        self, fn: ServingFunction, records: Records, failures: object, config: AppConfig
+    def _build_rollup(
+        self, *, fn: ServingFunction, bucket: s3.IBucket, tables: RecordTables
     ) -> None:
         """The rollup job: Athena over the record tables, results and rollups in the bucket."""
-        tables = records.tables
         fn.role.add_to_policy(
             iam.PolicyStatement(
                 actions=[
@@ -519,20 +292,18 @@ class AvsevStack(Stack):
         # Athena reads the records and writes results with the caller's credentials.
         findings = s3_access(
             fn.role,
-            records.bucket,
+            bucket,
             read=[*RECORD_PREFIXES, ATHENA_RESULTS_PREFIX, ROLLUPS_PREFIX],
             write=[ATHENA_RESULTS_PREFIX, ROLLUPS_PREFIX],
             list_all=True,
         )
         fn.role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["s3:GetBucketLocation"], resources=[records.bucket.bucket_arn]
-            )
+            iam.PolicyStatement(actions=["s3:GetBucketLocation"], resources=[bucket.bucket_arn])
         )
         fn.role.add_to_policy(
             iam.PolicyStatement(
                 actions=["s3:ListMultipartUploadParts"],
-                resources=[records.bucket.arn_for_objects(f"{ATHENA_RESULTS_PREFIX}*")],
+                resources=[bucket.arn_for_objects(f"{ATHENA_RESULTS_PREFIX}*")],
             )
         )
         acknowledge(
@@ -544,37 +315,293 @@ class AvsevStack(Stack):
             "(else 403); listing shows key names, not records.",
             *findings,
         )
-        on_failure(fn.function, failures)  # type: ignore[arg-type]
-        acknowledge(
-            fn.function,
-            "Serverless-LambdaDLQ",
-            "Failed asynchronous invocations go to an SQS on-failure destination (EventInvokeConfig).",
-        )
-        Schedule(
+
+    def _build_reports(
+        self,
+        *,
+        functions: dict[str, ServingFunction],
+        specs: dict[str, FunctionSpec],
+        bucket: s3.IBucket,
+        alerts: Alerts,
+        predict: lambda_.IFunction,
+    ) -> None:
+        """A/B and drift: read rollups, write their own reports, publish metrics and alerts."""
+        for key, spec in specs.items():
+            if spec.reports is None:
+                continue
+            fn = functions[key]
+            reports = report_prefix(spec.reports)
+            findings = s3_access(
+                fn.role, bucket, read=[ROLLUPS_PREFIX, reports], write=[reports], list_all=True
+            )
+            alerts.topic.grant_publish(fn.role)
+            fn.role.add_to_policy(self._put_metrics())
+            acknowledge(
+                fn.role,
+                "AwsSolutions-IAM5",
+                "Reads rollups and its own report prefix, writes its report prefix (no deletes); ListBucket on the "
+                "data bucket is unconditioned because S3 answers a missing key (a report or alert marker not written "
+                "yet) with 404 only to a caller that may list; listing shows key names, not records. Publishes to the "
+                "alerts topic (its KMS key) and puts metrics in our namespace only.",
+                "Action::kms:GenerateDataKey*",
+                *findings,
+                "Resource::*",
+                f"Resource::{ref(predict)}:*",
+            )
+
+    def _build_ab_analysis(
+        self,
+        *,
+        fn: ServingFunction,
+        predict: lambda_.IFunction,
+        metric: str,
+        cost_matrix: str | None,
+    ) -> None:
+        """The A/B job reads the predict alias (which versions serve) and decides on `metric`."""
+        fn.function.add_environment(Env.PREDICT_FUNCTION_NAME, predict.function_name)
+        fn.function.add_environment(Env.AB_DECISION_METRIC, metric)
+        if cost_matrix:
+            fn.function.add_environment(Env.COST_MATRIX, cost_matrix)
+        fn.role.add_to_policy(self._read_alias(predict))
+
+    # ---- batch ----------------------------------------------------------------------------
+    def _build_batch(
+        self,
+        *,
+        fn: ServingFunction,
+        spec: FunctionSpec,
+        access_logs: s3.IBucket,
+        failures: sqs.IQueue,
+        schedule: str,
+        alerts: Alerts,
+    ) -> Batch:
+        """The batch bucket, its upload and daily rules, and its alarms."""
+        batch = Batch(
             self,
-            "RollupSchedule",
-            function=fn.function,
-            expression=config.rollup_schedule,
-            dlq=failures,  # type: ignore[arg-type]
+            "Batch",
+            function=fn,
+            access_logs=access_logs,
+            dlq=failures,
+            schedule=schedule,
+            function_name=f"{self.stack_name}-{spec.physical_name}",
+        )
+        for alarm in batch.alarms:
+            alerts.notify(alarm)
+        return batch
+
+    # ---- rollouts -------------------------------------------------------------------------
+    def _build_canaries(
+        self,
+        *,
+        functions: dict[str, ServingFunction],
+        specs: dict[str, FunctionSpec],
+        layers: Layers,
+        arch: lambda_.Architecture,
+        model_version: str,
+        deployment: codedeploy.ILambdaDeploymentConfig,
+        alerts: Alerts,
+    ) -> dict[str, Canary]:
+        """Canary rollouts of the aliased functions, each guarded by its own smoke test."""
+        canaries: dict[str, Canary] = {}
+        for key, spec in specs.items():
+            if spec.rollout is None:
+                continue
+            target = functions[key]
+            smoke = ServingFunction(
+                self,
+                f"Smoke{key.title()}",
+                spec=spec.rollout.smoke,
+                layers=layers,
+                arch=arch,
+                environment={
+                    Env.TARGET_FUNCTION_ARN: target.function.current_version.function_arn,
+                    Env.SMOKE_ROUTE: spec.rollout.smoke_route,
+                },
+            )
+            target.function.current_version.grant_invoke(smoke.role)
+            acknowledge(smoke.function, "Serverless-LambdaDLQ", NO_DLQ["hook"])
+            canary = Canary(
+                self,
+                f"{key.title()}Canary",
+                name=key,
+                function=target.function,
+                alias=target.alias,  # type: ignore[arg-type]
+                model_version=model_version,
+                config=deployment,
+                pre_hook=smoke.function,
+                p95_latency_ms=spec.rollout.p95_latency_ms,
+            )
+            smoke.role.add_to_policy(
+                iam.PolicyStatement(
+                    actions=["codedeploy:PutLifecycleEventHookExecutionStatus"],
+                    resources=[canary.group.deployment_group_arn],
+                )
+            )
+            for alarm in canary.alarms:
+                alerts.notify(alarm)
+            canaries[key] = canary
+        return canaries
+
+    def _build_autopilot(
+        self,
+        *,
+        fn: ServingFunction,
+        predict: lambda_.IFunction,
+        canary: Canary,
+        bucket: s3.IBucket,
+        alerts: Alerts,
+    ) -> None:
+        """The rollout controller: reads the alias, its alarms, CodeDeploy and the latest A/B
+        report; moves the alias weights; writes the audit; alerts."""
+        group, alarms = canary.group, canary.alarm_prefix
+        for name, value in {
+            Env.PREDICT_FUNCTION_NAME: predict.function_name,
+            Env.ALARM_PREFIX: alarms,
+            Env.CODEDEPLOY_APPLICATION: group.application.application_name,
+            Env.CODEDEPLOY_GROUP: group.deployment_group_name,
+        }.items():
+            fn.function.add_environment(name, value)
+        fn.role.add_to_policy(self._read_alias(predict, "lambda:UpdateAlias"))
+        fn.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["cloudwatch:DescribeAlarms"],
+                resources=[
+                    f"arn:{self.partition}:cloudwatch:{self.region}:{self.account}:alarm:{alarms}*"
+                ],
+            )
+        )
+        fn.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["codedeploy:ListDeployments"], resources=[group.deployment_group_arn]
+            )
+        )
+        # the alias weights and the step, for the dashboard (PutMetricData has no resource)
+        fn.role.add_to_policy(self._put_metrics())
+        findings = s3_access(
+            fn.role,
+            bucket,
+            read=[report_prefix(AB_REPORTS), AUDIT_PREFIX],
+            write=[AUDIT_PREFIX],
+            list_all=True,
+        )
+        alerts.topic.grant_publish(fn.role)
+        acknowledge(
+            fn.role,
+            "AwsSolutions-IAM5",
+            "Moves the predict alias (its versions are the function ARN with a qualifier), reads this stage's "
+            "predict alarms (by name prefix), reads the A/B reports and reads/writes the rollout audit (no "
+            "deletes); ListBucket unconditioned so a report not written yet reads as 404. Publishes alerts "
+            "(the topic's KMS key). Puts the rollout metrics in our namespace only (PutMetricData takes no "
+            "resource).",
+            "Action::kms:GenerateDataKey*",
+            *findings,
+            "Resource::*",
+            f"Resource::{ref(predict)}:*",
+            f"Resource::arn:<AWS::Partition>:cloudwatch:<AWS::Region>:<AWS::AccountId>:alarm:{alarms}*",
         )
 
-    def _acknowledge(self, config: AppConfig) -> None:
+    # ---- operations -------------------------------------------------------------------------
+    def _build_operations(
+        self,
+        *,
+        api: apigw.RestApi,
+        functions: dict[str, lambda_.Function],
+        alerts: Alerts,
+        waf: bool,
+        validation_error_rate: float,
+    ) -> cw.Alarm:
+        """The optional WAF, the dashboard, and the validation-error-rate alarm."""
+        if waf:
+            Firewall(self, "Waf", stage_arn=api.deployment_stage.stage_arn)
+        Dashboard(self, "Ops", functions=functions, api_name=api.rest_api_name)
+        # Validation errors as a rate of all requests: notifies, never rolls back (see Canary).
+        alarm = cw.Alarm(
+            self,
+            "ValidationErrorRate",
+            alarm_name=f"{self.stack_name}-{API_4XX_ALARM}",
+            alarm_description=f"more than {validation_error_rate:.0%} of API requests answered 4xx "
+            "for 3 of 5 minutes (a schema break, or a misbehaving client); does not roll back",
+            metric=cw.Metric(
+                namespace="AWS/ApiGateway",
+                metric_name="4XXError",
+                dimensions_map={
+                    "ApiName": api.rest_api_name,
+                    "Stage": api.deployment_stage.stage_name,
+                },
+                statistic="Average",
+                period=Duration.minutes(1),
+            ),
+            threshold=validation_error_rate,
+            evaluation_periods=5,
+            datapoints_to_alarm=3,
+            comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+        )
+        alerts.notify(alarm)
+        return alarm
+
+    def _build_outputs(
+        self,
+        *,
+        config: AppConfig,
+        model_version: str,
+        api: Api,
+        records: Records,
+        batch: Batch,
+        functions: dict[str, ServingFunction],
+        predict_group: codedeploy.ILambdaDeploymentGroup,
+        alerts: Alerts,
+    ) -> None:
+        outputs = {
+            "Stage": config.stage,
+            "ApiUrl": api.api.url,
+            "ApiKeyId": api.key.key_id,
+            "DataBucket": records.bucket.bucket_name,
+            "BatchBucket": batch.bucket.bucket_name,
+            "ModelVersion": model_version,
+            "PredictFunction": functions["predict"].function.function_name,
+            "ExplainFunction": functions["explain"].function.function_name,
+            "PredictDeploymentGroup": predict_group.deployment_group_name,
+            "PredictCodeDeployApplication": predict_group.application.application_name,
+            "AlarmPrefix": f"{self.stack_name}-",
+            "AlertsTopic": alerts.topic.topic_arn,
+            "PredictionsStream": records.streams[PREDICTIONS].ref,
+            "OutcomesStream": records.streams[OUTCOMES].ref,
+            "GlueDatabase": records.tables.database_name,
+            "AthenaWorkgroup": records.tables.workgroup_name,
+        }
+        for name, value in outputs.items():
+            CfnOutput(self, name, value=value)
+
+    def _acknowledge(self, *, config: AppConfig, api: apigw.RestApi) -> None:
         """Findings accepted for the whole stack, each with its reason (others sit on their constructs)."""
         if not config.waf:
             acknowledge(
-                self.api.api,
+                api,
                 "AwsSolutions-APIG3",
                 "The WAF web ACL is optional (context waf=true); throttling and per-client usage plans always apply.",
             )
         if config.auth == "iam":
             acknowledge(
-                self.api.api,
+                api,
                 "AwsSolutions-COG4",
                 "Every method uses IAM (SigV4) authorization; context auth=cognito switches to a Cognito authorizer.",
             )
-        for key in ("predict", "explain", "outcomes"):
-            acknowledge(
-                self.functions[key].function,
-                "Serverless-LambdaDLQ",
-                "Invoked synchronously by API Gateway: the caller gets the error; there is no event to keep.",
-            )
+
+    # ---- statements used by several steps ---------------------------------------------------
+    @staticmethod
+    def _read_alias(predict: lambda_.IFunction, *more: str) -> iam.PolicyStatement:
+        """Read (and with `more`, change) the predict function's alias and versions."""
+        actions = ["lambda:GetAlias", *more, "lambda:GetFunctionConfiguration"]
+        return iam.PolicyStatement(
+            actions=actions, resources=[predict.function_arn, f"{predict.function_arn}:*"]
+        )
+
+    @staticmethod
+    def _put_metrics() -> iam.PolicyStatement:
+        """PutMetricData takes no resource: our namespace only, by condition."""
+        return iam.PolicyStatement(
+            actions=["cloudwatch:PutMetricData"],
+            resources=["*"],
+            conditions={"StringEquals": {"cloudwatch:namespace": METRICS_NAMESPACE}},
+        )

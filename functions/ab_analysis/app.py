@@ -2,33 +2,57 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import boto3
+from avsev.constants import SERVICE, Env
+from avsev.environment import EnvSettings
 from avsev.monitoring.jobs import Clients, run_ab_analysis
 from avsev.monitoring.performance import DEFAULT_METRIC, METRICS, parse_cost_matrix
 from avsev.rollout.aliases import Rollouts
 from avsev.serving.observability import logger
+from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
+from pydantic import Field, field_validator
 
-BUCKET = os.environ["DATA_BUCKET"]
-TOPIC = os.environ.get("ALERTS_TOPIC_ARN")
-DAYS = int(os.environ.get("AB_WINDOW_DAYS", "7"))
-PREDICT_FUNCTION = os.environ.get("PREDICT_FUNCTION_NAME")
-METRIC = os.environ.get("AB_DECISION_METRIC", DEFAULT_METRIC)
-"""log_loss (default), accuracy, macro_f1 or expected_cost (with COST_MATRIX)."""
-COST = parse_cost_matrix(os.environ.get("COST_MATRIX"))
-if METRIC not in METRICS:
-    raise ValueError(f"AB_DECISION_METRIC={METRIC!r}: one of {', '.join(METRICS)}")
+
+class Settings(EnvSettings):
+    bucket: str = Field(validation_alias=Env.DATA_BUCKET)
+    topic_arn: str | None = Field(None, validation_alias=Env.ALERTS_TOPIC_ARN)
+    days: int = Field(7, validation_alias="AB_WINDOW_DAYS", ge=1)
+    predict_function: str | None = Field(None, validation_alias=Env.PREDICT_FUNCTION_NAME)
+    metric: str = Field(DEFAULT_METRIC, validation_alias=Env.AB_DECISION_METRIC)
+    """log_loss (default), accuracy, macro_f1 or expected_cost (with COST_MATRIX)."""
+    cost_matrix: str | None = Field(None, validation_alias=Env.COST_MATRIX)
+    service: str = Field(SERVICE, validation_alias=Env.SERVICE_NAME)
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, value: str) -> str:
+        if value not in METRICS:
+            raise ValueError(f"{value!r}: one of {', '.join(METRICS)}")
+        return value
+
+    @field_validator("cost_matrix")
+    @classmethod
+    def _cost_matrix(cls, value: str | None) -> str | None:
+        try:
+            parse_cost_matrix(value)
+        except (ValueError, AttributeError, TypeError) as e:
+            raise ValueError(f"not a cost matrix (actual → predicted → cost): {e}") from None
+        return value
+
+
+SETTINGS = Settings.from_env()
+COST = parse_cost_matrix(SETTINGS.cost_matrix)
 
 
 def _arms() -> tuple[str | None, str | None]:
     """Champion and candidate model versions from the alias, when there is a rollout."""
-    if not PREDICT_FUNCTION:
+    if not SETTINGS.predict_function:
         return None, None
-    state = Rollouts(boto3.client("lambda"), PREDICT_FUNCTION).state()
+    state = Rollouts(boto3.client("lambda"), SETTINGS.predict_function).state()
     if state.candidate_version is None:
         return None, None
     return state.model_versions.get(state.stable_version), state.model_versions.get(
@@ -36,20 +60,20 @@ def _arms() -> tuple[str | None, str | None]:
     )
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.EVENT_BRIDGE)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     scheduled = parse(event=event, model=EventBridgeModel)
     champion, candidate = _arms()
     clients = Clients(boto3.client("s3"), boto3.client("cloudwatch"), boto3.client("sns"))
     out = run_ab_analysis(
         clients,
-        BUCKET,
+        SETTINGS.bucket,
         scheduled.time,
-        days=DAYS,
-        decision_metric=METRIC,
-        service=os.environ.get("POWERTOOLS_SERVICE_NAME", "avsev"),
+        days=SETTINGS.days,
+        decision_metric=SETTINGS.metric,
+        service=SETTINGS.service,
         cost=COST,
-        topic_arn=TOPIC,
+        topic_arn=SETTINGS.topic_arn,
         champion=champion,
         candidate=candidate,
     )

@@ -4,42 +4,33 @@ avsev.rollout.autopilot). Its state is the alias and the audit; a tick is idempo
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import boto3
+from avsev.constants import Env
+from avsev.environment import EnvSettings
 from avsev.rollout.autopilot import autopilot_for
 from avsev.rollout.metrics import publish_rollout_metrics
 from avsev.serving.observability import NAMESPACE, SERVICE, logger
+from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
-from pydantic import BaseModel
+from pydantic import Field
 
 
-class Settings(BaseModel):
-    bucket: str
-    function: str
-    alarm_prefix: str
-    topic_arn: str | None = None
-    codedeploy_application: str | None = None
-    codedeploy_group: str | None = None
-
-    @classmethod
-    def from_env(cls) -> Settings:
-        return cls(
-            bucket=os.environ["DATA_BUCKET"],
-            function=os.environ["PREDICT_FUNCTION_NAME"],
-            alarm_prefix=os.environ["ALARM_PREFIX"],
-            topic_arn=os.environ.get("ALERTS_TOPIC_ARN"),
-            codedeploy_application=os.environ.get("CODEDEPLOY_APPLICATION"),
-            codedeploy_group=os.environ.get("CODEDEPLOY_GROUP"),
-        )
+class Settings(EnvSettings):
+    bucket: str = Field(validation_alias=Env.DATA_BUCKET)
+    function: str = Field(validation_alias=Env.PREDICT_FUNCTION_NAME)
+    alarm_prefix: str = Field(validation_alias=Env.ALARM_PREFIX)
+    topic_arn: str | None = Field(None, validation_alias=Env.ALERTS_TOPIC_ARN)
+    codedeploy_application: str | None = Field(None, validation_alias=Env.CODEDEPLOY_APPLICATION)
+    codedeploy_group: str | None = Field(None, validation_alias=Env.CODEDEPLOY_GROUP)
 
 
 SETTINGS = Settings.from_env()
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.EVENT_BRIDGE)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     parse(event=event, model=EventBridgeModel)
     cloudwatch = boto3.client("cloudwatch")

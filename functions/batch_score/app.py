@@ -6,36 +6,56 @@ is saved and the function invokes itself with a continuation event."""
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import boto3
 from avsev.batch import job_from_event, process, run_daily
+from avsev.constants import Env
+from avsev.environment import EnvSettings
 from avsev.serving.bundle import load_bundle
 from avsev.serving.observability import logger, metrics
-
-BUNDLE = load_bundle(os.environ["MODEL_BUNDLE_PATH"], explain=False)  # once per container
-BUCKET = os.environ.get("BATCH_BUCKET", "")
-CHUNK_ROWS = int(os.environ.get("BATCH_CHUNK_ROWS", "20000"))
-PARQUET = os.environ.get("BATCH_OUTPUT_FORMAT", "csv") == "parquet"
-DAILY_DAYS = int(os.environ.get("BATCH_DAILY_DAYS", "30"))
-SAFETY_MS = int(os.environ.get("BATCH_SAFETY_MS", "60000"))
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
+from pydantic import DirectoryPath, Field
 
 
-@logger.inject_lambda_context
+class Settings(EnvSettings):
+    model_bundle_path: DirectoryPath = Field(validation_alias=Env.MODEL_BUNDLE_PATH)
+    bucket: str = Field("", validation_alias=Env.BATCH_BUCKET)
+    """The batch bucket (the daily run lists its incoming/)."""
+    chunk_rows: int = Field(20000, validation_alias="BATCH_CHUNK_ROWS", ge=1)
+    output_format: Literal["csv", "parquet"] = Field("csv", validation_alias="BATCH_OUTPUT_FORMAT")
+    daily_days: int = Field(30, validation_alias="BATCH_DAILY_DAYS", ge=1)
+    safety_ms: int = Field(60000, validation_alias="BATCH_SAFETY_MS", ge=0)
+    """Time left below which the part is saved and the rest continues in a new invocation."""
+
+
+SETTINGS = Settings.from_env()
+BUNDLE = load_bundle(SETTINGS.model_bundle_path, explain=False)  # once per container
+SCHEDULED = "Scheduled Event"
+"""EventBridge's detail-type of a scheduled event: the daily run (uploads are S3 events)."""
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.EVENT_BRIDGE)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     s3 = boto3.client("s3")
     with tempfile.TemporaryDirectory() as tmp:
-        if event.get("detail-type") == "Scheduled Event":
+        if event.get("detail-type") == SCHEDULED:
             summary = run_daily(
-                s3, BUNDLE, BUCKET, event["time"], Path(tmp), days=DAILY_DAYS, chunk_rows=CHUNK_ROWS
+                s3,
+                BUNDLE,
+                SETTINGS.bucket,
+                event["time"],
+                Path(tmp),
+                days=SETTINGS.daily_days,
+                chunk_rows=SETTINGS.chunk_rows,
             )
             following = None
         else:
-            job = job_from_event(event, parquet=PARQUET)
+            job = job_from_event(event, parquet=SETTINGS.output_format == "parquet")
             if job is None:
                 logger.info("not a batch input; ignored", extra={"event": str(event)[:500]})
                 return {"status": "ignored"}
@@ -44,8 +64,10 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
                 BUNDLE,
                 job,
                 Path(tmp),
-                chunk_rows=CHUNK_ROWS,
-                keep_going=lambda chunks: context.get_remaining_time_in_millis() > SAFETY_MS,
+                chunk_rows=SETTINGS.chunk_rows,
+                keep_going=lambda chunks: (
+                    context.get_remaining_time_in_millis() > SETTINGS.safety_ms
+                ),
             )
     if following is not None:
         boto3.client("lambda").invoke(
@@ -56,10 +78,12 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     for name in ("rows_read", "scored", "rejected"):
         if name in summary:
             metrics.add_metric(
-                name=f"Batch{name.title().replace('_', '')}", unit="Count", value=summary[name]
+                name=f"Batch{name.title().replace('_', '')}",
+                unit=MetricUnit.Count,
+                value=summary[name],
             )
     metrics.add_metric(
-        name="BatchFailures", unit="Count", value=int(summary.get("status") == "error")
+        name="BatchFailures", unit=MetricUnit.Count, value=int(summary.get("status") == "error")
     )
     logger.info("batch summary", extra={"summary": summary})
     return summary

@@ -2,37 +2,47 @@
 
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
 from typing import Any
 
 import boto3
+from avsev.constants import SERVICE, Env
+from avsev.environment import EnvSettings
 from avsev.monitoring.jobs import Clients, run_drift_check
+from avsev.serving.bundle import read_card
 from avsev.serving.observability import logger
+from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
-
-BUCKET = os.environ["DATA_BUCKET"]
-TOPIC = os.environ.get("ALERTS_TOPIC_ARN")
-DAYS = int(os.environ.get("DRIFT_WINDOW_DAYS", "1"))
-SHARE = float(os.environ.get("DATASET_DRIFT_SHARE", "0.5"))
-CARD = json.loads((Path(os.environ["MODEL_BUNDLE_PATH"]) / "card.json").read_text())
+from pydantic import DirectoryPath, Field
 
 
-@logger.inject_lambda_context
+class Settings(EnvSettings):
+    bucket: str = Field(validation_alias=Env.DATA_BUCKET)
+    topic_arn: str | None = Field(None, validation_alias=Env.ALERTS_TOPIC_ARN)
+    model_bundle_path: DirectoryPath = Field(validation_alias=Env.MODEL_BUNDLE_PATH)
+    days: int = Field(1, validation_alias="DRIFT_WINDOW_DAYS", ge=1)
+    share: float = Field(0.5, validation_alias="DATASET_DRIFT_SHARE", ge=0, le=1)
+    """The share of drifted features that makes the dataset drifted."""
+    service: str = Field(SERVICE, validation_alias=Env.SERVICE_NAME)
+
+
+SETTINGS = Settings.from_env()
+CARD = read_card(SETTINGS.model_bundle_path)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.EVENT_BRIDGE)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     scheduled = parse(event=event, model=EventBridgeModel)
     clients = Clients(boto3.client("s3"), boto3.client("cloudwatch"), boto3.client("sns"))
     out = run_drift_check(
         clients,
-        BUCKET,
+        SETTINGS.bucket,
         CARD,
         scheduled.time,
-        days=DAYS,
-        topic_arn=TOPIC,
-        dataset_drift_share=SHARE,
-        service=os.environ.get("POWERTOOLS_SERVICE_NAME", "avsev"),
+        days=SETTINGS.days,
+        topic_arn=SETTINGS.topic_arn,
+        dataset_drift_share=SETTINGS.share,
+        service=SETTINGS.service,
     )
     report = out["report"]
     logger.info(

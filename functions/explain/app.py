@@ -10,6 +10,8 @@ from avsev.serving.schema import ExplainRequest, Explanation
 from avsev.serving.service import PredictionService
 from avsev.serving.settings import Settings
 from aws_lambda_powertools.event_handler.openapi.params import Body
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 service = PredictionService.from_settings(Settings.from_env(), explain=True)  # once per container
@@ -22,11 +24,13 @@ def explain(body: Annotated[ExplainRequest, Body()]) -> Explanation:
         body, request_id(app), function_version(app), top_k=body.top_k
     )
     scored.log()
-    metrics.add_metric(name="Explanations", unit="Count", value=1)
+    metrics.add_metric(name="Explanations", unit=MetricUnit.Count, value=1)
     return explanation
 
 
-@logger.inject_lambda_context(clear_state=True)
+@logger.inject_lambda_context(
+    correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True
+)
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

@@ -9,6 +9,8 @@ from avsev.serving.observability import logger, metrics, tracer
 from avsev.serving.schema import OutcomesAccepted, OutcomesRequest
 from avsev.serving.service import PredictionService, record
 from aws_lambda_powertools.event_handler.openapi.params import Body
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 app = make_resolver()
@@ -18,11 +20,13 @@ app = make_resolver()
 def outcomes(body: Annotated[OutcomesRequest, Body()]) -> OutcomesAccepted:
     rid = request_id(app)
     record(PredictionService.outcomes(body.outcomes, rid))
-    metrics.add_metric(name="Outcomes", unit="Count", value=len(body.outcomes))
+    metrics.add_metric(name="Outcomes", unit=MetricUnit.Count, value=len(body.outcomes))
     return OutcomesAccepted(accepted=len(body.outcomes), request_id=rid)
 
 
-@logger.inject_lambda_context(clear_state=True)
+@logger.inject_lambda_context(
+    correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True
+)
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from http import HTTPStatus
 from typing import Annotated, Any
 
 from avsev.serving.http import function_version, make_resolver, request_id, with_model_version
@@ -10,8 +11,10 @@ from avsev.serving.observability import logger, metrics, tracer
 from avsev.serving.schema import BatchPrediction, BatchRequest, Prediction, PredictRequest
 from avsev.serving.service import PredictionService, Scored, record_lines
 from avsev.serving.settings import Settings
-from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Body
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 service = PredictionService.from_settings(Settings.from_env())  # once per container
@@ -23,10 +26,10 @@ def _count(scored: Scored) -> None:
 
 
 def _count_labels(labels: list[str], latency_ms: float) -> None:
-    metrics.add_metric(name="Predictions", unit="Count", value=len(labels))
+    metrics.add_metric(name="Predictions", unit=MetricUnit.Count, value=len(labels))
     for label, n in Counter(labels).items():
-        metrics.add_metric(name=f"Predicted{label}", unit="Count", value=n)
-    metrics.add_metric(name="InferenceLatency", unit="Milliseconds", value=latency_ms)
+        metrics.add_metric(name=f"Predicted{label}", unit=MetricUnit.Count, value=n)
+    metrics.add_metric(name="InferenceLatency", unit=MetricUnit.Milliseconds, value=latency_ms)
 
 
 @app.post("/predict", summary="Predict the severity of one accident")
@@ -41,7 +44,7 @@ def predict(report: Annotated[PredictRequest, Body()]) -> Prediction:
     "/predict/batch",
     summary="Predict up to 1,000 accidents (all valid or none scored)",
     responses={
-        200: {
+        HTTPStatus.OK: {
             "description": "Successful Response",
             "content": {"application/json": {"model": BatchPrediction}},
         }
@@ -54,7 +57,9 @@ def predict_batch(batch: Annotated[BatchRequest, Body()]) -> Response[str]:
     scored = service.predict_batch(batch.reports, ids, function_version(app))
     record_lines(scored.records_text)
     _count_labels(scored.labels, scored.latency_ms)
-    return Response(status_code=200, content_type="application/json", body=scored.body)
+    return Response(
+        status_code=HTTPStatus.OK, content_type=content_types.APPLICATION_JSON, body=scored.body
+    )
 
 
 @app.get("/model", summary="The serving model: name, version, features, classes, metrics")
@@ -67,7 +72,9 @@ def health() -> dict[str, str]:
     return {"status": "ok", "model_version": service.version}
 
 
-@logger.inject_lambda_context(clear_state=True)
+@logger.inject_lambda_context(
+    correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True
+)
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

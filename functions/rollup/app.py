@@ -3,42 +3,34 @@ into small per-day rollups, which the A/B and drift jobs sum. No record enters t
 
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
 from typing import Any
 
 import boto3
+from avsev.constants import Env
+from avsev.environment import EnvSettings
 from avsev.monitoring.jobs import run_rollup
 from avsev.monitoring.query import AthenaEngine
+from avsev.serving.bundle import read_card
 from avsev.serving.observability import logger
+from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
-from pydantic import BaseModel
+from pydantic import DirectoryPath, Field
 
 
-class Settings(BaseModel):
-    bucket: str
-    workgroup: str
-    database: str
-    days: int = 7
-    card: dict[str, Any]
-
-    @classmethod
-    def from_env(cls) -> Settings:
-        return cls(
-            bucket=os.environ["DATA_BUCKET"],
-            workgroup=os.environ["ATHENA_WORKGROUP"],
-            database=os.environ["GLUE_DATABASE"],
-            days=int(os.environ.get("ROLLUP_WINDOW_DAYS", "7")),
-            card=json.loads((Path(os.environ["MODEL_BUNDLE_PATH"]) / "card.json").read_text()),
-        )
+class Settings(EnvSettings):
+    bucket: str = Field(validation_alias=Env.DATA_BUCKET)
+    workgroup: str = Field(validation_alias=Env.ATHENA_WORKGROUP)
+    database: str = Field(validation_alias=Env.GLUE_DATABASE)
+    model_bundle_path: DirectoryPath = Field(validation_alias=Env.MODEL_BUNDLE_PATH)
+    days: int = Field(7, validation_alias="ROLLUP_WINDOW_DAYS", ge=1)
 
 
 SETTINGS = Settings.from_env()
+CARD = read_card(SETTINGS.model_bundle_path)
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.EVENT_BRIDGE)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     scheduled = parse(event=event, model=EventBridgeModel)
     engine = AthenaEngine(boto3.client("athena"), SETTINGS.workgroup, SETTINGS.database)
@@ -46,7 +38,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         engine,
         boto3.client("s3"),
         SETTINGS.bucket,
-        SETTINGS.card,
+        CARD,
         scheduled.time,
         days=SETTINGS.days,
     )

@@ -1,24 +1,36 @@
 """CodeDeploy pre-traffic hook: the new predict/explain version must reproduce the golden
 probabilities of its model card, or the deployment fails before any traffic moves. It
-always reports a status: any error (a missing card, a failed invocation) reports `Failed`."""
+always reports a status: any error (a missing setting or card, a failed invocation) reports
+`Failed`, so the settings are read inside the check, not at import."""
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 from typing import Any
 
 import boto3
+from avsev.constants import Env
+from avsev.environment import EnvSettings
 from avsev.rollout.smoke import SmokeResult, lambda_invoker, run_hook, smoke_test
+from avsev.serving.bundle import read_card
 from avsev.serving.observability import logger
+from pydantic import Field
+
+DEPLOYMENT_ID = "DeploymentId"
+"""The correlation id of a CodeDeploy lifecycle hook event (a JMESPath into the event)."""
+
+
+class Settings(EnvSettings):
+    target: str = Field(validation_alias=Env.TARGET_FUNCTION_ARN)
+    """The new version, set by the stack on every deploy."""
+    route: str = Field("/predict/batch", validation_alias=Env.SMOKE_ROUTE)
+    model_bundle_path: Path = Field(validation_alias=Env.MODEL_BUNDLE_PATH)
 
 
 def check() -> SmokeResult:
-    target = os.environ["TARGET_FUNCTION_ARN"]  # the new version, set by the stack on every deploy
-    route = os.environ.get("SMOKE_ROUTE", "/predict/batch")
-    card = json.loads((Path(os.environ["MODEL_BUNDLE_PATH"]) / "card.json").read_text())
-    return smoke_test(lambda_invoker(boto3.client("lambda"), target), card, route)
+    settings = Settings.from_env()
+    card = read_card(settings.model_bundle_path)
+    return smoke_test(lambda_invoker(boto3.client("lambda"), settings.target), card, settings.route)
 
 
 def report(deployment_id: str, hook_execution_id: str, status: str) -> None:
@@ -29,6 +41,6 @@ def report(deployment_id: str, hook_execution_id: str, status: str) -> None:
     )
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(correlation_id_path=DEPLOYMENT_ID)
 def handler(event: dict[str, Any], context: Any) -> dict[str, str]:
     return {"status": run_hook(event, check, report, logger.info)}

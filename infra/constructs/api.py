@@ -17,6 +17,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from infra.config import AppConfig
+from infra.constants import EV_ID_PATTERN
 from infra.nag import acknowledge
 
 
@@ -107,9 +108,7 @@ class Api(Construct):
             type=apigw.JsonSchemaType.OBJECT,
             required=["ev_id"],
             properties={
-                "ev_id": apigw.JsonSchema(
-                    type=apigw.JsonSchemaType.STRING, pattern="^[A-Za-z0-9._-]{1,64}$"
-                )
+                "ev_id": apigw.JsonSchema(type=apigw.JsonSchemaType.STRING, pattern=EV_ID_PATTERN)
             },
         )
         models = {

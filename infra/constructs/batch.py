@@ -13,7 +13,12 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from infra.constants import METRICS_NAMESPACE
+from infra.constants import (
+    BATCH_ERRORS_ALARM,
+    BATCH_FAILURES_ALARM,
+    METRICS_NAMESPACE,
+    Env,
+)
 from infra.constructs.access import s3_access
 from infra.constructs.functions import ServingFunction
 from infra.constructs.records import private_bucket
@@ -52,7 +57,7 @@ class Batch(Construct):
             "NotificationConfiguration.EventBridgeConfiguration.EventBridgeEnabled", True
         )
         fn, role = function.function, function.role
-        fn.add_environment("BATCH_BUCKET", self.bucket.bucket_name)
+        fn.add_environment(Env.BATCH_BUCKET, self.bucket.bucket_name)
         # exactly these prefixes: read inputs, read and write parts and outputs (no deletes)
         findings = s3_access(
             role,
@@ -108,7 +113,7 @@ class Batch(Construct):
             cw.Alarm(
                 self,
                 "Failures",
-                alarm_name=f"{stack.stack_name}-batch-failures",
+                alarm_name=f"{stack.stack_name}-{BATCH_FAILURES_ALARM}",
                 alarm_description="a batch file could not be scored (see its .summary.json)",
                 metric=cw.Metric(
                     namespace=METRICS_NAMESPACE,
@@ -124,7 +129,7 @@ class Batch(Construct):
             cw.Alarm(
                 self,
                 "Errors",
-                alarm_name=f"{stack.stack_name}-batch-errors",
+                alarm_name=f"{stack.stack_name}-{BATCH_ERRORS_ALARM}",
                 alarm_description="the batch function failed (after its retries the event is in the DLQ)",
                 metric=fn.metric_errors(period=Duration.minutes(5)),
                 threshold=1,

@@ -10,7 +10,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
-from infra.constants import LIVE_ALIAS, METRICS_NAMESPACE
+from infra.constants import CANARY_ALARMS, LIVE_ALIAS, METRICS_NAMESPACE, alarm_prefix
 from infra.nag import acknowledge, ref
 
 
@@ -41,13 +41,14 @@ def deployment_config(scope: Construct, spec: str) -> codedeploy.ILambdaDeployme
 
 
 class Canary(Construct):
-    """One deployment group per rolled-out function."""
+    """One deployment group per rolled-out function (`name`: its key, in its alarms' names)."""
 
     def __init__(
         self,
         scope: Construct,
         id: str,
         *,
+        name: str,
         function: lambda_.Function,
         alias: lambda_.Alias,
         model_version: str,
@@ -70,7 +71,10 @@ class Canary(Construct):
             "ModelVersion": model_version,
             "service": stack.stack_name,  # POWERTOOLS_SERVICE_NAME: this stage only
         }
-        prefix = f"{stack.stack_name}-{id.lower().removesuffix('canary')}"
+        prefix = alarm_prefix(stack.stack_name, name)
+        self.alarm_prefix = prefix
+        """The names of this function's rollout alarms start so (the autopilot reads them)."""
+        errors, internal, latency = CANARY_ALARMS
         # Validation errors are not here: a client sending bad requests says nothing about
         # the new version, and must not be able to roll a release back. They notify instead
         # (the stack's validation-error-rate alarm).
@@ -79,7 +83,7 @@ class Canary(Construct):
         specs = (
             (
                 "NewVersionErrors",
-                "new-version-errors",
+                errors,
                 "Lambda errors of the version being rolled out",
                 "AWS/Lambda",
                 "Errors",
@@ -91,7 +95,7 @@ class Canary(Construct):
             ),
             (
                 "NewVersion5xx",
-                "new-version-5xx",
+                internal,
                 "HTTP 5xx answered by the function version being rolled out (handled internal errors)",
                 METRICS_NAMESPACE,
                 "InternalErrors",
@@ -103,7 +107,7 @@ class Canary(Construct):
             ),
             (
                 "NewVersionP95Latency",
-                "new-version-p95-latency",
+                latency,
                 f"p95 duration of the new version above {p95_latency_ms} ms",
                 "AWS/Lambda",
                 "Duration",
@@ -118,7 +122,7 @@ class Canary(Construct):
             cw.Alarm(
                 self,
                 construct_id,
-                alarm_name=f"{prefix}-{name}",
+                alarm_name=f"{prefix}{alarm}",
                 alarm_description=description,
                 metric=cw.Metric(
                     namespace=namespace,
@@ -133,7 +137,7 @@ class Canary(Construct):
                 comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
                 treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
             )
-            for construct_id, name, description, namespace, metric, dims, statistic, threshold, periods, datapoints in specs
+            for construct_id, alarm, description, namespace, metric, dims, statistic, threshold, periods, datapoints in specs
         ]
         # Our own service role (CDK's default attaches the AWS managed policy
         # AWSCodeDeployRoleForLambdaLimited): move this alias, read alarms, run the hook.

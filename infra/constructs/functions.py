@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
@@ -12,7 +13,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from infra.config import ROOT
-from infra.constants import LIVE_ALIAS, METRICS_NAMESPACE
+from infra.constants import LIVE_ALIAS, METRICS_NAMESPACE, Env
 from infra.nag import acknowledge, ref
 
 RUNTIME = lambda_.Runtime.PYTHON_3_14
@@ -32,16 +33,61 @@ OFFLINE_PARTS = [
 """Training, compiling and the local stack never ship to Lambda (the NTSB reader does: batch scoring)."""
 
 
-@dataclass(frozen=True)
+Invocation = Literal["api", "async", "hook"]
+"""How a function is called: by API Gateway (synchronously: the caller gets the error), by
+EventBridge or itself (asynchronously: retried, then kept in the failure queue), or by
+CodeDeploy as a deployment hook."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Scheduled:
+    """An EventBridge schedule that invokes the function."""
+
+    id: str
+    """Construct id of the schedule (its rule's description says `scheduled <id>`)."""
+    expression: str
+    """`rate(1 hour)`, `cron(...)`."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Rollout:
+    """A function behind alias `live` whose versions roll out by CodeDeploy canary."""
+
+    smoke: FunctionSpec
+    """The pre-traffic hook: the new version must reproduce the card's golden answers."""
+    smoke_route: str
+    """The route the hook calls on the new version."""
+    p95_latency_ms: float
+    """Above this p95 duration the new version's latency alarm rolls it back."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class FunctionSpec:
+    """One function of the stack: its code, size and layers, and what the stack wires to it.
+    The stack reads these fields; it never asks a function's name what to do."""
+
     name: str
+    """Folder under functions/."""
     memory_mb: int
     timeout_s: int
     description: str
     layers: tuple[str, ...] = ("common", "deps")
     model: bool = False
+    """Carries the model bundle layer (MODEL_BUNDLE_PATH)."""
     shadow: bool = False
     """Scores the shadow bundle too, when the stack has one (`-c shadow=VERSION`)."""
+    invocation: Invocation = "async"
+    environment: tuple[str, ...] = ()
+    """Environment variables (`Env` names) the stack fills in from its shared resources."""
+    records: str | None = None
+    """The record table its log lines feed (a subscription to that table's stream)."""
+    reports: str | None = None
+    """The report kind it writes (`reports/<kind>/`) from the rollups, with metrics and alerts."""
+    schedule: Scheduled | None = None
+    reserved_concurrency: int | None = None
+    physical_name: str | None = None
+    """`<stack>-<physical_name>`: for a function that must know its own name (it invokes itself)."""
+    rollout: Rollout | None = None
 
 
 class Layers(Construct):
@@ -89,6 +135,12 @@ class Layers(Construct):
                 ),
                 f"shadow model bundle {shadow.name}",
             )
+        self.paths = {
+            name: f"/opt/{path.name}"
+            for name, path in (("model", bundle), ("shadow", shadow))
+            if path is not None
+        }
+        """Where a bundle layer lands in the function: MODEL_BUNDLE_PATH, SHADOW_BUNDLE_PATH."""
         self.by_name: dict[str, lambda_.LayerVersion] = {
             name: lambda_.LayerVersion(
                 self,
@@ -111,7 +163,9 @@ def _built(name: str, arch: str) -> Path:
 
 class ServingFunction(Construct):
     """A Lambda function with a least-privilege role of its own and a log group with a
-    retention; `alias` points at the current version for the ones that roll out."""
+    retention; `alias` points at the current version for the ones that roll out. The layers
+    and bundle paths follow the spec: the model bundle when it scores, the shadow bundle when
+    it scores that too and the stack has one."""
 
     def __init__(
         self,
@@ -122,12 +176,14 @@ class ServingFunction(Construct):
         layers: Layers,
         arch: lambda_.Architecture,
         environment: dict[str, str],
-        with_alias: bool = False,
-        function_name: str | None = None,
-        reserved_concurrency: int | None = None,
     ) -> None:
         super().__init__(scope, id)
         stack = Stack.of(self)
+        bundles = {
+            Env.MODEL_BUNDLE_PATH: "model" if spec.model else None,
+            Env.SHADOW_BUNDLE_PATH: "shadow" if spec.shadow and "shadow" in layers.paths else None,
+        }
+        bundle_layers = [layer for layer in bundles.values() if layer is not None]
         self.log_group = logs.LogGroup(
             self,
             "Logs",
@@ -152,13 +208,15 @@ class ServingFunction(Construct):
             runtime=RUNTIME,
             architecture=arch,
             handler="app.handler",
-            function_name=function_name,
+            function_name=f"{stack.stack_name}-{spec.physical_name}"
+            if spec.physical_name
+            else None,
             code=lambda_.Code.from_asset(
                 str(ROOT / "functions" / spec.name), exclude=["__pycache__"]
             ),
-            layers=[layers.by_name[n] for n in spec.layers],
+            layers=[layers.by_name[n] for n in (*spec.layers, *bundle_layers)],
             memory_size=spec.memory_mb,
-            reserved_concurrent_executions=reserved_concurrency,
+            reserved_concurrent_executions=spec.reserved_concurrency,
             timeout=Duration.seconds(spec.timeout_s),
             description=spec.description,
             role=self.role,
@@ -166,8 +224,9 @@ class ServingFunction(Construct):
             tracing=lambda_.Tracing.ACTIVE,
             environment={
                 # the `service` dimension of the handlers' metrics: one per stage
-                "POWERTOOLS_SERVICE_NAME": stack.stack_name,
-                "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+                Env.SERVICE_NAME: stack.stack_name,
+                Env.METRICS_NAMESPACE: METRICS_NAMESPACE,
+                **{name: layers.paths[layer] for name, layer in bundles.items() if layer},
                 **environment,
             },
         )
@@ -179,7 +238,7 @@ class ServingFunction(Construct):
             "Resource::*",
         )
         self.alias: lambda_.Alias | None = None
-        if with_alias:
+        if spec.rollout is not None:
             self.alias = lambda_.Alias(
                 self, "Live", alias_name=LIVE_ALIAS, version=self.function.current_version
             )

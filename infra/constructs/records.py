@@ -34,7 +34,7 @@ from infra.constants import (
 from infra.constructs.tables import RecordTables
 from infra.nag import acknowledge, ref
 
-ERROR_METRICS_FILTER = "firehose-errors"
+ERROR_METRICS_FILTER = ERRORS_PREFIX.rstrip("/")
 """S3 request-metrics filter on the error prefix: any PUT there raises an alarm."""
 BUFFER_MB = 128
 """Record format conversion needs a buffer of at least 64 MB."""
@@ -258,7 +258,7 @@ class Records(Construct):
         """Delivery failing, data going stale, records failing conversion, anything in errors."""
         alarms = []
         for table, stream in self.streams.items():
-            name = stream.delivery_stream_name
+            name = str(stream.delivery_stream_name)  # set in _stream
             dims = {"DeliveryStreamName": name}
             for construct_id, metric, statistic, op, threshold, text in (
                 (
@@ -283,7 +283,7 @@ class Records(Construct):
                     "Sum",
                     cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
                     1,
-                    "records failed Parquet conversion (see firehose-errors/; `avsev records redrive`)",
+                    f"records failed Parquet conversion (see {ERRORS_PREFIX}; `avsev records redrive`)",
                 ),
             ):
                 alarms.append(

@@ -9,6 +9,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from avsev.constants import LIVE_ALIAS
+
 
 def _print_json(doc: Any) -> None:
     print(json.dumps(doc, indent=1, default=str))
@@ -666,7 +668,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--local", action="store_true", help="act on the running local stack (`avsev local up`)"
     )
-    p.add_argument("--alias", default="live")
+    p.add_argument("--alias", default=LIVE_ALIAS)
     p.add_argument("--version", help="function version to start canarying")
     p.add_argument("--weight", type=float, default=0.1)
     p.add_argument(

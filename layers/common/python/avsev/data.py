@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from avsev.constants import EV_ID_PATTERN
 from avsev.serving.schema import (
     CATEGORIES,
     NUMERIC_FIELDS,
@@ -317,7 +318,7 @@ def _boolean(raw: pd.Series) -> tuple[pd.Series, Problems]:
     return out, {"missing": blank, "not yes/no": values.isna() & ~blank}
 
 
-_EV_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_EV_ID = re.compile(EV_ID_PATTERN)  # fullmatch: the anchors change nothing
 
 
 def _event_ids(raw: list[Any], row_offset: int) -> tuple[list[str], int]:

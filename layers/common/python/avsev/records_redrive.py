@@ -18,7 +18,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-ERRORS_PREFIX = "firehose-errors/"
+from avsev.constants import ERRORS_PREFIX
+
 MAX_BATCH_RECORDS = 500
 MAX_BATCH_BYTES = 4 * 1024 * 1024
 RETRIES = 3

@@ -20,6 +20,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from avsev.constants import CANARY_ALARMS, LIVE_ALIAS, METRICS_NAMESPACE
 from avsev.local.dashboard import Traffic
 from avsev.local.lambda_runtime import LocalContext, load_handler_module
 from avsev.local.logs import EmfForwarder, FirehoseBuffer, LogRouter
@@ -32,12 +33,7 @@ REGION = "us-east-1"
 BUCKET = "avsev-local-data"
 TOPIC = "avsev-alerts"
 FUNCTIONS = {"predict": "avsev-predict", "explain": "avsev-explain", "outcomes": "avsev-outcomes"}
-ALARMS = (
-    "new-version-errors",
-    "new-version-5xx",
-    "new-version-p95-latency",
-    "validation-error-spike",
-)
+ALARMS = (*CANARY_ALARMS, "validation-error-spike")
 STATE_FILE = Path(os.environ.get("AVSEV_LOCAL_STATE", Path.home() / ".avsev" / "local.json"))
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "local",
@@ -214,11 +210,11 @@ class LocalStack:
                     FunctionName=name, Description=f"model {read_card(bundle)['version']}"
                 )
             if key in ALIASED:
-                lam.create_alias(FunctionName=name, Name="live", FunctionVersion="1")
+                lam.create_alias(FunctionName=name, Name=LIVE_ALIAS, FunctionVersion="1")
                 for alarm in ALARMS:
                     cw.put_metric_alarm(
                         AlarmName=f"avsev-{key}-{alarm}",
-                        Namespace="Avsev",
+                        Namespace=METRICS_NAMESPACE,
                         MetricName=alarm,
                         Statistic="Sum",
                         Period=60,
@@ -248,7 +244,7 @@ class LocalStack:
             return "1"
         from moto.awslambda.models import lambda_backends
 
-        alias = lambda_backends[ACCOUNT][REGION].get_alias("live", FUNCTIONS[function])
+        alias = lambda_backends[ACCOUNT][REGION].get_alias(LIVE_ALIAS, FUNCTIONS[function])
         weights = (alias.routing_config or {}).get("AdditionalVersionWeights") or {}
         draw = random.random()
         for version, weight in weights.items():

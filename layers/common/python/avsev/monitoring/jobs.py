@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from avsev.constants import AB_REPORTS, DRIFT_REPORTS, METRICS_NAMESPACE, SERVICE
 from avsev.monitoring import ab, drift, rollups, store
 from avsev.monitoring.performance import (
     DEFAULT_METRIC,
@@ -22,10 +23,9 @@ from avsev.monitoring.performance import (
 from avsev.monitoring.query import Engine, local_engine
 from avsev.monitoring.store import alert_once, metric, put_metrics, write_report
 
-NAMESPACE = "Avsev"
-SERVICE = "avsev"
-"""The metrics' `service` dimension by default; deployed jobs pass their stack's name
-(POWERTOOLS_SERVICE_NAME), so one stage's metrics never move another's alarms."""
+NAMESPACE = METRICS_NAMESPACE
+# SERVICE is the metrics' `service` dimension by default; deployed jobs pass their stack's name
+# (POWERTOOLS_SERVICE_NAME), so one stage's metrics never move another's alarms.
 
 
 @dataclass(frozen=True)
@@ -187,7 +187,7 @@ def run_drift_check(
         dataset_drift_share=dataset_drift_share,
         window={"from": start.isoformat(), "to": end.isoformat(), "id": ident},
     ) | {"skipped": gaps}
-    keys = write_report(clients.s3, bucket, "drift", ident, report, drift.markdown(report))
+    keys = write_report(clients.s3, bucket, DRIFT_REPORTS, ident, report, drift.markdown(report))
     dims = {"service": service}
     data = [
         metric("DatasetDrift", float(report["dataset_drift"]), dims),
@@ -241,7 +241,7 @@ def run_ab_analysis(
         "as_of": at.isoformat(timespec="seconds"),
         "skipped": gaps | {"days_without_label_rollup": label_gaps["days_without_rollup"]},
     }
-    keys = write_report(clients.s3, bucket, "ab", ident, report, ab.markdown(report))
+    keys = write_report(clients.s3, bucket, AB_REPORTS, ident, report, ab.markdown(report))
     if report.get("comparison"):
         c = report["comparison"]
         dims = {

@@ -35,10 +35,10 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from avsev.constants import ROLLUPS_PREFIX
 from avsev.monitoring.query import Engine
 from avsev.monitoring.tables import SCHEMA_VERSION_SUPPORTED
 
-ROLLUPS_PREFIX = "rollups/"
 LABEL_HORIZON_DAYS = 30
 """Outcomes arriving up to this many days after their prediction still count."""
 LATENCY_BINS_PER_E = 100

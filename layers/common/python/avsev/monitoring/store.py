@@ -9,7 +9,7 @@ import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-REPORTS = "reports/"
+from avsev.constants import REPORTS_PREFIX as REPORTS
 
 
 def days(start: dt.date, end: dt.date) -> Iterator[dt.date]:

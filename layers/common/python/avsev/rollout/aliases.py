@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
+from avsev.constants import AUDIT_PREFIX, LIVE_ALIAS
+
 ACTIVE_DEPLOYMENT_STATES = ["Created", "Queued", "InProgress", "Baking", "Ready"]
 
 
@@ -61,7 +63,7 @@ class Rollouts:
         lambda_client: Any,
         function: str,
         *,
-        alias: str = "live",
+        alias: str = LIVE_ALIAS,
         cloudwatch: Any = None,
         alarm_names: list[str] | None = None,
         alarm_prefix: str | None = None,
@@ -246,9 +248,6 @@ def _who() -> str:
         return getpass.getuser()
     except Exception:
         return "unknown"
-
-
-AUDIT_PREFIX = "reports/rollout/audit/"
 
 
 def s3_audit(s3: Any, bucket: str, prefix: str = AUDIT_PREFIX) -> Callable[[dict[str, Any]], None]:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from avsev.constants import REGISTRY_PREFIX
 from avsev.serving.bundle import sha256_file
 
 SEMVER = re.compile(r"^\d+\.\d+\.\d+$")
@@ -42,7 +43,7 @@ class RegistryError(Exception):
 @dataclass(frozen=True)
 class Location:
     bucket: str
-    prefix: str = "registry/"
+    prefix: str = REGISTRY_PREFIX
 
     @classmethod
     def parse(cls, url: str) -> Location:
@@ -51,7 +52,7 @@ class Location:
             raise RegistryError(f"registry {url!r}: expected s3://bucket[/prefix]")
         bucket, _, prefix = url[5:].partition("/")
         prefix = prefix.strip("/")
-        return cls(bucket, f"{prefix}/" if prefix else "registry/")
+        return cls(bucket, f"{prefix}/" if prefix else REGISTRY_PREFIX)
 
 
 def git_lineage(root: Path) -> dict[str, Any]:

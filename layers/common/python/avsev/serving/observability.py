@@ -15,8 +15,11 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 
-SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "avsev")
-NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Avsev")
+from avsev import constants
+from avsev.constants import Env
+
+SERVICE = os.environ.get(Env.SERVICE_NAME, constants.SERVICE)
+NAMESPACE = os.environ.get(Env.METRICS_NAMESPACE, constants.METRICS_NAMESPACE)
 
 
 def tracing_enabled(environ: dict[str, str] | os._Environ[str] = os.environ) -> bool:

@@ -21,6 +21,8 @@ from pydantic import (
     model_validator,
 )
 
+from avsev.constants import EV_ID_PATTERN
+
 SEVERITIES: tuple[str, ...] = ("Fatal", "Serious", "Minor", "None")
 """The classes, in the model's output order (index 0 is Fatal)."""
 
@@ -110,7 +112,6 @@ OCCURRENCE_CODE_RANGES: tuple[tuple[int, int], ...] = (
 OPEN_CATEGORY_FIELDS = ("make",)
 """Categories with no closed set: rare or unseen values fall into an `other` bucket."""
 
-EV_ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
 MAKE_MAX_LENGTH = 64
 
 

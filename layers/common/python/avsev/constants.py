@@ -1,0 +1,76 @@
+"""Names the stack (infra/) and the code running in Lambda share, each written once.
+
+The functions import them from the common layer; the CDK app imports them from the same
+package, so a prefix, an alarm name or an environment variable cannot mean one thing to the
+stack and another to the code. A leaf module: it imports nothing of ours."""
+
+from __future__ import annotations
+
+# ---- the service --------------------------------------------------------------------------
+SERVICE = "avsev"
+"""Stack names are `avsev-<stage>`; the default `service` dimension of the metrics."""
+METRICS_NAMESPACE = "Avsev"
+"""CloudWatch namespace of every metric the functions and jobs put (EMF or PutMetricData)."""
+LIVE_ALIAS = "live"
+"""The alias callers invoke; its weights move during a rollout."""
+
+# ---- the data bucket ----------------------------------------------------------------------
+REPORTS_PREFIX = "reports/"
+AB_REPORTS = "ab"
+DRIFT_REPORTS = "drift"
+"""Report kinds: `reports/<kind>/<window>/report.json` and `reports/<kind>/latest.json`."""
+AUDIT_PREFIX = f"{REPORTS_PREFIX}rollout/audit/"
+"""One object per alias change (`avsev rollout` and the autopilot)."""
+ROLLUPS_PREFIX = "rollups/"
+ATHENA_RESULTS_PREFIX = "athena-results/"
+ERRORS_PREFIX = "firehose-errors/"
+"""Records Firehose failed to deliver: `firehose-errors/<table>/<error type>/dt=…/`."""
+REGISTRY_PREFIX = "registry/"
+"""The model registry's default prefix in its bucket (`s3://bucket/registry/`)."""
+
+
+def report_prefix(kind: str) -> str:
+    """`reports/ab/`, `reports/drift/`."""
+    return f"{REPORTS_PREFIX}{kind}/"
+
+
+# ---- alarms (names are `<stack>-<...>`) ---------------------------------------------------
+CANARY_ALARMS = ("new-version-errors", "new-version-5xx", "new-version-p95-latency")
+"""Alarms on the version being rolled out, `<stack>-<function>-<name>`: any of them in ALARM
+rolls the deployment back (and stops the autopilot)."""
+BATCH_FAILURES_ALARM = "batch-failures"
+BATCH_ERRORS_ALARM = "batch-errors"
+API_4XX_ALARM = "api-4xx-rate"
+
+
+def alarm_prefix(stack_name: str, function: str) -> str:
+    """`avsev-prod-predict-`: the names of one function's rollout alarms start so."""
+    return f"{stack_name}-{function}-"
+
+
+# ---- the API ------------------------------------------------------------------------------
+EV_ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
+"""An NTSB event id, as the API (gateway model and pydantic schema) and the data reader take it."""
+
+
+# ---- environment variables the stack sets and the functions read ---------------------------
+class Env:
+    """Environment variable names (plain strings: CDK takes them as keys as they are)."""
+
+    SERVICE_NAME = "POWERTOOLS_SERVICE_NAME"
+    METRICS_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"
+    MODEL_BUNDLE_PATH = "MODEL_BUNDLE_PATH"
+    SHADOW_BUNDLE_PATH = "SHADOW_BUNDLE_PATH"
+    DATA_BUCKET = "DATA_BUCKET"
+    BATCH_BUCKET = "BATCH_BUCKET"
+    ALERTS_TOPIC_ARN = "ALERTS_TOPIC_ARN"
+    ATHENA_WORKGROUP = "ATHENA_WORKGROUP"
+    GLUE_DATABASE = "GLUE_DATABASE"
+    PREDICT_FUNCTION_NAME = "PREDICT_FUNCTION_NAME"
+    AB_DECISION_METRIC = "AB_DECISION_METRIC"
+    COST_MATRIX = "COST_MATRIX"
+    ALARM_PREFIX = "ALARM_PREFIX"
+    CODEDEPLOY_APPLICATION = "CODEDEPLOY_APPLICATION"
+    CODEDEPLOY_GROUP = "CODEDEPLOY_GROUP"
+    TARGET_FUNCTION_ARN = "TARGET_FUNCTION_ARN"
+    SMOKE_ROUTE = "SMOKE_ROUTE"
