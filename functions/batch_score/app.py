@@ -73,7 +73,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         boto3.client("lambda").invoke(
             FunctionName=context.invoked_function_arn,
             InvocationType="Event",
-            Payload=json.dumps({"avsev_continuation": following.__dict__}).encode(),
+            Payload=json.dumps(following.as_event()).encode(),
         )
     for name in ("rows_read", "scored", "rejected"):
         if name in summary:
