@@ -117,13 +117,7 @@ def test_rounded_answers_equal_python_round(real_bundle, real_rows):
 def test_models_outside_the_branch_free_evaluator_fall_back_to_tl2cgen(real_model_dir, tmp_path):
     from avsev.pipeline.compile import FOREST_FILE, compile_library, generate_forest
 
-    # Given a model with a categorical split (not handled yet) or another objective
-    doc = json.loads((real_model_dir / "model.json").read_text())
-    doc["learner"]["gradient_booster"]["model"]["trees"][0]["split_type"][0] = 1
-    categorical = tmp_path / "categorical.json"
-    categorical.write_text(json.dumps(doc))
-    _, why = generate_forest(categorical)
-    assert why == "categorical splits"
+    # Given a model with another objective (categorical splits are in: test_categorical_splits)
     doc = json.loads((real_model_dir / "model.json").read_text())
     doc["learner"]["objective"]["name"] = "multi:softmax"
     other = tmp_path / "softmax.json"

@@ -124,6 +124,40 @@ def parse_base_score(raw: str | float) -> list[float]:
     return [float(text)]
 
 
+CATEGORY_LIMIT = 1 << 24
+"""XGBoost reads a categorical value as a category when it is in [0, 2^24) (its integer
+part); other values are in no set (`common::InvalidCat`)."""
+
+
+def category_sets(tree: dict[str, Any]) -> dict[int, list[int]]:
+    """Node → its category set (the categories that go right) for each categorical split of
+    an XGBoost JSON tree (`categories_nodes`, `_segments`, `_sizes` into `categories`)."""
+    nodes = tree.get("categories_nodes", [])
+    segments, sizes = tree.get("categories_segments", []), tree.get("categories_sizes", [])
+    cats = tree.get("categories", [])
+    sets = {
+        int(n): [int(c) for c in cats[int(b) : int(b) + int(k)]]
+        for n, b, k in zip(nodes, segments, sizes, strict=True)
+    }
+    for i, kind in enumerate(tree.get("split_type", [])):
+        if int(kind) == 1:
+            sets.setdefault(i, [])  # a categorical split with no set: everything goes left
+        elif int(kind) != 0:
+            raise ValueError(f"tree node {i}: unknown split type {kind}")
+    if any(c < 0 or c >= CATEGORY_LIMIT for s in sets.values() for c in s):
+        raise ValueError(f"a category outside [0, {CATEGORY_LIMIT})")
+    return sets
+
+
+def category_words(categories: list[int]) -> list[int]:
+    """A category set as 32-bit words: category c is bit c % 32 of word c // 32 (as many
+    words as the largest category needs; none for an empty set)."""
+    words = [0] * ((max(categories) // 32 + 1) if categories else 0)
+    for c in categories:
+        words[c // 32] |= 1 << (c % 32)
+    return words
+
+
 def export_trees(model_json: Path, out: Path) -> dict[str, int]:
     """Write trees.bin (layout: `avsev.serving.runtime.TREES_ARRAYS`) from an XGBoost JSON
     model. Returns the header values."""
@@ -144,8 +178,7 @@ def export_trees(model_json: Path, out: Path) -> dict[str, int]:
     for t, tree in enumerate(trees):
         left = np.asarray(tree["left_children"], dtype=np.int64)
         right = np.asarray(tree["right_children"], dtype=np.int64)
-        if any(int(s) != 0 for s in tree.get("split_type", [])):
-            raise ValueError("categorical splits are not supported by the TreeSHAP export")
+        sets = category_sets(tree)
         cond = np.asarray(tree["split_conditions"], dtype=np.float32)
         cover = np.asarray(tree["sum_hessian"], dtype=np.float64)
         leaf = left < 0
@@ -170,6 +203,12 @@ def export_trees(model_json: Path, out: Path) -> dict[str, int]:
         cols["threshold"].extend(np.where(leaf, 0.0, cond).tolist())
         cols["value"].extend(np.where(leaf, cond.astype(np.float64), 0.0).tolist())
         cols["cover"].extend(cover.tolist())
+        for i in range(len(left)):
+            words = category_words(sets[i]) if i in sets else []
+            cols["split_type"].append(int(i in sets))
+            cols["cat_offset"].append(len(cols["cat_bits"]))
+            cols["cat_size"].append(len(words))
+            cols["cat_bits"].extend(words)
         offset += len(left)
     cols["base_margin"] = base_margin
     header = {
@@ -178,6 +217,7 @@ def export_trees(model_json: Path, out: Path) -> dict[str, int]:
         "n_class": n_class,
         "n_feature": n_feature,
         "max_depth": max_depth,
+        "n_cat_words": len(cols["cat_bits"]),
     }
     with out.open("wb") as f:
         f.write(TREES_HEADER.pack(TREES_MAGIC, *header.values()))
@@ -240,7 +280,12 @@ def generate_forest(
     Each tree becomes one loop over a block of rows whose body evaluates the tree bottom-up
     as nested selects (children before parents): `x < t ? left : right` when missing values
     go right, `x >= t ? right : left` when they go left, thresholds and leaves as exact
-    float32 hexadecimal literals. A categorical split would be a bit lookup here: not yet.
+    float32 hexadecimal literals. A categorical split is a bit lookup: each categorical
+    feature a tree reads becomes a category index per row (its integer part when it is in
+    [0, 2^24), else -1: in no set), the node picks the 32-bit word of its set that holds
+    the index (nested selects over the set's nonzero words, 0 for any other), and the row
+    goes right when the index's bit is set, or, when missing values go right, when it is
+    missing (NaN reads as index -1, so left is the default otherwise).
     """
     doc = _booster_doc(model_json)
     learner = doc["learner"]
@@ -256,8 +301,6 @@ def generate_forest(
         reason = f"objective {objective!r} (handled: {', '.join(FOREST_OBJECTIVES)})"
     elif learner["gradient_booster"].get("name", "gbtree") != "gbtree":
         reason = f"booster {learner['gradient_booster'].get('name')!r}"
-    elif any(int(s) != 0 for tree in trees for s in tree.get("split_type", [])):
-        reason = "categorical splits"
     elif max((_depth(t) for t in trees), default=0) > FOREST_MAX_DEPTH:
         # every node of a tree is computed for every row: 2^depth work per tree, and a
         # source gcc takes minutes and gigabytes to compile; tl2cgen's code wins there
@@ -292,6 +335,7 @@ def generate_forest(
         left, right = tree["left_children"], tree["right_children"]
         feature, cond = tree["split_indices"], tree["split_conditions"]
         default_left = tree["default_left"]
+        sets = category_sets(tree)
 
         def ref(i: int, left: list[int] = left, cond: list[float] = cond) -> str:
             return _c_float(cond[i]) if left[i] < 0 else f"n{i}"
@@ -301,17 +345,30 @@ def generate_forest(
         body.append(f"    float* restrict a = acc + {cls} * AVSEV_BLOCK;")
         body.append("    for (int32_t r = 0; r < m; ++r) {")
         body.append("      const float* v = xb + r;")
+        for f in sorted({int(feature[i]) for i in sets if left[i] >= 0}):
+            x = f"v[{f} * AVSEV_BLOCK]"
+            body.append(
+                f"      const int32_t k{f} = (int32_t)({x} >= 0.0f && {x} < "
+                f"{_c_float(CATEGORY_LIMIT)} ? {x} : -1.0f);"
+            )
         for i in reversed(range(len(left))):
             if left[i] < 0:
                 continue
-            x = f"v[{int(feature[i])} * AVSEV_BLOCK]"
-            thr = _c_float(cond[i])
+            f = int(feature[i])
+            x = f"v[{f} * AVSEV_BLOCK]"
             lo, hi = ref(left[i]), ref(right[i])
-            expr = (
-                f"{x} >= {thr} ? {hi} : {lo}"
-                if int(default_left[i])
-                else f"{x} < {thr} ? {lo} : {hi}"
-            )
+            if i in sets:
+                word = "0u"
+                for w, bits in reversed(list(enumerate(category_words(sets[i])))):
+                    if bits:
+                        word = f"(k{f} >> 5) == {w} ? {bits:#x}u : {word}"
+                hit = f"(int32_t)((({word}) >> (k{f} & 31)) & 1u)"
+                go_right = hit if int(default_left[i]) else f"(({x} != {x}) | {hit})"
+                expr = f"{go_right} ? {hi} : {lo}"
+            elif int(default_left[i]):
+                expr = f"{x} >= {_c_float(cond[i])} ? {hi} : {lo}"
+            else:
+                expr = f"{x} < {_c_float(cond[i])} ? {lo} : {hi}"
             body.append(f"      const float n{i} = {expr};")
         body.append(f"      a[r] += {ref(0)};")
         body.append("    }")

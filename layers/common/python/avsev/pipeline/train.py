@@ -31,10 +31,17 @@ DEFAULT_PARAMS: dict[str, Any] = {
     # accuracy, and every extra level costs branch mispredictions in the compiled code.
     "max_depth": 4,
     "eta": 0.08,
-    "min_child_weight": 4,
+    # 10 (was 4): the lowest validation criterion of the variants tried with native
+    # categorical splits (listed in tests/test_model_quality.py)
+    "min_child_weight": 10,
     "subsample": 0.85,
     "colsample_bytree": 0.85,
     "lambda": 2.0,
+    # Native categorical splits (category fields as sets, not as ordered indices): a split
+    # sends a set of categories right. max_cat_to_onehot: fewer categories than this are
+    # split one against the rest; max_cat_threshold: the most categories in one set.
+    "max_cat_to_onehot": 4,
+    "max_cat_threshold": 64,
     "nthread": 2,
     "seed": 0,
 }
@@ -79,6 +86,25 @@ def class_weights(labels: Sequence[int], n_class: int = len(SEVERITIES)) -> list
     """Inverse-frequency ("balanced") weights per class."""
     counts = np.bincount(np.asarray(labels, dtype=int), minlength=n_class).astype(float)
     return (counts.sum() / (n_class * np.maximum(counts, 1))).tolist()
+
+
+def feature_types(spec: FeatureSpec, *, categorical: bool = True) -> list[str]:
+    """XGBoost's type of each column: "c" (native categorical splits on the category index)
+    for a categorical feature when `categorical`, else "q" (a number)."""
+    return ["c" if categorical and f.kind == "categorical" else "q" for f in spec.features]
+
+
+def dmatrix(
+    spec: FeatureSpec, x: np.ndarray, *, categorical: bool = True, **kw: Any
+) -> xgb.DMatrix:
+    """An XGBoost matrix of encoded rows with the spec's names and types."""
+    return xgb.DMatrix(
+        x,
+        feature_names=spec.names,
+        feature_types=feature_types(spec, categorical=categorical),
+        enable_categorical=categorical,
+        **kw,
+    )
 
 
 def matrix(spec: FeatureSpec, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
@@ -146,7 +172,7 @@ def field_importance(booster: xgb.Booster, spec: FeatureSpec, x: np.ndarray) -> 
     """Mean |SHAP| per report field over the rows of `x`: XGBoost's exact TreeSHAP
     (`pred_contribs`), |contribution| summed over the classes and over the columns derived
     from the same field, then averaged over the rows. Largest first."""
-    contribs = booster.predict(xgb.DMatrix(x, feature_names=spec.names), pred_contribs=True)
+    contribs = booster.predict(dmatrix(spec, x), pred_contribs=True)
     per_column = np.abs(contribs.reshape(len(x), -1, len(spec) + 1)[:, :, : len(spec)])
     per_column = per_column.sum(axis=1).mean(axis=0)
     out = {field: float(per_column[cols].sum()) for field, cols in source_columns(spec).items()}
@@ -170,10 +196,13 @@ def train(
     seed: int = 0,
     blank_rates: Sequence[float] = BLANK_RATES,
     refit: bool = True,
+    categorical: bool = True,
 ) -> TrainResult:
     """Fit on the oldest rows, early-stop on the next, report on the newest (the held-out
     fit); choose the blank-field augmentation rate on validation; then, unless `refit` is
     false, ship a booster refit on every row with the held-out fit's tree count and rate.
+    Category fields get native categorical splits unless `categorical` is false (then their
+    indices are split on as numbers).
 
     The augmentation rate is the one of `blank_rates` with the lowest validation log loss
     averaged over the validation rows as they are and the same rows with their most
@@ -193,7 +222,7 @@ def train(
     p = {**DEFAULT_PARAMS, "seed": seed, **(params or {})}
     weights = class_weights(y_train) if balanced else None
     x_train, x_valid, x_test = (matrix(spec, r) for r in (train_rows, valid_rows, test_rows))
-    d_valid = xgb.DMatrix(x_valid, label=y_valid, feature_names=spec.names)
+    d_valid = dmatrix(spec, x_valid, label=y_valid, categorical=categorical)
 
     def fit(rate: float) -> xgb.Booster:
         x, y, w = blank_augment(
@@ -206,7 +235,7 @@ def train(
         )
         b = xgb.train(
             p,
-            xgb.DMatrix(x, label=y, weight=w, feature_names=spec.names),
+            dmatrix(spec, x, label=y, weight=w, categorical=categorical),
             num_boost_round=rounds,
             evals=[(d_valid, "valid")],
             early_stopping_rounds=EARLY_STOPPING,
@@ -215,7 +244,7 @@ def train(
         return b[: b.best_iteration + 1]
 
     def proba(b: xgb.Booster, x: np.ndarray, s: FeatureSpec = spec) -> np.ndarray:
-        return b.predict(xgb.DMatrix(x, feature_names=s.names))
+        return b.predict(dmatrix(s, x, categorical=categorical))
 
     rates = sorted({float(r) for r in blank_rates} | {0.0})
     fits = {0.0: fit(0.0)}
@@ -271,7 +300,7 @@ def train(
         )
         shipped = xgb.train(
             p,
-            xgb.DMatrix(x_all, label=y_all, weight=w_all, feature_names=shipped_spec.names),
+            dmatrix(shipped_spec, x_all, label=y_all, weight=w_all, categorical=categorical),
             num_boost_round=n_trees,
         )
 
@@ -284,6 +313,7 @@ def train(
         "n_trees": n_trees,
         "balanced": balanced,
         "class_weights": weights,
+        "feature_types": feature_types(shipped_spec, categorical=categorical),
         "metrics_from": "held-out fit",
         "refit": {
             "rows": len(rows) if refit else len(split.train),
@@ -326,7 +356,7 @@ def train(
 def _class_mix(
     booster: xgb.Booster, spec: FeatureSpec, rows: list[dict[str, Any]]
 ) -> dict[str, float]:
-    pred = booster.predict(xgb.DMatrix(matrix(spec, rows), feature_names=spec.names)).argmax(axis=1)
+    pred = booster.predict(dmatrix(spec, matrix(spec, rows))).argmax(axis=1)
     counts = np.bincount(pred, minlength=len(SEVERITIES))
     return {c: float(counts[i] / max(len(pred), 1)) for i, c in enumerate(SEVERITIES)}
 

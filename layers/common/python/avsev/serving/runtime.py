@@ -17,14 +17,21 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
-ABI_VERSION = 1
+ABI_VERSION = 2
+"""The library ABI builds write. 2: trees.bin carries categorical splits (the TreeSHAP
+struct gained their arrays, at its end)."""
+ABI_VERSIONS = (1, 2)
+"""The library ABIs this runtime loads (1: bundles from before categorical splits)."""
 
 ELF_MACHINES = {0x3E: "x86_64", 0xB7: "arm64"}
 """ELF e_machine → Lambda architecture name."""
 
-TREES_MAGIC = b"AVSEVTR1"
-TREES_HEADER = struct.Struct("<8s5i")
-"""magic, n_trees, n_nodes, n_class, n_feature, max_depth."""
+TREES_MAGIC = b"AVSEVTR2"
+TREES_HEADER = struct.Struct("<8s6i")
+"""magic, n_trees, n_nodes, n_class, n_feature, max_depth, n_cat_words."""
+TREES_MAGIC_V1 = b"AVSEVTR1"
+TREES_HEADER_V1 = struct.Struct("<8s5i")
+"""trees.bin before categorical splits: no n_cat_words, no categorical arrays."""
 TREES_ARRAYS: tuple[tuple[str, str, str], ...] = (
     # (name, struct type code, length field)
     ("roots", "i", "n_trees"),
@@ -38,11 +45,24 @@ TREES_ARRAYS: tuple[tuple[str, str, str], ...] = (
     ("threshold", "f", "n_nodes"),
     ("value", "d", "n_nodes"),
     ("cover", "d", "n_nodes"),
+    # from AVSEVTR2 on: categorical splits (XGBoost's semantics: a non-missing value goes
+    # right when it is in [0, 2^24) and its integer part is in the node's set)
+    ("split_type", "i", "n_nodes"),
+    ("cat_offset", "i", "n_nodes"),
+    ("cat_size", "i", "n_nodes"),
+    ("cat_bits", "I", "n_cat_words"),
 )
-"""The layout of trees.bin, after the header: little-endian arrays in this order."""
+"""The layout of trees.bin, after the header: little-endian arrays in this order.
 
-_CTYPES: dict[str, type[ctypes.c_int32] | type[ctypes.c_double] | type[ctypes.c_float]] = {
+split_type is 1 for a categorical split, whose set is the cat_size 32-bit words of cat_bits
+from cat_offset (category c: bit c % 32 of word c // 32)."""
+TREES_ARRAYS_V1 = TREES_ARRAYS[:11]
+
+_CTYPES: dict[
+    str, type[ctypes.c_int32] | type[ctypes.c_uint32] | type[ctypes.c_double] | type[ctypes.c_float]
+] = {
     "i": ctypes.c_int32,
+    "I": ctypes.c_uint32,
     "d": ctypes.c_double,
     "f": ctypes.c_float,
 }
@@ -91,29 +111,37 @@ class _Trees(ctypes.Structure):
         ("n_class", ctypes.c_int32),
         ("n_feature", ctypes.c_int32),
         ("max_depth", ctypes.c_int32),
+        ("split_type", ctypes.POINTER(ctypes.c_int32)),
+        ("cat_offset", ctypes.POINTER(ctypes.c_int32)),
+        ("cat_size", ctypes.POINTER(ctypes.c_int32)),
+        ("cat_bits", ctypes.POINTER(ctypes.c_uint32)),
     ]
 
 
 def read_trees(path: Path) -> tuple[dict[str, int], dict[str, ctypes.Array]]:  # type: ignore[type-arg]
-    """Header and arrays of a trees.bin file, as ctypes arrays."""
+    """Header and arrays of a trees.bin file, as ctypes arrays (a file from before
+    categorical splits reads as one without any)."""
     data = path.read_bytes()
-    if len(data) < TREES_HEADER.size:
-        raise ModelError(f"{path}: truncated tree file")
-    magic, n_trees, n_nodes, n_class, n_feature, max_depth = TREES_HEADER.unpack_from(data)
-    if magic != TREES_MAGIC:
+    magic = data[:8]
+    if magic == TREES_MAGIC_V1:
+        fmt, layout = TREES_HEADER_V1, TREES_ARRAYS_V1
+    elif magic == TREES_MAGIC:
+        fmt, layout = TREES_HEADER, TREES_ARRAYS
+    else:
         raise ModelError(f"{path}: not an avsev tree file")
-    header = {
-        "n_trees": n_trees,
-        "n_nodes": n_nodes,
-        "n_class": n_class,
-        "n_feature": n_feature,
-        "max_depth": max_depth,
-    }
+    if len(data) < fmt.size:
+        raise ModelError(f"{path}: truncated tree file")
+    names = ("n_trees", "n_nodes", "n_class", "n_feature", "max_depth", "n_cat_words")
+    header = dict(zip(names, fmt.unpack_from(data)[1:], strict=False))
+    header.setdefault("n_cat_words", 0)
     arrays: dict[str, ctypes.Array] = {}  # type: ignore[type-arg]
-    offset = TREES_HEADER.size
+    offset = fmt.size
     for name, code, length in TREES_ARRAYS:
         n = header[length]
         ctype = _CTYPES[code]
+        if (name, code, length) not in layout:  # absent from an older file: no such splits
+            arrays[name] = (ctype * max(n, 1))()
+            continue
         size = n * ctypes.sizeof(ctype)
         if offset + size > len(data):
             raise ModelError(f"{path}: truncated tree file (array {name})")
@@ -138,8 +166,11 @@ class CompiledModel:
         ):
             if not hasattr(lib, symbol):
                 raise ModelError(f"{lib_path}: not an avsev model library (no {symbol})")
-        if lib.avsev_abi_version() != ABI_VERSION:
-            raise ModelError(f"{lib_path}: runtime ABI {lib.avsev_abi_version()} != {ABI_VERSION}")
+        if lib.avsev_abi_version() not in ABI_VERSIONS:
+            raise ModelError(
+                f"{lib_path}: runtime ABI {lib.avsev_abi_version()} (this runtime loads "
+                f"{', '.join(map(str, ABI_VERSIONS))})"
+            )
         self.lib = lib
         self.n_feature: int = lib.avsev_num_feature()
         self.n_class: int = lib.avsev_num_class()

@@ -3,7 +3,8 @@
  *  - avsev_predict_rows: the batch loop in C (NaN = missing), one call per request, on the
  *    branch-free evaluator (avsev_forest.c) or tl2cgen's if-else trees (avsev_tl2cgen_rows);
  *  - avsev_shap: exact path-dependent TreeSHAP (Lundberg et al. 2018, Algorithm 2, as in
- *    XGBoost's PredictContribution) over the tree arrays of trees.bin.
+ *    XGBoost's PredictContribution) over the tree arrays of trees.bin, numeric and
+ *    categorical splits.
  * Needs only libc and libm.
  */
 #include <math.h>
@@ -12,7 +13,7 @@
 
 #include "header.h"
 
-#define AVSEV_ABI_VERSION 1
+#define AVSEV_ABI_VERSION 2 /* 2: AvsevTrees carries categorical splits (at its end) */
 
 int32_t avsev_abi_version(void) { return AVSEV_ABI_VERSION; }
 
@@ -107,7 +108,22 @@ typedef struct {
   int32_t n_class;
   int32_t n_feature;
   int32_t max_depth;
+  /* ABI 2: categorical splits. A node with split_type 1 sends a non-missing value right
+   * when it is in [0, 2^24) and its integer part c is in the node's set: bit c % 32 of word
+   * c / 32 of its cat_size words from cat_bits[cat_offset] (XGBoost's common::Decision). */
+  const int32_t* split_type;
+  const int32_t* cat_offset;
+  const int32_t* cat_size;
+  const uint32_t* cat_bits;
 } AvsevTrees;
+
+/* Whether a non-missing value takes the right child of categorical node `node`. */
+static int category_goes_right(const AvsevTrees* t, int32_t node, float v) {
+  if (!(v >= 0.0f && v < 16777216.0f)) return 0; /* negative or beyond 2^24: not a category */
+  const uint32_t c = (uint32_t)v;
+  if ((int32_t)(c >> 5) >= t->cat_size[node]) return 0;
+  return (int)((t->cat_bits[t->cat_offset[node] + (c >> 5)] >> (c & 31u)) & 1u);
+}
 
 typedef struct {
   int32_t feature_index;
@@ -187,6 +203,8 @@ static void tree_shap(const AvsevTrees* t, const float* x, double* phi, int node
   int32_t hot;
   if (isnan(v)) {
     hot = t->default_left[node] ? left : right;
+  } else if (t->split_type[node]) {
+    hot = category_goes_right(t, node, v) ? right : left;
   } else {
     hot = v < t->threshold[node] ? left : right;
   }
