@@ -167,9 +167,9 @@ FIELD_ALLOWED: dict[str, str] = {
     "make": "a manufacturer name of 1-64 characters",
     "amateur_built": "true or false",
     **{
-        f: "one of " + ", ".join(cats) + " (any case), or Unknown" for f, cats in CATEGORIES.items()
+        f: "one of " + ", ".join(cats) + " (any case), or Unknown / UNK / N/A / blank"
+        for f, cats in CATEGORIES.items()
     },
-    "weather_condition": "one of VMC, IMC (any case), or UNK / Unknown",
 }
 
 
@@ -235,13 +235,15 @@ def _not_in_future(value: dt.date) -> dt.date:
     return value
 
 
+MISSING_SPELLINGS = ("Unknown", "UNK", "UNKN", "N/A", "NA", "None given", "")
+"""The words for "not known" as the document lists them (any case is accepted)."""
+
+
 def _category(name: str) -> Any:
-    """A closed category: the export's spellings (matched case-insensitively) or Unknown."""
-    values: list[Any] = (
-        [*CATEGORIES[name], "UNK", "Unknown"]
-        if name == "weather_condition"
-        else [*CATEGORIES[name], "Unknown"]
-    )
+    """A closed category: the export's spellings (matched case-insensitively), or a word
+    for unknown (the value is then missing, not an error: the document says so)."""
+    assert {w.lower() for w in MISSING_SPELLINGS} == MISSING_WORDS
+    values: list[Any] = [*CATEGORIES[name], *MISSING_SPELLINGS]
     return Annotated[
         str,
         Field(description=FIELD_ALLOWED[name], json_schema_extra={"enum": values}),
