@@ -3,7 +3,7 @@ reader (the CLI, the dashboard, the autopilot, people): it must not change shape
 code that makes it does. The expected files in tests/data/reports were written by the jobs
 before the reports became typed models (commit fc27f0d), from the rollups stored next to them
 (real NTSB rows served by a model trained on the shipped data, plus synthetic A/B traffic
-with a shadow); the reports made from the same rollups today must be the same text."""
+with a shadow); the reports made from the same rollups today must be the same text, and so must their markdown."""
 
 from __future__ import annotations
 
@@ -44,13 +44,20 @@ def clients(fake_aws):
         yield Clients(s3, boto3.client("cloudwatch"), boto3.client("sns"))
 
 
-def written(clients: Clients, case: str) -> str:
+def written(clients: Clients, case: str) -> dict[str, str]:
+    """The report's JSON (its time stamp blanked) and markdown, as written to S3."""
     out = CASES[case](clients)
-    body = clients.s3.get_object(Bucket=BUCKET, Key=out["keys"]["json"])["Body"].read().decode()
-    return STAMP.sub('"generated_at": "-"', body)
+    files = {
+        kind: clients.s3.get_object(Bucket=BUCKET, Key=out["keys"][kind])["Body"].read().decode()
+        for kind in ("json", "markdown")
+    }
+    return {"json": STAMP.sub('"generated_at": "-"', files["json"]), "markdown": files["markdown"]}
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_the_report_file_is_the_same_text_as_before(clients, case):
-    expected = STAMP.sub('"generated_at": "-"', (DATA / f"{case}.json").read_text())
+def test_the_report_files_are_the_same_text_as_before(clients, case):
+    expected = {
+        "json": STAMP.sub('"generated_at": "-"', (DATA / f"{case}.json").read_text()),
+        "markdown": (DATA / f"{case}.md").read_text(),
+    }
     assert written(clients, case) == expected
