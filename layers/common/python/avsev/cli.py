@@ -11,6 +11,11 @@ from typing import Any
 
 
 def _print_json(doc: Any) -> None:
+    """A report model as the JSON it is written in; anything else as json.dumps sees it."""
+    from pydantic import BaseModel
+
+    if isinstance(doc, BaseModel):
+        doc = doc.model_dump(mode="json")
     print(json.dumps(doc, indent=1, default=str))
 
 
@@ -137,7 +142,7 @@ def cmd_drift(args: argparse.Namespace) -> int:
         card=bundle.card,
         window={"data": str(args.data)},
         dataset_drift_share=args.dataset_drift_share,
-    )["drift"]
+    ).drift
     _print_json(report)
     return 0
 
@@ -178,8 +183,12 @@ def cmd_ab_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _decision(report: Any) -> str | None:
+    return report.decision if report is not None else None
+
+
 def rollouts_from_args(args: argparse.Namespace) -> Any:
-    from avsev.monitoring.store import read_latest
+    from avsev.monitoring.store import latest_ab_report
     from avsev.rollout.aliases import Rollouts, s3_audit
 
     s3 = _aws("s3") if args.bucket else None
@@ -192,9 +201,7 @@ def rollouts_from_args(args: argparse.Namespace) -> Any:
         codedeploy=_aws("codedeploy") if args.codedeploy_app else None,
         codedeploy_application=args.codedeploy_app,
         codedeploy_group=args.codedeploy_group,
-        ab_advice=(lambda: (read_latest(s3, args.bucket, "ab") or {}).get("decision"))
-        if s3
-        else None,
+        ab_advice=(lambda: _decision(latest_ab_report(s3, args.bucket))) if s3 else None,
         audit=s3_audit(s3, args.bucket) if s3 else None,
     )
 

@@ -185,70 +185,69 @@ def _autopilot(stack: LocalStack) -> dict[str, Any]:
 
 def _ab(stack: LocalStack) -> dict[str, Any] | None:
     from avsev.local.stack import BUCKET, _client
-    from avsev.monitoring.store import read_latest
+    from avsev.monitoring.store import latest_ab_report
 
-    report = read_latest(_client("s3"), BUCKET, "ab")
+    report = latest_ab_report(_client("s3"), BUCKET)
     if report is None:
         return None
+    out: dict[str, Any] = {
+        "decision": report.decision,
+        "reason": report.reason,
+        "as_of": report.as_of,
+        "generated_at": report.generated_at,
+        "champion": report.champion,
+        "candidate": report.candidate,
+    }
     keep = ("weighted_f1", "weighted_f1_ci95", "accuracy", "requests", "labelled")
-    out = {
-        k: report.get(k)
-        for k in ("decision", "reason", "as_of", "generated_at", "champion", "candidate")
-    }
     out["versions"] = {
-        v: {k: s.get(k) for k in keep if k in s} for v, s in report.get("versions", {}).items()
+        v: s.model_dump(mode="json", include=set(keep)) for v, s in report.versions.items()
     }
-    c = report.get("comparison")
+    c = report.comparison
     if c:
         out["comparison"] = {
-            k: c.get(k)
-            for k in (
-                "accuracy_delta",
-                "accuracy_delta_ci95",
-                "weighted_f1_delta",
-                "weighted_f1_delta_ci95",
-                "always_valid_p",
-            )
+            "accuracy_delta": c.accuracy_delta,
+            "accuracy_delta_ci95": c.accuracy_delta_ci95,
+            "weighted_f1_delta": c.weighted_f1_delta,
+            "weighted_f1_delta_ci95": c.weighted_f1_delta_ci95,
+            "always_valid_p": c.always_valid_p,
         }
     return out
 
 
 def _drift(stack: LocalStack) -> dict[str, Any] | None:
     from avsev.local.stack import BUCKET, _client
-    from avsev.monitoring.store import read_latest
+    from avsev.monitoring.store import latest_drift_report
 
-    report = read_latest(_client("s3"), BUCKET, "drift")
+    report = latest_drift_report(_client("s3"), BUCKET)
     if report is None:
         return None
     features = {}
-    for name, r in (report.get("features") or {}).items():
-        distance = "p_value" not in r
+    for name, r in (report.features or {}).items():
+        distance = r.p_value is None
         features[name] = {
-            "score": r.get("score"),
-            "drift": bool(r.get("drift")),
-            "test": r.get("test"),
-            "statistic": r.get("statistic"),
-            "p_value": r.get("p_value"),
+            "score": r.score,
+            "drift": r.drift,
+            "test": r.test,
+            "statistic": r.statistic,
+            "p_value": r.p_value,
             # the score is the distance, or 1 - p for a test: drift at 0.1, or at 1 - α
             "score_threshold": (
-                float(r.get("threshold", DRIFT_DISTANCE_THRESHOLD))
+                float(r.threshold if r.threshold is not None else DRIFT_DISTANCE_THRESHOLD)
                 if distance
-                else 1.0 - float(r.get("threshold", 0.05))
+                else 1.0 - float(r.threshold if r.threshold is not None else 0.05)
             ),
         }
     return {
-        k: report.get(k)
-        for k in (
-            "status",
-            "reason",
-            "generated_at",
-            "model",
-            "rows",
-            "dataset_drift",
-            "drift_share",
-            "drifted_features",
-        )
-    } | {"features": features}
+        "status": report.status,
+        "reason": report.reason,
+        "generated_at": report.generated_at,
+        "model": report.model.model_dump(),
+        "rows": report.rows,
+        "dataset_drift": report.dataset_drift,
+        "drift_share": report.drift_share,
+        "drifted_features": report.drifted_features,
+        "features": features,
+    }
 
 
 def snapshot(stack: LocalStack) -> dict[str, Any]:
