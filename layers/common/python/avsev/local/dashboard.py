@@ -19,10 +19,9 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from avsev.local.stack import LocalStack
+from avsev.local.aws import BUCKET, FUNCTIONS, STATE_FILE, client
 
 WINDOW_MINUTES = 15
 """Minutes the traffic panels show."""
@@ -105,6 +104,14 @@ class Traffic:
         return out
 
 
+class Source(Protocol):
+    """What the dashboard reads of the running stack (the local stack is one)."""
+
+    base_url: str
+    cards: list[dict[str, Any]]
+    traffic: Traffic
+
+
 def _round(x: float | None) -> float | None:
     return None if x is None else round(x, 3)
 
@@ -117,12 +124,10 @@ def _section(build: Callable[[], Any]) -> Any:
         return {"error": f"{type(e).__name__}: {e}"}
 
 
-def _clock_offset_minutes(stack: LocalStack) -> float:
+def _clock_offset_minutes(stack: Source) -> float:
     """The simulated clock `avsev local tick rollout --advance` moves, when this process is
     the stack `avsev local up` runs (its state file names this process)."""
     import os
-
-    from avsev.local.stack import STATE_FILE
 
     try:
         state = json.loads(STATE_FILE.read_text())
@@ -133,15 +138,14 @@ def _clock_offset_minutes(stack: LocalStack) -> float:
     return float(state.get("clock_offset_minutes", 0.0))
 
 
-def _alias(stack: LocalStack) -> dict[str, Any]:
-    from avsev.local.stack import BUCKET, FUNCTIONS, _client
+def _alias(stack: Source) -> dict[str, Any]:
     from avsev.rollout.aliases import Rollouts, s3_audit_entries
 
     function = FUNCTIONS["predict"]
     state = Rollouts(
-        _client("lambda"),
+        client("lambda"),
         function,
-        cloudwatch=_client("cloudwatch"),
+        cloudwatch=client("cloudwatch"),
         alarm_prefix=f"{function}-",
     ).state()
     history = [
@@ -152,7 +156,7 @@ def _alias(stack: LocalStack) -> dict[str, Any]:
             "outcome": e.get("outcome"),
             "forced": bool(e.get("forced")),
         }
-        for e in s3_audit_entries(_client("s3"), BUCKET, function)[-HISTORY:]
+        for e in s3_audit_entries(client("s3"), BUCKET, function)[-HISTORY:]
     ]
     return {
         "function": function,
@@ -166,14 +170,13 @@ def _alias(stack: LocalStack) -> dict[str, Any]:
     }
 
 
-def _autopilot(stack: LocalStack) -> dict[str, Any]:
-    from avsev.local.stack import BUCKET, FUNCTIONS, _client
+def _autopilot(stack: Source) -> dict[str, Any]:
     from avsev.rollout.autopilot import autopilot_for
 
     now = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=_clock_offset_minutes(stack))
     pilot = autopilot_for(
-        lambda_client=_client("lambda"),
-        s3=_client("s3"),
+        lambda_client=client("lambda"),
+        s3=client("s3"),
         bucket=BUCKET,
         function=FUNCTIONS["predict"],
         clock=lambda: now,
@@ -183,11 +186,10 @@ def _autopilot(stack: LocalStack) -> dict[str, Any]:
     return status
 
 
-def _ab(stack: LocalStack) -> dict[str, Any] | None:
-    from avsev.local.stack import BUCKET, _client
+def _ab(stack: Source) -> dict[str, Any] | None:
     from avsev.monitoring.store import latest_ab_report
 
-    report = latest_ab_report(_client("s3"), BUCKET)
+    report = latest_ab_report(client("s3"), BUCKET)
     if report is None:
         return None
     out: dict[str, Any] = {
@@ -214,11 +216,10 @@ def _ab(stack: LocalStack) -> dict[str, Any] | None:
     return out
 
 
-def _drift(stack: LocalStack) -> dict[str, Any] | None:
-    from avsev.local.stack import BUCKET, _client
+def _drift(stack: Source) -> dict[str, Any] | None:
     from avsev.monitoring.store import latest_drift_report
 
-    report = latest_drift_report(_client("s3"), BUCKET)
+    report = latest_drift_report(client("s3"), BUCKET)
     if report is None:
         return None
     features = {}
@@ -250,7 +251,7 @@ def _drift(stack: LocalStack) -> dict[str, Any] | None:
     }
 
 
-def snapshot(stack: LocalStack) -> dict[str, Any]:
+def snapshot(stack: Source) -> dict[str, Any]:
     """Everything the page draws, read now."""
     traffic = stack.traffic.series("predict")
     models = {str(i + 1): card["version"] for i, card in enumerate(stack.cards)}

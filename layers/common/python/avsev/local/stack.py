@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import random
 import secrets
@@ -20,44 +21,38 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from avsev.local.aws import (
+    ACCOUNT,
+    ALARMS,
+    BUCKET,
+    FAKE_CREDENTIALS,
+    FUNCTIONS,
+    REGION,
+    STATE_FILE,
+    TOPIC,
+    read_state,
+    use_endpoint,
+)
+from avsev.local.aws import client as _client
 from avsev.local.dashboard import Traffic
+from avsev.local.gateway import serve
 from avsev.local.lambda_runtime import LocalContext, load_handler_module
 from avsev.local.logs import EmfForwarder, FirehoseBuffer, LogRouter
 from avsev.serving.bundle import read_card
 from avsev.serving.records import set_sink
 from avsev.serving.routes import ALIASED
 
-ACCOUNT = "123456789012"
-REGION = "us-east-1"
-BUCKET = "avsev-local-data"
-TOPIC = "avsev-alerts"
-FUNCTIONS = {"predict": "avsev-predict", "explain": "avsev-explain", "outcomes": "avsev-outcomes"}
-ALARMS = (
-    "new-version-errors",
-    "new-version-5xx",
-    "new-version-p95-latency",
-    "validation-error-spike",
-)
-STATE_FILE = Path(os.environ.get("AVSEV_LOCAL_STATE", Path.home() / ".avsev" / "local.json"))
-FAKE_CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "local",
-    "AWS_SECRET_ACCESS_KEY": "local",
-    "AWS_DEFAULT_REGION": REGION,
-}
-
-
-def use_endpoint(endpoint: str) -> None:
-    """Point every boto3 client of this process at the embedded AWS."""
-    os.environ.update(FAKE_CREDENTIALS)
-    os.environ["AWS_ENDPOINT_URL"] = endpoint
-    os.environ.pop("AWS_PROFILE", None)
-
-
-def _client(service: str) -> Any:
-    import boto3
-
-    return boto3.session.Session().client(service, region_name=REGION)
-
+__all__ = [
+    "ACCOUNT",
+    "ALARMS",
+    "BUCKET",
+    "FUNCTIONS",
+    "REGION",
+    "STATE_FILE",
+    "LocalStack",
+    "read_state",
+    "use_endpoint",
+]
 
 INVOKE_LOCK = threading.RLock()
 """One invocation at a time in this process: each Lambda container is single-threaded, and
@@ -112,8 +107,6 @@ class LocalStack:
 
     # ---- lifecycle ---------------------------------------------------------------------
     def start(self) -> LocalStack:
-        import logging
-
         from moto.server import ThreadedMotoServer
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's access log
@@ -139,8 +132,6 @@ class LocalStack:
         set_sink(self.router)  # records go through the router even where stdout is replaced
         self._provision()
         self._load_handlers()
-        from avsev.local.gateway import serve
-
         self._http = serve(self, self.host, self.port)
         self.base_url = f"http://{self.host}:{self._http.server_address[1]}"
         self._schedule_flush()
@@ -257,6 +248,9 @@ class LocalStack:
             draw -= float(weight)
         return str(alias.function_version)
 
+    def function_modules(self) -> dict[str, ModuleType]:
+        return {key: h.module for (key, _), h in self.handlers.items()}
+
     def invoke(self, function: str, event: dict[str, Any]) -> dict[str, Any]:
         version = self.pick_version(function)
         handler = self.handlers[(function, version)]
@@ -288,9 +282,3 @@ class LocalStack:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(self.state(), indent=1))
         return path
-
-
-def read_state(path: Path = STATE_FILE) -> dict[str, Any]:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no local stack running (start one with `avsev local up`)")
-    return json.loads(path.read_text())
