@@ -402,20 +402,17 @@ def cmd_local_up(args: argparse.Namespace) -> int:
     log.parent.mkdir(parents=True, exist_ok=True)
     console = log.open("a")
     stack = LocalStack(bundles, port=args.port, console=console)
-    real_stdout = sys.stdout
     stack.start()
     state = stack.write_state()
-    print(f"base URL: {stack.base_url}", file=real_stdout)
-    print(f"API key: {stack.api_key}   (send it as the X-Api-Key header)", file=real_stdout)
+    print(f"base URL: {stack.base_url}")
+    print(f"API key: {stack.api_key}   (send it as the X-Api-Key header)")
     print(
         f"embedded AWS: {stack.endpoint}   (AWS_ENDPOINT_URL; `avsev rollout --local ...` uses it)",
-        file=real_stdout,
     )
     print(
         f"OpenAPI: {stack.base_url}/openapi.json   Swagger UI: {stack.base_url}/docs   dashboard: {stack.base_url}/dashboard",
-        file=real_stdout,
     )
-    print(f"state: {state}; function logs: {log}; Ctrl-C stops", file=real_stdout, flush=True)
+    print(f"state: {state}; function logs: {log}; Ctrl-C stops", flush=True)
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
@@ -425,7 +422,7 @@ def cmd_local_up(args: argparse.Namespace) -> int:
                 _tick(job, stack.state())
     stack.stop()
     state.unlink(missing_ok=True)
-    print("local stack stopped", file=real_stdout)
+    print("local stack stopped")
     return 0
 
 

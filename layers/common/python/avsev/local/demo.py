@@ -15,7 +15,6 @@ import http.client
 import json
 import random
 import shutil
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,21 +26,18 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parents[5]
 
 
-_console = sys.stdout  # the terminal, even while the local stack routes stdout
-
-
 def say(step: str, text: str = "") -> None:
-    print(f"\n== {step}" + (f"\n   {text}" if text else ""), file=_console, flush=True)
+    print(f"\n== {step}" + (f"\n   {text}" if text else ""), flush=True)
 
 
 def note(text: str) -> None:
-    print(f"   {text}", file=_console, flush=True)
+    print(f"   {text}", flush=True)
 
 
 class Api:
     def __init__(self, base_url: str, key: str) -> None:
         url = urlsplit(base_url)
-        self.conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+        self.conn = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port, timeout=30)
         self.headers = {"Content-Type": "application/json", "X-Api-Key": key}
 
     def post(self, path: str, body: Any) -> tuple[int, dict[str, Any], str]:
@@ -66,8 +62,6 @@ def run(out: Path, *, requests: int = 3000, seed: int = 0) -> dict[str, Any]:
     from avsev.rollout.autopilot import Autopilot, AutopilotConfig, autopilot_for
     from avsev.serving.runtime import host_arch
 
-    global _console
-    _console = sys.stdout
     started = time.perf_counter()
     random.seed(seed)  # alias routing draws from `random`: the same story every run
     shutil.rmtree(out, ignore_errors=True)

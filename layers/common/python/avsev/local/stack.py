@@ -10,7 +10,6 @@ import logging
 import os
 import random
 import secrets
-import sys
 import threading
 import time
 import urllib.request
@@ -19,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, TextIO, cast
 
 from avsev.local.aws import (
     ACCOUNT,
@@ -37,7 +36,7 @@ from avsev.local.aws import client as _client
 from avsev.local.dashboard import Traffic
 from avsev.local.gateway import serve
 from avsev.local.lambda_runtime import LocalContext, load_handler_module
-from avsev.local.logs import EmfForwarder, FirehoseBuffer, LogRouter
+from avsev.local.logs import EmfForwarder, FirehoseBuffer, LogRouter, Sink, stdout_of_this_thread
 from avsev.serving.bundle import read_card
 from avsev.serving.records import set_sink
 from avsev.serving.routes import ALIASED
@@ -61,9 +60,13 @@ the handlers share Powertools' Metrics singleton here."""
 
 @dataclass
 class Handler:
+    """One function version's handler; what it prints while invoked goes to `stdout` (the
+    log router), what other threads print meanwhile does not."""
+
     module: ModuleType
     function: str
     version: str
+    stdout: Sink
 
     def __call__(self, event: dict[str, Any]) -> dict[str, Any]:
         context = LocalContext(
@@ -71,8 +74,9 @@ class Handler:
             function_version=self.version,
             invoked_function_arn=f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{FUNCTIONS[self.function]}:live",
         )
-        with INVOKE_LOCK:
-            return self.module.handler(event, context)
+        with INVOKE_LOCK, stdout_of_this_thread(self.stdout):
+            result: dict[str, Any] = self.module.handler(event, context)
+            return result
 
 
 class LocalStack:
@@ -84,7 +88,7 @@ class LocalStack:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
-        console: io.TextIOBase | None = None,
+        console: TextIO | None = None,
     ) -> None:
         if not bundles:
             raise ValueError("at least one model bundle is needed")
@@ -127,11 +131,13 @@ class LocalStack:
             EmfForwarder(lambda: _client("cloudwatch")),
             console=self.console,
         )
-        self._previous_stdout = sys.stdout
-        sys.stdout = self.router  # handlers print records and metrics; the router sorts them
-        set_sink(self.router)  # records go through the router even where stdout is replaced
+        # the functions' records, written where the router sorts them
+        set_sink(cast(TextIO, self.router))
         self._provision()
         self._load_handlers()
+        # their log lines too (the Logger's stream is the stdout of when it was created);
+        # their metrics are printed during each invocation: see Handler
+        self._logger_stream = function_logger().setStream(self.router)
         self._http = serve(self, self.host, self.port)
         self.base_url = f"http://{self.host}:{self._http.server_address[1]}"
         self._schedule_flush()
@@ -146,7 +152,8 @@ class LocalStack:
             self._http.server_close()
         self.flush()
         set_sink(None)
-        sys.stdout = self._previous_stdout
+        if getattr(self, "_logger_stream", None) is not None:
+            function_logger().setStream(self._logger_stream)
         if self._moto:
             self._moto.stop()
         for key, value in getattr(self, "_saved_env", {}).items():
@@ -230,7 +237,14 @@ class LocalStack:
                 env = lam.get_function_configuration(FunctionName=name, Qualifier=version)[
                     "Environment"
                 ]["Variables"]
-                self.handlers[(key, version)] = Handler(load_handler_module(key, env), key, version)
+                self.handlers[(key, version)] = Handler(
+                    load_handler_module(key, env), key, version, self._router()
+                )
+
+    def _router(self) -> LogRouter:
+        if self.router is None:
+            raise RuntimeError("the log router is made when the stack starts")
+        return self.router
 
     # ---- routing -----------------------------------------------------------------------
     def pick_version(self, function: str) -> str:
@@ -240,7 +254,8 @@ class LocalStack:
         from moto.awslambda.models import lambda_backends
 
         alias = lambda_backends[ACCOUNT][REGION].get_alias("live", FUNCTIONS[function])
-        weights = (alias.routing_config or {}).get("AdditionalVersionWeights") or {}
+        routing: Any = alias.routing_config or {}  # moto: a dict once weights are set
+        weights: dict[str, Any] = routing.get("AdditionalVersionWeights") or {}
         draw = random.random()
         for version, weight in weights.items():
             if draw < float(weight):
@@ -282,3 +297,11 @@ class LocalStack:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(self.state(), indent=1))
         return path
+
+
+def function_logger() -> logging.StreamHandler[Any]:
+    """The stream handler of the functions' Powertools Logger (avsev.serving.observability)."""
+    from avsev.serving.observability import logger
+
+    handler: logging.StreamHandler[Any] = logger.registered_handler  # type: ignore[assignment]
+    return handler
