@@ -243,7 +243,7 @@ def test_chromium_draws_the_live_numbers(stack, live, tmp_path):
     assert text_of(page, "data-ci", "accuracy_delta") == f"[{signed(lo, 4)}, {signed(hi, 4)}]"
     lo, hi = c.weighted_f1_delta_ci95
     assert text_of(page, "data-ci", "weighted_f1_delta") == f"[{signed(lo, 4)}, {signed(hi, 4)}]"
-    assert text_of(page, "data-ab", "always_valid_p") == f"{c['always_valid_p']:#.3g}"
+    assert text_of(page, "data-ab", "always_valid_p") == f"{c.always_valid_p:#.3g}"
     for model in ("1.0.0", "1.1.0"):
         f1 = ab.versions[model].weighted_f1
         assert text_of(page, "data-ab", f"f1:{model}") == f"{f1:.4f}"
