@@ -58,40 +58,38 @@ def records(
 
 def ab_report(predictions, outcomes, **kwargs):
     """The A/B report of records, through the rollup queries (DuckDB) and the counts."""
-    return reports_from_records([*predictions, *outcomes], **kwargs)["ab"]
+    return reports_from_records([*predictions, *outcomes], **kwargs).ab
 
 
 def test_a_better_candidate_is_promoted_and_a_worse_one_rolled_back():
     a_p, a_o = records("1.0.0", 3000, 0.60, 1)
     b_p, b_o = records("1.1.0", 1500, 0.70, 2, start=10_000)
     report = ab_report(a_p + b_p, a_o + b_o)
-    assert (report["champion"], report["candidate"]) == ("1.0.0", "1.1.0")
-    assert report["decision"] == "promote"
-    c = report["comparison"]
-    assert c["accuracy_delta"] == pytest.approx(0.10, abs=0.03)
-    assert c["accuracy_delta_ci95"][0] > 0 and c["weighted_f1_delta_ci95"][0] > 0
-    assert (
-        c["accuracy_test"]["method"] == "two_proportion_z" and c["accuracy_test"]["p_value"] < 1e-6
-    )
-    v = report["versions"]["1.1.0"]
-    assert v["requests"] == 1500 and v["labelled_share"] == 1.0
-    lo, hi = v["weighted_f1_ci95"]
-    assert lo < v["weighted_f1"] < hi
+    assert (report.champion, report.candidate) == ("1.0.0", "1.1.0")
+    assert report.decision == "promote"
+    c = report.comparison
+    assert c.accuracy_delta == pytest.approx(0.10, abs=0.03)
+    assert c.accuracy_delta_ci95[0] > 0 and c.weighted_f1_delta_ci95[0] > 0
+    assert c.accuracy_test.method == "two_proportion_z" and c.accuracy_test.p_value < 1e-6
+    v = report.versions["1.1.0"]
+    assert v.requests == 1500 and v.labelled_share == 1.0
+    lo, hi = v.weighted_f1_ci95
+    assert lo < v.weighted_f1 < hi
     md = markdown(report)
     assert (
         "**Decision: promote**" in md and "always-valid p" in md and "| 1.1.0 | 1500 | 1500 |" in md
     )
     b_p, b_o = records("1.1.0", 1500, 0.50, 3, start=10_000)
-    assert ab_report(a_p + b_p, a_o + b_o)["decision"] == "rollback"
+    assert ab_report(a_p + b_p, a_o + b_o).decision == "rollback"
 
 
 def test_small_or_one_sided_data_is_insufficient_not_a_crash():
-    assert ab_report([], [])["decision"] == "insufficient_data"
+    assert ab_report([], []).decision == "insufficient_data"
     a_p, a_o = records("1.0.0", 500, 0.6, 1)
-    assert ab_report(a_p, a_o)["decision"] == "insufficient_data"
+    assert ab_report(a_p, a_o).decision == "insufficient_data"
     b_p, _ = records("1.1.0", 100, 0.6, 2, start=10_000)
     report = ab_report(a_p + b_p, a_o)  # the candidate's outcomes have not arrived yet
-    assert report["decision"] == "insufficient_data" and "500 and 0 labelled" in report["reason"]
+    assert report.decision == "insufficient_data" and "500 and 0 labelled" in report.reason
     assert "Decision: insufficient_data" in markdown(report)
 
 
@@ -102,14 +100,14 @@ def test_duplicates_and_late_corrections():
     twice = ab_report(
         a_p + b_p + a_p[:200] + b_p[:50], a_o + b_o + a_o[:100]
     )  # Firehose redelivery
-    assert twice["versions"]["1.0.0"]["requests"] == 400
-    for version, counted in once["versions"].items():  # duplicates change no count
-        again = twice["versions"][version]
+    assert twice.versions["1.0.0"].requests == 400
+    for version, counted in once.versions.items():  # duplicates change no count
+        again = twice.versions[version]
         for key in ("requests", "labelled", "accuracy", "weighted_f1", "macro_f1", "recall"):
-            assert again[key] == counted[key], key
+            assert getattr(again, key) == getattr(counted, key), key
         # sums of probabilities (DuckDB adds doubles in parallel: equal to rounding)
-        assert again["without_labels"]["expected_accuracy"] == pytest.approx(
-            counted["without_labels"]["expected_accuracy"], rel=1e-12
+        assert again.without_labels.expected_accuracy == pytest.approx(
+            counted.without_labels.expected_accuracy, rel=1e-12
         )
     # a late correction of the first outcome wins over the first report of it
     fix = OutcomeRecord(
@@ -120,7 +118,7 @@ def test_duplicates_and_late_corrections():
     )
     first_wrong = a_o[0].actual_severity != a_p[0].predicted
     fixed = ab_report(a_p + b_p, [*a_o, fix, *b_o])
-    delta = fixed["versions"]["1.0.0"]["accuracy"] - once["versions"]["1.0.0"]["accuracy"]
+    delta = fixed.versions["1.0.0"].accuracy - once.versions["1.0.0"].accuracy
     assert delta == pytest.approx(1 / 400 if first_wrong else 0.0)
 
 
@@ -128,18 +126,18 @@ def test_continue_while_evidence_is_thin():
     a_p, a_o = records("1.0.0", 200, 0.62, 1)
     b_p, b_o = records("1.1.0", 60, 0.64, 2, start=10_000)
     report = ab_report(a_p + b_p, a_o + b_o)
-    assert report["decision"] == "continue"
-    assert report["comparison"]["labelled_per_arm_still_needed"] > 0
+    assert report.decision == "continue"
+    assert report.comparison.labelled_per_arm_still_needed > 0
 
 
 def test_shadow_predictions_are_compared_pairwise():
     a_p, a_o = records("1.0.0", 300, 0.6, 1)
     s_p, _ = records("2.0.0", 300, 0.7, 1, shadow=True)  # same request ids and events
     report = ab_report(a_p + s_p, a_o)
-    m = report["shadow_mcnemar"]
-    assert m["served_version"] == "1.0.0" and m["shadow_version"] == "2.0.0"
-    assert m["rows"] == 300
-    assert "2.0.0" not in report["versions"]  # a shadow never counts as a served version
+    m = report.shadow_mcnemar
+    assert m.served_version == "1.0.0" and m.shadow_version == "2.0.0"
+    assert m.rows == 300
+    assert "2.0.0" not in report.versions  # a shadow never counts as a served version
 
 
 def test_always_valid_p_stays_valid_when_read_every_hour():
@@ -170,11 +168,11 @@ def test_slower_candidate_is_rolled_back():
     a_p, a_o = records("1.0.0", 400, 0.6, 1, latency=2.0)
     b_p, b_o = records("1.1.0", 400, 0.6, 2, start=10_000, latency=6.0)
     report = ab_report(a_p + b_p, a_o + b_o)
-    assert report["decision"] == "rollback" and "slower" in report["reason"]
+    assert report.decision == "rollback" and "slower" in report.reason
     # microseconds of difference are noise, however large the ratio
     a_p, a_o = records("1.0.0", 400, 0.6, 1, latency=0.01)
     b_p, b_o = records("1.1.0", 400, 0.6, 2, start=10_000, latency=0.05)
-    assert ab_report(a_p + b_p, a_o + b_o)["decision"] != "rollback"
+    assert ab_report(a_p + b_p, a_o + b_o).decision != "rollback"
 
 
 @pytest.mark.parametrize("metric", ["log_loss", "accuracy", "macro_f1", "expected_cost"])
@@ -218,11 +216,11 @@ def test_the_decision_metric_is_a_choice_and_log_loss_by_default():
     a_p, a_o = records("1.0.0", 1500, 0.60, 1)
     b_p, b_o = records("1.1.0", 1500, 0.70, 2, start=10_000)
     default = ab_report(a_p + b_p, a_o + b_o)
-    assert default["decision_metric"] == "log_loss"
-    assert default["decision"] == "promote" and "better on log loss" in default["reason"]
+    assert default.decision_metric == "log_loss"
+    assert default.decision == "promote" and "better on log loss" in default.reason
     for metric in ("accuracy", "macro_f1", "expected_cost"):
         report = ab_report(a_p + b_p, a_o + b_o, metric=metric)
-        assert report["comparison"]["decision_metric"] == metric
-        assert report["comparison"]["metric_gain"] > 0
+        assert report.comparison.decision_metric == metric
+        assert report.comparison.metric_gain > 0
     with pytest.raises(ValueError, match="decision metric 'f2'"):
         ab_report(a_p + b_p, a_o + b_o, metric="f2")

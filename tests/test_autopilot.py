@@ -9,6 +9,14 @@ import datetime as dt
 
 import boto3
 import pytest
+from avsev.monitoring.reports import (
+    ABReport,
+    AccuracyTest,
+    Comparison,
+    LatencyTest,
+    RecordCounts,
+    ShadowMcNemar,
+)
 from avsev.rollout.aliases import RolloutError, Rollouts, s3_audit, s3_audit_entries
 from avsev.rollout.autopilot import Autopilot, AutopilotConfig
 from lambda_support import scheduled_event
@@ -17,13 +25,33 @@ from test_aws_monitoring import BUCKET, aws, function  # noqa: F401  (fixtures)
 T0 = dt.datetime(2026, 11, 20, 8, 0, tzinfo=dt.UTC)
 
 
+def comparison(always_valid_p: float, still_needed: float) -> Comparison:
+    """A comparison whose numbers the autopilot reads (the p-value, the rows still needed)."""
+    return Comparison(
+        decision_metric="log_loss",
+        metric_champion=0.9,
+        metric_candidate=0.88,
+        metric_gain=0.02,
+        metric_gain_ci95=(-0.01, 0.05),
+        always_valid_p=always_valid_p,
+        accuracy_delta=0.01,
+        accuracy_delta_ci95=(-0.02, 0.04),
+        accuracy_test=AccuracyTest(method="two_proportion_z", z=0.8, p_value=0.4),
+        weighted_f1_delta=0.01,
+        weighted_f1_delta_ci95=(-0.02, 0.04),
+        latency=LatencyTest(test="mann_whitney_u", p_value=0.5, p95_ratio=1.0, p95_diff_ms=0.0),
+        labelled_per_arm_needed=800.0,
+        labelled_per_arm_still_needed=still_needed,
+    )
+
+
 class World:
     """The simulated clock, the latest A/B report and the alerts, shared by the controllers."""
 
     def __init__(self, services, lam, **rollout_kwargs):
         self.aws, self.lam = services, lam
         self.now = T0
-        self.report: dict | None = None
+        self.report: ABReport | None = None
         self.alerts: list[tuple[str, str]] = []
         self.rollout_kwargs = rollout_kwargs
 
@@ -32,14 +60,19 @@ class World:
 
     def ab(self, decision: str, minutes_ago: float = 0.0, reason: str = "evidence") -> None:
         """The hourly A/B job wrote a report for this champion and candidate."""
-        self.report = {
-            "champion": "1.0.0",
-            "candidate": "1.1.0",
-            "decision": decision,
-            "reason": reason,
-            "as_of": (self.now - dt.timedelta(minutes=minutes_ago)).isoformat(),
-            "comparison": {"always_valid_p": 0.2, "labelled_per_arm_still_needed": 400.0},
-        }
+        self.report = ABReport(
+            generated_at=self.now.isoformat(),
+            window={},
+            records=RecordCounts(predictions=2000, labelled=800, skipped_newer_schema=0),
+            champion="1.0.0",
+            candidate="1.1.0",
+            decision_metric="log_loss",
+            versions={},
+            comparison=comparison(always_valid_p=0.2, still_needed=400.0),
+            decision=decision,
+            reason=reason,
+            as_of=(self.now - dt.timedelta(minutes=minutes_ago)).isoformat(),
+        )
 
     def controller(self) -> Autopilot:
         s3 = self.aws["s3"]
@@ -164,7 +197,7 @@ def test_the_autopilot_function_ticks_on_a_scheduled_event(aws, function, monkey
     world.controller().start("2", AutopilotConfig(min_minutes=0))
     world.ab("rollback", reason="the candidate is slower")
     world.aws["s3"].put_object(
-        Bucket=BUCKET, Key="reports/ab/latest.json", Body=__import__("json").dumps(world.report)
+        Bucket=BUCKET, Key="reports/ab/latest.json", Body=world.report.model_dump_json()
     )
     env = {
         "DATA_BUCKET": BUCKET,
@@ -181,15 +214,21 @@ def test_the_autopilot_function_ticks_on_a_scheduled_event(aws, function, monkey
 
 def _shadow(world, rows: int, only_a: int, only_b: int, significant: bool) -> None:
     world.ab("continue")
-    world.report["shadow_mcnemar"] = {
-        "served_version": "1.0.0",
-        "shadow_version": "1.1.0",
-        "rows": rows,
-        "only_a_correct": only_a,
-        "only_b_correct": only_b,
-        "significant": significant,
-        "verdict": f"{only_a} rows in the served model's favour, {only_b} in the shadow's",
-    }
+    world.report.shadow_mcnemar = ShadowMcNemar(
+        served_version="1.0.0",
+        shadow_version="1.1.0",
+        rows=rows,
+        only_a_correct=only_a,
+        only_b_correct=only_b,
+        both_correct=rows - only_a - only_b,
+        both_wrong=0,
+        method="chi-square, continuity corrected",
+        statistic=0.0,
+        p_value=0.01 if significant else 0.5,
+        alpha=0.05,
+        significant=significant,
+        verdict=f"{only_a} rows in the served model's favour, {only_b} in the shadow's",
+    )
 
 
 def test_after_shadow_the_first_step_waits_for_paired_evidence(world):

@@ -141,9 +141,9 @@ def test_drift_check_writes_report_metrics_and_alerts_once(aws, real_data, real_
 def test_empty_bucket_gives_insufficient_data_reports(aws, real_bundle):
     rollup(aws, real_bundle.card)
     drift = run_drift_check(clients(aws), BUCKET, real_bundle.card, AT, topic_arn=aws["topic"])
-    assert drift["report"]["status"] == "insufficient_data" and not drift["alert_sent"]
+    assert drift["report"].status == "insufficient_data" and not drift["alert_sent"]
     ab = run_ab_analysis(clients(aws), BUCKET, AT, topic_arn=aws["topic"])
-    assert ab["report"]["decision"] == "insufficient_data"
+    assert ab["report"].decision == "insufficient_data"
     assert aws["s3"].head_object(Bucket=BUCKET, Key=ab["keys"]["json"])
     assert alerts_received(aws) == 0
 
@@ -158,11 +158,11 @@ def test_ab_analysis_reads_partitions_publishes_and_alerts_on_rollback(aws):
     rollup(aws)
     out = run_ab_analysis(clients(aws), BUCKET, AT, topic_arn=aws["topic"])
     report = out["report"]
-    assert report["decision"] == "rollback"
-    (skipped,) = report["skipped"]["skipped_objects"]
+    assert report.decision == "rollback"
+    (skipped,) = report.skipped.skipped_objects
     assert skipped["object"] == f"predictions/dt={day}/garbage"
     assert "not a readable Parquet object" in skipped["reason"]
-    assert report["versions"]["1.1.0"]["labelled"] == 600
+    assert report.versions["1.1.0"].labelled == 600
     assert out["keys"]["json"] == "reports/ab/2026-11-20T06/report.json"
     assert out["alert_sent"] and alerts_received(aws) == 1
     names = {m["MetricName"] for m in aws["cloudwatch"].list_metrics(Namespace="Avsev")["Metrics"]}

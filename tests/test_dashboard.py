@@ -236,22 +236,22 @@ def test_chromium_draws_the_live_numbers(stack, live, tmp_path):
         )
 
     # the A/B decision and its confidence intervals, as the report says
-    assert text_of(page, "id", "ab-decision") == ab["decision"]
-    assert text_of(page, "id", "ab-reason") == ab["reason"]
-    c = ab["comparison"]
-    lo, hi = c["accuracy_delta_ci95"]
+    assert text_of(page, "id", "ab-decision") == ab.decision
+    assert text_of(page, "id", "ab-reason") == ab.reason
+    c = ab.comparison
+    lo, hi = c.accuracy_delta_ci95
     assert text_of(page, "data-ci", "accuracy_delta") == f"[{signed(lo, 4)}, {signed(hi, 4)}]"
-    lo, hi = c["weighted_f1_delta_ci95"]
+    lo, hi = c.weighted_f1_delta_ci95
     assert text_of(page, "data-ci", "weighted_f1_delta") == f"[{signed(lo, 4)}, {signed(hi, 4)}]"
-    assert text_of(page, "data-ab", "always_valid_p") == f"{c['always_valid_p']:#.3g}"
+    assert text_of(page, "data-ab", "always_valid_p") == f"{c.always_valid_p:#.3g}"
     for model in ("1.0.0", "1.1.0"):
-        f1 = ab["versions"][model]["weighted_f1"]
+        f1 = ab.versions[model].weighted_f1
         assert text_of(page, "data-ab", f"f1:{model}") == f"{f1:.4f}"
 
     # drift per feature: every feature of the report, with its score
-    assert drift["status"] == "checked" and drift["rows"] > BATCH_UNTIL and drift["features"]
-    for name, f in drift["features"].items():
-        assert text_of(page, "data-drift-feature", name) == f"{f['score']:.3f}"
+    assert drift.status == "checked" and drift.rows > BATCH_UNTIL and drift.features
+    for name, f in drift.features.items():
+        assert text_of(page, "data-drift-feature", name) == f"{f.score:.3f}"
 
     shot = ROOT / "demo-output" / "dashboard.png"
     shot.parent.mkdir(exist_ok=True)

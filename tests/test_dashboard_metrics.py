@@ -4,7 +4,6 @@ and autopilot step): from the handler on moto, as CloudWatch then holds them."""
 from __future__ import annotations
 
 import datetime as dt
-import json
 
 import pytest
 from avsev.local.lambda_runtime import LocalContext, load_handler_module
@@ -94,8 +93,10 @@ def test_each_tick_puts_the_weights_and_the_step(aws, function, handler):  # noq
 
     # the A/B job advises rollback: the tick rolls back, and says so in the metrics
     world.ab("rollback", reason="the candidate is slower")
-    world.report["as_of"] = dt.datetime.now(dt.UTC).isoformat()
-    aws["s3"].put_object(Bucket=BUCKET, Key="reports/ab/latest.json", Body=json.dumps(world.report))
+    world.report.as_of = dt.datetime.now(dt.UTC).isoformat()
+    aws["s3"].put_object(
+        Bucket=BUCKET, Key="reports/ab/latest.json", Body=world.report.model_dump_json()
+    )
     assert handler()["state"] == "rolled_back"
     assert cloudwatch_value(cw, "AliasWeight", FunctionVersion="2", **dims) == 0.0
     assert cloudwatch_value(cw, "CandidateWeight", **dims) == 0.0

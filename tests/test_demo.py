@@ -70,10 +70,10 @@ def test_demo_runs_the_whole_story(tmp_path, capsys):
     # production (log loss, the decision metric): the autopilot walks it 10% → 50% → 100%.
     # The deeper class-weighted candidate is worse: rolled back at its first step.
     assert result["autopilot"]["1.1.0"]["state"] == "promoted"
-    assert result["ab"]["decision"] == "promote" and "log loss" in result["ab"]["reason"]
+    assert result["ab"].decision == "promote" and "log loss" in result["ab"].reason
     assert result["autopilot"]["1.2.0"]["state"] == "rolled_back"
-    assert result["ab_rollback"]["decision"] == "rollback"
-    assert "worse on log loss" in result["ab_rollback"]["reason"]
+    assert result["ab_rollback"].decision == "rollback"
+    assert "worse on log loss" in result["ab_rollback"].reason
     actions = [e["action"] for e in result["audit"]]
     assert actions == [
         "start",
@@ -94,7 +94,7 @@ def test_demo_runs_the_whole_story(tmp_path, capsys):
     # the last A/B report (1.1.0 against 1.2.0) was made after the last request
     predictions, outcomes = records_in(out / "records")
     assert predictions and outcomes
-    ab = result["ab_rollback"]
+    ab = result["ab_rollback"].dump()  # as its JSON, against the in-memory report's dict
     old = ab_inmemory.ab_report(predictions, outcomes, champion="1.1.0", candidate="1.2.0")
     for version in ("1.1.0", "1.2.0"):
         o, n = old["versions"][version], ab["versions"][version]

@@ -60,17 +60,17 @@ def test_the_changes_are_real(population):
 def test_large_samples_use_distances(population):
     card, other = population
     (report,) = drift_reports_of_rows(card, [sample(other, 1, 3000)])
-    assert report["rows"] > SMALL_SAMPLE
-    tests = {r["test"] for r in report["features"].values()}
+    assert report.rows > SMALL_SAMPLE
+    tests = {r.test for r in report.features.values()}
     assert tests <= {"wasserstein_normed", "jensen_shannon"}
-    assert not report["dataset_drift"]
-    for r in report["features"].values():
-        assert "psi" in r and r["threshold"] == 0.1
+    assert not report.dataset_drift
+    for r in report.features.values():
+        assert r.psi is not None and r.threshold == 0.1
 
 
 def test_unseen_categories_missing_rates_and_small_data_never_crash(real_bundle):
     card = real_bundle.card
-    assert drift_reports_of_rows(card, [[]])[0]["status"] == "insufficient_data"
+    assert drift_reports_of_rows(card, [[]])[0].status == "insufficient_data"
     at = dt.datetime(2026, 11, 20, tzinfo=dt.UTC)
     rows = [
         {
@@ -99,13 +99,13 @@ def test_unseen_categories_missing_rates_and_small_data_never_crash(real_bundle)
         OutcomeRecord(request_id=f"o{i}", ev_id=f"EV{i}", timestamp=at, actual_severity="None")
         for i in range(200)
     ]
-    report = reports_from_records(records, card=card)["drift"]
-    make = report["features"]["make"]
-    assert make["unseen_in_other_bucket"] == 200 and len(make["unseen_categories"]) == 7
-    engine = report["features"]["engine_type"]
-    assert engine["unseen_categories"] == {"Hybrid Rocket": 200} and engine["drift"]
-    assert "dec_longitude" in report["missing_rate_changes"]  # 100% missing now
-    assert report["dataset_drift"] and report["drift_found"]
-    assert report["prediction_drift"]["drift"]
-    concept = report["concept_drift"]
-    assert concept["status"] == "checked" and concept["drift"] and concept["weighted_f1"] == 0.0
+    report = reports_from_records(records, card=card).drift
+    make = report.features["make"]
+    assert make.unseen_in_other_bucket == 200 and len(make.unseen_categories) == 7
+    engine = report.features["engine_type"]
+    assert engine.unseen_categories == {"Hybrid Rocket": 200} and engine.drift
+    assert "dec_longitude" in report.missing_rate_changes  # 100% missing now
+    assert report.dataset_drift and report.drift_found
+    assert report.prediction_drift.drift
+    concept = report.concept_drift
+    assert concept.status == "checked" and concept.drift and concept.weighted_f1 == 0.0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import http.client
 import json
+import sys
 import threading
 from collections import Counter
 from urllib.parse import urlsplit
@@ -93,6 +94,22 @@ def test_api_key_is_enforced_and_openapi_served(stack):
         == 200
     )
     assert client.call("GET", "/nowhere")[0] == 404
+
+
+def test_stdout_is_left_alone_and_what_functions_print_is_still_sorted(stack):
+    # Given a running stack: the process's stdout is what it was (pytest's capture here)
+    assert type(sys.stdout).__module__ != "avsev.local.logs"
+    outside = sys.stdout
+    # When a prediction is served
+    status, _, _ = Client(stack.base_url, stack.api_key).call("POST", "/predict", REPORT)
+    assert status == 200 and sys.stdout is outside
+    # Then the function's metrics, printed as EMF during its invocation, reach CloudWatch
+    stack.flush()
+    names = {
+        m["MetricName"]
+        for m in boto3.client("cloudwatch").list_metrics(Namespace="Avsev")["Metrics"]
+    }
+    assert names, "no EMF metric was forwarded"
 
 
 def test_weighted_routing_and_one_step_rollback(stack, rollouts):

@@ -102,7 +102,7 @@ def test_each_record_is_scanned_a_bounded_number_of_times_and_late_outcomes_coun
                 report = run_ab_analysis(Clients(s3, boto3.client("cloudwatch"), None), BUCKET, at)[
                     "report"
                 ]
-                assert report["records"]["labelled"] == 0
+                assert report.records.labelled == 0
     # Then day 0's predictions were scanned for `served` each hour of day 0 and once after;
     # for `labels` each hour of days 0 and 1, then once a day (days 2, 3, 4)
     assert sent[("served", str(day0))] == 24 + 1
@@ -111,8 +111,8 @@ def test_each_record_is_scanned_a_bounded_number_of_times_and_late_outcomes_coun
     report = run_ab_analysis(
         Clients(s3, boto3.client("cloudwatch"), None), BUCKET, T0 + dt.timedelta(days=4)
     )["report"]
-    assert report["records"]["labelled"] == 600
-    assert report["versions"]["1.1.0"]["labelled"] == 300
+    assert report.records.labelled == 600
+    assert report.versions["1.1.0"].labelled == 300
 
 
 def test_a_closed_day_is_rolled_up_once_more_and_then_left_alone(s3):
@@ -142,11 +142,11 @@ def test_newer_schema_unknown_fields_empty_partitions_and_days_without_outcomes(
     at = T0 + dt.timedelta(hours=2)
     rollup_with_duckdb(s3, BUCKET, None, at)
     report = run_ab_analysis(Clients(s3, boto3.client("cloudwatch"), None), BUCKET, at)["report"]
-    assert report["records"]["skipped_newer_schema"] == 7
-    assert report["versions"]["1.0.0"]["requests"] == 100  # the 7 newer records are not served rows
-    assert report["records"]["labelled"] == 0  # a day with no outcomes is no error
-    assert report["decision"] == "insufficient_data"
-    skipped = report["skipped"]["skipped_objects"]
+    assert report.records.skipped_newer_schema == 7
+    assert report.versions["1.0.0"].requests == 100  # the 7 newer records are not served rows
+    assert report.records.labelled == 0  # a day with no outcomes is no error
+    assert report.decision == "insufficient_data"
+    skipped = report.skipped.skipped_objects
     assert [s["object"] for s in skipped] == [f"predictions/dt={day0 - dt.timedelta(days=1)}/"]
 
 
@@ -244,7 +244,7 @@ def test_rollup_function_on_a_scheduled_event(
     report = run_ab_analysis(
         Clients(s3, boto3.client("cloudwatch"), None), BUCKET, T0 + dt.timedelta(hours=1)
     )["report"]
-    assert report["versions"]["1.0.0"]["labelled"] == 120
+    assert report.versions["1.0.0"].labelled == 120
 
 
 def test_an_object_athena_cannot_read_is_left_out_and_reported(s3, athena_bridge, monkeypatch):
@@ -288,4 +288,4 @@ def test_outcome_records_are_the_latest_per_event(s3):
     report = run_ab_analysis(
         Clients(s3, boto3.client("cloudwatch"), None), BUCKET, T0 + dt.timedelta(hours=2)
     )["report"]
-    assert report["versions"]["1.0.0"]["accuracy"] == 0.0  # every later outcome says it was wrong
+    assert report.versions["1.0.0"].accuracy == 0.0  # every later outcome says it was wrong

@@ -58,17 +58,17 @@ def test_the_estimate_follows_realized_accuracy_as_fields_go_blank(real_data, re
     records, realized = served(
         real_bundle, [rows[i] for i in test], [labels[i] for i in test], rate, 7
     )
-    report = reports_from_records(records, card=real_bundle.card)["drift"]
-    estimate = report["performance_without_labels"]
-    check = estimate["calibration_check"]
-    assert check["labelled"] == len(test)
-    assert check["realized_accuracy"] == pytest.approx(realized, abs=1e-9)
+    report = reports_from_records(records, card=real_bundle.card).drift
+    estimate = report.performance_without_labels
+    check = estimate.calibration_check
+    assert check.labelled == len(test)
+    assert check.realized_accuracy == pytest.approx(realized, abs=1e-9)
     # the estimate itself never saw a label
-    assert abs(estimate["expected_accuracy"] - realized) <= 0.03, (
+    assert abs(estimate.expected_accuracy - realized) <= 0.03, (
         rate,
-        estimate["expected_accuracy"],
+        estimate.expected_accuracy,
         realized,
     )
-    assert check["trusted"] is (abs(check["estimated_accuracy"] - realized) <= 0.03)
-    assert 0.0 <= check["top_label_ece"] <= 1.0
-    assert estimate["expected_log_loss"] > 0 and set(estimate["expected_f1"]) == set(SEVERITIES)
+    assert check.trusted is (abs(check.estimated_accuracy - realized) <= 0.03)
+    assert 0.0 <= check.top_label_ece <= 1.0
+    assert estimate.expected_log_loss > 0 and set(estimate.expected_f1) == set(SEVERITIES)

@@ -81,13 +81,13 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     logger.info(
         "ab analysis",
         extra={
-            "decision": report["decision"],
-            "reason": report.get("reason"),
+            "decision": report.decision,
+            "reason": report.reason,
             "alert_sent": out["alert_sent"],
         },
     )
     return {
-        "decision": report["decision"],
+        "decision": report.decision,
         "report": out["keys"]["json"],
         "alert_sent": out["alert_sent"],
     }

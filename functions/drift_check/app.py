@@ -48,14 +48,14 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     logger.info(
         "drift check",
         extra={
-            "dataset_drift": report["dataset_drift"],
-            "rows": report["rows"],
-            "drifted": report.get("drifted_features"),
+            "dataset_drift": report.dataset_drift,
+            "rows": report.rows,
+            "drifted": report.drifted_features,
             "alert_sent": out["alert_sent"],
         },
     )
     return {
-        "dataset_drift": report["dataset_drift"],
+        "dataset_drift": report.dataset_drift,
         "report": out["keys"]["json"],
         "alert_sent": out["alert_sent"],
     }

@@ -13,6 +13,11 @@ from avsev.constants import LIVE_ALIAS
 
 
 def _print_json(doc: Any) -> None:
+    """A report model as the JSON it is written in; anything else as json.dumps sees it."""
+    from pydantic import BaseModel
+
+    if isinstance(doc, BaseModel):
+        doc = doc.model_dump(mode="json")
     print(json.dumps(doc, indent=1, default=str))
 
 
@@ -139,7 +144,7 @@ def cmd_drift(args: argparse.Namespace) -> int:
         card=bundle.card,
         window={"data": str(args.data)},
         dataset_drift_share=args.dataset_drift_share,
-    )["drift"]
+    ).drift
     _print_json(report)
     return 0
 
@@ -180,8 +185,12 @@ def cmd_ab_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _decision(report: Any) -> str | None:
+    return report.decision if report is not None else None
+
+
 def rollouts_from_args(args: argparse.Namespace) -> Any:
-    from avsev.monitoring.store import read_latest
+    from avsev.monitoring.store import latest_ab_report
     from avsev.rollout.aliases import Rollouts, s3_audit
 
     s3 = _aws("s3") if args.bucket else None
@@ -194,9 +203,7 @@ def rollouts_from_args(args: argparse.Namespace) -> Any:
         codedeploy=_aws("codedeploy") if args.codedeploy_app else None,
         codedeploy_application=args.codedeploy_app,
         codedeploy_group=args.codedeploy_group,
-        ab_advice=(lambda: (read_latest(s3, args.bucket, "ab") or {}).get("decision"))
-        if s3
-        else None,
+        ab_advice=(lambda: _decision(latest_ab_report(s3, args.bucket))) if s3 else None,
         audit=s3_audit(s3, args.bucket) if s3 else None,
     )
 
@@ -397,20 +404,17 @@ def cmd_local_up(args: argparse.Namespace) -> int:
     log.parent.mkdir(parents=True, exist_ok=True)
     console = log.open("a")
     stack = LocalStack(bundles, port=args.port, console=console)
-    real_stdout = sys.stdout
     stack.start()
     state = stack.write_state()
-    print(f"base URL: {stack.base_url}", file=real_stdout)
-    print(f"API key: {stack.api_key}   (send it as the X-Api-Key header)", file=real_stdout)
+    print(f"base URL: {stack.base_url}")
+    print(f"API key: {stack.api_key}   (send it as the X-Api-Key header)")
     print(
         f"embedded AWS: {stack.endpoint}   (AWS_ENDPOINT_URL; `avsev rollout --local ...` uses it)",
-        file=real_stdout,
     )
     print(
         f"OpenAPI: {stack.base_url}/openapi.json   Swagger UI: {stack.base_url}/docs   dashboard: {stack.base_url}/dashboard",
-        file=real_stdout,
     )
-    print(f"state: {state}; function logs: {log}; Ctrl-C stops", file=real_stdout, flush=True)
+    print(f"state: {state}; function logs: {log}; Ctrl-C stops", flush=True)
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
@@ -420,7 +424,7 @@ def cmd_local_up(args: argparse.Namespace) -> int:
                 _tick(job, stack.state())
     stack.stop()
     state.unlink(missing_ok=True)
-    print("local stack stopped", file=real_stdout)
+    print("local stack stopped")
     return 0
 
 

@@ -19,10 +19,9 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from avsev.local.stack import LocalStack
+from avsev.local.aws import BUCKET, FUNCTIONS, STATE_FILE, client
 
 WINDOW_MINUTES = 15
 """Minutes the traffic panels show."""
@@ -105,6 +104,14 @@ class Traffic:
         return out
 
 
+class Source(Protocol):
+    """What the dashboard reads of the running stack (the local stack is one)."""
+
+    base_url: str
+    cards: list[dict[str, Any]]
+    traffic: Traffic
+
+
 def _round(x: float | None) -> float | None:
     return None if x is None else round(x, 3)
 
@@ -117,12 +124,10 @@ def _section(build: Callable[[], Any]) -> Any:
         return {"error": f"{type(e).__name__}: {e}"}
 
 
-def _clock_offset_minutes(stack: LocalStack) -> float:
+def _clock_offset_minutes(stack: Source) -> float:
     """The simulated clock `avsev local tick rollout --advance` moves, when this process is
     the stack `avsev local up` runs (its state file names this process)."""
     import os
-
-    from avsev.local.stack import STATE_FILE
 
     try:
         state = json.loads(STATE_FILE.read_text())
@@ -133,15 +138,14 @@ def _clock_offset_minutes(stack: LocalStack) -> float:
     return float(state.get("clock_offset_minutes", 0.0))
 
 
-def _alias(stack: LocalStack) -> dict[str, Any]:
-    from avsev.local.stack import BUCKET, FUNCTIONS, _client
+def _alias(stack: Source) -> dict[str, Any]:
     from avsev.rollout.aliases import Rollouts, s3_audit_entries
 
     function = FUNCTIONS["predict"]
     state = Rollouts(
-        _client("lambda"),
+        client("lambda"),
         function,
-        cloudwatch=_client("cloudwatch"),
+        cloudwatch=client("cloudwatch"),
         alarm_prefix=f"{function}-",
     ).state()
     history = [
@@ -152,7 +156,7 @@ def _alias(stack: LocalStack) -> dict[str, Any]:
             "outcome": e.get("outcome"),
             "forced": bool(e.get("forced")),
         }
-        for e in s3_audit_entries(_client("s3"), BUCKET, function)[-HISTORY:]
+        for e in s3_audit_entries(client("s3"), BUCKET, function)[-HISTORY:]
     ]
     return {
         "function": function,
@@ -166,14 +170,13 @@ def _alias(stack: LocalStack) -> dict[str, Any]:
     }
 
 
-def _autopilot(stack: LocalStack) -> dict[str, Any]:
-    from avsev.local.stack import BUCKET, FUNCTIONS, _client
+def _autopilot(stack: Source) -> dict[str, Any]:
     from avsev.rollout.autopilot import autopilot_for
 
     now = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=_clock_offset_minutes(stack))
     pilot = autopilot_for(
-        lambda_client=_client("lambda"),
-        s3=_client("s3"),
+        lambda_client=client("lambda"),
+        s3=client("s3"),
         bucket=BUCKET,
         function=FUNCTIONS["predict"],
         clock=lambda: now,
@@ -183,75 +186,72 @@ def _autopilot(stack: LocalStack) -> dict[str, Any]:
     return status
 
 
-def _ab(stack: LocalStack) -> dict[str, Any] | None:
-    from avsev.local.stack import BUCKET, _client
-    from avsev.monitoring.store import read_latest
+def _ab(stack: Source) -> dict[str, Any] | None:
+    from avsev.monitoring.store import latest_ab_report
 
-    report = read_latest(_client("s3"), BUCKET, "ab")
+    report = latest_ab_report(client("s3"), BUCKET)
     if report is None:
         return None
+    out: dict[str, Any] = {
+        "decision": report.decision,
+        "reason": report.reason,
+        "as_of": report.as_of,
+        "generated_at": report.generated_at,
+        "champion": report.champion,
+        "candidate": report.candidate,
+    }
     keep = ("weighted_f1", "weighted_f1_ci95", "accuracy", "requests", "labelled")
-    out = {
-        k: report.get(k)
-        for k in ("decision", "reason", "as_of", "generated_at", "champion", "candidate")
-    }
     out["versions"] = {
-        v: {k: s.get(k) for k in keep if k in s} for v, s in report.get("versions", {}).items()
+        v: s.model_dump(mode="json", include=set(keep)) for v, s in report.versions.items()
     }
-    c = report.get("comparison")
+    c = report.comparison
     if c:
         out["comparison"] = {
-            k: c.get(k)
-            for k in (
-                "accuracy_delta",
-                "accuracy_delta_ci95",
-                "weighted_f1_delta",
-                "weighted_f1_delta_ci95",
-                "always_valid_p",
-            )
+            "accuracy_delta": c.accuracy_delta,
+            "accuracy_delta_ci95": c.accuracy_delta_ci95,
+            "weighted_f1_delta": c.weighted_f1_delta,
+            "weighted_f1_delta_ci95": c.weighted_f1_delta_ci95,
+            "always_valid_p": c.always_valid_p,
         }
     return out
 
 
-def _drift(stack: LocalStack) -> dict[str, Any] | None:
-    from avsev.local.stack import BUCKET, _client
-    from avsev.monitoring.store import read_latest
+def _drift(stack: Source) -> dict[str, Any] | None:
+    from avsev.monitoring.store import latest_drift_report
 
-    report = read_latest(_client("s3"), BUCKET, "drift")
+    report = latest_drift_report(client("s3"), BUCKET)
     if report is None:
         return None
     features = {}
-    for name, r in (report.get("features") or {}).items():
-        distance = "p_value" not in r
+    for name, r in (report.features or {}).items():
+        distance = r.p_value is None
         features[name] = {
-            "score": r.get("score"),
-            "drift": bool(r.get("drift")),
-            "test": r.get("test"),
-            "statistic": r.get("statistic"),
-            "p_value": r.get("p_value"),
+            "score": r.score,
+            "drift": r.drift,
+            "test": r.test,
+            "statistic": r.statistic,
+            "p_value": r.p_value,
             # the score is the distance, or 1 - p for a test: drift at 0.1, or at 1 - α
             "score_threshold": (
-                float(r.get("threshold", DRIFT_DISTANCE_THRESHOLD))
+                float(r.threshold if r.threshold is not None else DRIFT_DISTANCE_THRESHOLD)
                 if distance
-                else 1.0 - float(r.get("threshold", 0.05))
+                else 1.0 - float(r.threshold if r.threshold is not None else 0.05)
             ),
         }
     return {
-        k: report.get(k)
-        for k in (
-            "status",
-            "reason",
-            "generated_at",
-            "model",
-            "rows",
-            "dataset_drift",
-            "drift_share",
-            "drifted_features",
-        )
-    } | {"features": features}
+        "status": report.status,
+        "reason": report.reason,
+        "generated_at": report.generated_at,
+        "model": report.model.model_dump(),
+        "rows": report.rows,
+        "dataset_drift": report.dataset_drift,
+        "drift_share": report.drift_share,
+        "drifted_features": report.drifted_features,
+        "features": features,
+    }
 
 
-def snapshot(stack: LocalStack) -> dict[str, Any]:
+def snapshot(stack: Source) -> dict[str, Any]:
     """Everything the page draws, read now."""
     traffic = stack.traffic.series("predict")
     models = {str(i + 1): card["version"] for i, card in enumerate(stack.cards)}

@@ -15,30 +15,29 @@ import http.client
 import json
 import random
 import shutil
-import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from avsev.monitoring.reports import ABReport, DriftReport
 
 ROOT = Path(__file__).resolve().parents[5]
 
 
-_console = sys.stdout  # the terminal, even while the local stack routes stdout
-
-
 def say(step: str, text: str = "") -> None:
-    print(f"\n== {step}" + (f"\n   {text}" if text else ""), file=_console, flush=True)
+    print(f"\n== {step}" + (f"\n   {text}" if text else ""), flush=True)
 
 
 def note(text: str) -> None:
-    print(f"   {text}", file=_console, flush=True)
+    print(f"   {text}", flush=True)
 
 
 class Api:
     def __init__(self, base_url: str, key: str) -> None:
         url = urlsplit(base_url)
-        self.conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+        self.conn = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port, timeout=30)
         self.headers = {"Content-Type": "application/json", "X-Api-Key": key}
 
     def post(self, path: str, body: Any) -> tuple[int, dict[str, Any], str]:
@@ -63,8 +62,6 @@ def run(out: Path, *, requests: int = 3000, seed: int = 0) -> dict[str, Any]:
     from avsev.rollout.autopilot import Autopilot, AutopilotConfig, autopilot_for
     from avsev.serving.runtime import host_arch
 
-    global _console
-    _console = sys.stdout
     started = time.perf_counter()
     random.seed(seed)  # alias routing draws from `random`: the same story every run
     shutil.rmtree(out, ignore_errors=True)
@@ -199,9 +196,9 @@ def run(out: Path, *, requests: int = 3000, seed: int = 0) -> dict[str, Any]:
                 ab = ab_job()
                 tick = pilot().tick()
                 report = ab["report"]
-                p = report.get("comparison", {}).get("always_valid_p")
+                p = report.comparison.always_valid_p if report.comparison else None
                 note(
-                    f"+{chunk} requests {served}; A/B {report['decision']}"
+                    f"+{chunk} requests {served}; A/B {report.decision}"
                     + (f" (always-valid p = {p:.2g})" if p is not None else "")
                     + f" → autopilot {tick['state']}: {tick.get('reason', '')}"
                 )
@@ -225,11 +222,11 @@ def run(out: Path, *, requests: int = 3000, seed: int = 0) -> dict[str, Any]:
         say("5. Autopilot: a better candidate, 10% → 50% → 100% on evidence")
         promoted, ab_promote = autopilot("2", "1.1.0")
         report = ab_promote["report"]
-        for v, s in report["versions"].items():
-            if "accuracy" in s:
+        for v, s in report.versions.items():
+            if s.accuracy is not None and s.weighted_f1 is not None and s.weighted_f1_ci95:
                 note(
-                    f"{v}: {s['requests']} requests, {s['labelled']} labelled, accuracy {s['accuracy']:.3f}, "
-                    f"weighted F1 {s['weighted_f1']:.3f} (95% CI {s['weighted_f1_ci95'][0]:.3f}–{s['weighted_f1_ci95'][1]:.3f})"
+                    f"{v}: {s.requests} requests, {s.labelled} labelled, accuracy {s.accuracy:.3f}, "
+                    f"weighted F1 {s.weighted_f1:.3f} (95% CI {s.weighted_f1_ci95[0]:.3f}–{s.weighted_f1_ci95[1]:.3f})"
                 )
         note(f"alias live now {pilot().r.state().weights}")
 
@@ -242,8 +239,8 @@ def run(out: Path, *, requests: int = 3000, seed: int = 0) -> dict[str, Any]:
         )["report"]
         say(
             "7. Drift check",
-            f"{drift['rows']} recent rows of model 1.0.0 vs its training reference: dataset drift "
-            f"{drift['dataset_drift']}; drifted features {drift.get('drifted_features')}",
+            f"{drift.rows} recent rows of model 1.0.0 vs its training reference: dataset drift "
+            f"{drift.dataset_drift}; drifted features {drift.drifted_features}",
         )
 
         audit = s3_audit_entries(clients.s3, bucket, "avsev-predict")
@@ -255,11 +252,12 @@ def run(out: Path, *, requests: int = 3000, seed: int = 0) -> dict[str, Any]:
             f"{len(audit)} entries in rollout_audit.jsonl: "
             + " → ".join(f"{e['action']}" for e in audit),
         )
-        (out / "ab_report.json").write_text(json.dumps(report, indent=1, default=str))
-        (out / "ab_report_rollback.json").write_text(
-            json.dumps(ab_rollback["report"], indent=1, default=str)
-        )
-        (out / "drift_report.json").write_text(json.dumps(drift, indent=1, default=str))
+        for name, written in (
+            ("ab_report.json", report),
+            ("ab_report_rollback.json", ab_rollback["report"]),
+            ("drift_report.json", drift),
+        ):
+            (out / name).write_text(json.dumps(written.dump(), indent=1, default=str))
         for key, name in (
             (ab_promote["keys"]["markdown"], "ab_report.md"),
             (f"reports/drift/{dt.datetime.now(dt.UTC).date()}/report.md", "drift_report.md"),
@@ -293,7 +291,7 @@ def keep_records(s3: Any, bucket: str, folder: Path) -> int:
     return count
 
 
-def pictures(out: Path, card: dict[str, Any], ab: dict[str, Any], drift: dict[str, Any]) -> None:
+def pictures(out: Path, card: dict[str, Any], ab: ABReport, drift: DriftReport) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -316,20 +314,19 @@ def pictures(out: Path, card: dict[str, Any], ab: dict[str, Any], drift: dict[st
     fig.savefig(out / "confusion_matrix.png", dpi=110)
     plt.close(fig)
 
-    features = drift.get("features", {})
+    features = drift.features or {}
     if features:
         names = list(features)[::-1]  # the report ranks by importance: most important on top
-        scores = [features[n].get("score", 0.0) for n in names]
-        colors = ["tab:red" if features[n]["drift"] else "tab:gray" for n in names]
+        scores = [features[n].score or 0.0 for n in names]
+        colors = ["tab:red" if features[n].drift else "tab:gray" for n in names]
         fig, ax = plt.subplots(figsize=(7.5, 4.2))
         ax.barh(names, scores, color=colors)
         for y, n in enumerate(names):
-            missing = features[n].get("missing_drift", {})
-            if missing.get("drift"):
+            if features[n].missing_drift.drift:
                 ax.text(
                     scores[y],
                     y,
-                    f"  blank {features[n]['missing_rate_ref']:.0%} → {features[n]['missing_rate_cur']:.0%}",
+                    f"  blank {features[n].missing_rate_ref:.0%} → {features[n].missing_rate_cur:.0%}",
                     va="center",
                     fontsize=8,
                     color="tab:red",
@@ -344,24 +341,27 @@ def pictures(out: Path, card: dict[str, Any], ab: dict[str, Any], drift: dict[st
         fig.savefig(out / "drift_per_feature.png", dpi=110)
         plt.close(fig)
 
-    versions = {v: s for v, s in ab["versions"].items() if "weighted_f1_ci95" in s}
+    versions = {
+        v: (s.accuracy, s.labelled, s.weighted_f1, s.weighted_f1_ci95)
+        for v, s in ab.versions.items()
+        if s.accuracy is not None and s.weighted_f1 is not None and s.weighted_f1_ci95
+    }
     if versions:
         fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2), sharey=True)
-        for y, s in enumerate(versions.values()):
-            half = 1.96 * (s["accuracy"] * (1 - s["accuracy"]) / s["labelled"]) ** 0.5
-            left.errorbar(s["accuracy"], y, xerr=half, fmt="o", capsize=6)
-            lo, hi = s["weighted_f1_ci95"]
+        for y, (accuracy, labelled, f1, (lo, hi)) in enumerate(versions.values()):
+            half = 1.96 * (accuracy * (1 - accuracy) / labelled) ** 0.5
+            left.errorbar(accuracy, y, xerr=half, fmt="o", capsize=6)
             right.errorbar(
-                s["weighted_f1"],
+                f1,
                 y,
-                xerr=[[s["weighted_f1"] - lo], [hi - s["weighted_f1"]]],
+                xerr=[[f1 - lo], [hi - f1]],
                 fmt="o",
                 capsize=6,
             )
         left.set_yticks(range(len(versions)), list(versions))
         left.set_xlabel("accuracy, 95% CI")
         right.set_xlabel("weighted F1, bootstrap 95% CI")
-        fig.suptitle(f"A/B by served version: decision {ab['decision']}")
+        fig.suptitle(f"A/B by served version: decision {ab.decision}")
         fig.tight_layout()
         fig.savefig(out / "ab_confidence_intervals.png", dpi=110)
         plt.close(fig)

@@ -10,7 +10,8 @@ import importlib.resources
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from types import ModuleType
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 from avsev.local import dashboard
@@ -19,8 +20,20 @@ from avsev.serving.events import proxy_event
 from avsev.serving.limits import MAX_BODY_BYTES, body_too_large
 from avsev.serving.routes import ROUTES
 
-if TYPE_CHECKING:
-    from avsev.local.stack import LocalStack
+
+class Backend(dashboard.Source, Protocol):
+    """What the gateway needs of the stack behind it (given to `serve`; the local stack is one)."""
+
+    api_key: str
+
+    def function_modules(self) -> dict[str, ModuleType]:
+        """Each function's loaded handler module, by function (their OpenAPI parts)."""
+        ...
+
+    def invoke(self, function: str, event: dict[str, Any]) -> dict[str, Any]: ...
+
+    def flush(self) -> int: ...
+
 
 SWAGGER_ASSETS = "aws_lambda_powertools.event_handler.openapi.swagger_ui"
 """Swagger UI's script and styles, as Powertools ships them (no CDN: the page works offline)."""
@@ -46,10 +59,10 @@ DISCARD_LIMIT = 8 * MAX_BODY_BYTES
 ROUTE_TABLE = {(path, method): function for path, method, function in ROUTES}
 
 
-def openapi_document(stack: LocalStack) -> dict[str, Any]:
+def openapi_document(stack: Backend) -> dict[str, Any]:
     from avsev.serving.openapi import merge
 
-    modules = {key: h.module for (key, _), h in stack.handlers.items()}
+    modules = stack.function_modules()
     doc = merge(
         [m.app.get_openapi_json_schema(title="part", version="0") for m in modules.values()],
         title="Aviation accident severity API (local)",
@@ -66,7 +79,7 @@ def openapi_document(stack: LocalStack) -> dict[str, Any]:
 class Gateway(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as clients of API Gateway expect
     disable_nagle_algorithm = True  # headers and body leave at once (no 40 ms delayed-ACK stalls)
-    stack: LocalStack
+    stack: Backend
     openapi: bytes | None = None
     openapi_lock = threading.Lock()
 
@@ -265,7 +278,7 @@ class Gateway(BaseHTTPRequestHandler):
         raise AttributeError(name)
 
 
-def serve(stack: LocalStack, host: str, port: int) -> ThreadingHTTPServer:
+def serve(stack: Backend, host: str, port: int) -> ThreadingHTTPServer:
     handler = type(
         "StackGateway",
         (Gateway,),

@@ -4,6 +4,7 @@ in Firehose's layout and format (Parquet), EMF blobs to CloudWatch metrics, the 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import io
 import json
@@ -11,9 +12,9 @@ import sys
 import tempfile
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 from avsev.monitoring.query import write_records_parquet
 from avsev.monitoring.tables import partition
@@ -98,7 +99,7 @@ class EmfForwarder:
                     if d in blob
                 )
                 for m in directive.get("Metrics", []):
-                    values = blob.get(m["Name"])
+                    values: Any = blob.get(m["Name"])
                     key = (directive["Namespace"], m["Name"], m.get("Unit", "None"), dims)
                     stats.setdefault(key, []).extend(
                         float(v) for v in (values if isinstance(values, list) else [values])
@@ -159,9 +160,9 @@ class LogRouter(io.TextIOBase):
             except json.JSONDecodeError:
                 doc = None
             if isinstance(doc, dict):
-                kind = doc.get("record_type")
-                if kind in ("prediction", "outcome"):
-                    self.firehose.put(kind, line)
+                record_type = doc.get("record_type")
+                if record_type in ("prediction", "outcome"):
+                    self.firehose.put(record_type, line)
                     return
                 if "_aws" in doc:
                     self.emf.put(doc)
@@ -172,3 +173,56 @@ class LogRouter(io.TextIOBase):
     def flush(self) -> None:
         if self.console is not None:
             self.console.flush()
+
+
+class Sink(Protocol):
+    """Where lines are written: a stream, the log router."""
+
+    def write(self, text: str, /) -> int: ...
+
+    def flush(self) -> None: ...
+
+
+class ThreadStdout:
+    """sys.stdout during one invocation: what the invoking thread writes goes to `target`,
+    what any other thread writes goes where it went before (`previous`). Once the invocation
+    is over it passes everything on, even if someone kept a reference to it."""
+
+    def __init__(self, previous: TextIO, target: Sink) -> None:
+        self.previous = previous
+        self.target = target
+        self.thread = threading.get_ident()
+        self.active = True
+
+    def _stream(self) -> Sink:
+        mine = self.active and threading.get_ident() == self.thread
+        return self.target if mine else self.previous
+
+    def write(self, text: str) -> int:
+        return self._stream().write(text)
+
+    def writelines(self, lines: Iterator[str]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        self._stream().flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.previous, name)  # encoding, fileno, isatty... of the real one
+
+
+@contextlib.contextmanager
+def stdout_of_this_thread(target: Sink) -> Iterator[None]:
+    """Within: this thread's writes to sys.stdout (print: the handlers' EMF metrics) go to
+    `target`; other threads' output is left alone. The Lambda runtime captures an
+    invocation's stdout; this captures only the invocation's."""
+    previous = sys.stdout
+    proxy = ThreadStdout(previous, target)
+    sys.stdout = proxy  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        proxy.active = False
+        if sys.stdout is proxy:  # unless someone replaced it meanwhile: then theirs stays
+            sys.stdout = previous

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import random
 import secrets
-import sys
 import threading
 import time
 import urllib.request
@@ -18,42 +18,41 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, TextIO, cast
 
-from avsev.constants import CANARY_ALARMS, LIVE_ALIAS, METRICS_NAMESPACE
+from avsev.constants import LIVE_ALIAS, METRICS_NAMESPACE
+from avsev.local.aws import (
+    ACCOUNT,
+    ALARMS,
+    BUCKET,
+    FAKE_CREDENTIALS,
+    FUNCTIONS,
+    REGION,
+    STATE_FILE,
+    TOPIC,
+    read_state,
+    use_endpoint,
+)
+from avsev.local.aws import client as _client
 from avsev.local.dashboard import Traffic
+from avsev.local.gateway import serve
 from avsev.local.lambda_runtime import LocalContext, load_handler_module
-from avsev.local.logs import EmfForwarder, FirehoseBuffer, LogRouter
+from avsev.local.logs import EmfForwarder, FirehoseBuffer, LogRouter, Sink, stdout_of_this_thread
 from avsev.serving.bundle import read_card
 from avsev.serving.records import set_sink
 from avsev.serving.routes import ALIASED
 
-ACCOUNT = "123456789012"
-REGION = "us-east-1"
-BUCKET = "avsev-local-data"
-TOPIC = "avsev-alerts"
-FUNCTIONS = {"predict": "avsev-predict", "explain": "avsev-explain", "outcomes": "avsev-outcomes"}
-ALARMS = (*CANARY_ALARMS, "validation-error-spike")
-STATE_FILE = Path(os.environ.get("AVSEV_LOCAL_STATE", Path.home() / ".avsev" / "local.json"))
-FAKE_CREDENTIALS = {
-    "AWS_ACCESS_KEY_ID": "local",
-    "AWS_SECRET_ACCESS_KEY": "local",
-    "AWS_DEFAULT_REGION": REGION,
-}
-
-
-def use_endpoint(endpoint: str) -> None:
-    """Point every boto3 client of this process at the embedded AWS."""
-    os.environ.update(FAKE_CREDENTIALS)
-    os.environ["AWS_ENDPOINT_URL"] = endpoint
-    os.environ.pop("AWS_PROFILE", None)
-
-
-def _client(service: str) -> Any:
-    import boto3
-
-    return boto3.session.Session().client(service, region_name=REGION)
-
+__all__ = [
+    "ACCOUNT",
+    "ALARMS",
+    "BUCKET",
+    "FUNCTIONS",
+    "REGION",
+    "STATE_FILE",
+    "LocalStack",
+    "read_state",
+    "use_endpoint",
+]
 
 INVOKE_LOCK = threading.RLock()
 """One invocation at a time in this process: each Lambda container is single-threaded, and
@@ -62,9 +61,13 @@ the handlers share Powertools' Metrics singleton here."""
 
 @dataclass
 class Handler:
+    """One function version's handler; what it prints while invoked goes to `stdout` (the
+    log router), what other threads print meanwhile does not."""
+
     module: ModuleType
     function: str
     version: str
+    stdout: Sink
 
     def __call__(self, event: dict[str, Any]) -> dict[str, Any]:
         context = LocalContext(
@@ -72,8 +75,9 @@ class Handler:
             function_version=self.version,
             invoked_function_arn=f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{FUNCTIONS[self.function]}:live",
         )
-        with INVOKE_LOCK:
-            return self.module.handler(event, context)
+        with INVOKE_LOCK, stdout_of_this_thread(self.stdout):
+            result: dict[str, Any] = self.module.handler(event, context)
+            return result
 
 
 class LocalStack:
@@ -85,7 +89,7 @@ class LocalStack:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
-        console: io.TextIOBase | None = None,
+        console: TextIO | None = None,
     ) -> None:
         if not bundles:
             raise ValueError("at least one model bundle is needed")
@@ -108,8 +112,6 @@ class LocalStack:
 
     # ---- lifecycle ---------------------------------------------------------------------
     def start(self) -> LocalStack:
-        import logging
-
         from moto.server import ThreadedMotoServer
 
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's access log
@@ -130,13 +132,13 @@ class LocalStack:
             EmfForwarder(lambda: _client("cloudwatch")),
             console=self.console,
         )
-        self._previous_stdout = sys.stdout
-        sys.stdout = self.router  # handlers print records and metrics; the router sorts them
-        set_sink(self.router)  # records go through the router even where stdout is replaced
+        # the functions' records, written where the router sorts them
+        set_sink(cast(TextIO, self.router))
         self._provision()
         self._load_handlers()
-        from avsev.local.gateway import serve
-
+        # their log lines too (the Logger's stream is the stdout of when it was created);
+        # their metrics are printed during each invocation: see Handler
+        self._logger_stream = function_logger().setStream(self.router)
         self._http = serve(self, self.host, self.port)
         self.base_url = f"http://{self.host}:{self._http.server_address[1]}"
         self._schedule_flush()
@@ -151,7 +153,8 @@ class LocalStack:
             self._http.server_close()
         self.flush()
         set_sink(None)
-        sys.stdout = self._previous_stdout
+        if getattr(self, "_logger_stream", None) is not None:
+            function_logger().setStream(self._logger_stream)
         if self._moto:
             self._moto.stop()
         for key, value in getattr(self, "_saved_env", {}).items():
@@ -235,7 +238,14 @@ class LocalStack:
                 env = lam.get_function_configuration(FunctionName=name, Qualifier=version)[
                     "Environment"
                 ]["Variables"]
-                self.handlers[(key, version)] = Handler(load_handler_module(key, env), key, version)
+                self.handlers[(key, version)] = Handler(
+                    load_handler_module(key, env), key, version, self._router()
+                )
+
+    def _router(self) -> LogRouter:
+        if self.router is None:
+            raise RuntimeError("the log router is made when the stack starts")
+        return self.router
 
     # ---- routing -----------------------------------------------------------------------
     def pick_version(self, function: str) -> str:
@@ -245,13 +255,17 @@ class LocalStack:
         from moto.awslambda.models import lambda_backends
 
         alias = lambda_backends[ACCOUNT][REGION].get_alias(LIVE_ALIAS, FUNCTIONS[function])
-        weights = (alias.routing_config or {}).get("AdditionalVersionWeights") or {}
+        routing: Any = alias.routing_config or {}  # moto: a dict once weights are set
+        weights: dict[str, Any] = routing.get("AdditionalVersionWeights") or {}
         draw = random.random()
         for version, weight in weights.items():
             if draw < float(weight):
                 return str(version)
             draw -= float(weight)
         return str(alias.function_version)
+
+    def function_modules(self) -> dict[str, ModuleType]:
+        return {key: h.module for (key, _), h in self.handlers.items()}
 
     def invoke(self, function: str, event: dict[str, Any]) -> dict[str, Any]:
         version = self.pick_version(function)
@@ -286,7 +300,9 @@ class LocalStack:
         return path
 
 
-def read_state(path: Path = STATE_FILE) -> dict[str, Any]:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no local stack running (start one with `avsev local up`)")
-    return json.loads(path.read_text())
+def function_logger() -> logging.StreamHandler[Any]:
+    """The stream handler of the functions' Powertools Logger (avsev.serving.observability)."""
+    from avsev.serving.observability import logger
+
+    handler: logging.StreamHandler[Any] = logger.registered_handler  # type: ignore[assignment]
+    return handler

@@ -28,6 +28,16 @@ from avsev.monitoring.performance import (
     expected_performance,
     improvement,
 )
+from avsev.monitoring.reports import (
+    ABReport,
+    AccuracyTest,
+    Comparison,
+    Decision,
+    LatencyTest,
+    RecordCounts,
+    ShadowMcNemar,
+    VersionSummary,
+)
 from avsev.monitoring.rollups import latency_value
 from avsev.monitoring.stats import mcnemar_counts
 from avsev.serving.schema import SEVERITIES
@@ -125,8 +135,8 @@ def ab_counts(served: Iterable[Mapping[str, Any]], labels: Iterable[Mapping[str,
                 bin_[1] += n if r["predicted"] == r["actual"] else 0
                 bin_[2] += float(r["conf_sum"])
         else:
-            key = (r["version"], r["shadow_version"])
-            table = counts.shadow_pairs.setdefault(key, np.zeros((2, 2), dtype=np.int64))
+            pair = (r["version"], r["shadow_version"])
+            table = counts.shadow_pairs.setdefault(pair, np.zeros((2, 2), dtype=np.int64))
             table[
                 int(r["predicted"] == r["actual"]), int(r["shadow_predicted"] == r["actual"])
             ] += n
@@ -183,20 +193,12 @@ def _ci(samples: np.ndarray) -> tuple[float, float]:
     return (float(np.percentile(samples, 2.5)), float(np.percentile(samples, 97.5)))
 
 
-def version_summary(v: VersionCounts, rng: np.random.Generator) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "requests": v.requests,
-        "labelled": v.labelled,
-        "labelled_share": v.labelled / v.requests if v.requests else 0.0,
-        "predicted_mix": {s: v.mix.get(s, 0) / max(v.requests, 1) for s in SEVERITIES},
-        "latency_ms_p50": latency_quantile(v.latency, 0.50),
-        "latency_ms_p95": latency_quantile(v.latency, 0.95),
-        "without_labels": expected_performance(v.requests, v.p_max_sum, v.entropy_sum, v.expected),
-    }
+def version_summary(v: VersionCounts, rng: np.random.Generator) -> VersionSummary:
+    on_labels: dict[str, Any] = {}
     if v.labelled:
         cm = v.confusion
         _, recall, _ = f1_scores(cm)
-        out |= {
+        on_labels = {
             "accuracy": v.correct / v.labelled,
             "weighted_f1": weighted_f1_of(cm),
             "weighted_f1_ci95": _ci(bootstrap_f1(cm, rng, weighted_f1_of)),
@@ -208,7 +210,16 @@ def version_summary(v: VersionCounts, rng: np.random.Generator) -> dict[str, Any
             if v.confidence_bins
             else None,
         }
-    return out
+    return VersionSummary(
+        requests=v.requests,
+        labelled=v.labelled,
+        labelled_share=v.labelled / v.requests if v.requests else 0.0,
+        predicted_mix={s: v.mix.get(s, 0) / max(v.requests, 1) for s in SEVERITIES},
+        latency_ms_p50=latency_quantile(v.latency, 0.50),
+        latency_ms_p95=latency_quantile(v.latency, 0.95),
+        without_labels=expected_performance(v.requests, v.p_max_sum, v.entropy_sum, v.expected),
+        **on_labels,
+    )
 
 
 def always_valid_p(diff: float, variance: float, tau: float = TAU) -> float:
@@ -221,17 +232,17 @@ def always_valid_p(diff: float, variance: float, tau: float = TAU) -> float:
     return float(min(1.0, math.exp(-log_lambda)))
 
 
-def accuracy_test(correct_a: int, n_a: int, correct_b: int, n_b: int) -> dict[str, Any]:
+def accuracy_test(correct_a: int, n_a: int, correct_b: int, n_b: int) -> AccuracyTest:
     """Two-proportion z-test, or Fisher's exact test when a cell is small."""
     table = [[correct_a, n_a - correct_a], [correct_b, n_b - correct_b]]
     if min(min(r) for r in table) < FISHER_BELOW:
         _, p = stats.fisher_exact(table)
-        return {"method": "fisher_exact", "p_value": float(p)}
+        return AccuracyTest(method="fisher_exact", p_value=float(p))
     pa, pb = correct_a / n_a, correct_b / n_b
     pooled = (correct_a + correct_b) / (n_a + n_b)
     se = math.sqrt(pooled * (1 - pooled) * (1 / n_a + 1 / n_b))
     z = (pb - pa) / se if se > 0 else 0.0
-    return {"method": "two_proportion_z", "z": z, "p_value": float(2 * stats.norm.sf(abs(z)))}
+    return AccuracyTest(method="two_proportion_z", z=z, p_value=float(2 * stats.norm.sf(abs(z))))
 
 
 def compare(
@@ -241,7 +252,7 @@ def compare(
     *,
     metric: str = DEFAULT_METRIC,
     cost: np.ndarray | None = None,
-) -> dict[str, Any]:
+) -> Comparison:
     na, nb = champion.labelled, candidate.labelled
     ca, cb = champion.correct, candidate.correct
     pa, pb = ca / na, cb / nb
@@ -258,31 +269,37 @@ def compare(
     f1_draws = bootstrap_f1(candidate.confusion, rng, weighted_f1_of) - bootstrap_f1(
         champion.confusion, rng, weighted_f1_of
     )
-    lat_a, lat_b = champion.latency, candidate.latency
-    p95_a, p95_b = latency_quantile(lat_a, 0.95), latency_quantile(lat_b, 0.95)
     needed = sample_size_for(gain, a_est.per_row_variance + b_est.per_row_variance)
-    return {
-        "decision_metric": metric,
-        "metric_champion": a_est.value,
-        "metric_candidate": b_est.value,
-        "metric_gain": gain,
-        "metric_gain_ci95": (gain - 1.96 * metric_se, gain + 1.96 * metric_se),
-        "always_valid_p": always_valid_p(gain, variance) if math.isfinite(variance) else 1.0,
-        "accuracy_delta": diff,
-        "accuracy_delta_ci95": (diff - 1.96 * se, diff + 1.96 * se),
-        "accuracy_test": accuracy_test(ca, na, cb, nb),
-        "weighted_f1_delta": weighted_f1_of(candidate.confusion)
-        - weighted_f1_of(champion.confusion),
-        "weighted_f1_delta_ci95": _ci(f1_draws),
-        "latency": {
-            "test": "mann_whitney_u (candidate slower), on 1%-wide latency bins",
-            "p_value": mann_whitney_greater(lat_b, lat_a) if p95_a and p95_b else None,
-            "p95_ratio": p95_b / max(p95_a, 1e-9) if p95_a and p95_b else None,
-            "p95_diff_ms": p95_b - p95_a if p95_a and p95_b else None,
-        },
-        "labelled_per_arm_needed": needed,
-        "labelled_per_arm_still_needed": max(0.0, needed - min(na, nb)) if needed else None,
-    }
+    return Comparison(
+        decision_metric=metric,
+        metric_champion=a_est.value,
+        metric_candidate=b_est.value,
+        metric_gain=gain,
+        metric_gain_ci95=(gain - 1.96 * metric_se, gain + 1.96 * metric_se),
+        always_valid_p=always_valid_p(gain, variance) if math.isfinite(variance) else 1.0,
+        accuracy_delta=diff,
+        accuracy_delta_ci95=(diff - 1.96 * se, diff + 1.96 * se),
+        accuracy_test=accuracy_test(ca, na, cb, nb),
+        weighted_f1_delta=weighted_f1_of(candidate.confusion) - weighted_f1_of(champion.confusion),
+        weighted_f1_delta_ci95=_ci(f1_draws),
+        latency=latency_test(champion.latency, candidate.latency),
+        labelled_per_arm_needed=needed,
+        labelled_per_arm_still_needed=max(0.0, needed - min(na, nb)) if needed else None,
+    )
+
+
+def latency_test(champion: Mapping[int, int], candidate: Mapping[int, int]) -> LatencyTest:
+    """Is the candidate slower? Its p95 against the champion's, and Mann-Whitney U."""
+    test = "mann_whitney_u (candidate slower), on 1%-wide latency bins"
+    p95_a, p95_b = latency_quantile(champion, 0.95), latency_quantile(candidate, 0.95)
+    if not (p95_a and p95_b):
+        return LatencyTest(test=test, p_value=None, p95_ratio=None, p95_diff_ms=None)
+    return LatencyTest(
+        test=test,
+        p_value=mann_whitney_greater(candidate, champion),
+        p95_ratio=p95_b / max(p95_a, 1e-9),
+        p95_diff_ms=p95_b - p95_a,
+    )
 
 
 def sample_size_for(
@@ -296,32 +313,32 @@ def sample_size_for(
     return float(math.ceil(z**2 * per_row_variance / gain**2))
 
 
-def decide(comparison: Mapping[str, Any], n_a: int, n_b: int) -> tuple[str, str]:
+def decide(comparison: Comparison, n_a: int, n_b: int) -> tuple[Decision, str]:
     """promote / rollback / continue, and why (on the decision metric)."""
-    lat = comparison["latency"]
+    lat = comparison.latency
     if (
-        lat["p_value"] is not None
-        and lat["p_value"] < ALPHA
-        and (lat["p95_ratio"] or 0) > LATENCY_SLOWDOWN
-        and (lat["p95_diff_ms"] or 0) >= LATENCY_MIN_DIFF_MS
+        lat.p_value is not None
+        and lat.p_value < ALPHA
+        and (lat.p95_ratio or 0) > LATENCY_SLOWDOWN
+        and (lat.p95_diff_ms or 0) >= LATENCY_MIN_DIFF_MS
     ):
         return (
             "rollback",
-            f"the candidate is slower (p95 ×{lat['p95_ratio']:.2f}, p = {lat['p_value']:.3g})",
+            f"the candidate is slower (p95 ×{lat.p95_ratio:.2f}, p = {lat.p_value:.3g})",
         )
-    metric = comparison["decision_metric"]
+    metric = comparison.decision_metric
     name = metric.replace("_", " ")
-    p = comparison["always_valid_p"]
-    gain = comparison["metric_gain"]
-    shown = f"{comparison['metric_candidate'] - comparison['metric_champion']:+.3f}"
+    p = comparison.always_valid_p
+    gain = comparison.metric_gain
+    shown = f"{comparison.metric_candidate - comparison.metric_champion:+.3f}"
     if p < ALPHA:
         if gain > 0:
             better = "more accurate" if metric == "accuracy" else f"better on {name}"
             return "promote", f"the candidate is {better} by {shown} (always-valid p = {p:.3g})"
         worse = "less accurate" if metric == "accuracy" else f"worse on {name}"
         return "rollback", f"the candidate is {worse} by {shown} (always-valid p = {p:.3g})"
-    low = comparison["metric_gain_ci95"][0]
-    needed = comparison["labelled_per_arm_needed"]
+    low = comparison.metric_gain_ci95[0]
+    needed = comparison.labelled_per_arm_needed
     margin = MARGIN[metric]
     if needed is not None and min(n_a, n_b) >= needed and low > -margin:
         return (
@@ -343,7 +360,7 @@ def ab_report(
     seed: int = 0,
     metric: str = DEFAULT_METRIC,
     cost: np.ndarray | None = None,
-) -> dict[str, Any]:
+) -> ABReport:
     """The A/B report of a window's counts. Champion and candidate default to the most and
     second-most served model versions; the decision is on `metric` (see
     avsev.monitoring.performance)."""
@@ -354,41 +371,42 @@ def ab_report(
     ranked = sorted(by_version, key=lambda v: by_version[v].requests, reverse=True)
     champion = champion or (ranked[0] if ranked else None)
     candidate = candidate or next((v for v in ranked if v != champion), None)
-    base: dict[str, Any] = {
-        "report": "ab",
-        "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "window": dict(window or {}),
-        "records": {
-            "predictions": counts.predictions,
-            "labelled": sum(c.labelled for c in by_version.values()),
-            "skipped_newer_schema": counts.newer_schema,
-        },
-        "champion": champion,
-        "candidate": candidate,
-        "decision_metric": metric,
-        "versions": {v: version_summary(c, rng) for v, c in by_version.items()},
-    }
+    versions = {v: version_summary(c, rng) for v, c in by_version.items()}
+    parts: dict[str, Any] = {}  # keys a report has only when they apply
     shadow = _shadow_mcnemar(counts.shadow_pairs)
     if shadow:
-        base["shadow_mcnemar"] = shadow
+        parts["shadow_mcnemar"] = shadow
+    decision: Decision = "insufficient_data"
     if not champion or not candidate:
-        return base | {
-            "decision": "insufficient_data",
-            "reason": "records from two model versions are needed",
-        }
-    arm_a, arm_b = counts.version(champion), counts.version(candidate)
-    la, lb = arm_a.labelled, arm_b.labelled
-    if min(la, lb) < MIN_LABELLED:
-        return base | {
-            "decision": "insufficient_data",
-            "reason": f"{la} and {lb} labelled predictions; at least {MIN_LABELLED} per version are needed",
-        }
-    comparison = compare(arm_a, arm_b, rng, metric=metric, cost=cost)
-    decision, reason = decide(comparison, la, lb)
-    return base | {"comparison": comparison, "decision": decision, "reason": reason}
+        reason = "records from two model versions are needed"
+    else:
+        arm_a, arm_b = counts.version(champion), counts.version(candidate)
+        la, lb = arm_a.labelled, arm_b.labelled
+        if min(la, lb) < MIN_LABELLED:
+            reason = f"{la} and {lb} labelled predictions; at least {MIN_LABELLED} per version are needed"
+        else:
+            comparison = compare(arm_a, arm_b, rng, metric=metric, cost=cost)
+            decision, reason = decide(comparison, la, lb)
+            parts["comparison"] = comparison
+    return ABReport(
+        generated_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        window=dict(window or {}),
+        records=RecordCounts(
+            predictions=counts.predictions,
+            labelled=sum(c.labelled for c in by_version.values()),
+            skipped_newer_schema=counts.newer_schema,
+        ),
+        champion=champion,
+        candidate=candidate,
+        decision_metric=metric,
+        versions=versions,
+        **parts,
+        decision=decision,
+        reason=reason,
+    )
 
 
-def _shadow_mcnemar(pairs: Mapping[tuple[str, str], np.ndarray]) -> dict[str, Any] | None:
+def _shadow_mcnemar(pairs: Mapping[tuple[str, str], np.ndarray]) -> ShadowMcNemar | None:
     """Served and shadow predictions of the same requests, paired, where the truth is known
     (the most frequent pair of versions)."""
     if not pairs:
@@ -400,47 +418,59 @@ def _shadow_mcnemar(pairs: Mapping[tuple[str, str], np.ndarray]) -> dict[str, An
         both=int(table[1, 1]),
         neither=int(table[0, 0]),
     )
-    return result | {"served_version": served, "shadow_version": shadow}
+    return ShadowMcNemar(**result, served_version=served, shadow_version=shadow)
 
 
-def markdown(report: Mapping[str, Any]) -> str:
+def markdown(report: ABReport) -> str:
     lines = [
         "# A/B report",
         "",
-        f"Window: {window_text(report.get('window'))}. Champion: **{report.get('champion')}**, candidate: **{report.get('candidate')}**.",
+        f"Window: {window_text(report.window)}. Champion: **{report.champion}**, candidate: **{report.candidate}**.",
         "",
-        f"**Decision: {report['decision']}** — {report.get('reason', '')}",
+        f"**Decision: {report.decision}** — {report.reason}",
         "",
         "| version | requests | labelled | accuracy | weighted F1 (95% CI) | macro F1 | latency p50 / p95 ms |",
         "|---|---|---|---|---|---|---|",
     ]
-    for v, s in report["versions"].items():
-        ci = s.get("weighted_f1_ci95")
-        f1 = f"{s['weighted_f1']:.3f} ({ci[0]:.3f}–{ci[1]:.3f})" if "weighted_f1" in s else "–"
-        acc = f"{s['accuracy']:.3f}" if "accuracy" in s else "–"
-        mf1 = f"{s['macro_f1']:.3f}" if "macro_f1" in s else "–"
-        lat = (
-            f"{s['latency_ms_p50']:.3f} / {s['latency_ms_p95']:.3f}"
-            if s["latency_ms_p50"] is not None
+    for v, s in report.versions.items():
+        ci = s.weighted_f1_ci95
+        f1 = (
+            f"{s.weighted_f1:.3f} ({ci[0]:.3f}–{ci[1]:.3f})"
+            if s.weighted_f1 is not None and ci is not None
             else "–"
         )
-        lines.append(f"| {v} | {s['requests']} | {s['labelled']} | {acc} | {f1} | {mf1} | {lat} |")
-    c = report.get("comparison")
+        acc = f"{s.accuracy:.3f}" if s.accuracy is not None else "–"
+        mf1 = f"{s.macro_f1:.3f}" if s.macro_f1 is not None else "–"
+        lat = (
+            f"{s.latency_ms_p50:.3f} / {s.latency_ms_p95:.3f}"
+            if s.latency_ms_p50 is not None and s.latency_ms_p95 is not None
+            else "–"
+        )
+        lines.append(f"| {v} | {s.requests} | {s.labelled} | {acc} | {f1} | {mf1} | {lat} |")
+    c = report.comparison
     if c:
-        lo, hi = c["accuracy_delta_ci95"]
-        flo, fhi = c["weighted_f1_delta_ci95"]
+        lo, hi = c.accuracy_delta_ci95
+        flo, fhi = c.weighted_f1_delta_ci95
+        lat_test = c.latency
+        slower = (
+            f"- latency: candidate p95 ×{lat_test.p95_ratio:.2f} ({lat_test.p95_diff_ms:+.3f} ms), "
+            f"Mann-Whitney p = {lat_test.p_value:.3g} (a slowdown counts from ×{LATENCY_SLOWDOWN} and "
+            f"+{LATENCY_MIN_DIFF_MS} ms)"
+            if lat_test.p95_ratio is not None
+            and lat_test.p95_diff_ms is not None
+            and lat_test.p_value is not None
+            else "- latency: not measured for both versions"
+        )
         lines += [
             "",
-            f"- accuracy, candidate − champion: {c['accuracy_delta']:+.3f} (95% CI {lo:+.3f} to {hi:+.3f}); "
-            f"{c['accuracy_test']['method']} p = {c['accuracy_test']['p_value']:.3g}; always-valid p = {c['always_valid_p']:.3g}",
-            f"- weighted F1, candidate − champion: {c['weighted_f1_delta']:+.3f} (bootstrap 95% CI {flo:+.3f} to {fhi:+.3f})",
-            f"- latency: candidate p95 ×{c['latency']['p95_ratio']:.2f} ({c['latency']['p95_diff_ms']:+.3f} ms), "
-            f"Mann-Whitney p = {c['latency']['p_value']:.3g} (a slowdown counts from ×{LATENCY_SLOWDOWN} and "
-            f"+{LATENCY_MIN_DIFF_MS} ms)",
-            f"- labelled rows per version still needed to detect this difference: {c['labelled_per_arm_still_needed'] or 0:.0f}",
+            f"- accuracy, candidate − champion: {c.accuracy_delta:+.3f} (95% CI {lo:+.3f} to {hi:+.3f}); "
+            f"{c.accuracy_test.method} p = {c.accuracy_test.p_value:.3g}; always-valid p = {c.always_valid_p:.3g}",
+            f"- weighted F1, candidate − champion: {c.weighted_f1_delta:+.3f} (bootstrap 95% CI {flo:+.3f} to {fhi:+.3f})",
+            slower,
+            f"- labelled rows per version still needed to detect this difference: {c.labelled_per_arm_still_needed or 0:.0f}",
         ]
-    if "shadow_mcnemar" in report:
-        lines += ["", f"- shadow (paired, McNemar): {report['shadow_mcnemar']['verdict']}"]
+    if report.shadow_mcnemar:
+        lines += ["", f"- shadow (paired, McNemar): {report.shadow_mcnemar.verdict}"]
     return "\n".join([*lines, ""])
 
 

@@ -24,6 +24,14 @@ from scipy.spatial.distance import jensenshannon
 
 from avsev.monitoring.ab import window_text
 from avsev.monitoring.metrics import weighted_f1_of
+from avsev.monitoring.reports import (
+    ConceptDrift,
+    DriftReport,
+    FeatureDrift,
+    MissingDrift,
+    ModelRef,
+    PredictionDrift,
+)
 from avsev.monitoring.rollups import SMALL_SAMPLE
 from avsev.serving.features import OTHER
 
@@ -42,7 +50,9 @@ MIN_LABELLED = 30
 EPS = 1e-4
 
 
-def psi(ref_shares: Sequence[float], cur_shares: Sequence[float]) -> float:
+def psi(
+    ref_shares: Sequence[float] | np.ndarray, cur_shares: Sequence[float] | np.ndarray
+) -> float:
     """Population stability index over matching bins."""
     r = np.clip(np.asarray(ref_shares, dtype=float), EPS, None)
     c = np.clip(np.asarray(cur_shares, dtype=float), EPS, None)
@@ -201,9 +211,9 @@ def feature_drift(
     counts: DriftCounts,
     *,
     open_categories: Mapping[str, Sequence[str]],
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, FeatureDrift]:
     """Per-field results over the profile's fields."""
-    results: dict[str, dict[str, Any]] = {}
+    results: dict[str, FeatureDrift] = {}
     for name, ref in reference["fields"].items():
         agg = counts.fields.get(name) or {
             "missing": 0,
@@ -234,7 +244,7 @@ def feature_drift(
             int(agg["missing"]),
             counts.rows,
         )
-        base = {
+        base: dict[str, Any] = {
             "kind": ref["kind"],
             "rows": present,
             "missing_rate_ref": round(float(ref["missing_rate"]), 4),
@@ -243,13 +253,14 @@ def feature_drift(
             "missing_drift": missing,
         }
         if present < MIN_ROWS:
-            results[name] = base | {
-                "test": "skipped",
-                "value_drift": False,
-                "drift": missing["drift"],
-                "material": missing["drift"],
-                "reason": f"fewer than {MIN_ROWS} values",
-            }
+            results[name] = FeatureDrift(
+                **base,
+                test="skipped",
+                value_drift=False,
+                drift=missing.drift,
+                material=missing.drift,
+                reason=f"fewer than {MIN_ROWS} values",
+            )
             continue
         if ref["kind"] == "numeric":
             result = numeric_drift(ref, agg)
@@ -260,43 +271,43 @@ def feature_drift(
                 result["unseen_categories"] = dict(top)
                 result["unseen_in_other_bucket"] = int(sum(raw_unseen.values()))
         value = bool(result["drift"])
-        results[name] = (
-            base
-            | result
-            | {
-                "value_drift": value,
-                "drift": value or missing["drift"],
-                # material for the importance-weighted share: a missing-share change, a
-                # distance over its threshold, or a significant test with PSI ≥ 0.1
-                "material": missing["drift"]
-                or (value and ("p_value" not in result or result["psi"] >= MATERIAL_PSI)),
-                "score": round(_score(result), 6),
-            }
+        results[name] = FeatureDrift(
+            **(
+                base
+                | result
+                | {
+                    "value_drift": value,
+                    "drift": value or missing.drift,
+                    # material for the importance-weighted share: a missing-share change, a
+                    # distance over its threshold, or a significant test with PSI ≥ 0.1
+                    "material": missing.drift
+                    or (value and ("p_value" not in result or result["psi"] >= MATERIAL_PSI)),
+                    "score": round(_score(result), 6),
+                }
+            )
         )
     return results
 
 
-def missing_drift(
-    ref_rate: float, ref_rows: int, cur_missing: int, cur_rows: int
-) -> dict[str, Any]:
+def missing_drift(ref_rate: float, ref_rows: int, cur_missing: int, cur_rows: int) -> MissingDrift:
     """A change in a field's missing share: a two-proportion z-test against the reference
     (at ALPHA, as the other tests), drift when significant and at least MISSING_DRIFT_MIN."""
     if cur_rows < MIN_ROWS or ref_rows < MIN_ROWS:
-        return {"test": "skipped", "drift": False, "reason": f"fewer than {MIN_ROWS} rows"}
+        return MissingDrift(test="skipped", drift=False, reason=f"fewer than {MIN_ROWS} rows")
     cur_rate = cur_missing / cur_rows
     pooled = (ref_rate * ref_rows + cur_missing) / (ref_rows + cur_rows)
     se = math.sqrt(pooled * (1 - pooled) * (1 / ref_rows + 1 / cur_rows))
     z = (cur_rate - ref_rate) / se if se > 0 else 0.0
     p = float(2 * stats.norm.sf(abs(z))) if se > 0 else 1.0
     change = cur_rate - ref_rate
-    return {
-        "test": "two_proportion_z",
-        "statistic": z,
-        "p_value": p,
-        "change": round(change, 4),
-        "minimum_change": MISSING_DRIFT_MIN,
-        "drift": bool(p < ALPHA and abs(change) >= MISSING_DRIFT_MIN),
-    }
+    return MissingDrift(
+        test="two_proportion_z",
+        statistic=z,
+        p_value=p,
+        change=round(change, 4),
+        minimum_change=MISSING_DRIFT_MIN,
+        drift=bool(p < ALPHA and abs(change) >= MISSING_DRIFT_MIN),
+    )
 
 
 def _importance(card: Mapping[str, Any], fields: Sequence[str]) -> dict[str, float] | None:
@@ -311,33 +322,32 @@ def _importance(card: Mapping[str, Any], fields: Sequence[str]) -> dict[str, flo
 
 def prediction_drift(
     reference_mix: Mapping[str, float], predicted: Mapping[str, int], n_ref: int
-) -> dict[str, Any]:
+) -> PredictionDrift:
     if sum(predicted.values()) < MIN_ROWS:
-        return {"test": "skipped", "drift": False, "reason": f"fewer than {MIN_ROWS} predictions"}
+        return PredictionDrift(
+            test="skipped", drift=False, reason=f"fewer than {MIN_ROWS} predictions"
+        )
     ref = {"shares": dict(reference_mix), "n": n_ref}
-    return categorical_drift(ref, predicted)
+    return PredictionDrift(**categorical_drift(ref, predicted))
 
 
-def concept_drift(reference_f1: float | None, confusion: np.ndarray) -> dict[str, Any]:
+def concept_drift(reference_f1: float | None, confusion: np.ndarray) -> ConceptDrift:
     """Weighted F1 on labelled recent records more than 5% (relative) below the card's."""
     labelled = int(confusion.sum())
     if reference_f1 is None or labelled < MIN_LABELLED:
-        return {
-            "drift": False,
-            "status": "insufficient_data",
-            "labelled": labelled,
-            "needed": MIN_LABELLED,
-        }
+        return ConceptDrift(
+            drift=False, status="insufficient_data", labelled=labelled, needed=MIN_LABELLED
+        )
     f1 = weighted_f1_of(confusion)
     floor = reference_f1 * (1 - CONCEPT_DRIFT_DROP)
-    return {
-        "drift": f1 < floor,
-        "status": "checked",
-        "labelled": labelled,
-        "weighted_f1": f1,
-        "reference_weighted_f1": reference_f1,
-        "floor": floor,
-    }
+    return ConceptDrift(
+        drift=bool(f1 < floor),
+        status="checked",
+        labelled=labelled,
+        weighted_f1=f1,
+        reference_weighted_f1=reference_f1,
+        floor=floor,
+    )
 
 
 def drift_report(
@@ -346,7 +356,7 @@ def drift_report(
     *,
     dataset_drift_share: float = DATASET_DRIFT_SHARE,
     window: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> DriftReport:
     """The drift report of a window's counts against a card."""
     reference = card["reference_profile"]
     open_categories = {
@@ -354,10 +364,9 @@ def drift_report(
         for f in card["feature_spec"]["features"]
         if OTHER in f.get("categories", [])
     }
-    base = {
-        "report": "drift",
+    base: dict[str, Any] = {
         "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "model": {"name": card["name"], "version": card["version"]},
+        "model": ModelRef(name=card["name"], version=card["version"]),
         "window": dict(window or {}),
         "rows": counts.rows,
         "method": (
@@ -366,27 +375,26 @@ def drift_report(
         ),
     }
     if counts.rows < MIN_ROWS:
-        return base | {
-            "status": "insufficient_data",
-            "dataset_drift": False,
-            "drift_found": False,
-            "reason": f"{counts.rows} rows, at least {MIN_ROWS} needed",
-        }
+        return DriftReport(
+            **base,
+            status="insufficient_data",
+            dataset_drift=False,
+            drift_found=False,
+            reason=f"{counts.rows} rows, at least {MIN_ROWS} needed",
+        )
     features = feature_drift(reference, counts, open_categories=open_categories)
-    checked = [
-        n for n, r in features.items() if r.get("test") != "skipped" or r["missing_drift"]["drift"]
-    ]
-    drifted = [n for n in checked if features[n]["drift"]]
+    checked = [n for n, r in features.items() if r.checked]
+    drifted = [n for n in checked if features[n].drift]
     share = len(drifted) / len(checked) if checked else 0.0
     importance = _importance(card, list(features))
     weighted = (
-        sum(importance[n] for n in checked if features[n]["material"])
+        sum(importance[n] for n in checked if features[n].material)
         / max(sum(importance[n] for n in checked), 1e-12)
         if importance
         else None
     )
     for name, w in (importance or {}).items():
-        features[name]["importance"] = round(w, 4)
+        features[name].importance = round(w, 4)
     pred = prediction_drift(
         card.get("prediction_mix", {}), counts.predicted, reference.get("rows", 0)
     )
@@ -398,64 +406,63 @@ def drift_report(
         or (weighted is not None and weighted >= WEIGHTED_DATASET_DRIFT)
     )
     ranked = sorted(features, key=lambda n: -(importance or {}).get(n, 0.0))
-    return base | {
-        "status": "checked",
-        "dataset_drift": dataset,
-        "drift_share": round(share, 4),
-        "dataset_drift_threshold": dataset_drift_share,
-        "importance_weighted_drift_share": None if weighted is None else round(weighted, 4),
-        "importance_weighted_threshold": WEIGHTED_DATASET_DRIFT,
-        "drifted_features": drifted,
-        "features": {n: features[n] for n in ranked},
-        "missing_rate_changes": [n for n, r in features.items() if r["missing_rate_changed"]],
-        "prediction_drift": pred,
-        "concept_drift": concept,
-        "drift_found": dataset
-        or bool(drifted)
-        or bool(pred.get("drift"))
-        or bool(concept.get("drift")),
-    }
+    return DriftReport(
+        **base,
+        status="checked",
+        dataset_drift=dataset,
+        drift_share=round(share, 4),
+        dataset_drift_threshold=dataset_drift_share,
+        importance_weighted_drift_share=None if weighted is None else round(weighted, 4),
+        importance_weighted_threshold=WEIGHTED_DATASET_DRIFT,
+        drifted_features=drifted,
+        features={n: features[n] for n in ranked},
+        missing_rate_changes=[n for n, r in features.items() if r.missing_rate_changed],
+        prediction_drift=pred,
+        concept_drift=concept,
+        drift_found=dataset or bool(drifted) or pred.drift or concept.drift,
+    )
 
 
-def markdown(report: Mapping[str, Any]) -> str:
+def markdown(report: DriftReport) -> str:
     lines = [
-        f"# Drift report — model {report['model']['name']} {report['model']['version']}",
+        f"# Drift report — model {report.model.name} {report.model.version}",
         "",
-        f"Rows: {report['rows']}. Window: {window_text(report.get('window'))}. Method: {report['method']}.",
+        f"Rows: {report.rows}. Window: {window_text(report.window)}. Method: {report.method}.",
         "",
     ]
-    if report.get("status") != "checked":
-        return "\n".join([*lines, f"**Insufficient data**: {report.get('reason')}", ""])
+    features = report.features or {}
+    if report.status != "checked":
+        return "\n".join([*lines, f"**Insufficient data**: {report.reason}", ""])
     lines += [
-        f"**Dataset drift: {'YES' if report['dataset_drift'] else 'no'}** "
-        f"({len(report['drifted_features'])} of {len(report['features'])} features drifted, "
-        f"threshold {report['dataset_drift_threshold']:.0%}).",
+        f"**Dataset drift: {'YES' if report.dataset_drift else 'no'}** "
+        f"({len(report.drifted_features or [])} of {len(features)} features drifted, "
+        f"threshold {report.dataset_drift_threshold or 0:.0%}).",
         "",
         "| feature | test | statistic | p-value | PSI | missing ref → now | drift |",
         "|---|---|---|---|---|---|---|",
     ]
-    for name, r in report["features"].items():
-        p = f"{r['p_value']:.3g}" if "p_value" in r else ""
-        stat = f"{r['statistic']:.3f}" if "statistic" in r else ""
-        psi_ = f"{r['psi']:.3f}" if "psi" in r else ""
+    for name, r in features.items():
+        p = f"{r.p_value:.3g}" if r.p_value is not None else ""
+        stat = f"{r.statistic:.3f}" if r.statistic is not None else ""
+        psi_ = f"{r.psi:.3f}" if r.psi is not None else ""
         lines.append(
-            f"| {name} | {r['test']} | {stat} | {p} | {psi_} | {r['missing_rate_ref']:.1%} → {r['missing_rate_cur']:.1%} | "
-            f"{'**yes**' if r['drift'] else 'no'} |"
+            f"| {name} | {r.test} | {stat} | {p} | {psi_} | {r.missing_rate_ref:.1%} → {r.missing_rate_cur:.1%} | "
+            f"{'**yes**' if r.drift else 'no'} |"
         )
-    if report["missing_rate_changes"]:
+    if report.missing_rate_changes:
         lines += [
             "",
-            f"Missing-rate changes over {MISSING_RATE_CHANGE:.0%}: {', '.join(report['missing_rate_changes'])}.",
+            f"Missing-rate changes over {MISSING_RATE_CHANGE:.0%}: {', '.join(report.missing_rate_changes)}.",
         ]
-    pd_ = report["prediction_drift"]
-    cd = report["concept_drift"]
+    pd_ = report.prediction_drift
+    cd = report.concept_drift
     lines += [
         "",
-        f"Prediction drift (class mix): {'**yes**' if pd_.get('drift') else 'no'} ({pd_.get('test')}).",
-        f"Concept drift: {'**yes**' if cd.get('drift') else 'no'} ({cd.get('status')}"
+        f"Prediction drift (class mix): {'**yes**' if pd_ and pd_.drift else 'no'} ({pd_.test if pd_ else None}).",
+        f"Concept drift: {'**yes**' if cd and cd.drift else 'no'} ({cd.status if cd else None}"
         + (
-            f", weighted F1 {cd['weighted_f1']:.3f} vs reference {cd['reference_weighted_f1']:.3f}"
-            if "weighted_f1" in cd
+            f", weighted F1 {cd.weighted_f1:.3f} vs reference {cd.reference_weighted_f1:.3f}"
+            if cd and cd.weighted_f1 is not None and cd.reference_weighted_f1 is not None
             else ""
         )
         + ").",

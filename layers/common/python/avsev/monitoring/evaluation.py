@@ -11,6 +11,7 @@ import numpy as np
 
 from avsev.monitoring.offline import drift_reports_of_rows
 from avsev.monitoring.profile import reference_profile
+from avsev.monitoring.reports import DriftReport
 from avsev.serving.features import FeatureSpec
 
 Row = dict[str, Any]
@@ -86,23 +87,23 @@ def rates(
     one number and a 15-point change of one category's share are caught."""
     sd = card["reference_profile"]["fields"][numeric]["std"]
     scenarios: dict[
-        str, tuple[Callable[[list[Row], int], None] | None, Callable[[dict[str, Any]], bool]]
+        str, tuple[Callable[[list[Row], int], None] | None, Callable[[DriftReport], bool]]
     ] = {
-        "same_data_dataset_drift_rate": (None, lambda rep: rep["dataset_drift"]),
+        "same_data_dataset_drift_rate": (None, lambda rep: rep.dataset_drift),
         f"{numeric}_half_sd_shift_caught_rate": (
             shift_number(numeric, sd),
-            lambda rep: rep["features"][numeric]["drift"],
+            lambda rep: _drifted(rep, numeric),
         ),
         f"{category[0]}_15pt_share_change_caught_rate": (
             move_category_share(*category),
-            lambda rep: rep["features"][category[0]]["drift"],
+            lambda rep: _drifted(rep, category[0]),
         ),
     }
     if card.get("importance"):
         top = top_feature(card)
         scenarios[f"{top}_half_blank_dataset_drift_rate"] = (
             blank_field(top),
-            lambda rep: rep["dataset_drift"],
+            lambda rep: rep.dataset_drift,
         )
     out: dict[str, Any] = {"seeds": seeds, "rows_per_sample": n}
     samples: list[list[Row]] = []
@@ -115,10 +116,14 @@ def rates(
     reports = drift_reports_of_rows(card, samples)
     per_feature = []
     for report in reports[:seeds]:  # the unchanged samples
-        checked = [f for f in report["features"].values() if f.get("test") != "skipped"]
-        per_feature.append(sum(f["drift"] for f in checked) / max(len(checked), 1))
+        checked = [f for f in (report.features or {}).values() if f.test != "skipped"]
+        per_feature.append(sum(f.drift for f in checked) / max(len(checked), 1))
     out["same_data_per_feature_false_alarm_rate"] = float(np.mean(per_feature))
     for i, (name, (_, flagged)) in enumerate(scenarios.items()):
         hits = sum(bool(flagged(r)) for r in reports[i * seeds : (i + 1) * seeds])
         out[name] = hits / seeds
     return out
+
+
+def _drifted(report: DriftReport, feature: str) -> bool:
+    return bool(report.features and report.features[feature].drift)

@@ -21,6 +21,7 @@ from avsev.monitoring.performance import (
     expected_performance,
 )
 from avsev.monitoring.query import Engine, local_engine
+from avsev.monitoring.reports import ABReport, DriftReport, PerformanceWithoutLabels, WindowGaps
 from avsev.monitoring.store import alert_once, metric, put_metrics, write_report
 
 NAMESPACE = METRICS_NAMESPACE
@@ -114,7 +115,7 @@ def run_rollup(
 
 def _read_window(
     s3: Any, bucket: str, kind: str, days: list[dt.date], version: str | None = None
-) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+) -> tuple[list[dict[str, Any]], WindowGaps]:
     """The rollups of a window, and what the report must say it lacked or skipped."""
     docs: list[dict[str, Any]] = []
     missing: list[str] = []
@@ -126,12 +127,12 @@ def _read_window(
             continue
         docs.append(doc)
         skipped += doc.get("skipped_objects", [])
-    return docs, {"days_without_rollup": missing, "skipped_objects": skipped}
+    return docs, WindowGaps(days_without_rollup=missing, skipped_objects=skipped)
 
 
 def ab_report_of(
     served: list[dict[str, Any]], labels: list[dict[str, Any]], **kwargs: Any
-) -> dict[str, Any]:
+) -> ABReport:
     """The A/B report of a window's `served` and `labels` rollups."""
     counts = ab.ab_counts(
         [r for d in served for r in d["rows"]], [r for d in labels for r in d["rows"]]
@@ -145,7 +146,7 @@ def drift_report_of(
     labels: list[dict[str, Any]],
     served: list[dict[str, Any]] | None = None,
     **kwargs: Any,
-) -> dict[str, Any]:
+) -> DriftReport:
     """The drift report of a window's `drift` rollups (the card's version), with concept drift
     from its `labels` rollups and the label-free performance estimate from its `served`
     rollups, checked against labels where they exist."""
@@ -155,11 +156,15 @@ def drift_report_of(
     version = counts_by_version.get(card["version"])
     counts = drift.drift_counts(docs, version.confusion if version else None)
     report = drift.drift_report(card, counts, **kwargs)
-    if version is not None and report.get("status") == "checked":
+    if version is not None and report.status == "checked":
         card_ece = card.get("calibration", {}).get("top_label_ece")
-        report["performance_without_labels"] = expected_performance(
+        estimate = expected_performance(
             version.requests, version.p_max_sum, version.entropy_sum, version.expected
-        ) | {"calibration_check": calibration_check(version.confidence_bins, card_ece)}
+        )
+        report.performance_without_labels = PerformanceWithoutLabels(
+            **estimate.model_dump(exclude_unset=True),
+            calibration_check=calibration_check(version.confidence_bins, card_ece),
+        )
     return report
 
 
@@ -186,18 +191,19 @@ def run_drift_check(
         served_docs,
         dataset_drift_share=dataset_drift_share,
         window={"from": start.isoformat(), "to": end.isoformat(), "id": ident},
-    ) | {"skipped": gaps}
+    )
+    report.skipped = gaps
     keys = write_report(clients.s3, bucket, DRIFT_REPORTS, ident, report, drift.markdown(report))
     dims = {"service": service}
     data = [
-        metric("DatasetDrift", float(report["dataset_drift"]), dims),
-        metric("DriftRows", report["rows"], dims, "Count"),
+        metric("DatasetDrift", float(report.dataset_drift), dims),
+        metric("DriftRows", report.rows, dims, "Count"),
     ]
-    for name, r in report.get("features", {}).items():
-        data.append(metric("DriftScore", r.get("score", 0.0), {"Feature": name, **dims}))
+    for name, r in (report.features or {}).items():
+        data.append(metric("DriftScore", r.score or 0.0, {"Feature": name, **dims}))
     put_metrics(clients.cloudwatch, NAMESPACE, data)
     sent = False
-    if report.get("drift_found") and topic_arn:
+    if report.drift_found and topic_arn:
         sent = alert_once(
             clients.s3,
             clients.sns,
@@ -205,9 +211,9 @@ def run_drift_check(
             keys["alert"],
             topic_arn,
             f"avsev drift: model {card['version']}, {ident}",
-            f"Drift found in window {ident}: dataset drift {report['dataset_drift']}, drifted features "
-            f"{report['drifted_features']}, prediction drift {report['prediction_drift'].get('drift')}, "
-            f"concept drift {report['concept_drift'].get('drift')}. Report: s3://{bucket}/{keys['markdown']}",
+            f"Drift found in window {ident}: dataset drift {report.dataset_drift}, drifted features "
+            f"{report.drifted_features}, prediction drift {report.prediction_drift and report.prediction_drift.drift}, "
+            f"concept drift {report.concept_drift and report.concept_drift.drift}. Report: s3://{bucket}/{keys['markdown']}",
         )
     return {"report": report, "keys": keys, "alert_sent": sent}
 
@@ -237,38 +243,41 @@ def run_ab_analysis(
         metric=decision_metric,
         cost=cost,
         window={"from": start.isoformat(), "to": end.isoformat(), "id": ident},
-    ) | {
-        "as_of": at.isoformat(timespec="seconds"),
-        "skipped": gaps | {"days_without_label_rollup": label_gaps["days_without_rollup"]},
-    }
+    )
+    report.as_of = at.isoformat(timespec="seconds")
+    report.skipped = WindowGaps(
+        days_without_rollup=gaps.days_without_rollup,
+        skipped_objects=gaps.skipped_objects,
+        days_without_label_rollup=label_gaps.days_without_rollup,
+    )
     keys = write_report(clients.s3, bucket, AB_REPORTS, ident, report, ab.markdown(report))
-    if report.get("comparison"):
-        c = report["comparison"]
+    if report.comparison:
+        c = report.comparison
         dims = {
-            "Champion": str(report["champion"]),
-            "Candidate": str(report["candidate"]),
+            "Champion": str(report.champion),
+            "Candidate": str(report.candidate),
             "service": service,
         }
         put_metrics(
             clients.cloudwatch,
             NAMESPACE,
             [
-                metric("AccuracyDelta", c["accuracy_delta"], dims),
-                metric("WeightedF1Delta", c["weighted_f1_delta"], dims),
-                metric("AlwaysValidP", c["always_valid_p"], dims),
-                metric("RollbackAdvised", float(report["decision"] == "rollback"), dims),
+                metric("AccuracyDelta", c.accuracy_delta, dims),
+                metric("WeightedF1Delta", c.weighted_f1_delta, dims),
+                metric("AlwaysValidP", c.always_valid_p, dims),
+                metric("RollbackAdvised", float(report.decision == "rollback"), dims),
             ],
         )
     sent = False
-    if report["decision"] == "rollback" and topic_arn:
+    if report.decision == "rollback" and topic_arn:
         sent = alert_once(
             clients.s3,
             clients.sns,
             bucket,
             keys["alert"],
             topic_arn,
-            f"avsev A/B: roll back {report['candidate']}",
-            f"The A/B report for {ident} advises rollback of {report['candidate']}: {report['reason']}. "
+            f"avsev A/B: roll back {report.candidate}",
+            f"The A/B report for {ident} advises rollback of {report.candidate}: {report.reason}. "
             f"Run `avsev rollout rollback`. Report: s3://{bucket}/{keys['markdown']}",
         )
     return {"report": report, "keys": keys, "alert_sent": sent}

@@ -10,8 +10,11 @@ import numpy as np
 
 from avsev.serving.schema import SEVERITIES
 
+Labels = Sequence[int] | np.ndarray
+"""Class indices, as a list or an array."""
 
-def confusion(y_true: Sequence[int], y_pred: Sequence[int], n_class: int = 4) -> np.ndarray:
+
+def confusion(y_true: Labels, y_pred: Labels, n_class: int = 4) -> np.ndarray:
     """Rows: true class, columns: predicted class."""
     m = np.zeros((n_class, n_class), dtype=np.int64)
     np.add.at(m, (np.asarray(y_true, dtype=int), np.asarray(y_pred, dtype=int)), 1)
@@ -44,22 +47,22 @@ def macro_f1_of(cm: np.ndarray) -> float:
     return float(f1[present].mean()) if present.any() else 0.0
 
 
-def weighted_f1(y_true: Sequence[int], y_pred: Sequence[int], n_class: int = 4) -> float:
+def weighted_f1(y_true: Labels, y_pred: Labels, n_class: int = 4) -> float:
     return weighted_f1_of(confusion(y_true, y_pred, n_class))
 
 
-def macro_f1(y_true: Sequence[int], y_pred: Sequence[int], n_class: int = 4) -> float:
+def macro_f1(y_true: Labels, y_pred: Labels, n_class: int = 4) -> float:
     return macro_f1_of(confusion(y_true, y_pred, n_class))
 
 
-def log_loss(y_true: Sequence[int], proba: np.ndarray) -> float:
+def log_loss(y_true: Labels, proba: np.ndarray) -> float:
     p = np.clip(np.asarray(proba, dtype=float), 1e-15, 1.0)
     p = p / p.sum(axis=1, keepdims=True)
     return float(-np.mean(np.log(p[np.arange(len(p)), np.asarray(y_true, dtype=int)])))
 
 
 def classification_report(
-    y_true: Sequence[int],
+    y_true: Labels,
     proba: np.ndarray,
     *,
     classes: Sequence[str] = SEVERITIES,

@@ -9,12 +9,14 @@ import json
 import tempfile
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from avsev.monitoring import rollups
 from avsev.monitoring.jobs import ab_report_of, drift_report_of
 from avsev.monitoring.query import DuckDBEngine, write_records_parquet
+from avsev.monitoring.reports import ABReport, DriftReport
 from avsev.monitoring.tables import OUTCOMES, PREDICTIONS, partition
 from avsev.serving.records import SCHEMA_VERSION, Record, to_line
 
@@ -31,6 +33,13 @@ def write_tables(root: Path, records: Iterable[Record]) -> list[dt.date]:
     return sorted({day for _, day in lines})
 
 
+@dataclass(frozen=True)
+class OfflineReports:
+    ab: ABReport
+    drift: DriftReport | None
+    """When a card was given."""
+
+
 def reports_from_records(
     records: Iterable[Record],
     *,
@@ -38,7 +47,7 @@ def reports_from_records(
     window: Mapping[str, Any] | None = None,
     dataset_drift_share: float | None = None,
     **ab_kwargs: Any,
-) -> dict[str, Any]:
+) -> OfflineReports:
     """The A/B report (and the drift report of `card`'s version, when given) of records held
     here, through the rollup queries in DuckDB."""
     with tempfile.TemporaryDirectory(prefix="avsev-offline-") as folder:
@@ -48,7 +57,8 @@ def reports_from_records(
         until = max(days) if days else dt.date.today()
         served = [rollups.served_rollup(engine, d) for d in days]
         labels = [rollups.labels_rollup(engine, d, until) for d in days]
-        out: dict[str, Any] = {"ab": ab_report_of(served, labels, window=window, **ab_kwargs)}
+        ab = ab_report_of(served, labels, window=window, **ab_kwargs)
+        drift = None
         if card is not None:
             docs = [
                 rollups.drift_rollup(engine, card["reference_profile"], d, card["version"])
@@ -57,14 +67,14 @@ def reports_from_records(
             extra = (
                 {} if dataset_drift_share is None else {"dataset_drift_share": dataset_drift_share}
             )
-            out["drift"] = drift_report_of(card, docs, labels, served, window=window, **extra)
+            drift = drift_report_of(card, docs, labels, served, window=window, **extra)
         engine.connection.close()
-    return out
+    return OfflineReports(ab, drift)
 
 
 def drift_reports_of_rows(
     card: Mapping[str, Any], samples: Sequence[Sequence[Mapping[str, Any]]], **kwargs: Any
-) -> list[dict[str, Any]]:
+) -> list[DriftReport]:
     """The drift report of each sample of report rows, each taken as one day of predictions
     served by the card's version (the drift evaluation over many seeds: one engine for all)."""
     first = dt.date(2000, 1, 1)

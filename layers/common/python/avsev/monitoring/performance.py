@@ -21,10 +21,10 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
+from avsev.monitoring.reports import CalibrationCheck, ExpectedPerformance
 from avsev.serving.schema import SEVERITIES
 
 METRICS = ("log_loss", "accuracy", "macro_f1", "expected_cost")
@@ -130,10 +130,10 @@ def parse_cost_matrix(text: str | None) -> np.ndarray | None:
 
 def expected_performance(
     requests: int, p_max_sum: float, entropy_sum: float, expected_confusion: np.ndarray
-) -> dict[str, Any]:
+) -> ExpectedPerformance:
     """Confidence-based estimates from the served probabilities (no labels needed)."""
     if requests == 0:
-        return {}
+        return ExpectedPerformance()
     ec = expected_confusion
     tp = np.diag(ec)
     actual, predicted = ec.sum(axis=1), ec.sum(axis=0)
@@ -141,31 +141,31 @@ def expected_performance(
     precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
     denom = precision + recall
     f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
-    return {
-        "expected_accuracy": p_max_sum / requests,
-        "expected_log_loss": entropy_sum / requests,
-        "expected_recall": {s: float(recall[i]) for i, s in enumerate(SEVERITIES)},
-        "expected_f1": {s: float(f1[i]) for i, s in enumerate(SEVERITIES)},
-        "expected_weighted_f1": float((f1 * actual).sum() / actual.sum()) if actual.sum() else 0.0,
-    }
+    return ExpectedPerformance(
+        expected_accuracy=p_max_sum / requests,
+        expected_log_loss=entropy_sum / requests,
+        expected_recall={s: float(recall[i]) for i, s in enumerate(SEVERITIES)},
+        expected_f1={s: float(f1[i]) for i, s in enumerate(SEVERITIES)},
+        expected_weighted_f1=float((f1 * actual).sum() / actual.sum()) if actual.sum() else 0.0,
+    )
 
 
 def calibration_check(
     confidence_bins: Mapping[int, Sequence[float]], card_ece: float | None
-) -> dict[str, Any]:
+) -> CalibrationCheck:
     """On labelled rows: top-label ECE, realized vs estimated accuracy, and whether the
     label-free estimate can be trusted (and why not). Bins: index → (rows, correct, confidence sum)."""
     n = sum(b[0] for b in confidence_bins.values())
     reasons = []
     if card_ece is not None and card_ece > TRUST_ECE:
         reasons.append(f"the model's test ECE {card_ece:.3f} is above {TRUST_ECE}")
-    out: dict[str, Any] = {"labelled": int(n), "card_top_label_ece": card_ece}
+    measured: dict[str, float] = {}
     if n:
         correct = sum(b[1] for b in confidence_bins.values())
         confidence = sum(b[2] for b in confidence_bins.values())
         ece = sum(abs(b[1] - b[2]) for b in confidence_bins.values()) / n
         realized, estimated = correct / n, confidence / n
-        out |= {
+        measured = {
             "top_label_ece": ece,
             "realized_accuracy": realized,
             "estimated_accuracy": estimated,
@@ -175,6 +175,10 @@ def calibration_check(
                 f"on {int(n)} labelled rows the estimate is off by {estimated - realized:+.3f} "
                 f"(more than {TRUST_GAP}): calibration or concept drift"
             )
-    out["trusted"] = not reasons
-    out["why_not"] = reasons
-    return out
+    return CalibrationCheck(
+        labelled=int(n),
+        card_top_label_ece=card_ece,
+        **measured,
+        trusted=not reasons,
+        why_not=reasons,
+    )

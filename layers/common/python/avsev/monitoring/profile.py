@@ -73,11 +73,11 @@ def reference_profile(
             feature = next(f for f in spec.features if f.source == name)
             if OTHER in feature.categories:
                 cats = bucket_open_categories(cats, feature.categories)
-            counts = Counter(cats)
+            tally = Counter(cats)
             fields[name] = {
                 "kind": "categorical",
                 "n": len(cats),
                 "missing_rate": missing / max(len(rows), 1),
-                "shares": {c: n / max(len(cats), 1) for c, n in counts.most_common()},
+                "shares": {c: n / max(len(cats), 1) for c, n in tally.most_common()},
             }
     return {"rows": len(rows), "fields": fields}

@@ -10,6 +10,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from avsev.constants import REPORTS_PREFIX as REPORTS
+from avsev.monitoring.reports import ABReport, DriftReport, ReportPart
 
 
 def days(start: dt.date, end: dt.date) -> Iterator[dt.date]:
@@ -30,10 +31,10 @@ def report_keys(kind: str, window_id: str) -> dict[str, str]:
 
 
 def write_report(
-    s3: Any, bucket: str, kind: str, window_id: str, report: Mapping[str, Any], markdown: str
+    s3: Any, bucket: str, kind: str, window_id: str, report: ReportPart, markdown: str
 ) -> dict[str, str]:
     keys = report_keys(kind, window_id)
-    body = json.dumps(report, indent=1, default=str).encode()
+    body = json.dumps(report.dump(), indent=1, default=str).encode()
     s3.put_object(Bucket=bucket, Key=keys["json"], Body=body, ContentType="application/json")
     s3.put_object(
         Bucket=bucket, Key=keys["markdown"], Body=markdown.encode(), ContentType="text/markdown"
@@ -48,6 +49,16 @@ def read_latest(s3: Any, bucket: str, kind: str) -> dict[str, Any] | None:
     except s3.exceptions.NoSuchKey:
         return None
     return json.loads(body)
+
+
+def latest_ab_report(s3: Any, bucket: str) -> ABReport | None:
+    doc = read_latest(s3, bucket, "ab")
+    return None if doc is None else ABReport.model_validate(doc)
+
+
+def latest_drift_report(s3: Any, bucket: str) -> DriftReport | None:
+    doc = read_latest(s3, bucket, "drift")
+    return None if doc is None else DriftReport.model_validate(doc)
 
 
 def alert_once(

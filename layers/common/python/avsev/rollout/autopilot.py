@@ -27,9 +27,12 @@ import datetime as dt
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from avsev.rollout.aliases import RolloutError, Rollouts
+
+if TYPE_CHECKING:
+    from avsev.monitoring.reports import ABReport
 
 FIRST_WEIGHT = 0.1
 SECOND_WEIGHT = 0.5
@@ -60,7 +63,7 @@ class Autopilot:
         rollouts: Rollouts,
         *,
         audit_entries: Callable[[], list[dict[str, Any]]],
-        ab_report: Callable[[], Mapping[str, Any] | None],
+        ab_report: Callable[[], ABReport | None],
         alert: Callable[[str, str], None] | None = None,
     ) -> None:
         self.r = rollouts
@@ -154,29 +157,29 @@ class Autopilot:
         """Before any traffic: the candidate scored in shadow must not be worse."""
         candidate = run["candidate_version"]
         model = self._model_of(candidate)
-        report = self.ab_report() or {}
-        pairs = report.get("shadow_mcnemar")
-        as_of = report.get("as_of")
+        report = self.ab_report()
+        pairs = report.shadow_mcnemar if report else None
+        as_of = report.as_of if report else None
         fresh = as_of and dt.datetime.fromisoformat(as_of) >= dt.datetime.fromisoformat(run["at"])
-        if not pairs or not fresh or pairs.get("shadow_version") != model:
+        if not pairs or not fresh or pairs.shadow_version != model:
             return {
                 "state": "shadow",
                 "reason": f"waiting for an A/B report with shadow pairs of model {model}",
             }
-        if pairs["rows"] < SHADOW_MIN_PAIRS:
+        if pairs.rows < SHADOW_MIN_PAIRS:
             return {
                 "state": "shadow",
-                "reason": f"{pairs['rows']} of {SHADOW_MIN_PAIRS} labelled shadow pairs of model {model}",
+                "reason": f"{pairs.rows} of {SHADOW_MIN_PAIRS} labelled shadow pairs of model {model}",
             }
-        if pairs["significant"] and pairs["only_a_correct"] > pairs["only_b_correct"]:
-            reason = f"worse in shadow, never served: {pairs['verdict']}"
+        if pairs.significant and pairs.only_a_correct > pairs.only_b_correct:
+            reason = f"worse in shadow, never served: {pairs.verdict}"
             self._write(
                 ENDED, candidate_version=candidate, outcome="rejected in shadow", reason=reason
             )
             self._notify(f"avsev autopilot: {model} worse in shadow", reason)
             return {"state": "rejected_in_shadow", "reason": reason}
         result = self.r.start(candidate, FIRST_WEIGHT)
-        return {"state": "started", "reason": f"shadow passed: {pairs['verdict']}", **result}
+        return {"state": "started", "reason": f"shadow passed: {pairs.verdict}", **result}
 
     def tick(self) -> dict[str, Any]:
         run = self.current_run()
@@ -206,11 +209,9 @@ class Autopilot:
         if alarms:
             return self._roll_back(candidate, f"alarm {', '.join(alarms)} in ALARM")
         report = self._fresh_report(state, since)
-        decision = report.get("decision") if report else None
-        if decision == "rollback":
-            return self._roll_back(
-                candidate, f"the A/B report advises rollback: {report['reason']}"
-            )  # type: ignore[index]
+        decision = report.decision if report else None
+        if report and decision == "rollback":
+            return self._roll_back(candidate, f"the A/B report advises rollback: {report.reason}")
         minimum = config.min_minutes if weight <= FIRST_WEIGHT else config.second_step_minutes
         if held_min < minimum:
             return self._waiting(
@@ -219,20 +220,20 @@ class Autopilot:
                 f"holding {weight:.0%} for {minimum - held_min:.0f} more minutes",
                 report,
             )
-        if decision == "promote":
+        if report and decision == "promote":
             if weight < SECOND_WEIGHT:
                 result = self.r.step(SECOND_WEIGHT)
                 return {
                     "state": "stepped",
                     "weight": SECOND_WEIGHT,
-                    "reason": report["reason"],
+                    "reason": report.reason,
                     **result,
-                }  # type: ignore[index]
+                }
             result = self.r.promote()
             self._write(
-                ENDED, candidate_version=candidate, outcome="promoted", reason=report["reason"]
-            )  # type: ignore[index]
-            return {"state": "promoted", "reason": report["reason"], **result}  # type: ignore[index]
+                ENDED, candidate_version=candidate, outcome="promoted", reason=report.reason
+            )
+            return {"state": "promoted", "reason": report.reason, **result}
         if held_min > config.max_hours * 60:
             reason = (
                 f"inconclusive: a person decides (held {weight:.0%} for {held_min / 60:.1f} h "
@@ -274,7 +275,7 @@ class Autopilot:
         }
 
     # ---- helpers ------------------------------------------------------------------------
-    def _fresh_report(self, state: Any, since: dt.datetime) -> Mapping[str, Any] | None:
+    def _fresh_report(self, state: Any, since: dt.datetime) -> ABReport | None:
         """The latest A/B report if it compares this champion and candidate and was made
         for a time after the step began."""
         report = self.ab_report()
@@ -282,9 +283,9 @@ class Autopilot:
             return None
         champion = state.model_versions.get(state.stable_version)
         candidate = state.model_versions.get(state.candidate_version)
-        if (report.get("champion"), report.get("candidate")) != (champion, candidate):
+        if (report.champion, report.candidate) != (champion, candidate):
             return None
-        as_of = report.get("as_of")
+        as_of = report.as_of
         if not as_of or dt.datetime.fromisoformat(as_of) < since:
             return None
         return report
@@ -296,7 +297,7 @@ class Autopilot:
         return {"state": "rolled_back", "reason": reason, **result}
 
     def _waiting(
-        self, weight: float, held: float, reason: str, report: Mapping[str, Any] | None
+        self, weight: float, held: float, reason: str, report: ABReport | None
     ) -> dict[str, Any]:
         return {
             "state": "holding",
@@ -311,21 +312,21 @@ class Autopilot:
             self.alert(subject, message)
 
 
-def _evidence(report: Mapping[str, Any] | None, held: float, minimum: float) -> str:
+def _evidence(report: ABReport | None, held: float, minimum: float) -> str:
     if held < minimum:
         return f"the minimum hold ({minimum - held:.0f} more minutes)"
     if report is None:
         return "an A/B report made after this step began"
-    c = report.get("comparison")
-    if report.get("decision") == "insufficient_data" or not c:
-        return f"labelled predictions of both versions ({report.get('reason')})"
-    if report.get("decision") == "continue":
-        still = c.get("labelled_per_arm_still_needed")
+    c = report.comparison
+    if report.decision == "insufficient_data" or not c:
+        return f"labelled predictions of both versions ({report.reason})"
+    if report.decision == "continue":
+        still = c.labelled_per_arm_still_needed
         return (
-            f"a significant difference (always-valid p = {c['always_valid_p']:.3g}); "
+            f"a significant difference (always-valid p = {c.always_valid_p:.3g}); "
             f"about {still or 0:.0f} more labelled predictions per version"
         )
-    return f"nothing: the A/B decision is {report.get('decision')}"
+    return f"nothing: the A/B decision is {report.decision}"
 
 
 def autopilot_for(
@@ -346,7 +347,7 @@ def autopilot_for(
     """The controller of one function's alias, wired to its bucket (audit, A/B reports),
     alarms, CodeDeploy group and alerts topic: what the Lambda function, the CLI and the
     local stack build."""
-    from avsev.monitoring.store import read_latest
+    from avsev.monitoring.store import latest_ab_report
     from avsev.rollout.aliases import s3_audit, s3_audit_entries
 
     rollouts = Rollouts(
@@ -368,6 +369,6 @@ def autopilot_for(
     return Autopilot(
         rollouts,
         audit_entries=lambda: s3_audit_entries(s3, bucket, function),
-        ab_report=lambda: read_latest(s3, bucket, "ab"),
+        ab_report=lambda: latest_ab_report(s3, bucket),
         alert=alert,
     )
