@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from avsev.serving.features import OTHER, Feature, FeatureSpec
 
@@ -79,24 +79,42 @@ class InputCheck:
     """Report field → share of the importance (equal shares when the card has none)."""
     important: tuple[str, ...]
     """Fields whose absence is warned about, most important first (none without importance)."""
-    order: tuple[str, ...] = field(init=False, repr=False)
-    """The fields by weight, largest first: the order of a row's warnings."""
-    columns_of: dict[str, tuple[int, ...]] = field(init=False, repr=False)
-    """Report field → the indices of the features read from it."""
+    _plan: tuple[_FieldPlan, ...] = field(init=False, repr=False, compare=False)
+    """Per field, most important first (the order of a row's warnings): what to check."""
 
     def __post_init__(self) -> None:
-        sources = self.spec.sources
-        object.__setattr__(
-            self, "order", tuple(sorted(sources, key=lambda s: -self.weights.get(s, 0.0)))
-        )
-        object.__setattr__(
-            self,
-            "columns_of",
-            {
-                s: tuple(j for j, f in enumerate(self.spec.features) if f.source == s)
-                for s in sources
-            },
-        )
+        features = self.spec.features
+        plan = []
+        for source in sorted(self.spec.sources, key=lambda s: -self.weights.get(s, 0.0)):
+            idx = tuple(j for j, f in enumerate(features) if f.source == source)
+            weight = self.weights.get(source, 0.0)
+            plan.append(
+                _FieldPlan(
+                    source,
+                    idx,
+                    weight,
+                    {
+                        "code": MISSING_IMPORTANT,
+                        "field": source,
+                        "detail": f"{source} was not given: it carries {weight:.0%} of the "
+                        "model's importance",
+                    }
+                    if source in self.important
+                    else None,
+                    tuple(
+                        (j, features[j])
+                        for j in idx
+                        if features[j].kind == "numeric" and features[j].lo is not None
+                    ),
+                    # an open category (make) has no unseen values: see the module's docstring
+                    tuple(
+                        (j, features[j])
+                        for j in idx
+                        if features[j].kind == "categorical" and OTHER not in features[j].codes
+                    ),
+                )
+            )
+        object.__setattr__(self, "_plan", tuple(plan))
 
     @classmethod
     def from_card(cls, spec: FeatureSpec, card: Mapping[str, Any]) -> InputCheck:
@@ -109,62 +127,79 @@ class InputCheck:
     def assess(
         self, columns: Mapping[str, Sequence[Any]], encoded: Sequence[Sequence[float]], n: int
     ) -> tuple[list[float], list[list[WarningDict]]]:
-        """Completeness and warnings of `n` reports given column-wise: `columns` maps each
-        report field the spec reads to its values (as `AccidentReport` holds them, None for
-        blank); `encoded` is `spec.encode_columns(columns)` (one list per feature)."""
-        features = self.spec.features
+        """Completeness and warnings of `n` reports given column-wise (the batch path):
+        `columns` maps each report field the spec reads to its values (as `AccidentReport`
+        holds them, None for blank); `encoded` is `spec.encode_columns(columns)`."""
         total = [0.0] * n
         warnings: list[list[WarningDict]] = [[] for _ in range(n)]
-        for source in self.order:
+        for source, idx, weight, missing, ranges, closed in self._plan:
             raw = columns[source]
-            idx = self.columns_of[source]
-            if len(idx) == 1:
-                present = [x == x for x in encoded[idx[0]]]  # not NaN
-            else:
-                present = [
-                    any(x == x for x in xs) for xs in zip(*(encoded[j] for j in idx), strict=True)
-                ]
-            weight = self.weights.get(source, 0.0)
             if weight:
+                if len(idx) == 1:
+                    present = [x == x for x in encoded[idx[0]]]  # not NaN
+                else:
+                    cols = (encoded[j] for j in idx)
+                    present = [any(x == x for x in xs) for xs in zip(*cols, strict=True)]
                 total = [t + weight if p else t for t, p in zip(total, present, strict=True)]
-            for j in idx:
-                feature = features[j]
-                if feature.kind == "categorical":
-                    codes = feature.codes
-                    if OTHER in codes:  # open: scored as `other`, see the module's docstring
-                        continue
-                    for i, v in enumerate(raw):
-                        if v is not None and v not in codes:
-                            warnings[i].append(_unseen(feature, v))
-                elif feature.lo is not None and feature.hi is not None:
-                    lo, hi = feature.lo, feature.hi
-                    numbers = encoded[j] if feature.cap is None else feature.numbers(raw)
-                    for i, x in enumerate(numbers):
-                        if x < lo or x > hi:  # NaN is neither
-                            warnings[i].append(_out_of_range(feature, x))
-            if source in self.important:
+            for j, feature in ranges:
+                lo, hi = feature.lo, feature.hi
+                numbers = encoded[j] if feature.cap is None else feature.numbers(raw)
+                for i, x in enumerate(numbers):
+                    if x < lo or x > hi:  # type: ignore[operator]  # (NaN is neither)
+                        warnings[i].append(_out_of_range(feature, x))
+            for _, feature in closed:
+                codes = feature.codes
+                for i, v in enumerate(raw):
+                    if v is not None and v not in codes:
+                        warnings[i].append(_unseen(feature, v))
+            if missing is not None:
                 for i, v in enumerate(raw):
                     if v is None:
-                        warnings[i].append(
-                            {
-                                "code": MISSING_IMPORTANT,
-                                "field": source,
-                                "detail": f"{source} was not given: it carries "
-                                f"{weight:.0%} of the model's importance",
-                            }
-                        )
+                        warnings[i].append(dict(missing))
         return [min(round(t, DIGITS), 1.0) for t in total], warnings
 
     def assess_rows(
         self, fields: Sequence[Mapping[str, Any]], rows: Sequence[Sequence[float]]
     ) -> tuple[list[float], list[list[WarningDict]]]:
-        """`assess` of reports given row-wise: their fields (as `AccidentReport.fields()`
-        gives them) and their encoded rows (`spec.encode`)."""
-        columns = {s: [f.get(s) for f in fields] for s in self.spec.sources}
-        encoded: list[Sequence[float]] = (
-            list(zip(*rows, strict=True)) if rows else [[] for _ in self.spec.features]
-        )
-        return self.assess(columns, encoded, len(fields))
+        """`assess` of reports given row by row (the single-report path; the same rules, the
+        same sums in the same order, without building columns): their fields (as
+        `AccidentReport.fields()` gives them) and encoded rows (`spec.encode`)."""
+        out_total: list[float] = []
+        out_warnings: list[list[WarningDict]] = []
+        for values, row in zip(fields, rows, strict=True):
+            total = 0.0
+            warnings: list[WarningDict] = []
+            for source, idx, weight, missing, ranges, closed in self._plan:
+                value = values.get(source)
+                if weight and any(row[j] == row[j] for j in idx):
+                    total = total + weight
+                if value is None:
+                    if missing is not None:
+                        warnings.append(dict(missing))
+                    continue
+                for j, feature in ranges:
+                    x = row[j] if feature.cap is None else feature.numbers((value,))[0]
+                    if x < feature.lo or x > feature.hi:  # type: ignore[operator]
+                        warnings.append(_out_of_range(feature, x))
+                for _, feature in closed:
+                    if value not in feature.codes:
+                        warnings.append(_unseen(feature, value))
+            out_total.append(min(round(total, DIGITS), 1.0))
+            out_warnings.append(warnings)
+        return out_total, out_warnings
+
+
+class _FieldPlan(NamedTuple):
+    source: str
+    idx: tuple[int, ...]
+    """The features read from this field."""
+    weight: float
+    missing: WarningDict | None
+    """The warning when blank (a high-importance field), else None."""
+    ranges: tuple[tuple[int, Feature], ...]
+    """Numeric features with a training range."""
+    closed: tuple[tuple[int, Feature], ...]
+    """Closed categorical features."""
 
 
 def _out_of_range(feature: Feature, x: float) -> WarningDict:
