@@ -253,6 +253,8 @@ def test_batch_answer_and_records_equal_the_per_row_model_path(
         for r in real_data.reports()[-300:]
     ]
     rows += [
+        # out of the training range, and a category the real data never has
+        {"ev_id": "OLD.2", "event_date": "1975-01-01", "engine_type": "Hybrid Rocket"},
         {"ev_id": "ONLY-ID"},
         {"ev_id": "ODD.1", "make": 'Pipér "x"},{"record_type":"prediction', "aircraft_age": 3},
     ]
@@ -292,3 +294,10 @@ def test_batch_answer_and_records_equal_the_per_row_model_path(
     assert skipped == 0
     assert parsed[-len(reports) - 1].features == reports[-1].fields()
     assert parsed[-len(reports) - 2].features == {}
+    # with their completeness and warnings (blank, out-of-range and unseen inputs among them)
+    assert parsed[-len(reports) - 2].completeness == 0.0
+    assert {w["code"] for p in got["predictions"] for w in p["warnings"]} == {
+        "missing_important_field",
+        "out_of_training_range",
+        "unseen_category",
+    }

@@ -67,13 +67,21 @@ class DuckDBEngine:
             self._view(table, [Path(f) for f in files.get(table, [])])
 
     def _view(self, table: str, files: list[Path]) -> None:
+        """The table as a view over its objects; a column that none of them has (objects
+        written before it was added) reads as NULL, as Athena reads it."""
         columns = duckdb_columns(table)
         if files:
             paths = ", ".join(f"'{_quote(str(f))}'" for f in files)
-            select = ", ".join(f'"{c}"' for c in columns)
+            read = f"read_parquet([{paths}], hive_partitioning = true, union_by_name = true)"
+            have = {
+                row[0]
+                for row in self.connection.execute(f"DESCRIBE SELECT * FROM {read}").fetchall()
+            }
+            select = ", ".join(
+                f'"{c}"' if c in have else f'CAST(NULL AS {t}) AS "{c}"' for c, t in columns.items()
+            )
             source = (
-                f"SELECT {select}, CAST({PARTITION_KEY} AS VARCHAR) AS {PARTITION_KEY} "
-                f"FROM read_parquet([{paths}], hive_partitioning = true, union_by_name = true)"
+                f"SELECT {select}, CAST({PARTITION_KEY} AS VARCHAR) AS {PARTITION_KEY} FROM {read}"
             )
         else:
             typed = ", ".join(f'CAST(NULL AS {t}) AS "{c}"' for c, t in columns.items())

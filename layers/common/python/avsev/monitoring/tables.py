@@ -28,7 +28,9 @@ PARTITION_START = "2024-01-01"
 PREDICTIONS = "predictions"
 OUTCOMES = "outcomes"
 SCHEMA_VERSION_SUPPORTED = 1
-"""Records with a newer `schema_version` are counted and skipped by the queries."""
+"""Records with a newer `schema_version` are counted and skipped by the queries. Columns
+added later to a version (`completeness`, `warnings`) are NULL in objects written before
+them: the queries read them as such (Athena by name; DuckDB via `query.DuckDBEngine`)."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,13 @@ def struct(columns: tuple[Column, ...]) -> str:
 PROBABILITY_COLUMNS = tuple(Column(s.lower(), "double") for s in SEVERITIES)
 """Class probabilities; JSON keys are matched case-insensitively by the OpenX SerDe."""
 
+WARNING_COLUMNS = (
+    Column("code", "string"),
+    Column("field", "string"),
+    Column("detail", "string"),
+)
+"""One input warning (`avsev.serving.schema.InputWarning`)."""
+
 PREDICTION_COLUMNS: tuple[Column, ...] = (
     Column("record_type", "string"),
     Column("schema_version", "int"),
@@ -81,6 +90,8 @@ PREDICTION_COLUMNS: tuple[Column, ...] = (
     Column("probabilities", struct(PROBABILITY_COLUMNS)),
     Column("predicted", "string"),
     Column("latency_ms", "double"),
+    Column("completeness", "double"),
+    Column("warnings", f"array<{struct(WARNING_COLUMNS)}>"),
 )
 
 OUTCOME_COLUMNS: tuple[Column, ...] = (
@@ -107,10 +118,14 @@ _DUCKDB_SCALARS = {
     "timestamp": "TIMESTAMP",
 }
 _STRUCT = re.compile(r"^struct<(.*)>$")
+_ARRAY = re.compile(r"^array<(.*)>$")
 
 
 def duckdb_type(hive: str) -> str:
-    """The DuckDB spelling of a Hive type (flat structs of scalars)."""
+    """The DuckDB spelling of a Hive type (scalars, flat structs of scalars, arrays of them)."""
+    a = _ARRAY.match(hive)
+    if a:
+        return duckdb_type(a.group(1)) + "[]"
     m = _STRUCT.match(hive)
     if not m:
         return _DUCKDB_SCALARS[hive]

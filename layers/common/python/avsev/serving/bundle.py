@@ -5,10 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from avsev.serving.completeness import InputCheck
 from avsev.serving.features import FeatureSpec
 from avsev.serving.runtime import CompiledModel, ModelError, elf_arch, host_arch
 
@@ -39,6 +40,11 @@ class Bundle:
     spec: FeatureSpec
     classes: tuple[str, ...]
     model: CompiledModel
+    inputs: InputCheck = field(init=False, repr=False, compare=False)
+    """Completeness and input warnings of a report, by this model's importance and spec."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "inputs", InputCheck.from_card(self.spec, self.card))
 
     @property
     def name(self) -> str:

@@ -66,16 +66,19 @@ class Feature:
             unseen = NAN if other is None else float(other)
             table = {c: float(i) for c, i in self.codes.items()}
             return [NAN if v is None or v != v else table.get(v, unseen) for v in values]
-        if self.derive == "year":
-            numbers = [NAN if v is None or v != v else float(v.year) for v in values]
-        elif self.derive == "month":
-            numbers = [NAN if v is None or v != v else float(v.month) for v in values]
-        else:
-            numbers = [NAN if v is None or v != v else float(v) for v in values]
+        numbers = self.numbers(values)
         if self.cap is None:
             return numbers
         cap = float(self.cap)
         return [x if not x > cap else cap for x in numbers]  # NaN stays NaN
+
+    def numbers(self, values: Iterable[Any]) -> list[float]:
+        """A numeric feature's values as numbers before any cap (NaN for missing)."""
+        if self.derive == "year":
+            return [NAN if v is None or v != v else float(v.year) for v in values]
+        if self.derive == "month":
+            return [NAN if v is None or v != v else float(v.month) for v in values]
+        return [NAN if v is None or v != v else float(v) for v in values]
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "source": self.source, "kind": self.kind}
@@ -142,9 +145,13 @@ class FeatureSpec:
     def encode_rows(self, columns: Mapping[str, Sequence[Any]], n: int) -> array.array:  # type: ignore[type-arg]
         """Report fields given column-wise → the model's input as float32, row-major (what
         the runtime's batch loop takes): one pass per feature, no per-row Python."""
+        return self.pack(self.encode_columns(columns), n)
+
+    def pack(self, encoded: Sequence[Sequence[float]], n: int) -> array.array:  # type: ignore[type-arg]
+        """Encoded columns (`encode_columns`) → the model's input as float32, row-major."""
         nf = len(self.features)
         out = array.array("f", bytes(4 * n * nf))
-        for j, values in enumerate(self.encode_columns(columns)):
+        for j, values in enumerate(encoded):
             out[j::nf] = array.array("f", values)
         return out
 

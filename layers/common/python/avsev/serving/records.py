@@ -16,9 +16,13 @@ from typing import Any, Literal, TextIO
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from avsev.serving.schema import Severity
+from avsev.serving.schema import InputWarning, Severity
 
 SCHEMA_VERSION = 1
+"""Changes only when a reader of the previous version would misread a record. Adding an
+optional field does not change it: older readers drop it, and older records read as
+without it (`completeness` and `warnings` came in version 1 this way: None on records
+written before them)."""
 
 
 class PredictionRecord(BaseModel):
@@ -37,6 +41,10 @@ class PredictionRecord(BaseModel):
     probabilities: dict[str, float]
     predicted: Severity
     latency_ms: float
+    completeness: float | None = None
+    """The answer's completeness (`Prediction.completeness`); None on older records."""
+    warnings: list[InputWarning] | None = None
+    """The answer's input warnings (`Prediction.warnings`); None on older records."""
 
 
 class OutcomeRecord(BaseModel):

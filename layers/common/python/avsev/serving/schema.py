@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from avsev.constants import EV_ID_PATTERN
+from avsev.serving.completeness import IMPORTANT_SHARE, WarningCode
 
 SEVERITIES: tuple[str, ...] = ("Fatal", "Serious", "Minor", "None")
 """The classes, in the model's output order (index 0 is Fatal)."""
@@ -353,6 +354,22 @@ class OutcomesRequest(BaseModel):
         return f"OutcomesRequest(<{len(self.outcomes)} outcomes>)"
 
 
+class InputWarning(BaseModel):
+    """Something about a report that makes its answer less reliable (never an error)."""
+
+    code: Annotated[
+        WarningCode,
+        Field(
+            description="`missing_important_field`: a blank field among the model's most "
+            f"important (the fewest fields carrying {IMPORTANT_SHARE:.0%} of its importance); "
+            "`out_of_training_range`: a number outside the values seen in training; "
+            "`unseen_category`: a category the training rows never had (scored as blank)"
+        ),
+    ]
+    field: Annotated[str, Field(description="The report field concerned")]
+    detail: Annotated[str, Field(description="What was found, in words")]
+
+
 class Prediction(BaseModel):
     """The answer to one report."""
 
@@ -361,6 +378,19 @@ class Prediction(BaseModel):
     probabilities: dict[str, float]
     model_version: str
     request_id: str
+    completeness: Annotated[
+        float,
+        Field(
+            ge=0,
+            le=1,
+            description="The share of the model's importance (mean |SHAP| per field, from its "
+            "card) carried by the fields given; 1 when every field it reads was given",
+        ),
+    ]
+    warnings: Annotated[
+        list[InputWarning],
+        Field(description="Missing important fields, out-of-range values, unseen categories"),
+    ]
 
 
 class BatchPrediction(BaseModel):

@@ -136,9 +136,12 @@ class PredictionService:
             bundle.model.predict_many(rows) if len(rows) > 1 else [bundle.model.predict(rows[0])]
         )
         latency_ms = (time.perf_counter() - t0) * 1e3
+        completeness, warnings = bundle.inputs.assess_rows(fields, rows)
         classes = bundle.classes
         answers = []
-        for report, rid, proba in zip(reports, request_ids, probas, strict=True):
+        for report, rid, proba, c, w in zip(
+            reports, request_ids, probas, completeness, warnings, strict=True
+        ):
             best = max(range(len(proba)), key=proba.__getitem__)
             answers.append(
                 Prediction(
@@ -149,6 +152,8 @@ class PredictionService:
                     },
                     model_version=bundle.version,
                     request_id=rid,
+                    completeness=c,
+                    warnings=w,  # type: ignore[arg-type]  # dicts, validated into InputWarning
                 )
             )
         return answers, fields, rows, latency_ms
@@ -180,6 +185,8 @@ class PredictionService:
                 probabilities=a.probabilities,
                 predicted=a.prediction_label,
                 latency_ms=round(per_row, 4),
+                completeness=a.completeness,
+                warnings=a.warnings,
             )
             for a, f in zip(answers, fields, strict=True)
         ]
@@ -191,9 +198,10 @@ class PredictionService:
         rows: Sequence[Sequence[float]],
     ) -> str:
         """The served record lines, each followed by its shadow's, on the cheap path: each is the
-        served line with the model, `shadow` and the scores changed (the served features and
-        time are the shadow's too), and the served rows' encoding is reused when the specs
-        agree. No model object is built for the shadow."""
+        served line with the model, `shadow`, the scores and the input checks changed (the
+        served features and time are the shadow's too; completeness and warnings are the
+        shadow model's own, by its importance and spec), and the served rows' encoding is
+        reused when the specs agree. No model object is built for the shadow."""
         shadow = self.shadow
         assert shadow is not None
         t0 = time.perf_counter()
@@ -202,15 +210,17 @@ class PredictionService:
             shadow.model.predict_many(rows) if len(rows) > 1 else [shadow.model.predict(rows[0])]
         )
         per_row = round((time.perf_counter() - t0) * 1e3 / max(len(rows), 1), 4)
+        completeness, warnings = shadow.inputs.assess_rows(fields, rows)
         classes = shadow.classes
         served_head = f'"model_name":"{self.bundle.name}","model_version":"{self.bundle.version}"'
         shadow_head = f'"model_name":"{shadow.name}","model_version":"{shadow.version}"'
         out, shadow_out = [], []
-        for record, proba in zip(served, probas, strict=True):
+        for record, proba, c, w in zip(served, probas, completeness, warnings, strict=True):
             line = to_line(record)
             out.append(line)
             # Our own fields come before the features (ev_id and request_id hold no quote);
-            # the scores are the last fields, after any text a client sent.
+            # the scores and input checks are the last fields, after any text a client sent
+            # (in a warning's text a quote is escaped: `,"probabilities":` cannot occur there).
             head, _ = line.rsplit(',"probabilities":', 1)
             head = head.replace(served_head, shadow_head, 1).replace(
                 '"shadow":false', '"shadow":true', 1
@@ -221,6 +231,8 @@ class PredictionService:
                     "probabilities": {c: round(p, 6) for c, p in zip(classes, proba, strict=True)},
                     "predicted": classes[best],
                     "latency_ms": per_row,
+                    "completeness": c,
+                    "warnings": w,
                 }
             ).decode()
             shadow_out.append(f"{head},{tail[1:]}")
@@ -242,8 +254,10 @@ class PredictionService:
         spec = bundle.spec
         given = [vars(r) for r in reports]  # a pydantic model's field values, by name
         columns = {s: [g[s] for g in given] for s in spec.sources}
-        out = bundle.model.predict_buffer(spec.encode_rows(columns, n), n)
+        encoded = spec.encode_columns(columns)
+        out = bundle.model.predict_buffer(spec.pack(encoded, n), n)
         latency_ms = (time.perf_counter() - t0) * 1e3
+        completeness, warnings = bundle.inputs.assess(columns, encoded, n)
         classes = bundle.classes
         # round(float(p), 6) and the first of equal maxima, as `_answers` gives them
         rounded, best = bundle.model.decide(out, n, digits=6)
@@ -257,8 +271,12 @@ class PredictionService:
                 "probabilities": p,
                 "model_version": version,
                 "request_id": rid,
+                "completeness": c,
+                "warnings": w,
             }
-            for g, label, p, rid in zip(given, labels, probabilities, request_ids, strict=True)
+            for g, label, p, rid, c, w in zip(
+                given, labels, probabilities, request_ids, completeness, warnings, strict=True
+            )
         ]
         # the timestamp as the record's serializer writes it, once for the batch
         stamp, name = pydantic_core.to_json(now()).decode()[1:-1], bundle.name
@@ -278,8 +296,12 @@ class PredictionService:
                 "probabilities": p,
                 "predicted": label,
                 "latency_ms": latency_row,
+                "completeness": c,
+                "warnings": w,
             }
-            for r, label, p, rid in zip(reports, labels, probabilities, request_ids, strict=True)
+            for r, label, p, rid, c, w in zip(
+                reports, labels, probabilities, request_ids, completeness, warnings, strict=True
+            )
         ]
         not_features = set(type(reports[0]).model_fields) - REPORT_FIELDS if n else set()
         return answers, labels, _json_lines(docs, not_features), latency_ms

@@ -1,0 +1,228 @@
+"""Per-request completeness and input warnings: how much of what the model leans on a report
+gave, and what in it the model never saw in training. Never an error: the answer is given
+all the same.
+
+- `completeness`: the share of the model's importance (the card's mean |SHAP| per report
+  field) carried by the fields the model received a value for, rounded to `DIGITS`. A field
+  counts as received when the model's input for it is not blank: a value of a closed category
+  that training never saw is scored as blank, so it does not count.
+- `warnings`, one per field at most, most important field first:
+  `missing_important_field` (a blank field among the most important ones: the fewest fields
+  that together carry `IMPORTANT_SHARE` of the importance), `out_of_training_range` (a number
+  outside the lowest..highest value of the training rows, as the card's feature spec records
+  them), `unseen_category` (a value of a closed category that the training rows never had:
+  the model scores it as blank). An open category (`make`) has no unseen values: a maker
+  outside the ones learned apart is scored as `other`, a bucket the model learned from the
+  rare makers of its training rows (a tenth of real reports), so it is not warned about.
+
+One implementation, column-wise (plain lists, no model per row), for the single and the
+batch path alike. Pure Python: it is on the hot path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, NamedTuple
+
+from avsev.serving.features import OTHER, Feature, FeatureSpec
+
+WarningCode = Literal["missing_important_field", "out_of_training_range", "unseen_category"]
+MISSING_IMPORTANT: WarningCode = "missing_important_field"
+OUT_OF_RANGE: WarningCode = "out_of_training_range"
+UNSEEN_CATEGORY: WarningCode = "unseen_category"
+
+IMPORTANT_SHARE = 0.5
+"""High-importance fields: the fewest most important fields whose importance adds up to at
+least this share of the total (on the real-data model, the top 4 of 15 fields)."""
+DIGITS = 4
+"""`completeness` is rounded to this many decimals."""
+
+WarningDict = dict[str, str]
+"""{"code": one of `WarningCode`, "field": a report field, "detail": a sentence}."""
+
+
+def importance_weights(spec: FeatureSpec, card: Mapping[str, Any]) -> dict[str, float] | None:
+    """Each report field the model reads → its share of the card's importance (summing to 1),
+    in the spec's order; None when the card has no (positive) importance."""
+    raw = card.get("importance") or {}
+    values = {s: max(float(raw.get(s) or 0.0), 0.0) for s in spec.sources}
+    total = sum(values.values())
+    if total <= 0:
+        return None
+    return {s: v / total for s, v in values.items()}
+
+
+def important_fields(weights: Mapping[str, float], share: float = IMPORTANT_SHARE) -> list[str]:
+    """The fewest most important fields that together carry at least `share` of the weight,
+    most important first (ties in the given order)."""
+    out: list[str] = []
+    total = 0.0
+    for name in sorted(weights, key=lambda n: -weights[n]):
+        if total >= share - 1e-12:
+            break
+        out.append(name)
+        total += weights[name]
+    return out
+
+
+def _number(x: float) -> str:
+    return str(int(x)) if x == int(x) else f"{x:.10g}"
+
+
+@dataclass(frozen=True)
+class InputCheck:
+    """A model's completeness and input warnings, from its feature spec and card."""
+
+    spec: FeatureSpec
+    weights: dict[str, float]
+    """Report field → share of the importance (equal shares when the card has none)."""
+    important: tuple[str, ...]
+    """Fields whose absence is warned about, most important first (none without importance)."""
+    _plan: tuple[_FieldPlan, ...] = field(init=False, repr=False, compare=False)
+    """Per field, most important first (the order of a row's warnings): what to check."""
+
+    def __post_init__(self) -> None:
+        features = self.spec.features
+        plan = []
+        for source in sorted(self.spec.sources, key=lambda s: -self.weights.get(s, 0.0)):
+            idx = tuple(j for j, f in enumerate(features) if f.source == source)
+            weight = self.weights.get(source, 0.0)
+            plan.append(
+                _FieldPlan(
+                    source,
+                    idx,
+                    weight,
+                    {
+                        "code": MISSING_IMPORTANT,
+                        "field": source,
+                        "detail": f"{source} was not given: it carries {weight:.0%} of the "
+                        "model's importance",
+                    }
+                    if source in self.important
+                    else None,
+                    tuple(
+                        (j, features[j])
+                        for j in idx
+                        if features[j].kind == "numeric" and features[j].lo is not None
+                    ),
+                    # an open category (make) has no unseen values: see the module's docstring
+                    tuple(
+                        (j, features[j])
+                        for j in idx
+                        if features[j].kind == "categorical" and OTHER not in features[j].codes
+                    ),
+                )
+            )
+        object.__setattr__(self, "_plan", tuple(plan))
+
+    @classmethod
+    def from_card(cls, spec: FeatureSpec, card: Mapping[str, Any]) -> InputCheck:
+        weights = importance_weights(spec, card)
+        if weights is None:  # an older card: every field weighs the same, none is "important"
+            sources = spec.sources
+            return cls(spec, {s: 1 / len(sources) for s in sources} if sources else {}, ())
+        return cls(spec, weights, tuple(important_fields(weights)))
+
+    def assess(
+        self, columns: Mapping[str, Sequence[Any]], encoded: Sequence[Sequence[float]], n: int
+    ) -> tuple[list[float], list[list[WarningDict]]]:
+        """Completeness and warnings of `n` reports given column-wise (the batch path):
+        `columns` maps each report field the spec reads to its values (as `AccidentReport`
+        holds them, None for blank); `encoded` is `spec.encode_columns(columns)`."""
+        total = [0.0] * n
+        warnings: list[list[WarningDict]] = [[] for _ in range(n)]
+        for source, idx, weight, missing, ranges, closed in self._plan:
+            raw = columns[source]
+            if weight:
+                if len(idx) == 1:
+                    present = [x == x for x in encoded[idx[0]]]  # not NaN
+                else:
+                    cols = (encoded[j] for j in idx)
+                    present = [any(x == x for x in xs) for xs in zip(*cols, strict=True)]
+                total = [t + weight if p else t for t, p in zip(total, present, strict=True)]
+            for j, feature in ranges:
+                lo, hi = feature.lo, feature.hi
+                numbers = encoded[j] if feature.cap is None else feature.numbers(raw)
+                for i, x in enumerate(numbers):
+                    if x < lo or x > hi:  # type: ignore[operator]  # (NaN is neither)
+                        warnings[i].append(_out_of_range(feature, x))
+            for _, feature in closed:
+                codes = feature.codes
+                for i, v in enumerate(raw):
+                    if v is not None and v not in codes:
+                        warnings[i].append(_unseen(feature, v))
+            if missing is not None:
+                for i, v in enumerate(raw):
+                    if v is None:
+                        warnings[i].append(dict(missing))
+        return [min(round(t, DIGITS), 1.0) for t in total], warnings
+
+    def assess_rows(
+        self, fields: Sequence[Mapping[str, Any]], rows: Sequence[Sequence[float]]
+    ) -> tuple[list[float], list[list[WarningDict]]]:
+        """`assess` of reports given row by row (the single-report path; the same rules, the
+        same sums in the same order, without building columns): their fields (as
+        `AccidentReport.fields()` gives them) and encoded rows (`spec.encode`)."""
+        out_total: list[float] = []
+        out_warnings: list[list[WarningDict]] = []
+        for values, row in zip(fields, rows, strict=True):
+            total = 0.0
+            warnings: list[WarningDict] = []
+            for source, idx, weight, missing, ranges, closed in self._plan:
+                value = values.get(source)
+                if weight and any(row[j] == row[j] for j in idx):
+                    total = total + weight
+                if value is None:
+                    if missing is not None:
+                        warnings.append(dict(missing))
+                    continue
+                for j, feature in ranges:
+                    x = row[j] if feature.cap is None else feature.numbers((value,))[0]
+                    if x < feature.lo or x > feature.hi:  # type: ignore[operator]
+                        warnings.append(_out_of_range(feature, x))
+                for _, feature in closed:
+                    if value not in feature.codes:
+                        warnings.append(_unseen(feature, value))
+            out_total.append(min(round(total, DIGITS), 1.0))
+            out_warnings.append(warnings)
+        return out_total, out_warnings
+
+
+class _FieldPlan(NamedTuple):
+    source: str
+    idx: tuple[int, ...]
+    """The features read from this field."""
+    weight: float
+    missing: WarningDict | None
+    """The warning when blank (a high-importance field), else None."""
+    ranges: tuple[tuple[int, Feature], ...]
+    """Numeric features with a training range."""
+    closed: tuple[tuple[int, Feature], ...]
+    """Closed categorical features."""
+
+
+def _out_of_range(feature: Feature, x: float) -> WarningDict:
+    lo, hi = float(feature.lo or 0.0), float(feature.hi or 0.0)
+    what = (
+        f"{feature.source} {feature.derive} {_number(x)}"
+        if feature.derive
+        else f"{feature.source} {_number(x)}"
+    )
+    side = "below" if x < lo else "above"
+    scored = (
+        f"; scored as {_number(feature.cap)}" if feature.cap is not None and x > feature.cap else ""
+    )
+    return {
+        "code": OUT_OF_RANGE,
+        "field": feature.source,
+        "detail": f"{what} is {side} the training range {_number(lo)} to {_number(hi)}{scored}",
+    }
+
+
+def _unseen(feature: Feature, value: Any) -> WarningDict:
+    return {
+        "code": UNSEEN_CATEGORY,
+        "field": feature.source,
+        "detail": f"{feature.source} {value!r} was not seen in training; scored as blank",
+    }
