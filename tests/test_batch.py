@@ -14,6 +14,7 @@ from avsev.batch import Job, OutputName, process
 from avsev.data import load
 from avsev.parquet import read_parquet
 from avsev.pipeline.train import matrix
+from avsev.serving.schema import AccidentReport
 from lambda_support import FakeContext, load_function
 from moto import mock_aws
 
@@ -89,6 +90,8 @@ def test_real_csv_is_scored_row_by_row_like_the_runtime(
         "prob_none",
         "model_version",
         "scored_at",
+        "completeness",
+        "warnings",
     ]
     expected = expected_predictions(real_bundle, real_data_path)
     assert list(out["ev_id"]) == list(expected["ev_id"])
@@ -98,6 +101,17 @@ def test_real_csv_is_scored_row_by_row_like_the_runtime(
         < 1e-6
     )
     assert set(out["model_version"]) == {"1.0.0"} and set(out["scored_at"]) == {WHEN}
+    # completeness and warnings as the API answers each report
+    reports = load(real_data_path, require_label=False).reports()[::97]
+    fields = [AccidentReport.model_validate(r).fields() for r in reports]
+    rows = [real_bundle.spec.encode(f) for f in fields]
+    completeness, warnings = real_bundle.inputs.assess_rows(fields, rows)
+    sample = out.iloc[::97]
+    assert sample["completeness"].astype(float).tolist() == completeness
+    assert sample["warnings"].tolist() == [
+        ";".join(f"{w['field']}:{w['code']}" for w in ws) for ws in warnings
+    ]
+    assert 0 < min(completeness) < max(completeness) == 1.0 and any(warnings)
     stored = json.loads(
         s3.get_object(Bucket=BUCKET, Key="batch/out/ntsb.summary.json")["Body"].read()
     )

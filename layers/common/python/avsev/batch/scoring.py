@@ -32,7 +32,11 @@ OUTPUT_COLUMNS = [
     "prob_none",
     "model_version",
     "scored_at",
+    "completeness",
+    "warnings",
 ]
+"""`completeness` and `warnings` as the API answers them; a row's warnings as
+`field:code` items joined by `;` (empty when none)."""
 REJECTED_COLUMNS = ["row", "ev_id", "reason"]
 
 
@@ -84,15 +88,19 @@ def score_chunk(bundle: Bundle, chunk: Chunk, scored_at: str) -> pd.DataFrame:
     if n == 0:
         return pd.DataFrame(columns=OUTPUT_COLUMNS)
     spec = bundle.spec
-    x = spec.encode_rows({s: chunk.column(s) for s in spec.sources}, n)
-    out = bundle.model.predict_buffer(x, n)
+    columns = {s: chunk.column(s) for s in spec.sources}
+    encoded = spec.encode_columns(columns)
+    out = bundle.model.predict_buffer(spec.pack(encoded, n), n)
     proba = np.frombuffer(memoryview(out), dtype=np.float32).reshape(n, len(bundle.classes))
+    completeness, warnings = bundle.inputs.assess(columns, encoded, n)
     frame = pd.DataFrame({"ev_id": chunk.ev_ids})
     frame["predicted_severity"] = np.asarray(bundle.classes)[proba.argmax(axis=1)]
     for i, cls in enumerate(bundle.classes):
         frame[f"prob_{cls.lower()}"] = np.round(proba[:, i].astype(float), 6)
     frame["model_version"] = bundle.version
     frame["scored_at"] = scored_at
+    frame["completeness"] = completeness
+    frame["warnings"] = [";".join(f"{w['field']}:{w['code']}" for w in ws) for ws in warnings]
     return frame[OUTPUT_COLUMNS]
 
 
