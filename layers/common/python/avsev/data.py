@@ -195,7 +195,7 @@ def _by_unique(
     """`clean` applied to the column's distinct values only, spread back over the rows, its
     problems counted once per row. An export column repeats few values (categories, dates,
     codes, coordinates of the same airfields), so this is the same answer for a fraction of
-    the work (tests/test_data.py checks it against cleaning every row)."""
+    the work (tests/unit/test_batch_reading.py checks it against cleaning every row)."""
     codes, uniques = pd.factorize(raw, use_na_sentinel=False)
     values, problems = clean(pd.Series(np.asarray(uniques, dtype=object), dtype=object))
     counts = np.bincount(codes, minlength=len(uniques))

@@ -2,7 +2,7 @@
 jobs write to S3 (JSON and markdown), and the CLI, the dashboard and the autopilot read.
 
 Their JSON is a contract with every reader, older ones included, so it keeps the shape the
-reports always had (tests/test_report_json.py holds it to files written before these models):
+reports always had (tests/aws/test_report_json.py holds it to files written before these models):
 a part says only what applies to it — a key that was not given and has no value is left out,
 where a value given as None is written as null — and numbers that are not finite are written
 as `NaN` / `Infinity`, as Python's json module does. `dump()` is the JSON-ready dict.

@@ -32,7 +32,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "max_depth": 4,
     "eta": 0.08,
     # 10 (was 4): the lowest validation criterion of the variants tried with native
-    # categorical splits (listed in tests/test_model_quality.py)
+    # categorical splits (listed in tests/unit/test_model_quality.py)
     "min_child_weight": 10,
     "subsample": 0.85,
     "colsample_bytree": 0.85,

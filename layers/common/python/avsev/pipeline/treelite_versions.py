@@ -8,7 +8,7 @@ newer can. So Treelite 4.8.1 loads the XGBoost JSON and hands tl2cgen a checkpoi
 tl2cgen's 4.1.2 reads. Treelite checkpoints are compatible within major version 4 (4.1.2
 reads every field the model has: trees, thresholds, leaf vectors, per-class base scores,
 softmax), and the parity tests hold the result to xgboost (1e-5) and to Treelite 4.8.1's
-own predictions (1e-6; tests/test_treelite_versions.py). 4.1.2 still prints to the
+own predictions (1e-6; tests/unit/test_treelite_versions.py). 4.1.2 still prints to the
 process's stderr, from C, that "some functionalities may be unavailable": that note,
 and only that note for the same major version, is held back; everything else written to
 stderr meanwhile is passed on.

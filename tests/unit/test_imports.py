@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "layers" / "common" / "python" / "avsev"
+PACKAGE = Path(__file__).resolve().parents[2] / "layers" / "common" / "python" / "avsev"
 
 
 def module_name(path: Path) -> str:

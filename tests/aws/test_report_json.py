@@ -17,7 +17,7 @@ import pytest
 from avsev.monitoring.jobs import Clients, run_ab_analysis, run_drift_check
 from moto import mock_aws
 
-DATA = Path(__file__).parent / "data" / "reports"
+DATA = Path(__file__).resolve().parents[1] / "data" / "reports"
 BUCKET = "avsev-data"
 AT = dt.datetime(2026, 11, 20, 6, 0, tzinfo=dt.UTC)
 SMALL_AT = dt.datetime(2026, 11, 22, 6, 0, tzinfo=dt.UTC)

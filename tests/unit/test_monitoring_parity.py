@@ -8,11 +8,11 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from ab_traffic import T0, records
 from avsev.monitoring.offline import drift_reports_of_rows, reports_from_records
 from avsev.monitoring.rollups import SMALL_SAMPLE
 from avsev.serving.records import OutcomeRecord
 from legacy import ab_inmemory, drift_inmemory
-from test_ab import T0, records
 
 EXACT = 1e-9
 BOOTSTRAP_NOISE = 0.015

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import boto3
 import pytest
+from ab_traffic import records
 from avsev.monitoring.jobs import Clients, rollup_with_duckdb, run_ab_analysis, run_drift_check
 from avsev.monitoring.query import write_records_parquet
 from avsev.rollout.aliases import RolloutError, Rollouts, s3_audit
 from lambda_support import scheduled_event
 from moto import mock_aws
-from test_ab import records
 
 BUCKET = "avsev-data"
 AT = dt.datetime(2026, 11, 20, 6, 0, tzinfo=dt.UTC)

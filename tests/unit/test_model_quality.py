@@ -30,7 +30,7 @@ def doc(real_model_dir):
 
 
 # The goals. Not reached, with native categorical splits either (exported exactly to
-# the C TreeSHAP and the branch-free evaluator; tests/test_categorical_splits.py). Held-out
+# the C TreeSHAP and the branch-free evaluator; tests/unit/test_categorical_splits.py). Held-out
 # test log loss / weighted F1 / gain with the top field blanked in 80%, each variant with
 # its augmentation rate chosen on validation (criterion = mean validation log loss over
 # complete rows and the top field blanked):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from avsev.data import SHIPPED_DATA, DataError, default_data_path, load, read_bytes
 
-README = Path(__file__).resolve().parents[1] / "data" / "README.md"
+README = Path(__file__).resolve().parents[2] / "data" / "README.md"
 
 
 def test_the_shipped_file_is_the_default_and_matches_its_readme(monkeypatch):

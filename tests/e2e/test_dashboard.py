@@ -23,7 +23,7 @@ import boto3
 import pytest
 from avsev.local.dashboard import Traffic, percentile, to_json
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 REQUESTS = 240
 """Single predictions sent at 50/50; then batches until the champion has scored this many rows."""

@@ -11,6 +11,7 @@ from pathlib import Path
 import boto3
 import pytest
 import sqlglot
+from ab_traffic import T0, records
 from avsev.local.lambda_runtime import LocalContext, load_handler_module
 from avsev.monitoring import rollups
 from avsev.monitoring.jobs import (
@@ -31,7 +32,6 @@ from avsev.serving.records import OutcomeRecord
 from lambda_support import scheduled_event
 from moto import mock_aws
 from moto.athena.models import QueryResults, athena_backends
-from test_ab import T0, records
 
 BUCKET = "avsev-data"
 
