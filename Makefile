@@ -41,9 +41,12 @@ sysdeps:
 	  else echo "warning: no apt-get; arm64 and browser tests will skip"; fi; \
 	fi
 
+# mypy: the whole avsev package and the CDK app (pyproject.toml), then each function's
+# handler on its own (every one is a module named `app`).
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+	for f in functions/*/app.py; do $(VENV)/bin/mypy --no-error-summary $$f || exit 1; done
 
 test: setup lint
 	$(VENV)/bin/pytest -q

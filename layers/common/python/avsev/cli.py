@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from avsev.constants import LIVE_ALIAS
 
@@ -109,11 +109,12 @@ def cmd_drift(args: argparse.Namespace) -> int:
     from avsev.pipeline.evaluate import predict_proba
     from avsev.serving.bundle import load_bundle
     from avsev.serving.records import OutcomeRecord, PredictionRecord
+    from avsev.serving.schema import Severity
 
     bundle = load_bundle(args.bundle, explain=False)
     data = load(args.data, require_label=False)
     rows = data.reports()
-    proba = predict_proba(bundle, data) if rows else []
+    proba: Any = predict_proba(bundle, data) if rows else []
     at = dt.datetime.now(dt.UTC)
     records: list[PredictionRecord | OutcomeRecord] = []
     labels = data.frame.get("severity")
@@ -129,7 +130,7 @@ def cmd_drift(args: argparse.Namespace) -> int:
                 function_version="file",
                 features={k: v for k, v in row.items() if k != "ev_id"},
                 probabilities={c: float(x) for c, x in zip(bundle.classes, p, strict=True)},
-                predicted=bundle.classes[int(p.argmax())],
+                predicted=cast(Severity, bundle.classes[int(p.argmax())]),
                 latency_ms=0.0,
             )
         )

@@ -15,6 +15,7 @@ follow. Every refusal says why and changes nothing.
 
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 import getpass
 import json
@@ -160,7 +161,7 @@ class Registry:
 
     def list(self) -> list[dict[str, Any]]:
         aliases = self.aliases()
-        out = []
+        out: list[dict[str, Any]] = []
         for version in self.versions():
             try:
                 entry = self.entry(version)
@@ -342,8 +343,8 @@ class Registry:
                 raise RegistryError(f"version {version}: {name} does not match its sha256")
         return target
 
-    def audit_trail(self) -> list[dict[str, Any]]:
-        out = []
+    def audit_trail(self) -> builtins.list[dict[str, Any]]:
+        out: builtins.list[dict[str, Any]] = []
         pages = self.s3.get_paginator("list_objects_v2").paginate(
             Bucket=self.loc.bucket, Prefix=self._key("audit", "")
         )
