@@ -14,17 +14,15 @@ import html
 import json
 import random
 import re
-import shutil
-import subprocess
 import urllib.request
 from pathlib import Path
 
 import boto3
 import pytest
 from avsev.local.dashboard import Traffic, percentile, to_json
+from browser import CHROMIUM, chromium
 
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 REQUESTS = 240
 """Single predictions sent at 50/50; then batches until the champion has scored this many rows."""
 BATCH_UNTIL = 1000
@@ -91,33 +89,6 @@ def stack(real_bundle_dir, candidate_bundle):
         mp.delenv("AWS_ENDPOINT_URL", raising=False)
         with LocalStack([real_bundle_dir, candidate_bundle]) as s:
             yield s
-
-
-def chromium(url: str, profile: Path, *mode: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            str(CHROMIUM),
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--hide-scrollbars",
-            f"--user-data-dir={profile}",
-            # offline: any host but loopback fails to resolve
-            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-            "--virtual-time-budget=8000",
-            *mode,
-            url,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
 
 
 def post(stack, path: str, body: object) -> tuple[int, dict, str]:

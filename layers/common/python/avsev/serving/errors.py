@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from http import HTTPStatus
 from typing import Any
 
 from pydantic import BaseModel
@@ -50,7 +51,7 @@ class ApiError(Exception):
         self, status: int, code: str, message: str, details: Sequence[ErrorDetail] = ()
     ) -> None:
         super().__init__(message)
-        self.status = status
+        self.status = int(status)
         self.code = code
         self.message = message
         self.details = list(details)
@@ -142,15 +143,19 @@ def validation_error(errors: Iterable[Mapping[str, Any]]) -> ApiError:
     details = details_from_validation(errors)
     rows = sorted({d.row for d in details if d.row is not None})
     if any(d.problem.startswith("the body is not valid JSON") for d in details):
-        return ApiError(400, "malformed_json", "the request body is not valid JSON", details)
+        return ApiError(
+            HTTPStatus.BAD_REQUEST, "malformed_json", "the request body is not valid JSON", details
+        )
     if any(d.field == "body" and d.problem == "required" for d in details):
-        return ApiError(400, "missing_body", "a JSON request body is required", details)
+        return ApiError(
+            HTTPStatus.BAD_REQUEST, "missing_body", "a JSON request body is required", details
+        )
     message = "the request is not valid: " + "; ".join(
         f"{d.field}: {d.problem}" for d in details[:5]
     )
     if rows:
         message += f" (rejected whole: bad row{'s' if len(rows) > 1 else ''} {', '.join(map(str, rows[:10]))})"
-    return ApiError(422, "validation_error", message, details)
+    return ApiError(HTTPStatus.UNPROCESSABLE_ENTITY, "validation_error", message, details)
 
 
 def error_payload(error: ApiError, request_id: str | None) -> dict[str, Any]:

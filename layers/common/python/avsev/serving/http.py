@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import binascii
 import json
+from http import HTTPStatus
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
@@ -18,6 +19,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestValidationError,
 )
 from aws_lambda_powertools.event_handler.types import EventHandlerInstance
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes.common import BaseProxyEvent
 
 from avsev.serving.errors import ApiError, ErrorDetail, error_json, validation_error
@@ -27,6 +29,15 @@ from avsev.serving.observability import logger, metrics
 MODEL_VERSION_HEADER = "X-Model-Version"
 API_TITLE = "Aviation accident severity API"
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+CLIENT_INPUT_ERRORS = frozenset(
+    {
+        HTTPStatus.BAD_REQUEST,
+        HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+        HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+        HTTPStatus.UNPROCESSABLE_ENTITY,
+    }
+)
+"""What a client sent that cannot be read or is not valid: counted as ValidationErrors."""
 
 
 def request_id(app: APIGatewayRestResolver) -> str:
@@ -60,14 +71,14 @@ def check_body(event: BaseProxyEvent) -> None:
         return  # the validator answers it, with the position
     except binascii.Error:
         raise ApiError(
-            400,
+            HTTPStatus.BAD_REQUEST,
             "bad_encoding",
             "the request body is marked base64 but is not valid base64",
             [ErrorDetail(field="body", problem="not valid base64", allowed="UTF-8 JSON")],
         ) from None
     if isinstance(body, list):
         raise ApiError(
-            422,
+            HTTPStatus.UNPROCESSABLE_ENTITY,
             "validation_error",
             "the request is not valid: body: must be a JSON object",
             [
@@ -98,10 +109,10 @@ def make_resolver(model_version: str | None = None) -> APIGatewayRestResolver:
     app._request_validation_middleware = CheckedRequestValidation()  # type: ignore[attr-defined]
 
     def answer(error: ApiError) -> Response:
-        if error.status >= 500:
-            metrics.add_metric(name="InternalErrors", unit="Count", value=1)
-        elif error.status in (400, 413, 415, 422):
-            metrics.add_metric(name="ValidationErrors", unit="Count", value=1)
+        if error.status >= HTTPStatus.INTERNAL_SERVER_ERROR:
+            metrics.add_metric(name="InternalErrors", unit=MetricUnit.Count, value=1)
+        elif error.status in CLIENT_INPUT_ERRORS:
+            metrics.add_metric(name="ValidationErrors", unit=MetricUnit.Count, value=1)
         return Response(
             status_code=error.status,
             content_type="application/json",
@@ -125,7 +136,7 @@ def make_resolver(model_version: str | None = None) -> APIGatewayRestResolver:
     def _not_utf8(exc: UnicodeDecodeError) -> Response:
         return answer(
             ApiError(
-                400,
+                HTTPStatus.BAD_REQUEST,
                 "bad_encoding",
                 "the request body is not UTF-8 text",
                 [
@@ -142,7 +153,7 @@ def make_resolver(model_version: str | None = None) -> APIGatewayRestResolver:
     def _not_found(exc: NotFoundError) -> Response:
         return answer(
             ApiError(
-                404,
+                HTTPStatus.NOT_FOUND,
                 "not_found",
                 f"no route {app.current_event.http_method} {app.current_event.path}",
             )
@@ -153,7 +164,9 @@ def make_resolver(model_version: str | None = None) -> APIGatewayRestResolver:
         logger.exception("unhandled error")
         return answer(
             ApiError(
-                500, "internal_error", "internal error; the request id identifies it in our logs"
+                HTTPStatus.INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "internal error; the request id identifies it in our logs",
             )
         )
 

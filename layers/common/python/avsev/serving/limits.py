@@ -12,6 +12,7 @@ characters, so the limits below stop nothing a real client sends.
 from __future__ import annotations
 
 import json
+from http import HTTPStatus
 from typing import Any
 
 from avsev.serving.errors import ApiError, ErrorDetail
@@ -33,7 +34,7 @@ NUMBER_ALLOWED = f"number literals of at most {MAX_NUMBER_CHARS} characters"
 def unsupported_media_type(content_type: str) -> ApiError:
     shown = content_type[:100] or "(none)"
     return ApiError(
-        415,
+        HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
         "unsupported_media_type",
         f"the request body must be JSON, sent as {JSON_MEDIA_TYPE}; got Content-Type {shown}",
         [
@@ -64,7 +65,7 @@ def check_content_type(content_type: str | None) -> None:
 def body_too_large(size: int | None = None) -> ApiError:
     got = f" (got {size:,} bytes)" if size is not None else ""
     return ApiError(
-        413,
+        HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
         "body_too_large",
         f"the request body is too large{got}: {BODY_SIZE_ALLOWED}",
         [ErrorDetail(field="body", problem=f"too large{got}", allowed=BODY_SIZE_ALLOWED)],
@@ -78,7 +79,7 @@ def check_size(size: int) -> None:
 
 def too_deep() -> ApiError:
     return ApiError(
-        400,
+        HTTPStatus.BAD_REQUEST,
         "body_too_deep",
         f"the request body is nested too deeply: {DEPTH_ALLOWED}",
         [ErrorDetail(field="body", problem="nested too deeply", allowed=DEPTH_ALLOWED)],
@@ -88,7 +89,7 @@ def too_deep() -> ApiError:
 def number_too_long(literal: str) -> ApiError:
     shown = f"{literal[:12]}… ({len(literal):,} characters)"
     return ApiError(
-        400,
+        HTTPStatus.BAD_REQUEST,
         "number_too_long",
         f"the request body has a number literal that is too long: {NUMBER_ALLOWED}",
         [ErrorDetail(field="body", problem=f"number too long: {shown}", allowed=NUMBER_ALLOWED)],
