@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from avsev.serving.http import function_version, make_resolver, request_id, with_model_version
-from avsev.serving.observability import logger, metrics, tracer
+from avsev.serving.observability import logger, metrics, tracer, version_dimensions
 from avsev.serving.schema import ExplainRequest, Explanation
 from avsev.serving.service import PredictionService
 from avsev.serving.settings import Settings
@@ -34,7 +34,5 @@ def explain(body: Annotated[ExplainRequest, Body()]) -> Explanation:
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    metrics.add_dimension(name="ModelVersion", value=service.version)
-    # The rollback alarms watch the function version being deployed, not the whole alias.
-    metrics.add_dimension(name="FunctionVersion", value=context.function_version)
+    version_dimensions(service.version, context.function_version)
     return with_model_version(app.resolve(event, context), service.version)

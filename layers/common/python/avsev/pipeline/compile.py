@@ -384,13 +384,13 @@ def generate_forest(
         body.append("    }")
         body.append("  }")
     parts = -(-len(trees) // FOREST_TREES_PER_FUNCTION)
-    block = [
+    calls = [
         "}" if trees else "",
         "static void forest_block(const float* restrict xb, float* restrict acc, int32_t m) {",
         *(f"  forest_part{k}(xb, acc, m);" for k in range(parts)),
         "}",
     ]
-    return "\n".join([*head, *body, *block, ""]) + _csrc(FOREST_FILE), ""
+    return "\n".join([*head, *body, *calls, ""]) + _csrc(FOREST_FILE), ""
 
 
 def compile_model(

@@ -55,3 +55,12 @@ tracer = _tracer()
 
 # A request that adds no metric (GET /health) is normal here, not worth a warning per call.
 warnings.filterwarnings("ignore", message="No application metrics to publish")
+
+
+def version_dimensions(model_version: str, function_version: str) -> None:
+    """This invocation's metric dimensions. An invocation that added no metric is not
+    flushed (its dimensions would stay and be added twice): cleared first."""
+    metrics.clear_metrics()
+    metrics.add_dimension(name="ModelVersion", value=model_version)
+    # The rollback alarms watch the function version being deployed, not the whole alias.
+    metrics.add_dimension(name="FunctionVersion", value=function_version)
