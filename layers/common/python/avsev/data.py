@@ -138,7 +138,7 @@ def _report(fields: list[str], values: Sequence[Any]) -> dict[str, Any]:
     return {
         name: _python_value(name, v)
         for name, v in zip(fields, values, strict=True)
-        if not (v is None or (isinstance(v, float) and v != v) or v is pd.NaT)
+        if not _missing_value(v)
     }
 
 
@@ -313,7 +313,7 @@ def _boolean(raw: pd.Series) -> tuple[pd.Series, Problems]:
     values = text.map(mapping)
     blank = _blank(raw)
     out = pd.Series(
-        [None if v is None or v != v else bool(v) for v in values], dtype=object, index=raw.index
+        [None if _missing_value(v) else bool(v) for v in values], dtype=object, index=raw.index
     )
     return out, {"missing": blank, "not yes/no": values.isna() & ~blank}
 
@@ -325,7 +325,7 @@ def _event_ids(raw: list[Any], row_offset: int) -> tuple[list[str], int]:
     """Each row's id, stripped; `row-N` where it is missing or not a valid id (and how many)."""
     keys, replaced = [], 0
     for i, v in enumerate(raw):
-        key = "" if v is None or v != v else str(v).strip()
+        key = "" if _missing_value(v) else str(v).strip()
         if not _EV_ID.fullmatch(key):
             key, replaced = f"row-{row_offset + i}", replaced + 1
         keys.append(key)

@@ -101,6 +101,11 @@ def rejection_reason(error: ValidationError) -> str:
     )
 
 
+def _refused(number: int, ev_id: Any, error: ValidationError) -> dict[str, Any]:
+    """A rejected row as the `.rejected.csv` lists it."""
+    return {"row": number, "ev_id": ev_id, "reason": rejection_reason(error)}
+
+
 def _validate(
     rows: list[dict[str, Any]], first_row: int
 ) -> tuple[list[AccidentReport], list[int], list[dict[str, Any]]]:
@@ -110,9 +115,7 @@ def _validate(
         try:
             good.append(AccidentReport.model_validate(row))
         except ValidationError as e:
-            rejected.append(
-                {"row": first_row + i, "ev_id": row.get("ev_id"), "reason": rejection_reason(e)}
-            )
+            rejected.append(_refused(first_row + i, row.get("ev_id"), e))
             continue
         numbers.append(first_row + i)
     return good, numbers, rejected
@@ -165,9 +168,7 @@ def validated_chunk(loaded: LoadedData, first_row: int, read: int) -> Chunk:
             AccidentReport.model_validate(row)
         except ValidationError as e:
             keep[i] = False
-            rejected.append(
-                {"row": first_row + int(i), "ev_id": row["ev_id"], "reason": rejection_reason(e)}
-            )
+            rejected.append(_refused(first_row + int(i), row["ev_id"], e))
     kept = frame[keep] if not keep.all() else frame
     columns = {f: kept[f].tolist() for f in REPORT_FIELDS if f in kept}
     numbers = (np.flatnonzero(keep) + first_row).tolist()

@@ -222,22 +222,21 @@ def train(
 
     spec = fit_spec(train_rows)
     p = {**DEFAULT_PARAMS, "seed": seed, **(params or {})}
-    weights = class_weights(y_train) if balanced else None
     x_train, x_valid, x_test = (matrix(spec, r) for r in (train_rows, valid_rows, test_rows))
     d_valid = dmatrix(spec, x_valid, label=y_valid, categorical=categorical)
 
-    def fit(rate: float) -> xgb.Booster:
-        x, y, w = blank_augment(
-            x_train,
-            y_train,
-            spec,
-            rate,
-            seed=seed,
-            weight=[weights[v] for v in y_train] if weights else None,
+    def augmented(s: FeatureSpec, x: np.ndarray, y: list[int], rate: float) -> xgb.DMatrix:
+        """Rows and their blanked copies (class-weighted when `balanced`), for XGBoost."""
+        weights = class_weights(y) if balanced else None
+        xa, ya, wa = blank_augment(
+            x, y, s, rate, seed=seed, weight=[weights[v] for v in y] if weights else None
         )
+        return dmatrix(s, xa, label=ya, weight=wa, categorical=categorical)
+
+    def fit(rate: float) -> xgb.Booster:
         b = xgb.train(
             p,
-            dmatrix(spec, x, label=y, weight=w, categorical=categorical),
+            augmented(spec, x_train, y_train, rate),
             num_boost_round=rounds,
             evals=[(d_valid, "valid")],
             early_stopping_rounds=EARLY_STOPPING,
@@ -291,18 +290,9 @@ def train(
     shipped, shipped_spec = held_out, spec
     if refit:
         shipped_spec = fit_spec(rows)
-        all_weights = class_weights(labels) if balanced else None
-        x_all, y_all, w_all = blank_augment(
-            matrix(shipped_spec, rows),
-            labels,
-            shipped_spec,
-            chosen,
-            seed=seed,
-            weight=[all_weights[v] for v in labels] if all_weights else None,
-        )
         shipped = xgb.train(
             p,
-            dmatrix(shipped_spec, x_all, label=y_all, weight=w_all, categorical=categorical),
+            augmented(shipped_spec, matrix(shipped_spec, rows), labels, chosen),
             num_boost_round=n_trees,
         )
 
@@ -314,7 +304,7 @@ def train(
         "best_iteration": n_trees - 1,
         "n_trees": n_trees,
         "balanced": balanced,
-        "class_weights": weights,
+        "class_weights": class_weights(y_train) if balanced else None,
         "feature_types": feature_types(shipped_spec, categorical=categorical),
         "metrics_from": "held-out fit",
         "refit": {
