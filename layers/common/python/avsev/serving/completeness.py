@@ -130,42 +130,62 @@ class InputCheck:
         """Completeness and warnings of `n` reports given column-wise (the batch path):
         `columns` maps each report field the spec reads to its values (as `AccidentReport`
         holds them, None for blank); `encoded` is `spec.encode_columns(columns)`."""
-        total = [0.0] * n
+        # Per field, most important first: one filter pass finds the rows it leaves blank to
+        # the model (few, in real traffic); its warnings and the rows' completeness come from
+        # those rows alone. (A blank row is one whose inputs from the field are all NaN: a
+        # missing value, or a closed category's unseen one; a range check needs one more pass.)
         warnings: list[list[WarningDict]] = [[] for _ in range(n)]
-        # one comprehension a pass, the rows to warn found first (a file chunk is 20,000 rows)
-        for source, idx, weight, missing, ranges, closed in self._plan:
+        blank_in: dict[int, int] = {}  # row -> bit k set when the plan's field k is blank
+        for k, (source, idx, _, missing, ranges, closed) in enumerate(self._plan):
             raw = columns[source]
-            if weight:
-                if len(idx) == 1:
-                    column = encoded[idx[0]]
-                    total = [
-                        t + weight if x == x else t for t, x in zip(total, column, strict=True)
-                    ]
-                else:
-                    cols = (encoded[j] for j in idx)
-                    total = [
-                        t + weight if any(x == x for x in xs) else t
-                        for t, xs in zip(total, zip(*cols, strict=True), strict=True)
-                    ]
+            blank_by_input = {j: [i for i, x in enumerate(encoded[j]) if x != x] for j in idx}
+            blank = blank_by_input[idx[0]]
+            if len(idx) > 1:
+                common = set(blank).intersection(*(blank_by_input[j] for j in idx[1:]))
+                blank = [i for i in blank if i in common]
+            for i in blank:
+                blank_in[i] = blank_in.get(i, 0) | 1 << k
             for j, feature in ranges:
-                lo, hi = feature.lo, feature.hi
-                numbers = encoded[j] if feature.cap is None else feature.numbers(raw)
-                outside = [
-                    i
-                    for i, x in enumerate(numbers)
-                    if x < lo or x > hi  # type: ignore[operator]  # (NaN is neither)
-                ]
-                for i in outside:
-                    warnings[i].append(_out_of_range(feature, numbers[i]))
-            for _, feature in closed:
+                lo, hi, cap = feature.lo, feature.hi, feature.cap
+                column = encoded[j]
+                if cap is None:
+                    outside = [i for i, x in enumerate(column) if x < lo or x > hi]  # type: ignore[operator]
+                    numbers = [column[i] for i in outside]
+                else:  # the encoded value is capped: check the rows that may be, uncapped
+                    maybe = [i for i, x in enumerate(column) if x < lo or x > hi or x >= cap]  # type: ignore[operator]
+                    found = zip(maybe, feature.numbers([raw[i] for i in maybe]), strict=True)
+                    outside, numbers = [], []
+                    for i, x in found:
+                        if x < lo or x > hi:  # type: ignore[operator]
+                            outside.append(i)
+                            numbers.append(x)
+                for i, x in zip(outside, numbers, strict=True):
+                    warnings[i].append(_out_of_range(feature, x))
+            for j, feature in closed:  # an unseen value is scored as blank
                 codes = feature.codes
-                unseen = [i for i, v in enumerate(raw) if v is not None and v not in codes]
-                for i in unseen:
-                    warnings[i].append(_unseen(feature, raw[i]))
-            if missing is not None:
-                for i in [i for i, v in enumerate(raw) if v is None or v != v]:  # None or NaN
-                    warnings[i].append(dict(missing))
-        return [min(round(t, DIGITS), 1.0) for t in total], warnings
+                for i in blank_by_input[j]:
+                    if raw[i] is not None and raw[i] == raw[i] and raw[i] not in codes:
+                        warnings[i].append(_unseen(feature, raw[i]))
+            if missing is not None:  # a missing value is scored as blank
+                for i in blank:
+                    if raw[i] is None or raw[i] != raw[i]:  # None or NaN
+                        warnings[i].append(dict(missing))
+        return self._completeness(blank_in, n), warnings
+
+    def _completeness(self, blank_in: Mapping[int, int], n: int) -> list[float]:
+        """Each row's completeness: the weights of the fields it gave, added in the plan's
+        order (as `assess_rows` adds them), once per pattern of blank fields."""
+        by_pattern: dict[int, float] = {}
+        for pattern in {0, *blank_in.values()}:
+            total = 0.0
+            for k, plan in enumerate(self._plan):
+                if plan.weight and not pattern >> k & 1:
+                    total = total + plan.weight
+            by_pattern[pattern] = min(round(total, DIGITS), 1.0)
+        out = [by_pattern[0]] * n
+        for i, pattern in blank_in.items():
+            out[i] = by_pattern[pattern]
+        return out
 
     def assess_rows(
         self, fields: Sequence[Mapping[str, Any]], rows: Sequence[Sequence[float]]
@@ -182,7 +202,7 @@ class InputCheck:
                 value = values.get(source)
                 if weight and any(row[j] == row[j] for j in idx):
                     total = total + weight
-                if value is None:
+                if value is None or value != value:  # None or NaN
                     if missing is not None:
                         warnings.append(dict(missing))
                     continue
