@@ -556,12 +556,12 @@ def batch_steps(fn: Any, event: dict[str, Any], ctx: Any) -> dict[str, float]:
     each step, interleaved (best of 15 rounds)."""
     import io
 
+    from avsev.serving.limits import may_have_long_number
     from avsev.serving.schema import BatchRequest
     from avsev.serving.service import record_lines
 
     body = event["body"]
-    doc = json.loads(body)
-    batch = BatchRequest.model_validate(doc)
+    batch = BatchRequest.model_validate_json(body)
     ids = [f"r#{i}" for i in range(len(batch.reports))]
     scored = fn.service.predict_batch(batch.reports, ids, "1")
     inference = [float("inf")]
@@ -574,8 +574,8 @@ def batch_steps(fn: Any, event: dict[str, Any], ctx: Any) -> dict[str, float]:
     best = interleaved_best(
         {
             "handler": lambda: fn.handler(event, ctx),
-            "parse": lambda: json.loads(body),
-            "validate": lambda: BatchRequest.model_validate(doc),
+            "checks": lambda: may_have_long_number(body),
+            "validate": lambda: BatchRequest.model_validate_json(body),
             "answer": answer,
             "write": lambda: record_lines(scored.records_text, io.StringIO()),
         },
@@ -583,8 +583,10 @@ def batch_steps(fn: Any, event: dict[str, Any], ctx: Any) -> dict[str, float]:
     )
     ms = {k: v * 1e3 for k, v in best.items()}
     steps = {
-        "JSON parse (Powertools)": ms["parse"],
-        "validation, 1,000 AccidentReport (Powertools + pydantic)": ms["validate"],
+        "body checks (size, number literals)": ms["checks"],
+        "parse + validate 1,000 AccidentReport from the JSON text (pydantic, one pass)": ms[
+            "validate"
+        ],
         "encode + score (column-wise, one C call)": inference[0],
         "answers + records, serialized once": ms["answer"] - inference[0],
         "write records": ms["write"],
