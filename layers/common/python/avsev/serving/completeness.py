@@ -81,6 +81,8 @@ class InputCheck:
     """Fields whose absence is warned about, most important first (none without importance)."""
     _plan: tuple[_FieldPlan, ...] = field(init=False, repr=False, compare=False)
     """Per field, most important first (the order of a row's warnings): what to check."""
+    _by_pattern: dict[int, float] = field(init=False, repr=False, compare=False)
+    """Completeness by pattern of blank fields (bit k: the plan's field k), filled on use."""
 
     def __post_init__(self) -> None:
         features = self.spec.features
@@ -115,6 +117,7 @@ class InputCheck:
                 )
             )
         object.__setattr__(self, "_plan", tuple(plan))
+        object.__setattr__(self, "_by_pattern", {})
 
     @classmethod
     def from_card(cls, spec: FeatureSpec, card: Mapping[str, Any]) -> InputCheck:
@@ -173,35 +176,44 @@ class InputCheck:
         return self._completeness(blank_in, n), warnings
 
     def _completeness(self, blank_in: Mapping[int, int], n: int) -> list[float]:
-        """Each row's completeness: the weights of the fields it gave, added in the plan's
-        order (as `assess_rows` adds them), once per pattern of blank fields."""
-        by_pattern: dict[int, float] = {}
-        for pattern in {0, *blank_in.values()}:
+        """Each row's completeness from its pattern of blank fields (none: 0)."""
+        full = self.completeness_of(0)
+        out = [full] * n
+        for i, pattern in blank_in.items():
+            out[i] = self.completeness_of(pattern)
+        return out
+
+    def completeness_of(self, pattern: int) -> float:
+        """The completeness of a report whose blank fields are the bits of `pattern` (bit k:
+        the plan's field k): the weights of the other fields, added in the plan's order, once
+        per pattern."""
+        found = self._by_pattern.get(pattern)
+        if found is None:
             total = 0.0
             for k, plan in enumerate(self._plan):
                 if plan.weight and not pattern >> k & 1:
                     total = total + plan.weight
-            by_pattern[pattern] = min(round(total, DIGITS), 1.0)
-        out = [by_pattern[0]] * n
-        for i, pattern in blank_in.items():
-            out[i] = by_pattern[pattern]
-        return out
+            found = self._by_pattern[pattern] = min(round(total, DIGITS), 1.0)
+        return found
 
     def assess_rows(
         self, fields: Sequence[Mapping[str, Any]], rows: Sequence[Sequence[float]]
     ) -> tuple[list[float], list[list[WarningDict]]]:
-        """`assess` of reports given row by row (the single-report path; the same rules, the
-        same sums in the same order, without building columns): their fields (as
-        `AccidentReport.fields()` gives them) and encoded rows (`spec.encode`)."""
+        """`assess` of reports given row by row (the single-report path; the same rules,
+        without building columns): their fields (as `AccidentReport.fields()` gives them) and
+        encoded rows (`spec.encode`)."""
         out_total: list[float] = []
         out_warnings: list[list[WarningDict]] = []
         for values, row in zip(fields, rows, strict=True):
-            total = 0.0
+            pattern = 0
             warnings: list[WarningDict] = []
-            for source, idx, weight, missing, ranges, closed in self._plan:
+            for k, (source, idx, _, missing, ranges, closed) in enumerate(self._plan):
+                for j in idx:
+                    if row[j] == row[j]:
+                        break
+                else:  # every input from the field is blank
+                    pattern |= 1 << k
                 value = values.get(source)
-                if weight and any(row[j] == row[j] for j in idx):
-                    total = total + weight
                 if value is None or value != value:  # None or NaN
                     if missing is not None:
                         warnings.append(dict(missing))
@@ -213,7 +225,7 @@ class InputCheck:
                 for _, feature in closed:
                     if value not in feature.codes:
                         warnings.append(_unseen(feature, value))
-            out_total.append(min(round(total, DIGITS), 1.0))
+            out_total.append(self.completeness_of(pattern))
             out_warnings.append(warnings)
         return out_total, out_warnings
 
