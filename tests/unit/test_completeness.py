@@ -179,6 +179,26 @@ def test_batch_assessment_equals_the_row_by_row_one_on_odd_reports(real_bundle, 
         assert len(set(batch[0])) > 5
 
 
+def test_a_model_on_the_same_spec_reuses_anothers_row_checks(real_bundle):
+    """A shadow reading the served spec answers from the served model's row checks, weighed
+    by its own importance (`assess_as`): the same as checking the rows itself, in its own
+    order, with its own important fields."""
+    served = real_bundle.inputs
+    spec = served.spec
+    weights = dict(zip(served.weights, reversed(list(served.weights.values())), strict=True))
+    shadow = InputCheck(spec, weights, tuple(important_fields(weights)))
+    assert shadow.important != served.important
+    rows = _odd_reports(spec, 3000, 3)
+    encoded = [spec.encode(r) for r in rows]
+    checks = served.check_rows(rows, encoded)
+    expected = shadow.assess_rows(rows, encoded)
+    assert shadow.assess_as(served, checks) == expected
+    assert served.assess_as(served, checks) == served.assess_rows(rows, encoded)
+    assert sum(len(w) > 1 for w in expected[1]) > 100  # orders that differ between the two
+    with pytest.raises(ValueError, match="same feature spec"):
+        InputCheck.from_card(SPEC, CARD).assess_as(served, checks)
+
+
 # ---- the real model, through the handlers --------------------------------------------------
 
 

@@ -82,17 +82,24 @@ class InputCheck:
     _plan: tuple[_FieldPlan, ...] = field(init=False, repr=False, compare=False)
     """Per field, most important first (the order of a row's warnings): what to check."""
     _by_pattern: dict[int, float] = field(init=False, repr=False, compare=False)
-    """Completeness by pattern of blank fields (bit k: the plan's field k), filled on use."""
+    """Completeness by pattern of blank fields (`_FieldPlan.bit`), filled on use."""
+    _important_bits: int = field(init=False, repr=False, compare=False)
+    _rank: dict[str, int] = field(init=False, repr=False, compare=False)
+    """Each field's place in the plan (the order of a row's warnings)."""
+    _same_spec: dict[int, bool] = field(init=False, repr=False, compare=False)
+    """`assess_as`: whether another model (by id) reads the same spec."""
 
     def __post_init__(self) -> None:
         features = self.spec.features
+        sources = self.spec.sources
         plan = []
-        for source in sorted(self.spec.sources, key=lambda s: -self.weights.get(s, 0.0)):
+        for source in sorted(sources, key=lambda s: -self.weights.get(s, 0.0)):
             idx = tuple(j for j, f in enumerate(features) if f.source == source)
             weight = self.weights.get(source, 0.0)
             plan.append(
                 _FieldPlan(
                     source,
+                    1 << sources.index(source),
                     idx,
                     weight,
                     {
@@ -118,6 +125,9 @@ class InputCheck:
             )
         object.__setattr__(self, "_plan", tuple(plan))
         object.__setattr__(self, "_by_pattern", {})
+        object.__setattr__(self, "_important_bits", sum(p.bit for p in plan if p.missing))
+        object.__setattr__(self, "_rank", {p.source: k for k, p in enumerate(plan)})
+        object.__setattr__(self, "_same_spec", {})
 
     @classmethod
     def from_card(cls, spec: FeatureSpec, card: Mapping[str, Any]) -> InputCheck:
@@ -138,8 +148,8 @@ class InputCheck:
         # those rows alone. (A blank row is one whose inputs from the field are all NaN: a
         # missing value, or a closed category's unseen one; a range check needs one more pass.)
         warnings: list[list[WarningDict]] = [[] for _ in range(n)]
-        blank_in: dict[int, int] = {}  # row -> bit k set when the plan's field k is blank
-        for k, (source, idx, _, missing, ranges, closed) in enumerate(self._plan):
+        blank_in: dict[int, int] = {}  # row -> the bits of its blank fields
+        for source, bit, idx, _, missing, ranges, closed in self._plan:
             raw = columns[source]
             blank_by_input = {j: [i for i, x in enumerate(encoded[j]) if x != x] for j in idx}
             blank = blank_by_input[idx[0]]
@@ -147,7 +157,7 @@ class InputCheck:
                 common = set(blank).intersection(*(blank_by_input[j] for j in idx[1:]))
                 blank = [i for i in blank if i in common]
             for i in blank:
-                blank_in[i] = blank_in.get(i, 0) | 1 << k
+                blank_in[i] = blank_in.get(i, 0) | bit
             for j, feature in ranges:
                 lo, hi, cap = feature.lo, feature.hi, feature.cap
                 column = encoded[j]
@@ -184,14 +194,14 @@ class InputCheck:
         return out
 
     def completeness_of(self, pattern: int) -> float:
-        """The completeness of a report whose blank fields are the bits of `pattern` (bit k:
-        the plan's field k): the weights of the other fields, added in the plan's order, once
-        per pattern."""
+        """The completeness of a report whose blank fields are the bits of `pattern` (a
+        field's bit: 1 << its place in the spec's sources): the weights of the other fields,
+        added in the plan's order, once per pattern."""
         found = self._by_pattern.get(pattern)
         if found is None:
             total = 0.0
-            for k, plan in enumerate(self._plan):
-                if plan.weight and not pattern >> k & 1:
+            for plan in self._plan:
+                if plan.weight and not pattern & plan.bit:
                     total = total + plan.weight
             found = self._by_pattern[pattern] = min(round(total, DIGITS), 1.0)
         return found
@@ -202,19 +212,28 @@ class InputCheck:
         """`assess` of reports given row by row (the single-report path; the same rules,
         without building columns): their fields (as `AccidentReport.fields()` gives them) and
         encoded rows (`spec.encode`)."""
-        out_total: list[float] = []
-        out_warnings: list[list[WarningDict]] = []
+        checks = self.check_rows(fields, rows)
+        return [self.completeness_of(c[0]) for c in checks], [c[2] for c in checks]
+
+    def check_rows(
+        self, fields: Sequence[Mapping[str, Any]], rows: Sequence[Sequence[float]]
+    ) -> list[RowCheck]:
+        """Per report: the bits of its blank fields (`completeness_of` weighs them), of its
+        missing ones, and its warnings. Another model reading the same spec answers from
+        them (`assess_as`)."""
+        out: list[RowCheck] = []
         for values, row in zip(fields, rows, strict=True):
-            pattern = 0
+            blank = missing_bits = 0
             warnings: list[WarningDict] = []
-            for k, (source, idx, _, missing, ranges, closed) in enumerate(self._plan):
+            for source, bit, idx, _, missing, ranges, closed in self._plan:
                 for j in idx:
                     if row[j] == row[j]:
                         break
                 else:  # every input from the field is blank
-                    pattern |= 1 << k
+                    blank |= bit
                 value = values.get(source)
                 if value is None or value != value:  # None or NaN
+                    missing_bits |= bit
                     if missing is not None:
                         warnings.append(dict(missing))
                     continue
@@ -225,13 +244,47 @@ class InputCheck:
                 for _, feature in closed:
                     if value not in feature.codes:
                         warnings.append(_unseen(feature, value))
-            out_total.append(self.completeness_of(pattern))
-            out_warnings.append(warnings)
-        return out_total, out_warnings
+            out.append((blank, missing_bits, warnings))
+        return out
+
+    def assess_as(
+        self, other: InputCheck, checks: Sequence[RowCheck]
+    ) -> tuple[list[float], list[list[WarningDict]]]:
+        """`assess_rows` for this model from another model's `check_rows` of the same
+        reports (a shadow's, from the served model's). Both read the same spec: the same
+        fields are blank or missing, and the range and category warnings are the same; the
+        weights, the important fields and the order (by importance) are this model's."""
+        same = self._same_spec.get(id(other))
+        if same is None:  # comparing two specs takes microseconds: once per other model
+            same = self._same_spec[id(other)] = other.spec == self.spec
+        if not same:
+            raise ValueError("assess_as needs two models reading the same feature spec")
+        important, rank = self._important_bits, self._rank
+        completeness: list[float] = []
+        warnings: list[list[WarningDict]] = []
+        for blank, missing_bits, theirs in checks:
+            completeness.append(self.completeness_of(blank))
+            if not theirs and not missing_bits & important:
+                warnings.append([])
+                continue
+            kept = [w for w in theirs if w["code"] != MISSING_IMPORTANT]
+            kept += [dict(p.missing) for p in self._plan if p.missing and missing_bits & p.bit]
+            if len(kept) > 1:  # stable: a field's own warnings keep their order
+                kept.sort(key=lambda w: rank[w["field"]])
+            warnings.append(kept)
+        return completeness, warnings
+
+
+RowCheck = tuple[int, int, list[WarningDict]]
+"""One report's check before weights: the bits of its blank fields (`_FieldPlan.bit`), of
+its missing fields, and its warnings."""
 
 
 class _FieldPlan(NamedTuple):
     source: str
+    bit: int
+    """The field's bit in a pattern: 1 << its place in the spec's sources (the same bit in
+    every model reading the spec, whatever the order of its plan)."""
     idx: tuple[int, ...]
     """The features read from this field."""
     weight: float

@@ -14,6 +14,7 @@ import pydantic_core
 
 from avsev.serving import records as record_format
 from avsev.serving.bundle import Bundle, load_bundle
+from avsev.serving.completeness import RowCheck
 from avsev.serving.features import describe_value
 from avsev.serving.records import (
     SCHEMA_VERSION,
@@ -128,7 +129,7 @@ class PredictionService:
 
     def _answers(
         self, bundle: Bundle, reports: Sequence[AccidentReport], request_ids: Sequence[str]
-    ) -> tuple[list[Prediction], list[dict[str, Any]], list[list[float]], float]:
+    ) -> tuple[list[Prediction], list[dict[str, Any]], list[list[float]], list[RowCheck], float]:
         t0 = time.perf_counter()
         fields = [r.fields() for r in reports]
         rows = [bundle.spec.encode(f) for f in fields]
@@ -136,12 +137,13 @@ class PredictionService:
             bundle.model.predict_many(rows) if len(rows) > 1 else [bundle.model.predict(rows[0])]
         )
         latency_ms = (time.perf_counter() - t0) * 1e3
-        completeness, warnings = bundle.inputs.assess_rows(fields, rows)
+        checks = bundle.inputs.check_rows(fields, rows)
         classes = bundle.classes
         answers = []
-        for report, rid, proba, c, w in zip(
-            reports, request_ids, probas, completeness, warnings, strict=True
+        for report, rid, proba, (blank, _, w) in zip(
+            reports, request_ids, probas, checks, strict=True
         ):
+            c = bundle.inputs.completeness_of(blank)
             best = max(range(len(proba)), key=proba.__getitem__)
             answers.append(
                 Prediction(
@@ -156,7 +158,7 @@ class PredictionService:
                     warnings=w,  # type: ignore[arg-type]  # dicts, validated into InputWarning
                 )
             )
-        return answers, fields, rows, latency_ms
+        return answers, fields, rows, checks, latency_ms
 
     def _records(
         self,
@@ -196,6 +198,7 @@ class PredictionService:
         served: Sequence[Record],
         fields: Sequence[dict[str, Any]],
         rows: Sequence[Sequence[float]],
+        checks: Sequence[RowCheck],
     ) -> str:
         """The served record lines, each followed by its shadow's, on the cheap path: each is the
         served line with the model, `shadow`, the scores and the input checks changed (the
@@ -210,7 +213,10 @@ class PredictionService:
             shadow.model.predict_many(rows) if len(rows) > 1 else [shadow.model.predict(rows[0])]
         )
         per_row = round((time.perf_counter() - t0) * 1e3 / max(len(rows), 1), 4)
-        completeness, warnings = shadow.inputs.assess_rows(fields, rows)
+        if self._shadow_same_spec:  # the served rows' checks, weighed by the shadow's model
+            completeness, warnings = shadow.inputs.assess_as(self.bundle.inputs, checks)
+        else:
+            completeness, warnings = shadow.inputs.assess_rows(fields, rows)
         classes = shadow.classes
         served_head = f'"model_name":"{self.bundle.name}","model_version":"{self.bundle.version}"'
         shadow_head = f'"model_name":"{shadow.name}","model_version":"{shadow.version}"'
@@ -225,11 +231,10 @@ class PredictionService:
             head = head.replace(served_head, shadow_head, 1).replace(
                 '"shadow":false', '"shadow":true', 1
             )
-            best = max(range(len(proba)), key=proba.__getitem__)
             tail = pydantic_core.to_json(
                 {
-                    "probabilities": {c: round(p, 6) for c, p in zip(classes, proba, strict=True)},
-                    "predicted": classes[best],
+                    "probabilities": dict(zip(classes, [round(p, 6) for p in proba], strict=True)),
+                    "predicted": classes[proba.index(max(proba))],  # the first of equal maxima
                     "latency_ms": per_row,
                     "completeness": c,
                     "warnings": w,
@@ -346,14 +351,14 @@ class PredictionService:
         self, reports: Sequence[AccidentReport], request_ids: Sequence[str], function_version: str
     ) -> Scored:
         """Score reports (1 or a batch) with the serving bundle, and the shadow if any."""
-        answers, fields, rows, latency = self._answers(self.bundle, reports, request_ids)
+        answers, fields, rows, checks, latency = self._answers(self.bundle, reports, request_ids)
         records = self._records(
             self.bundle, answers, fields, latency, function_version, shadow=False
         )
         lines = ""
         if self.shadow is not None:
             try:
-                lines = self._shadow_lines(records, fields, rows)
+                lines = self._shadow_lines(records, fields, rows, checks)
             except Exception as e:  # a shadow must never break the answer
                 print(
                     f'{{"level": "WARNING", "message": "shadow scoring failed: {type(e).__name__}"}}',
