@@ -86,8 +86,9 @@ class InputCheck:
     _important_bits: int = field(init=False, repr=False, compare=False)
     _rank: dict[str, int] = field(init=False, repr=False, compare=False)
     """Each field's place in the plan (the order of a row's warnings)."""
-    _same_spec: dict[int, bool] = field(init=False, repr=False, compare=False)
-    """`assess_as`: whether another model (by id) reads the same spec."""
+    _same_spec: dict[int, tuple[FeatureSpec, bool]] = field(init=False, repr=False, compare=False)
+    """`assess_as`, once per other spec: that spec (held, so its id stays its own) and
+    whether it equals this one."""
 
     def __post_init__(self) -> None:
         features = self.spec.features
@@ -254,10 +255,10 @@ class InputCheck:
         reports (a shadow's, from the served model's). Both read the same spec: the same
         fields are blank or missing, and the range and category warnings are the same; the
         weights, the important fields and the order (by importance) are this model's."""
-        same = self._same_spec.get(id(other))
-        if same is None:  # comparing two specs takes microseconds: once per other model
-            same = self._same_spec[id(other)] = other.spec == self.spec
-        if not same:
+        seen = self._same_spec.get(id(other.spec))
+        if seen is None or seen[0] is not other.spec:  # comparing specs takes microseconds
+            seen = self._same_spec[id(other.spec)] = (other.spec, other.spec == self.spec)
+        if not seen[1]:
             raise ValueError("assess_as needs two models reading the same feature spec")
         important, rank = self._important_bits, self._rank
         completeness: list[float] = []

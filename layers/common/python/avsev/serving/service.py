@@ -144,7 +144,7 @@ class PredictionService:
             reports, request_ids, probas, checks, strict=True
         ):
             c = bundle.inputs.completeness_of(blank)
-            best = max(range(len(proba)), key=proba.__getitem__)
+            best = proba.index(max(proba))  # the first of equal maxima
             answers.append(
                 Prediction(
                     ev_id=report.ev_id,
