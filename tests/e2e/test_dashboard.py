@@ -70,27 +70,6 @@ def test_json_has_no_nan():
 
 
 # ---- the page, in a browser ------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def candidate_bundle(real_model_dir, tmp_path_factory):
-    """Its own folder: other modules build a 1.1.0 of their own in the session's bundle root
-    (versions are immutable)."""
-    from avsev.pipeline.build import build_bundle
-    from avsev.serving.runtime import host_arch
-
-    out = tmp_path_factory.mktemp("dashboard-bundles")
-    return build_bundle(real_model_dir, "1.1.0", out_root=out, arch=host_arch())
-
-
-@pytest.fixture(scope="module")
-def stack(real_bundle_dir, candidate_bundle):
-    from avsev.local.stack import LocalStack
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.delenv("AWS_ENDPOINT_URL", raising=False)
-        with LocalStack([real_bundle_dir, candidate_bundle]) as s:
-            yield s
-
-
 def post(stack, path: str, body: object) -> tuple[int, dict, str]:
     request = urllib.request.Request(
         f"{stack.base_url}{path}",

@@ -26,24 +26,6 @@ REPORT = {
 }
 
 
-@pytest.fixture(scope="module")
-def candidate_bundle(real_model_dir, bundle_root):
-    from avsev.pipeline.build import build_bundle
-    from avsev.serving.runtime import host_arch
-
-    return build_bundle(real_model_dir, "1.1.0", out_root=bundle_root, arch=host_arch())
-
-
-@pytest.fixture(scope="module")
-def stack(real_bundle_dir, candidate_bundle):
-    from avsev.local.stack import LocalStack
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.delenv("AWS_ENDPOINT_URL", raising=False)
-        with LocalStack([real_bundle_dir, candidate_bundle]) as s:
-            yield s
-
-
 class Client:
     """A keep-alive HTTP client, as an API client would hold."""
 

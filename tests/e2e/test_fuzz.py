@@ -16,6 +16,7 @@ from avsev.serving.limits import MAX_BODY_BYTES, MAX_DEPTH, MAX_NUMBER_CHARS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lambda_support import call, rest_event
+from stack_support import serving
 
 ROUTES = ["/predict", "/predict/batch", "/predict/explain", "/outcomes", "/model", "/health"]
 FUNCTION_OF = {
@@ -162,12 +163,7 @@ def test_handlers_never_answer_5xx(
 
 @pytest.fixture(scope="module")
 def stack(real_bundle_dir):
-    from avsev.local.stack import LocalStack
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.delenv("AWS_ENDPOINT_URL", raising=False)
-        with LocalStack([real_bundle_dir]) as s:
-            yield s
+    yield from serving(real_bundle_dir)
 
 
 def send_raw(base_url: str, request: bytes, method: str = "POST") -> tuple[int, bytes]:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from avsev.serving.routes import ROUTES
 from browser import CHROMIUM, chromium
+from stack_support import serving
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (make sysdeps)")
@@ -18,12 +19,7 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed
 
 @pytest.fixture(scope="module")
 def stack(real_bundle_dir):
-    from avsev.local.stack import LocalStack
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.delenv("AWS_ENDPOINT_URL", raising=False)
-        with LocalStack([real_bundle_dir]) as s:
-            yield s
+    yield from serving(real_bundle_dir)
 
 
 def test_the_page_loads_nothing_from_elsewhere(stack):
