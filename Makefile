@@ -13,7 +13,7 @@ MODEL_DIR := layers/model/train
 BUILD_ROOT := layers/model/build
 BUNDLE = $(BUILD_ROOT)/$(ARCH)/avsev-severity-$(VERSION)
 
-.PHONY: help setup sysdeps lint test bench bench-monitoring bench-shadow demo load layers model synth deploy clean
+.PHONY: help setup sysdeps lint test bench bench-monitoring bench-shadow demo load layers model synth deploy clean lock deps-latest
 
 help:
 	@echo "make demo    the whole system locally, end to end"
@@ -21,11 +21,33 @@ help:
 	@echo "make bench   benchmarks against xgboost (writes bench/results.json)"
 	@echo "make bench-monitoring   A/B + drift over 10M records in DuckDB (bench/monitoring_results.json)"
 
-$(STAMP): pyproject.toml
-	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -U pip
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+# Every environment is built from the lock (uv.lock, with hashes): `uv sync --locked` refuses a
+# lock that no longer matches pyproject.toml. uv itself is pinned by hash (tools/requirements-uv.txt)
+# and lives in its own venv, so a sync never removes it. No Python is downloaded: python3 is used.
+TOOLS ?= .tools
+UV := $(TOOLS)/bin/uv
+export UV_PYTHON_DOWNLOADS := never
+export UV_PYTHON ?= python3
+
+$(UV): tools/requirements-uv.txt
+	test -x $(TOOLS)/bin/python || python3 -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install -q --disable-pip-version-check --require-hashes --no-deps -r $<
 	touch $@
+
+$(STAMP): pyproject.toml uv.lock | $(UV)
+	UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --locked --extra dev --extra bench
+	touch $@
+
+# Refresh the lock to the newest releases the ranges (and [tool.uv] constraints) allow, and the
+# layers' pins with it; then run `make test` (and `make deps-latest` tells what the caps hold back).
+lock: | $(UV)
+	$(UV) lock --upgrade
+	$(UV) run --no-sync --python python3 python tools/layer_pins.py --write
+
+# The suite in a throwaway environment with the newest releases the ranges allow (no lock, no
+# caps): writes deps-report.md (what moved, which tests broke, the first error of each).
+deps-latest: | $(UV)
+	python3 tools/deps_latest.py --uv $(UV) --report deps-report.md $(if $(TESTS),-- $(TESTS))
 
 setup: $(STAMP) sysdeps
 
@@ -59,7 +81,6 @@ load: setup
 	$(PY) bench/load.py --seconds 60
 
 bench: setup
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev,bench]'
 	$(PY) bench/bench.py
 
 # What a deployed shadow adds to the predict handler's p50 (writes bench/shadow_results.json).

@@ -3,7 +3,7 @@ the tables' schema), 1 million and 10 million predictions over seven days with o
 half, rolled up by the same SQL in DuckDB, then the A/B and drift reports from the rollups.
 
 Each size runs in a fresh process so its peak memory is its own. Writes
-bench/monitoring_results.json:
+bench/monitoring_results.json (or --out PATH):
   {"sizes": [{"records", "ab_seconds", "drift_seconds", "engine_peak_mb", "job_peak_mb",
               "bytes_per_record", ...}]}
 - ab_seconds: the rollup queries A/B needs (served + labels, every day) and the report;
@@ -155,7 +155,7 @@ def measure(root: Path, n: int, data: Path) -> dict:
     engine.connection.close()
     return {
         "records": n,
-        "outcomes": ab["records"]["labelled"],
+        "outcomes": ab.records.labelled,
         "ab_seconds": round(ab_s, 2),
         "drift_seconds": round(drift_s, 2),
         "engine_peak_mb": round((peak_kb - baseline_kb) / 1024, 1),
@@ -163,7 +163,7 @@ def measure(root: Path, n: int, data: Path) -> dict:
         "bytes_per_record": round(pred_bytes / n, 1),
         "ab_decision": ab.decision,
         "drift_rows": drift.rows,
-        "dataset_drift": drift.get("dataset_drift"),
+        "dataset_drift": drift.dataset_drift,
         "engine_memory_limit": ENGINE_LIMIT,
         "athena_cost": cost,
     }
@@ -225,14 +225,15 @@ def athena_cost(root: Path) -> dict:
             f"SELECT path_in_schema, SUM(total_compressed_size) "
             f"FROM parquet_metadata('{root / table}/*/*.parquet') GROUP BY 1"
         ).fetchall()
-        n = con.execute(
+        count = con.execute(
             f"SELECT COUNT(*) FROM read_parquet('{root / table}/*/*.parquet')"
-        ).fetchone()[0]
+        ).fetchone()
+        n = count[0] if count else 0
         for kind in kinds:
             per_record[kind] = sum(
                 size for path, size in sizes if path.split(",")[0].strip() in QUERY_COLUMNS[kind]
             ) / max(n, 1)
-    table = []
+    per_day = []
     for rate in (1, 100, 1000):
         records = rate * 86_400
         scanned = sum(
@@ -240,7 +241,7 @@ def athena_cost(root: Path) -> dict:
             for k, b in per_record.items()
         )
         billed = max(scanned, 0) + QUERIES_PER_DAY * ATHENA_MIN_BYTES
-        table.append(
+        per_day.append(
             {
                 "requests_per_second": rate,
                 "gb_scanned_per_day": round(scanned / 1e9, 2),
@@ -249,7 +250,7 @@ def athena_cost(root: Path) -> dict:
         )
     return {
         "bytes_per_record_read": {k: round(v, 1) for k, v in per_record.items()},
-        "per_day": table,
+        "per_day": per_day,
     }
 
 
@@ -263,6 +264,12 @@ def _child(*args: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default="100000,1000000,10000000")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=RESULTS,
+        help="where to write the results (default: %(default)s)",
+    )
     parser.add_argument("--generate", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--measure", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -290,8 +297,8 @@ def main() -> None:
     cost = sizes[-1].pop("athena_cost")
     for size in sizes:
         size.pop("athena_cost", None)
-    RESULTS.write_text(json.dumps({"sizes": sizes, "athena_cost": cost}, indent=1) + "\n")
-    print(f"wrote {RESULTS}")
+    args.out.write_text(json.dumps({"sizes": sizes, "athena_cost": cost}, indent=1) + "\n")
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

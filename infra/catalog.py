@@ -10,7 +10,8 @@ from infra.constants import AB_REPORTS, CANARY_FUNCTIONS, DRIFT_REPORTS, Env
 from infra.constructs.functions import FunctionSpec, Rollout, Scheduled
 
 ANALYSIS = ("common", "deps", "analysis")
-"""numpy and scipy besides the library: the jobs that compute statistics."""
+"""numpy, scipy and the pinned AWS SDK besides the library: every function that calls AWS (the
+runtime's own boto3 is not the one the tests ran)."""
 JOB_ENV = (Env.DATA_BUCKET, Env.ALERTS_TOPIC_ARN)
 """The data bucket and the alerts topic."""
 ROLLUP_ENV = (Env.DATA_BUCKET, Env.ATHENA_WORKGROUP, Env.GLUE_DATABASE)
@@ -23,6 +24,7 @@ def smoke_test(target: str) -> FunctionSpec:
         memory_mb=256,
         timeout_s=60,
         description=f"pre-traffic smoke test of {target}",
+        layers=ANALYSIS,
         model=True,
         invocation="hook",
     )
@@ -117,6 +119,7 @@ def function_specs(config: AppConfig) -> dict[str, FunctionSpec]:
             memory_mb=256,
             timeout_s=60,
             description="rollout autopilot: 10% → 50% → 100% on evidence",
+            layers=ANALYSIS,
             environment=JOB_ENV,
             schedule=Scheduled(id="AutopilotSchedule", expression=config.autopilot_schedule),
             reserved_concurrency=reserved(1),  # one controller at a time: ticks never race

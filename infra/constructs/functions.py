@@ -106,7 +106,7 @@ class Layers(Construct):
         super().__init__(scope, id)
         built = {
             "deps": "pydantic and Powertools for the Lambda platform",
-            "analysis": "numpy and scipy for the analysis functions",
+            "analysis": "numpy, scipy and the pinned AWS SDK for the functions that call AWS",
             "tabular": "pandas and fastparquet for batch scoring",
         }
         codes = {

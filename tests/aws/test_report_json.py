@@ -3,7 +3,9 @@ reader (the CLI, the dashboard, the autopilot, people): it must not change shape
 code that makes it does. The expected files in tests/data/reports were written by the jobs
 before the reports became typed models (commit fc27f0d), from the rollups stored next to them
 (real NTSB rows served by a model trained on the shipped data, plus synthetic A/B traffic
-with a shadow); the reports made from the same rollups today must be the same text, and so must their markdown."""
+with a shadow); the reports made from the same rollups today must keep that contract: the same
+shape, field names, order, strings and integers, and floats to a relative 1e-9 (tests/contract.py
+says why), and the markdown the same text with each number to its last printed digit."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from pathlib import Path
 import boto3
 import pytest
 from avsev.monitoring.jobs import Clients, run_ab_analysis, run_drift_check
+from contract import assert_same_json, assert_same_text, json_differences
 from moto import mock_aws
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "reports"
@@ -55,9 +58,23 @@ def written(clients: Clients, case: str) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_the_report_files_are_the_same_text_as_before(clients, case):
-    expected = {
-        "json": STAMP.sub('"generated_at": "-"', (DATA / f"{case}.json").read_text()),
-        "markdown": (DATA / f"{case}.md").read_text(),
-    }
-    assert written(clients, case) == expected
+def test_the_report_files_keep_their_contract(clients, case):
+    files = written(clients, case)
+    assert_same_json(files["json"], STAMP.sub('"generated_at": "-"', (DATA / f"{case}.json").read_text()))
+    assert_same_text(files["markdown"], (DATA / f"{case}.md").read_text())
+
+
+def test_the_comparison_can_fail():
+    """A last-digit move passes; a field renamed, reordered or retyped, or a number moved past
+    the precision, fails."""
+    assert not json_differences({"a": 2.534118729856513}, {"a": 2.5341187298565124})
+    assert json_differences({"a": 2.5341}, {"a": 2.5342})
+    assert json_differences({"b": 1, "a": 2}, {"a": 2, "b": 1})
+    assert json_differences({"a": 1.0}, {"a": 1})
+    assert json_differences({"a": "x"}, {"a": "y"})
+    assert json_differences({"a": [1, 2]}, {"a": [1, 2, 3]})
+    with pytest.raises(AssertionError):
+        assert_same_text("p = 0.1236", "p = 0.1234")
+    with pytest.raises(AssertionError):
+        assert_same_text("promote at p = 0.1234", "rollback at p = 0.1234")
+    assert_same_text("p = 0.1235 (n 12)", "p = 0.1234 (n 12)")

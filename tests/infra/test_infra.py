@@ -995,3 +995,32 @@ def test_the_autopilot_may_put_metrics_in_our_namespace_only(template):
     put = [s for s in stmts if "cloudwatch:PutMetricData" in as_list(s["Action"])]
     assert len(put) == 1
     assert put[0]["Condition"] == {"StringEquals": {"cloudwatch:namespace": "Avsev"}}
+
+
+def test_every_function_that_calls_aws_ships_the_pinned_sdk(template):
+    """A function whose code imports boto3 carries the layer with the SDK the tests ran (the
+    runtime's own boto3 "depends on the runtime version and your AWS Region":
+    https://docs.aws.amazon.com/lambda/latest/dg/lambda-python.html#python-sdk-included; a layer
+    locks it: AWS Lambda Operator Guide, "Managing AWS SDKs in Lambda functions"); and no function
+    has more than 5 layers (https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html)."""
+    from infra.catalog import function_specs, smoke_test
+    from infra.config import AppConfig
+
+    sdk = (ROOT / "layers/analysis/requirements.txt").read_text()
+    assert "boto3==" in sdk and "botocore==" in sdk
+    specs = [*function_specs(AppConfig()).values(), smoke_test("predict")]
+    callers = {
+        s.name for s in specs if "boto3" in (ROOT / "functions" / s.name / "app.py").read_text()
+    }
+    assert callers >= {"autopilot", "smoke_test", "rollup", "ab_analysis", "drift_check"}
+    for spec in specs:
+        assert ("analysis" in spec.layers) == (spec.name in callers), spec.name
+    layer_descriptions = {
+        k: v["Properties"].get("Description", "")
+        for k, v in resources(template, "AWS::Lambda::LayerVersion").items()
+    }
+    with_sdk = {k for k, d in layer_descriptions.items() if "AWS SDK" in d}
+    assert len(with_sdk) == 1
+    for name, fn in resources(template, "AWS::Lambda::Function").items():
+        refs = {layer["Ref"] for layer in fn["Properties"].get("Layers", [])}
+        assert len(refs) <= 5, name
