@@ -17,19 +17,6 @@ JOB_ENV = (Env.DATA_BUCKET, Env.ALERTS_TOPIC_ARN)
 ROLLUP_ENV = (Env.DATA_BUCKET, Env.ATHENA_WORKGROUP, Env.GLUE_DATABASE)
 
 
-def smoke_test(target: str) -> FunctionSpec:
-    """The pre-traffic hook of one rolled-out function: a handful of invocations."""
-    return FunctionSpec(
-        name="smoke_test",
-        memory_mb=256,
-        timeout_s=60,
-        description=f"pre-traffic smoke test of {target}",
-        layers=ANALYSIS,
-        model=True,
-        invocation="hook",
-    )
-
-
 def function_specs(config: AppConfig) -> dict[str, FunctionSpec]:
     """Function key → its spec, in the order the stack (and the dashboard) lists them."""
 
@@ -50,7 +37,6 @@ def function_specs(config: AppConfig) -> dict[str, FunctionSpec]:
             invocation="api",
             records=PREDICTIONS,
             rollout=Rollout(
-                smoke=smoke_test("predict"),
                 smoke_route="/predict/batch",
                 p95_latency_ms=config.p95_latency_ms,
             ),
@@ -64,9 +50,9 @@ def function_specs(config: AppConfig) -> dict[str, FunctionSpec]:
             invocation="api",
             records=PREDICTIONS,
             rollout=Rollout(
-                smoke=smoke_test("explain"),
                 smoke_route="/predict/explain",
                 p95_latency_ms=config.p95_latency_ms * 4,  # TreeSHAP: several times predict's
+                follows="predict",  # explanations of the model predict serves
             ),
         ),
         "outcomes": FunctionSpec(
@@ -113,12 +99,13 @@ def function_specs(config: AppConfig) -> dict[str, FunctionSpec]:
             schedule=Scheduled(id="DriftSchedule", expression=config.drift_schedule),
             reserved_concurrency=reserved(config.job_concurrency),
         ),
-        # Rollout autopilot: one tick every few minutes (alias, alarms, audit, the A/B report).
+        # Rollout controller, the one owner of alias `live`: one tick every few minutes (alias,
+        # alarms, audit, the A/B report), and the handover of each deploy's new versions.
         "autopilot": FunctionSpec(
             name="autopilot",
             memory_mb=256,
-            timeout_s=60,
-            description="rollout autopilot: 10% → 50% → 100% on evidence",
+            timeout_s=120,
+            description="rollout controller: handover, then 10% → 50% → 100% on evidence",
             layers=ANALYSIS,
             environment=JOB_ENV,
             schedule=Scheduled(id="AutopilotSchedule", expression=config.autopilot_schedule),

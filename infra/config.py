@@ -17,9 +17,6 @@ class AppConfig:
     arch: str = "arm64"
     bundle: Path = ROOT / "layers/model/build/arm64/avsev-severity-1.0.0"
     auth: str = "iam"  # or "cognito"
-    deployment: str = (
-        "canary:10:10"  # canary:<percent>:<minutes> | linear:<percent>:<minutes> | all_at_once
-    )
     alarm_email: str | None = None
     drift_schedule: str = "rate(1 day)"
     ab_schedule: str = "rate(1 hour)"

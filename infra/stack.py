@@ -1,5 +1,5 @@
-"""The avsev stack: layers, functions, API, canary rollouts, records, schedules, alerts,
-dashboard. Grants live here, where the pieces meet.
+"""The avsev stack: layers, functions, API, rollouts (handed to the controller), records,
+schedules, alerts, dashboard. Grants live here, where the pieces meet.
 
 `AvsevStack.__init__` is the table of contents: each `_build_*` step takes plain inputs and
 returns what a later step needs. What a function needs is a field of its `FunctionSpec`
@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from avsev.monitoring.tables import OUTCOMES, PREDICTIONS
+from avsev.rollout.handover import golden_property
 from aws_cdk import CfnOutput, Duration, Stack
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cloudwatch as cw
-from aws_cdk import aws_codedeploy as codedeploy
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
@@ -38,7 +38,6 @@ from infra.constants import (
 from infra.constructs.access import s3_access
 from infra.constructs.api import Api
 from infra.constructs.batch import Batch
-from infra.constructs.canary import Canary, deployment_config
 from infra.constructs.functions import FunctionSpec, Layers, ServingFunction
 from infra.constructs.operations import (
     Alerts,
@@ -49,6 +48,7 @@ from infra.constructs.operations import (
     on_failure,
 )
 from infra.constructs.records import Records
+from infra.constructs.rollout import CandidateAlarms, LiveAlias
 from infra.constructs.tables import RecordTables
 from infra.nag import acknowledge, ref
 
@@ -60,7 +60,6 @@ ASYNC_FAILURES = (
 )
 NO_DLQ = {
     "api": "Invoked synchronously by API Gateway: the caller gets the error; there is no event to keep.",
-    "hook": "A CodeDeploy hook: a failed or silent hook fails the deployment, which rolls back; no event to keep.",
 }
 
 
@@ -85,7 +84,8 @@ def _card(bundle: Path) -> dict[str, Any]:
 class AvsevStack(Stack):
     """Shared resources (layers, records, alerts, the failure queue), the functions of the
     catalog, then one step per concern: monitoring (records, rollup, A/B and drift reports),
-    batch, rollouts (canaries, autopilot), asynchronous invocation, the serving API, and
+    batch, rollouts (alarms, the controller and the handover), asynchronous invocation, the
+    serving API, and
     operations (WAF, dashboard, the validation alarm, outputs)."""
 
     def __init__(self, scope: Construct, id: str, *, config: AppConfig, **kwargs: Any) -> None:
@@ -109,8 +109,8 @@ class AvsevStack(Stack):
             scan_limit_gb=config.athena_scan_limit_gb,
             buffer_seconds=config.record_buffer_seconds,
         )
-        alerts = Alerts(self, "Alerts", email=config.alarm_email)
         failures = failure_queue(self, "Failures")
+        alerts = Alerts(self, "Alerts", email=config.alarm_email, dead_letters=failures)
 
         # The functions, each with the shared resources its spec names.
         fns = self._build_functions(
@@ -143,22 +143,24 @@ class AvsevStack(Stack):
             schedule=config.batch_schedule,
             alerts=alerts,
         )
-        # Rollouts.
-        canaries = self._build_canaries(
-            functions=fns,
-            specs=specs,
-            layers=layers,
-            arch=arch,
-            model_version=version,
-            deployment=deployment_config(self, config.deployment),
-            alerts=alerts,
+        # Rollouts: alarms on each new version, the controller, and the handover to it.
+        canaries = self._build_alarms(
+            functions=fns, specs=specs, model_version=version, alerts=alerts
         )
         self._build_autopilot(
             fn=fns["autopilot"],
-            predict=fns["predict"].function,
-            canary=canaries["predict"],
+            functions=fns,
+            specs=specs,
+            canaries=canaries,
             bucket=records.bucket,
             alerts=alerts,
+        )
+        handovers = self._build_handovers(
+            functions=fns,
+            specs=specs,
+            controller=fns["autopilot"].function,
+            model_version=version,
+            golden=golden_property(_card(config.bundle)),
         )
         # Retries, the failure queue and schedules of the asynchronous functions. Placed after
         # the grants above and before the A/B job's alias read, so every role's statements keep
@@ -179,6 +181,8 @@ class AvsevStack(Stack):
                 key: fns[key].target for key, spec in specs.items() if spec.invocation == "api"
             },
         )
+        for handover in handovers:  # the alias exists once the controller has answered
+            api.node.add_dependency(handover)
         self.validation_alarm = self._build_operations(
             api=api.api,
             functions={key: fn.function for key, fn in fns.items()},
@@ -193,7 +197,6 @@ class AvsevStack(Stack):
             records=records,
             batch=batch,
             functions=fns,
-            predict_group=canaries["predict"].group,
             alerts=alerts,
         )
         self._acknowledge(config=config, api=api.api)
@@ -390,89 +393,104 @@ class AvsevStack(Stack):
         return batch
 
     # ---- rollouts -------------------------------------------------------------------------
-    def _build_canaries(
+    def _build_alarms(
         self,
         *,
         functions: dict[str, ServingFunction],
         specs: dict[str, FunctionSpec],
-        layers: Layers,
-        arch: lambda_.Architecture,
         model_version: str,
-        deployment: codedeploy.ILambdaDeploymentConfig,
         alerts: Alerts,
-    ) -> dict[str, Canary]:
-        """Canary rollouts of the aliased functions, each guarded by its own smoke test."""
-        canaries: dict[str, Canary] = {}
+    ) -> dict[str, CandidateAlarms]:
+        """Alarms on the newest version of each rolled-out function (the candidate handed over)."""
+        canaries: dict[str, CandidateAlarms] = {}
         for key, spec in specs.items():
             if spec.rollout is None:
                 continue
-            target = functions[key]
-            smoke = ServingFunction(
+            canary = CandidateAlarms(
                 self,
-                f"Smoke{key.title()}",
-                spec=spec.rollout.smoke,
-                layers=layers,
-                arch=arch,
-                environment={
-                    Env.TARGET_FUNCTION_ARN: target.function.current_version.function_arn,
-                    Env.SMOKE_ROUTE: spec.rollout.smoke_route,
-                },
-            )
-            target.function.current_version.grant_invoke(smoke.role)
-            acknowledge(smoke.function, "Serverless-LambdaDLQ", NO_DLQ["hook"])
-            canary = Canary(
-                self,
-                f"{key.title()}Canary",
+                f"{key.title()}Canary",  # the construct path the alarms always had
                 name=key,
-                function=target.function,
-                alias=target.alias,  # type: ignore[arg-type]
+                function=functions[key].function,
                 model_version=model_version,
-                config=deployment,
-                pre_hook=smoke.function,
                 p95_latency_ms=spec.rollout.p95_latency_ms,
-            )
-            smoke.role.add_to_policy(
-                iam.PolicyStatement(
-                    actions=["codedeploy:PutLifecycleEventHookExecutionStatus"],
-                    resources=[canary.group.deployment_group_arn],
-                )
             )
             for alarm in canary.alarms:
                 alerts.notify(alarm)
             canaries[key] = canary
         return canaries
 
+    def _build_handovers(
+        self,
+        *,
+        functions: dict[str, ServingFunction],
+        specs: dict[str, FunctionSpec],
+        controller: lambda_.Function,
+        model_version: str,
+        golden: str,
+    ) -> list[Construct]:
+        """Each rolled-out function's new version goes to the controller (LiveAlias), which owns
+        alias `live`; callers invoke that alias."""
+        handovers: list[Construct] = []
+        for key, spec in specs.items():
+            if spec.rollout is None:
+                continue
+            live = LiveAlias(
+                self,
+                f"{key.title()}LiveAlias",
+                function=functions[key].function,
+                controller=controller,
+                model_version=model_version,
+                golden=golden,
+                smoke_route=spec.rollout.smoke_route,
+                role="follower" if spec.rollout.follows else "leader",
+            )
+            functions[key].alias = live.alias
+            handovers.append(live.resource)
+        return handovers
+
     def _build_autopilot(
         self,
         *,
         fn: ServingFunction,
-        predict: lambda_.IFunction,
-        canary: Canary,
+        functions: dict[str, ServingFunction],
+        specs: dict[str, FunctionSpec],
+        canaries: dict[str, CandidateAlarms],
         bucket: s3.IBucket,
         alerts: Alerts,
     ) -> None:
-        """The rollout controller: reads the alias, its alarms, CodeDeploy and the latest A/B
-        report; moves the alias weights; writes the audit; alerts."""
-        group, alarms = canary.group, canary.alarm_prefix
-        for name, value in {
-            Env.PREDICT_FUNCTION_NAME: predict.function_name,
-            Env.ALARM_PREFIX: alarms,
-            Env.CODEDEPLOY_APPLICATION: group.application.application_name,
-            Env.CODEDEPLOY_GROUP: group.deployment_group_name,
-        }.items():
-            fn.function.add_environment(name, value)
-        fn.role.add_to_policy(self._read_alias(predict, "lambda:UpdateAlias"))
+        """The rollout controller: the one writer of the rolled-out functions' alias `live`.
+        It answers the handover (parity check: it invokes the new versions), reads their
+        alarms and the latest A/B report, moves the weights, writes the audit, alerts."""
+        predict = functions["predict"].function
+        leaders = [k for k, s in specs.items() if s.rollout and not s.rollout.follows]
+        if leaders != ["predict"]:
+            raise ValueError(f"the controller canaries predict alone, not {leaders}")
+        followers = {
+            functions[k].function.function_name: canaries[k].alarm_prefix
+            for k, s in specs.items()
+            if s.rollout and s.rollout.follows == "predict"
+        }
+        fn.function.add_environment(Env.PREDICT_FUNCTION_NAME, predict.function_name)
+        fn.function.add_environment(Env.ALARM_PREFIX, canaries["predict"].alarm_prefix)
+        fn.function.add_environment(Env.FOLLOWER_FUNCTIONS, self.to_json_string(followers))
+        rolled = [functions[k].function for k, s in specs.items() if s.rollout]
+        for target in rolled:
+            fn.role.add_to_policy(
+                self._read_alias(target, "lambda:CreateAlias", "lambda:UpdateAlias")
+            )
+            # the parity check invokes the new version itself, before anyone is served by it
+            fn.role.add_to_policy(
+                iam.PolicyStatement(
+                    actions=["lambda:InvokeFunction"], resources=[f"{target.function_arn}:*"]
+                )
+            )
         fn.role.add_to_policy(
             iam.PolicyStatement(
                 actions=["cloudwatch:DescribeAlarms"],
                 resources=[
-                    f"arn:{self.partition}:cloudwatch:{self.region}:{self.account}:alarm:{alarms}*"
+                    f"arn:{self.partition}:cloudwatch:{self.region}:{self.account}:alarm:{c.alarm_prefix}*"
+                    for c in canaries.values()
                 ],
-            )
-        )
-        fn.role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["codedeploy:ListDeployments"], resources=[group.deployment_group_arn]
             )
         )
         # the alias weights and the step, for the dashboard (PutMetricData has no resource)
@@ -488,16 +506,19 @@ class AvsevStack(Stack):
         acknowledge(
             fn.role,
             "AwsSolutions-IAM5",
-            "Moves the predict alias (its versions are the function ARN with a qualifier), reads this stage's "
-            "predict alarms (by name prefix), reads the A/B reports and reads/writes the rollout audit (no "
-            "deletes); ListBucket unconditioned so a report not written yet reads as 404. Publishes alerts "
-            "(the topic's KMS key). Puts the rollout metrics in our namespace only (PutMetricData takes no "
-            "resource).",
+            "Creates and moves the rolled-out functions' alias and invokes their versions for the parity "
+            "check (a version is the function ARN with a qualifier), reads this stage's rollout alarms (by "
+            "name prefix), reads the A/B reports and reads/writes the rollout audit (no deletes); ListBucket "
+            "unconditioned so a report not written yet reads as 404. Publishes alerts (the topic's KMS key). "
+            "Puts the rollout metrics in our namespace only (PutMetricData takes no resource).",
             "Action::kms:GenerateDataKey*",
             *findings,
             "Resource::*",
-            f"Resource::{ref(predict)}:*",
-            f"Resource::arn:<AWS::Partition>:cloudwatch:<AWS::Region>:<AWS::AccountId>:alarm:{alarms}*",
+            *(f"Resource::{ref(target)}:*" for target in rolled),
+            *(
+                f"Resource::arn:<AWS::Partition>:cloudwatch:<AWS::Region>:<AWS::AccountId>:alarm:{c.alarm_prefix}*"
+                for c in canaries.values()
+            ),
         )
 
     # ---- operations -------------------------------------------------------------------------
@@ -549,7 +570,6 @@ class AvsevStack(Stack):
         records: Records,
         batch: Batch,
         functions: dict[str, ServingFunction],
-        predict_group: codedeploy.ILambdaDeploymentGroup,
         alerts: Alerts,
     ) -> None:
         outputs = {
@@ -560,9 +580,9 @@ class AvsevStack(Stack):
             "BatchBucket": batch.bucket.bucket_name,
             "ModelVersion": model_version,
             "PredictFunction": functions["predict"].function.function_name,
+            "PredictVersion": functions["predict"].function.current_version.version,
             "ExplainFunction": functions["explain"].function.function_name,
-            "PredictDeploymentGroup": predict_group.deployment_group_name,
-            "PredictCodeDeployApplication": predict_group.application.application_name,
+            "RolloutController": functions["autopilot"].function.function_name,
             "AlarmPrefix": f"{self.stack_name}-",
             "AlertsTopic": alerts.topic.topic_arn,
             "PredictionsStream": records.streams[PREDICTIONS].ref,

@@ -13,7 +13,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from infra.config import ROOT
-from infra.constants import LIVE_ALIAS, METRICS_NAMESPACE, Env
+from infra.constants import METRICS_NAMESPACE, Env
 from infra.nag import acknowledge, ref
 
 RUNTIME = lambda_.Runtime.PYTHON_3_14
@@ -33,10 +33,10 @@ OFFLINE_PARTS = [
 """Training, compiling and the local stack never ship to Lambda (the NTSB reader does: batch scoring)."""
 
 
-Invocation = Literal["api", "async", "hook"]
-"""How a function is called: by API Gateway (synchronously: the caller gets the error), by
-EventBridge or itself (asynchronously: retried, then kept in the failure queue), or by
-CodeDeploy as a deployment hook."""
+Invocation = Literal["api", "async"]
+"""How a function is called: by API Gateway (synchronously: the caller gets the error), or by
+EventBridge, CloudFormation or itself (asynchronously: retried, then kept in the failure
+queue)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -51,14 +51,16 @@ class Scheduled:
 
 @dataclass(frozen=True, kw_only=True)
 class Rollout:
-    """A function behind alias `live` whose versions roll out by CodeDeploy canary."""
+    """A function behind alias `live`, whose new versions the stack hands to the rollout
+    controller (infra/constructs/rollout.py)."""
 
-    smoke: FunctionSpec
-    """The pre-traffic hook: the new version must reproduce the card's golden answers."""
     smoke_route: str
-    """The route the hook calls on the new version."""
+    """The route the parity check calls on the new version (the card's golden requests)."""
     p95_latency_ms: float
     """Above this p95 duration the new version's latency alarm rolls it back."""
+    follows: str | None = None
+    """The function whose rollout this one follows: it takes a new model when that one
+    promotes it (explain follows predict), instead of a canary of its own."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -237,11 +239,8 @@ class ServingFunction(Construct):
             f"Resource::{ref(self.log_group)}:*",
             "Resource::*",
         )
-        self.alias: lambda_.Alias | None = None
-        if spec.rollout is not None:
-            self.alias = lambda_.Alias(
-                self, "Live", alias_name=LIVE_ALIAS, version=self.function.current_version
-            )
+        self.alias: lambda_.IFunction | None = None
+        """Alias `live` once the stack hands this function's versions over (LiveAlias)."""
         self.stack = stack
 
     @property

@@ -31,7 +31,9 @@ class Alerts(Construct):
     https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/AlarmThatSendsEmail.html).
     The analysis functions publish with their roles (same account: their IAM policy suffices)."""
 
-    def __init__(self, scope: Construct, id: str, *, email: str | None) -> None:
+    def __init__(
+        self, scope: Construct, id: str, *, email: str | None, dead_letters: sqs.IQueue
+    ) -> None:
         super().__init__(scope, id)
         stack = Stack.of(self)
         self.alarm_arns = f"arn:{stack.partition}:cloudwatch:{stack.region}:{stack.account}:alarm:{stack.stack_name}-*"
@@ -68,7 +70,11 @@ class Alerts(Construct):
             )
         )
         if email:
-            self.topic.add_subscription(subscriptions.EmailSubscription(email))
+            # A message SNS cannot deliver to the address after its retries is kept, not lost
+            # (SNS redrive policy: https://docs.aws.amazon.com/sns/latest/dg/sns-dead-letter-queues.html).
+            self.topic.add_subscription(
+                subscriptions.EmailSubscription(email, dead_letter_queue=dead_letters)
+            )
         else:
             Annotations.of(self).add_info(
                 "No alarm_email: nothing subscribes to the alerts topic (output AlertsTopic); "
@@ -156,7 +162,11 @@ class Dashboard(Construct):
         by_version = "{AWS/Lambda,ExecutedVersion,FunctionName,Resource}"
         rollout = f'{{{ns},FunctionName,service}} FunctionName="{predict}" service="{stage}"'
         percent = cw.YAxisProps(min=0, max=100, label="%", show_units=False)
-        self.dashboard = cw.Dashboard(self, "Dashboard", dashboard_name=Stack.of(self).stack_name)
+        # Dashboard names are global to the account ("unique within the account": CloudWatch
+        # PutDashboard): the region keeps a second region's stack from taking this one's.
+        self.dashboard = cw.Dashboard(
+            self, "Dashboard", dashboard_name=f"{stage}-{Stack.of(self).region}"
+        )
         self.dashboard.add_widgets(
             # the rollout (put by the autopilot each tick)
             cw.GraphWidget(

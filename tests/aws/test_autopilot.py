@@ -1,4 +1,4 @@
-"""The rollout autopilot against moto (Lambda alias, CloudWatch alarms, S3 audit, CodeDeploy)
+"""The rollout autopilot against moto (Lambda alias, CloudWatch alarms, S3 audit)
 on a simulated clock: 10% → 50% → 100% on evidence, rollback on advice or alarm, a stop when
 inconclusive, refusals, and a controller that picks up where it was (its state is the alias
 and the audit, so every tick below uses a new controller)."""
@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 
-import boto3
 import pytest
 from avsev.monitoring.reports import (
     ABReport,
@@ -167,27 +166,6 @@ def test_refusals_and_hand_changes(world):
     world.controller().r.rollback()
     assert world.controller().tick()["state"] == "ended"
     assert world.controller().tick()["state"] == "idle"
-
-
-def test_no_action_while_codedeploy_deploys(aws, function):  # noqa: F811
-    cd = boto3.client("codedeploy")
-    cd.create_application(applicationName="app", computePlatform="Lambda")
-    cd.create_deployment_group(
-        applicationName="app",
-        deploymentGroupName="group",
-        serviceRoleArn="arn:aws:iam::123456789012:role/cd",
-    )
-    quiet = World(aws, function)
-    quiet.controller().start("2")
-    cd.create_deployment(applicationName="app", deploymentGroupName="group")
-    busy = World(
-        aws, function, codedeploy=cd, codedeploy_application="app", codedeploy_group="group"
-    )
-    busy.now = quiet.now + dt.timedelta(hours=2)
-    busy.ab("rollback")
-    out = busy.controller().tick()
-    assert out["state"] == "refused" and "CodeDeploy deployment" in out["reason"]
-    assert busy.weights() == {"1": 0.9, "2": 0.1}  # nothing half-changed
 
 
 def test_the_autopilot_function_ticks_on_a_scheduled_event(aws, function, monkeypatch):  # noqa: F811

@@ -170,6 +170,26 @@ def test_ab_analysis_reads_partitions_publishes_and_alerts_on_rollback(aws):
     assert not run_ab_analysis(clients(aws), BUCKET, AT, topic_arn=aws["topic"])["alert_sent"]
 
 
+def test_the_controllers_parity_checks_are_recorded_but_counted_nowhere(
+    aws, real_data, real_bundle
+):
+    """Each deploy's parity check sends the card's golden requests through the new version:
+    they are records like any other, with request ids no API client can have, and the rollups
+    (so drift and A/B) leave them out."""
+    from avsev.constants import PARITY_CHECK_REQUESTS
+
+    served = served_records(real_data, real_bundle, 300)
+    parity = [
+        r.model_copy(update={"request_id": f"{PARITY_CHECK_REQUESTS}7f3a#{i}"})
+        for i, r in enumerate(served_records(real_data, real_bundle, 8))
+    ]
+    put_records(aws["s3"], served + parity, AT.date(), "p")
+    rollup(aws, real_bundle.card)
+    out = run_drift_check(clients(aws), BUCKET, real_bundle.card, AT, days=1)
+    report = json.loads(aws["s3"].get_object(Bucket=BUCKET, Key=out["keys"]["json"])["Body"].read())
+    assert report["rows"] == 300
+
+
 def test_functions_run_on_a_scheduled_event(
     aws, real_data, real_bundle_dir, real_bundle, monkeypatch
 ):
@@ -279,7 +299,7 @@ def test_start_step_promote_and_rollback_move_the_weights(aws, function):
     assert audit[-1]["before"] == {"1": 0.8, "2": 0.2} and audit[-1]["after"] == {"2": 1.0}
 
 
-def test_guards_refuse_on_alarm_ab_rollback_and_codedeploy_unless_forced(aws, function):
+def test_guards_refuse_on_alarm_and_ab_rollback_unless_forced(aws, function):
     audit: list[dict] = []
     cw = aws["cloudwatch"]
     cw.set_alarm_state(
@@ -301,21 +321,6 @@ def test_guards_refuse_on_alarm_ab_rollback_and_codedeploy_unless_forced(aws, fu
     advice = rollouts(aws, function, audit, ab_advice=lambda: "rollback")
     with pytest.raises(RolloutError, match="A/B report advises rollback"):
         advice.start("2", 0.1)
-
-    cd = boto3.client("codedeploy")
-    cd.create_application(applicationName="app", computePlatform="Lambda")
-    cd.create_deployment_group(
-        applicationName="app",
-        deploymentGroupName="group",
-        serviceRoleArn="arn:aws:iam::123456789012:role/cd",
-    )
-    cd.create_deployment(applicationName="app", deploymentGroupName="group")
-    guarded = rollouts(
-        aws, function, audit, codedeploy=cd, codedeploy_application="app", codedeploy_group="group"
-    )
-    assert guarded.status()["deployment_in_progress"]
-    with pytest.raises(RolloutError, match=r"CodeDeploy deployment .* in progress"):
-        guarded.start("2", 0.1)
 
 
 def test_audit_goes_to_s3_and_the_cli_drives_it(aws, function, capsys):

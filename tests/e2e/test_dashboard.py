@@ -84,15 +84,16 @@ def post(stack, path: str, body: object) -> tuple[int, dict, str]:
 @pytest.fixture(scope="module")
 def live(stack, real_data):
     """Traffic at 50/50 under the autopilot, outcomes, then the A/B and drift jobs."""
-    from avsev.local.stack import BUCKET
     from avsev.monitoring.jobs import Clients, rollup_with_duckdb, run_ab_analysis, run_drift_check
     from avsev.rollout.autopilot import autopilot_for
 
+    BUCKET = stack.bucket  # the stack's data bucket, from its template
     pilot = autopilot_for(
         lambda_client=boto3.client("lambda"), s3=boto3.client("s3"), bucket=BUCKET,
-        function="avsev-predict",
+        function=stack.functions["predict"],
     )  # fmt: skip
-    pilot.start("2")  # 10%, the autopilot's first step ...
+    # the deploy of the second bundle handed version 2 to the autopilot: 10%, its first step ...
+    assert pilot.status()["candidate_version"] == "2"
     pilot.r.step(0.5)  # ... and on to 50% (as its next tick would on evidence)
 
     rows, labels = real_data.reports(), list(real_data.frame["severity"])
@@ -168,7 +169,8 @@ def test_chromium_draws_the_live_numbers(stack, live, tmp_path):
     assert text_of(page, "id", "autopilot-step") == "step 50%"
     history = re.search(r'<table id="alias-history">(.*?)</table>', page).group(1)
     rows = [re.sub(r"<[^>]+>", "|", r) for r in re.findall(r"<tr>(.*?)</tr>", history)][1:]
-    assert [r.split("|")[3] for r in rows] == ["step", "autopilot-start", "start"]  # newest first
+    # newest first; the deploy of version 2 handed it to the autopilot, which started it
+    assert [r.split("|")[3] for r in rows] == ["step", "autopilot-start", "start", "handover"]
     assert "v1 50%, v2 50%" in rows[0] and "v1 90%, v2 10%" in rows[2]
     # the 50% step holds at least 30 minutes: that is what the autopilot waits for now
     assert text_of(page, "id", "autopilot-waiting").startswith("the minimum hold (")

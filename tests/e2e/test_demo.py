@@ -9,6 +9,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from avsev.constants import PARITY_CHECK_REQUESTS
 from avsev.serving.records import OutcomeRecord, PredictionRecord
 from avsev.serving.schema import SEVERITIES
 from legacy import ab_inmemory
@@ -75,12 +76,16 @@ def test_demo_runs_the_whole_story(tmp_path, capsys):
     assert result["ab_rollback"].decision == "rollback"
     assert "worse on log loss" in result["ab_rollback"].reason
     actions = [e["action"] for e in result["audit"]]
+    # each candidate arrived by a deploy: the stack handed it to the controller (parity
+    # check passed), which started it at 10%
     assert actions == [
+        "handover",
         "start",
         "autopilot-start",
         "step",
         "promote",
         "autopilot-end",
+        "handover",
         "start",
         "autopilot-start",
         "rollback",
@@ -88,12 +93,17 @@ def test_demo_runs_the_whole_story(tmp_path, capsys):
     ]
     audit = [json.loads(line) for line in (out / "rollout_audit.jsonl").read_text().splitlines()]
     assert [e["action"] for e in audit] == actions
-    assert audit[2]["after"] == {"2": 0.5, "1": 0.5} or audit[2]["after"] == {"1": 0.5, "2": 0.5}
+    assert audit[3]["after"] == {"2": 0.5, "1": 0.5} or audit[3]["after"] == {"1": 0.5, "2": 0.5}
+    assert [e["model_version"] for e in audit if e["action"] == "handover"] == ["1.1.0", "1.2.0"]
 
     # The same records, read back from the Parquet objects, through the old in-memory code:
     # the last A/B report (1.1.0 against 1.2.0) was made after the last request
     predictions, outcomes = records_in(out / "records")
     assert predictions and outcomes
+    # the deploys' parity checks are in the records, and counted by neither path
+    parity = [p for p in predictions if p.request_id.startswith(PARITY_CHECK_REQUESTS)]
+    assert {p.model_version for p in parity} == {"1.0.0", "1.1.0", "1.2.0"}  # three deploys
+    predictions = [p for p in predictions if p not in parity]
     ab = result["ab_rollback"].dump()  # as its JSON, against the in-memory report's dict
     old = ab_inmemory.ab_report(predictions, outcomes, champion="1.1.0", candidate="1.2.0")
     for version in ("1.1.0", "1.2.0"):

@@ -48,9 +48,9 @@ class Client:
 def rollouts(stack):
     r = Rollouts(
         boto3.client("lambda"),
-        "avsev-predict",
+        stack.functions["predict"],
         cloudwatch=boto3.client("cloudwatch"),
-        alarm_prefix="avsev-predict-",
+        alarm_prefix=stack.alarm_prefix("predict"),
     )
     r.rollback()
     yield r
@@ -157,7 +157,7 @@ def test_every_answered_prediction_lands_once_in_s3_with_its_version(stack, roll
     stack.flush()
     # The records table as the delivery streams leave it (Parquet), queried like Athena would
     today = dt.datetime.now(dt.UTC).date()
-    engine = local_engine(boto3.client("s3"), "avsev-local-data", [today])
+    engine = local_engine(boto3.client("s3"), stack.bucket, [today])
     rows = engine.query(
         "SELECT request_id, model_version, function_version, COUNT(*) AS n "
         "FROM predictions GROUP BY request_id, model_version, function_version"
@@ -172,7 +172,7 @@ def test_an_alarm_in_alarm_blocks_promotion(stack, rollouts):
     cw = boto3.client("cloudwatch")
     rollouts.start("2", 0.1)
     cw.set_alarm_state(
-        AlarmName="avsev-predict-new-version-errors", StateValue="ALARM", StateReason="e2e"
+        AlarmName=f"{stack.alarm_prefix()}new-version-errors", StateValue="ALARM", StateReason="e2e"
     )
     try:
         with pytest.raises(RolloutError, match="in ALARM"):
@@ -180,7 +180,9 @@ def test_an_alarm_in_alarm_blocks_promotion(stack, rollouts):
         assert rollouts.status()["weights"] == {"1": 0.9, "2": 0.1}
     finally:
         cw.set_alarm_state(
-            AlarmName="avsev-predict-new-version-errors", StateValue="OK", StateReason="e2e"
+            AlarmName=f"{stack.alarm_prefix()}new-version-errors",
+            StateValue="OK",
+            StateReason="e2e",
         )
 
 

@@ -1,5 +1,6 @@
-"""`avsev local up` as a user runs it: first lines give the URL and key; `avsev rollout
---local` and `avsev local tick` act on the running stack; Ctrl-C stops it."""
+"""`avsev local up` as a user runs it: first lines give the URL and key; `avsev local deploy`
+hands a new version to the controller as a real deploy does; `avsev rollout --local` and
+`avsev local tick` act on the running stack; Ctrl-C stops it."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from pathlib import Path
 AVSEV = Path(sys.executable).parent / "avsev"
 
 
-def test_local_up_tick_and_rollout_from_the_command_line(real_bundle_dir, tmp_path):
+def test_local_up_deploy_tick_and_rollout_from_the_command_line(
+    real_bundle_dir, candidate_bundle, tmp_path
+):
     env = {**os.environ, "AVSEV_LOCAL_STATE": str(tmp_path / "local.json")}
     env.pop("AWS_ENDPOINT_URL", None)
     proc = subprocess.Popen(
@@ -24,8 +27,6 @@ def test_local_up_tick_and_rollout_from_the_command_line(real_bundle_dir, tmp_pa
             "up",
             "--bundle",
             str(real_bundle_dir),
-            "--bundle",
-            str(real_bundle_dir),  # version 2: the same model, for the autopilot's commands
             "--port",
             "0",
             "--log",
@@ -79,8 +80,16 @@ def test_local_up_tick_and_rollout_from_the_command_line(real_bundle_dir, tmp_pa
             )
             return json.loads(out.stdout)
 
-        started = avsev("rollout", "auto", "--local", "--version", "2", "--min-minutes", "60")
-        assert started["autopilot"] == "started" and started["weights"] == {"1": 0.9, "2": 0.1}
+        subprocess.run(
+            [str(AVSEV), "local", "deploy", "--model", str(candidate_bundle)],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
+        )
+        started = avsev("rollout", "status", "--local")
+        assert started["weights"] == {"1": 0.9, "2": 0.1}  # handed over: 10% after the parity check
+        assert started["autopilot"]["candidate_version"] == "2"
         tick = avsev("local", "tick", "rollout", "--advance", "61")
         assert tick["state"] == "holding" and tick["simulated_time"]
         status = avsev("rollout", "status", "--local")["autopilot"]

@@ -4,45 +4,15 @@ healthy stack, and a broken deployment fails the checks it breaks (exit code 1).
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-
-AVSEV = Path(sys.executable).parent / "avsev"
+from stack_support import AVSEV, local_up_process
 
 
 @pytest.fixture(scope="module")
 def local_up(synthetic_bundle_dir, tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("verify")
-    env = {**os.environ, "AVSEV_LOCAL_STATE": str(tmp / "local.json")}
-    env.pop("AWS_ENDPOINT_URL", None)
-    proc = subprocess.Popen(
-        [
-            str(AVSEV),
-            "local",
-            "up",
-            "--bundle",
-            str(synthetic_bundle_dir),
-            "--port",
-            "0",
-            "--log",
-            str(tmp / "fn.log"),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    try:
-        assert proc.stdout.readline().startswith("base URL: ")
-        for _ in range(4):
-            proc.stdout.readline()
-        yield env, tmp / "local.json"
-    finally:
-        proc.send_signal(signal.SIGINT)
-        proc.communicate(timeout=60)
+    yield from local_up_process(synthetic_bundle_dir, tmp_path_factory.mktemp("verify"))
 
 
 def test_verify_passes_every_check_on_the_local_stack(local_up):
@@ -56,8 +26,9 @@ def test_verify_passes_every_check_on_the_local_stack(local_up):
     )
     assert done.returncode == 0, done.stdout + done.stderr
     rows = [line for line in done.stdout.splitlines() if line.startswith(("PASS", "FAIL"))]
-    assert len(rows) == 8 and all(r.startswith("PASS") for r in rows), done.stdout
-    assert "8 passed, 0 failed" in done.stdout
+    assert len(rows) == 9 and all(r.startswith("PASS") for r in rows), done.stdout
+    assert "9 passed, 0 failed" in done.stdout
+    assert "serves v1 (model" in done.stdout and "owned by the rollout controller" in done.stdout
 
 
 def test_verify_fails_the_checks_a_broken_deployment_breaks(local_up, monkeypatch, capsys):
@@ -80,6 +51,15 @@ def test_verify_fails_the_checks_a_broken_deployment_breaks(local_up, monkeypatc
     target = verify.target_from_local(state)
     target.api_key = "wrong"
     target.expected_alarms = [*target.expected_alarms, "avsev-predict-not-deployed"]
+    # someone moves the alias behind the controller's back (no audit entry)
+    _aws("lambda").update_alias(
+        FunctionName=target.predict_function,
+        Name="live",
+        FunctionVersion="1",
+        RoutingConfig={"AdditionalVersionWeights": {"1": 0.0}},
+        Description="moved by hand",
+    )
+    target.stack_version = "7"  # a version the stack published that neither serves nor ended
     checks = verify.run(verify.Session(target, _aws, record_timeout_s=1))
     failed = {c.name for c in checks if not c.passed}
     assert {
@@ -89,7 +69,10 @@ def test_verify_fails_the_checks_a_broken_deployment_breaks(local_up, monkeypatc
         "outcome",
         "record queryable",
         "alarms exist, none in ALARM",
+        "live alias agrees with the stack",
     } <= failed
+    owner = next(c for c in checks if c.name == "live alias agrees with the stack")
+    assert "the stack's newest version v7 neither serves nor was ended" in owner.detail
     assert "FAIL" in verify.table(target, checks)
 
 
@@ -119,8 +102,8 @@ def test_a_stack_target_comes_from_its_outputs_and_alarms(fake_aws):
             "ApiKeyId": key["id"],
             "DataBucket": "data-bucket",
             "PredictFunction": "avsev-prod-predict",
-            "PredictDeploymentGroup": "g",
-            "PredictCodeDeployApplication": "a",
+            "PredictVersion": "4",
+            "RolloutController": "avsev-prod-autopilot",
         }
         boto3.client("cloudformation").create_stack(
             StackName="avsev-prod",
@@ -135,7 +118,7 @@ def test_a_stack_target_comes_from_its_outputs_and_alarms(fake_aws):
     assert target.base_url == "https://abc.execute-api.us-east-1.amazonaws.com/prod"
     assert target.api_key == "secret-key-value-of-20-chars" and target.region == "us-east-1"
     assert target.expected_alarms == []  # only AWS::CloudWatch::Alarm resources (moto has none)
-    assert (target.codedeploy_application, target.codedeploy_group) == ("a", "g")
+    assert (target.stack_version, target.controller) == ("4", "avsev-prod-autopilot")
 
 
 def test_requests_to_aws_are_signed_with_sigv4_and_keep_the_api_key(fake_aws):

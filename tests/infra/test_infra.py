@@ -97,64 +97,114 @@ def actions_of(stmts: list[dict]) -> set[str]:
 
 def test_functions_runtime_arch_memory_and_roles(template):
     functions = resources(template, "AWS::Lambda::Function")
-    # predict, explain, outcomes, rollup, ab_analysis, drift_check, autopilot, batch_score,
-    # 2 smoke tests
-    assert len(functions) == 10
+    # predict, explain, outcomes, rollup, ab_analysis, drift_check, autopilot, batch_score
+    assert len(functions) == 8
     roles = set()
     for f in functions.values():
         p = f["Properties"]
         assert p["Runtime"] == "python3.14"
         assert p["Architectures"] == [ARCH]
-        assert p["MemorySize"] in (256, 512, 1024) and p["Timeout"] in (10, 60, 300, 900)
+        assert p["MemorySize"] in (256, 512, 1024) and p["Timeout"] in (10, 120, 300, 900)
         assert p["TracingConfig"] == {"Mode": "Active"}
         assert "LoggingConfig" in p
         roles.add(json.dumps(p["Role"]))
-    assert len(roles) == 10  # each its own role
+    assert len(roles) == 8  # each its own role
     for group in resources(template, "AWS::Logs::LogGroup").values():
         assert group["Properties"].get("RetentionInDays") == 30
 
 
-def test_live_alias_is_rolled_out_by_codedeploy_with_alarms_and_smoke_hook(template):
-    aliases = resources(template, "AWS::Lambda::Alias")
-    assert len(aliases) == 2
-    for alias in aliases.values():
-        assert alias["Properties"]["Name"] == "live"
-        update = alias["UpdatePolicy"]["CodeDeployLambdaAliasUpdate"]
-        assert "Smoke" in update["BeforeAllowTrafficHook"]["Ref"]
-    groups = resources(template, "AWS::CodeDeploy::DeploymentGroup")
-    assert len(groups) == 2
-    alarms = resources(template, "AWS::CloudWatch::Alarm")
-    for group in groups.values():
-        p = group["Properties"]
-        assert p["AlarmConfiguration"]["Enabled"] is True
-        wired = {a["Name"]["Ref"] for a in p["AlarmConfiguration"]["Alarms"]}
-        assert len(wired) == 3 and wired <= set(alarms)
-        assert {"DEPLOYMENT_FAILURE", "DEPLOYMENT_STOP_ON_ALARM"} <= set(
-            p["AutoRollbackConfiguration"]["Events"]
-        )
-    config = next(iter(resources(template, "AWS::CodeDeploy::DeploymentConfig").values()))[
-        "Properties"
+def test_one_owner_of_alias_live_the_controller(template):
+    """CloudFormation never holds alias `live`'s routing, so a stack update can neither undo a
+    promotion nor fight a canary in flight, and `cdk diff` never shows weights:
+
+    - no `AWS::Lambda::Alias`: its `FunctionVersion` and `RoutingConfig` are template
+      properties that every update sets back
+      (https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/aws-resource-lambda-alias.html);
+    - no CodeDeploy, which fails a deployment while the alias routes to two versions
+      (https://docs.aws.amazon.com/codedeploy/latest/userguide/troubleshooting-deployments-lambda.html);
+    - one custom resource per rolled-out function hands its newest `Version` to the controller
+      (a Lambda-backed custom resource: CloudFormation sends Update when a property changes,
+      https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/crpg-ref-requesttypes-update.html);
+    - versions are retained: the alias may still route to one the template has moved past, and
+      Lambda refuses to delete a version an alias routes to
+      (https://docs.aws.amazon.com/lambda/latest/api/API_DeleteFunction.html)."""
+    assert not resources(template, "AWS::Lambda::Alias")
+    cfn = template.to_json()["Resources"]
+    assert not [k for k, r in cfn.items() if r["Type"].startswith("AWS::CodeDeploy::")]
+    assert not [k for k, r in cfn.items() if "UpdatePolicy" in r]
+    versions = resources(template, "AWS::Lambda::Version")
+    assert len(versions) == 2
+    for version in versions.values():
+        assert version["DeletionPolicy"] == "Retain" and version["UpdateReplacePolicy"] == "Retain"
+    handovers = resources(template, "Custom::LiveAlias")
+    assert len(handovers) == 2
+    controller = next(k for k in resources(template, "AWS::Lambda::Function") if k.startswith("Autopilot"))
+    roles = {}
+    for name, r in handovers.items():
+        p = r["Properties"]
+        assert p["ServiceToken"] == {"Fn::GetAtt": [controller, "Arn"]}
+        assert p["Version"]["Fn::GetAtt"][0] in versions and p["Version"]["Fn::GetAtt"][1] == "Version"
+        assert p["AliasName"] == "live" and p["ModelVersion"] == "1.0.0"
+        golden = json.loads(p["Golden"])
+        assert golden["version"] == "1.0.0" and len(golden["golden"]) >= 4
+        roles[name.split("LiveAlias")[0]] = (p["Role"], p["SmokeRoute"])
+    assert roles == {
+        "Predict": ("leader", "/predict/batch"),
+        "Explain": ("follower", "/predict/explain"),
+    }
+
+
+def test_the_api_invokes_the_alias_once_the_controller_made_it(template):
+    """API Gateway integrates `…:function:<name>:live` and may invoke it (a permission on the
+    qualified ARN); both wait for the handover, since the alias exists once the controller
+    answered the first deploy."""
+    handovers = set(resources(template, "Custom::LiveAlias"))
+    permissions = [
+        (k, p) for k, p in resources(template, "AWS::Lambda::Permission").items()
+        if p["Properties"]["Principal"] == "apigateway.amazonaws.com"
+    ]  # fmt: skip
+    assert permissions
+    for name, p in permissions:
+        target = json.dumps(p["Properties"]["FunctionName"])
+        if "Outcomes" in target:
+            continue
+        assert target.endswith('"live"]]}'), name  # Fn::Join of the function ARN and live
+        assert handovers <= set(as_list(p.get("DependsOn", []))), name
+    uris = [
+        json.dumps(m["Properties"]["Integration"]["Uri"])
+        for m in resources(template, "AWS::ApiGateway::Method").values()
+        if m["Properties"].get("Integration", {}).get("Type") == "AWS_PROXY"
     ]
-    canary = config["TrafficRoutingConfig"]["TimeBasedCanary"]
-    assert canary == {"CanaryInterval": 10, "CanaryPercentage": 10}
+    assert sum('"live"]]}' in u for u in uris) >= 4  # predict, batch, model, health, explain
+
+
+def test_only_the_controller_may_move_the_alias(template):
+    movers = [
+        name
+        for name, policy in resources(template, "AWS::IAM::Policy").items()
+        for st in policy["Properties"]["PolicyDocument"]["Statement"]
+        if {"lambda:UpdateAlias", "lambda:CreateAlias"} & set(as_list(st["Action"]))
+    ]
+    assert movers and all(m.startswith("AutopilotRole") for m in movers), movers
 
 
 def rollback_alarms(template: assertions.Template) -> dict[str, dict]:
-    alarms = resources(template, "AWS::CloudWatch::Alarm")
+    """The alarms on the newest version (the candidate handed over)."""
     return {
-        a["Name"]["Ref"]: alarms[a["Name"]["Ref"]]["Properties"]
-        for g in resources(template, "AWS::CodeDeploy::DeploymentGroup").values()
-        for a in g["Properties"]["AlarmConfiguration"]["Alarms"]
+        k: a["Properties"]
+        for k, a in resources(template, "AWS::CloudWatch::Alarm").items()
+        if "-new-version-" in a["Properties"]["AlarmName"]
     }
 
 
 def test_rollback_alarms_watch_only_the_version_being_deployed(template):
-    """Issue 11.6: CodeDeploy rolls back on any wired alarm during the deployment
-    (https://docs.aws.amazon.com/codedeploy/latest/userguide/deployments-rollback-and-redeploy.html),
-    so each must measure the new function version only: Lambda's metrics by `ExecutedVersion`
+    """The controller rolls a candidate back on any of its alarms, so each must measure the new
+    function version only: Lambda's metrics by `ExecutedVersion`
     (https://docs.aws.amazon.com/lambda/latest/dg/monitoring-metrics-types.html), the handlers'
-    5xx by `FunctionVersion`; both are the `Version` resource this deployment publishes."""
+    5xx by `FunctionVersion`; both are the `Version` resource this deploy publishes (and hands
+    over), and the controller reads those dimensions to know which version an alarm judges."""
     alarms = rollback_alarms(template)
+    assert len(alarms) == 6  # three for predict, three for explain
     assert {a["MetricName"] for a in alarms.values()} == {"Errors", "InternalErrors", "Duration"}
     versions = set(resources(template, "AWS::Lambda::Version"))
     for a in alarms.values():
@@ -182,7 +232,7 @@ def test_clients_cannot_trigger_a_rollback(template):
     assert props["AlarmActions"]
 
 
-def test_codedeploy_and_all_roles_are_least_privilege(template):
+def test_all_roles_are_least_privilege(template):
     for name, role in resources(template, "AWS::IAM::Role").items():
         assert "ManagedPolicyArns" not in role["Properties"], f"{name} uses a managed policy"
     for policy in resources(template, "AWS::IAM::Policy").values():
@@ -283,7 +333,7 @@ def test_api_authorization_keys_throttling_and_logs(template):
         assert m["Properties"]["AuthorizationType"] == "AWS_IAM"
         assert m["Properties"]["ApiKeyRequired"] is True
         uri = json.dumps(m["Properties"]["Integration"]["Uri"])
-        assert "Live" in uri or "Outcomes" in uri  # predict/explain through alias live
+        assert '"live"]]}' in uri or "Outcomes" in uri  # predict/explain through alias live
     plan = next(iter(resources(template, "AWS::ApiGateway::UsagePlan").values()))["Properties"]
     assert plan["Throttle"] == {"BurstLimit": 200, "RateLimit": 100}
     assert plan["Quota"] == {"Limit": 100000, "Period": "DAY"}
@@ -669,8 +719,8 @@ def _versions(stack) -> dict[str, str]:
 def test_a_changed_library_or_model_publishes_new_versions(
     cdk_bundle, built_layers, tmp_path, monkeypatch
 ):
-    """Issue 11.2: a new `AWS::Lambda::Version` logical id is what makes CloudFormation publish
-    a version and CodeDeploy roll it out
+    """A new `AWS::Lambda::Version` logical id is what makes CloudFormation publish a version and
+    hand it to the controller
     (https://docs.aws.amazon.com/cdk/api/v2/python/aws_cdk.aws_lambda/Function.html#aws_cdk.aws_lambda.Function.current_version)."""
     import shutil
 
@@ -832,15 +882,25 @@ def test_function_packages_fit_lambda_limits(synthesized):
     assert any(s > 100 * MB for s in sizes.values())  # the analysis layer really was counted
 
 
-def test_cognito_and_waf_variants_synthesize(cdk_bundle, built_layers, tmp_path):
-    _, stack, _ = synth(
+def test_cognito_waf_and_email_variants_synthesize_nag_clean(cdk_bundle, built_layers, tmp_path):
+    """Every context option synthesizes with nothing unacknowledged; an alarm e-mail's
+    subscription keeps what it cannot deliver (an SNS redrive policy:
+    https://docs.aws.amazon.com/sns/latest/dg/sns-dead-letter-queues.html), which cdk-nag's
+    Serverless-SNSRedrivePolicy asks for."""
+    from cdk_nag import AwsSolutionsChecks, ServerlessChecks
+
+    app, stack, _ = synth(
         cdk_bundle,
         tmp_path,
         auth="cognito",
         waf=True,
         cors_origins="https://example.org",
-        deployment="linear:20:5",
+        alarm_email="oncall@example.org",
     )
+    for pack in (AwsSolutionsChecks(), ServerlessChecks()):
+        report = pack.validate_scope(app)
+        errors = [v.rule_name for v in report.violations if v.severity == "error"]
+        assert errors == [], f"{pack.name}: {errors}"
     t = assertions.Template.from_stack(stack)
     methods = resources(t, "AWS::ApiGateway::Method").values()
     assert {
@@ -851,11 +911,18 @@ def test_cognito_and_waf_variants_synthesize(cdk_bundle, built_layers, tmp_path)
     assert any(m["Properties"]["HttpMethod"] == "OPTIONS" for m in methods)
     t.resource_count_is("AWS::WAFv2::WebACL", 1)
     t.resource_count_is("AWS::WAFv2::WebACLAssociation", 1)
-    config = next(iter(resources(t, "AWS::CodeDeploy::DeploymentConfig").values()))["Properties"]
-    assert config["TrafficRoutingConfig"]["TimeBasedLinear"] == {
-        "LinearInterval": 5,
-        "LinearPercentage": 20,
-    }
+    (email,) = resources(t, "AWS::SNS::Subscription").values()
+    assert email["Properties"]["Protocol"] == "email"
+    assert "deadLetterTargetArn" in json.dumps(email["Properties"]["RedrivePolicy"])
+
+
+def test_the_dashboard_name_carries_the_region(template):
+    """Dashboard names are unique in the account, across regions (CloudWatch PutDashboard:
+    https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_PutDashboard.html):
+    the same stage in a second region must not take the first one's."""
+    (dashboard,) = resources(template, "AWS::CloudWatch::Dashboard").values()
+    name = json.dumps(dashboard["Properties"]["DashboardName"])
+    assert "avsev-prod-" in name and '"Ref": "AWS::Region"' in name
 
 
 def test_bad_context_is_a_clear_error(cdk_bundle, tmp_path):
@@ -868,21 +935,26 @@ def test_bad_context_is_a_clear_error(cdk_bundle, tmp_path):
 
 
 def test_autopilot_runs_alone_on_a_schedule_with_a_least_privilege_role(template):
-    """One tick at a time (reserved concurrency 1) every few minutes; it may move the predict
-    alias, read this stage's predict alarms, list CodeDeploy deployments of the predict group,
-    read A/B reports and read/write the rollout audit — nothing else. Lambda alias routing:
-    https://docs.aws.amazon.com/lambda/latest/dg/configuring-alias-routing.html"""
+    """One tick at a time (reserved concurrency 1) every few minutes; it may create and move the
+    rolled-out functions' alias, invoke their versions (the parity check), read this stage's
+    rollout alarms, read A/B reports and read/write the rollout audit — nothing else. Lambda
+    alias routing: https://docs.aws.amazon.com/lambda/latest/dg/configuring-alias-routing.html"""
     fn = function(template, "AutopilotFunction")
     assert fn["ReservedConcurrentExecutions"] == 1
     env = fn["Environment"]["Variables"]
-    assert {"PREDICT_FUNCTION_NAME", "ALARM_PREFIX", "CODEDEPLOY_GROUP", "DATA_BUCKET"} <= set(env)
+    assert {"PREDICT_FUNCTION_NAME", "ALARM_PREFIX", "FOLLOWER_FUNCTIONS", "DATA_BUCKET"} <= set(env)
     assert env["ALARM_PREFIX"] == "avsev-prod-predict-"
+    assert "avsev-prod-explain-" in json.dumps(env["FOLLOWER_FUNCTIONS"])
     stmts = statements(template, function_role(template, "AutopilotFunction"))
-    assert {"lambda:UpdateAlias", "cloudwatch:DescribeAlarms", "codedeploy:ListDeployments"} <= (
-        actions_of(stmts)
-    )
+    assert {
+        "lambda:UpdateAlias",
+        "lambda:CreateAlias",
+        "lambda:InvokeFunction",
+        "cloudwatch:DescribeAlarms",
+    } <= actions_of(stmts)
+    assert not any(a.startswith("codedeploy:") for a in actions_of(stmts))
     alarms = [s for s in stmts if "cloudwatch:DescribeAlarms" in as_list(s["Action"])]
-    assert json.dumps(alarms[0]["Resource"]).endswith(':alarm:avsev-prod-predict-*"]]}')
+    assert json.dumps(alarms[0]["Resource"]).count(":alarm:avsev-prod-") == 2
     writes = json.dumps([s["Resource"] for s in stmts if "s3:PutObject" in as_list(s["Action"])])
     assert "reports/rollout/audit/*" in writes and "predictions/" not in writes
     assert not any("s3:DeleteObject" in a for a in actions_of(stmts))
@@ -1003,16 +1075,16 @@ def test_every_function_that_calls_aws_ships_the_pinned_sdk(template):
     https://docs.aws.amazon.com/lambda/latest/dg/lambda-python.html#python-sdk-included; a layer
     locks it: AWS Lambda Operator Guide, "Managing AWS SDKs in Lambda functions"); and no function
     has more than 5 layers (https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html)."""
-    from infra.catalog import function_specs, smoke_test
+    from infra.catalog import function_specs
     from infra.config import AppConfig
 
     sdk = (ROOT / "layers/analysis/requirements.txt").read_text()
     assert "boto3==" in sdk and "botocore==" in sdk
-    specs = [*function_specs(AppConfig()).values(), smoke_test("predict")]
+    specs = list(function_specs(AppConfig()).values())
     callers = {
         s.name for s in specs if "boto3" in (ROOT / "functions" / s.name / "app.py").read_text()
     }
-    assert callers >= {"autopilot", "smoke_test", "rollup", "ab_analysis", "drift_check"}
+    assert callers >= {"autopilot", "rollup", "ab_analysis", "drift_check"}
     for spec in specs:
         assert ("analysis" in spec.layers) == (spec.name in callers), spec.name
     layer_descriptions = {

@@ -200,10 +200,7 @@ def rollouts_from_args(args: argparse.Namespace) -> Any:
         args.function,
         alias=args.alias,
         cloudwatch=_aws("cloudwatch"),
-        alarm_prefix=args.alarm_prefix,
-        codedeploy=_aws("codedeploy") if args.codedeploy_app else None,
-        codedeploy_application=args.codedeploy_app,
-        codedeploy_group=args.codedeploy_group,
+        alarm_prefix=args.alarm_prefix or "avsev-",
         ab_advice=(lambda: _decision(latest_ab_report(s3, args.bucket))) if s3 else None,
         audit=s3_audit(s3, args.bucket) if s3 else None,
     )
@@ -221,6 +218,8 @@ def _use_local(args: argparse.Namespace) -> None:
         args.function = state["functions"]["predict"]
     if getattr(args, "bucket", None) is None:
         args.bucket = state["bucket"]
+    if hasattr(args, "alarm_prefix") and args.alarm_prefix is None:
+        args.alarm_prefix = state["alarm_prefix"]
 
 
 def cmd_registry(args: argparse.Namespace) -> int:
@@ -314,10 +313,7 @@ def cmd_rollout(args: argparse.Namespace) -> int:
                 bucket=args.bucket,
                 function=args.function,
                 cloudwatch=_aws("cloudwatch"),
-                alarm_prefix=args.alarm_prefix,
-                codedeploy=_aws("codedeploy") if args.codedeploy_app else None,
-                codedeploy_application=args.codedeploy_app,
-                codedeploy_group=args.codedeploy_group,
+                alarm_prefix=args.alarm_prefix or "avsev-",
                 clock=_local_clock(args),
             )
             if args.action == "status":
@@ -392,7 +388,9 @@ def cmd_local_up(args: argparse.Namespace) -> int:
     import threading
 
     from avsev.data import SHIPPED_DATA
+    from avsev.local.cloudformation import DeployError
     from avsev.local.stack import LocalStack
+    from avsev.local.synth import SynthError
 
     bundles = args.bundle
     if not bundles:
@@ -405,7 +403,11 @@ def cmd_local_up(args: argparse.Namespace) -> int:
     log.parent.mkdir(parents=True, exist_ok=True)
     console = log.open("a")
     stack = LocalStack(bundles, port=args.port, console=console)
-    stack.start()
+    try:
+        stack.start()
+    except (SynthError, DeployError) as e:  # the template or a deploy failed (rolled back)
+        print(f"avsev local up: {e}", file=sys.stderr)
+        return 2
     state = stack.write_state()
     print(f"base URL: {stack.base_url}")
     print(f"API key: {stack.api_key}   (send it as the X-Api-Key header)")
@@ -487,7 +489,7 @@ def _tick_rollout(state: dict[str, Any], advance_minutes: float) -> dict[str, An
         bucket=state["bucket"],
         function=state["functions"]["predict"],
         cloudwatch=_aws("cloudwatch"),
-        alarm_prefix=f"{state['functions']['predict']}-",
+        alarm_prefix=state["alarm_prefix"],
         sns=_aws("sns"),
         topic_arn=state["topic_arn"],
         clock=lambda: now,
@@ -497,6 +499,65 @@ def _tick_rollout(state: dict[str, Any], advance_minutes: float) -> dict[str, An
         "keys": ab["keys"],
         "alert_sent": ab["alert_sent"],
     }
+
+
+def cmd_local_deploy(args: argparse.Namespace) -> int:
+    """`cdk deploy` into the running local stack: synthesize the app with this model (a bundle
+    folder, or a version or alias of the local registry, approved unless --force) and update
+    the stack with the local CloudFormation (custom resources, rollback and all)."""
+    import contextlib
+
+    from avsev.local.assembly import Assembly
+    from avsev.local.cloudformation import CloudFormation, DeployError
+    from avsev.local.stack import STATE_FILE, read_state, use_endpoint, version_bundles
+    from avsev.local.synth import SynthError, parse_context, synthesize
+
+    state = read_state()
+    use_endpoint(state["aws_endpoint_url"])
+    context = {**state.get("context", {}), **parse_context(args.context)}
+    if (Path(args.model) / "card.json").is_file():
+        bundle = Path(args.model)
+    else:  # a registry version or alias: the app fetches it (the bundle given passes its check)
+        bundle = Path(state["bundles"][max(state["bundles"], key=int)])
+        context |= {"model": args.model, "registry": f"s3://{state['bucket']}/registry/"}
+        if args.force:
+            context["force"] = args.force
+    print(f"synthesizing {state['stack']} with {args.model} ...", file=sys.stderr, flush=True)
+    try:
+        synth = synthesize(bundle, stage=state.get("stage", "prod"), context=context)
+    except SynthError as e:
+        print(f"avsev local deploy: {e}", file=sys.stderr)
+        return 2
+    how = "cached" if synth.cached else "the CDK app"
+    print(f"synthesized in {synth.seconds:.1f} s ({how}): {synth.folder}", file=sys.stderr)
+    cfn = CloudFormation()
+    try:
+        with contextlib.redirect_stdout(sys.stderr):  # the functions' logs; stdout is the result
+            result = cfn.deploy(Assembly.read(synth.folder, synth.stack))
+    except DeployError as e:
+        for event in e.events:
+            if event["ResourceStatus"].endswith("FAILED"):
+                print(
+                    f"{event['LogicalResourceId']}: {event['ResourceStatus']}: "
+                    f"{event['ResourceStatusReason']}",
+                    file=sys.stderr,
+                )
+        print(f"avsev local deploy: {e}", file=sys.stderr)
+        return 1
+    state["bundles"] = version_bundles(cfn.code(state["stack"]), state["functions"]["predict"])
+    state["assembly"] = str(synth.folder)
+    STATE_FILE.write_text(json.dumps(state, indent=1))
+    _print_json(
+        {
+            "status": result.status,
+            "versions": result.versions,
+            "created": result.created,
+            "updated": result.updated,
+            "deleted": result.deleted,
+            "synth_seconds": round(synth.seconds, 1),
+        }
+    )
+    return 0
 
 
 def cmd_local_tick(args: argparse.Namespace) -> int:
@@ -681,10 +742,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--bucket", help="data bucket: A/B advice and the audit trail")
     p.add_argument(
-        "--alarm-prefix", default="avsev-", help="alarms that guard the rollout (name prefix)"
+        "--alarm-prefix",
+        help="alarms that guard the rollout (name prefix; avsev-<stage>-predict- in AWS, the "
+        "stack's with --local, else avsev-)",
     )
-    p.add_argument("--codedeploy-app")
-    p.add_argument("--codedeploy-group")
 
     p = add("registry", cmd_registry, "the model registry: what may serve, with lineage")
     p.add_argument(
@@ -749,8 +810,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--bundle",
         action="append",
-        help="model bundle for this machine; repeat: the first is version 1 (live), the next 2, ... "
-        "(default: the newest built under layers/model/build, or one built from the shipped data)",
+        help="model bundle for this machine; repeat: each is one deploy of the synthesized stack, "
+        "in order (the first creates it: version 1, live; each next one is handed to the rollout "
+        "autopilot) (default: the newest built under layers/model/build, or one built from the "
+        "shipped data)",
     )
     p.add_argument(
         "--build-root",
@@ -761,6 +824,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--schedule-seconds", type=float, default=0, help="run drift and A/B checks on this timer"
     )
     p.add_argument("--log", default=".avsev-local/functions.log")
+    p = local.add_parser(
+        "deploy", help="synthesize with a model and update the running local stack (cdk deploy)"
+    )
+    p.set_defaults(fn=cmd_local_deploy)
+    p.add_argument(
+        "--model",
+        required=True,
+        help="a bundle folder, or a version or alias of the local registry",
+    )
+    p.add_argument("--force", metavar="REASON", help="deploy an unapproved registry version")
+    p.add_argument(
+        "-c", "--context", action="append", metavar="KEY=VALUE", help="CDK context, as cdk -c"
+    )
     p = local.add_parser("tick", help="run a scheduled job now against the running local stack")
     p.set_defaults(fn=cmd_local_tick)
     p.add_argument("job", choices=["drift", "ab", "rollout"])

@@ -36,8 +36,8 @@ def report_prefix(kind: str) -> str:
 
 # ---- alarms (names are `<stack>-<...>`) ---------------------------------------------------
 CANARY_ALARMS = ("new-version-errors", "new-version-5xx", "new-version-p95-latency")
-"""Alarms on the version being rolled out, `<stack>-<function>-<name>`: any of them in ALARM
-rolls the deployment back (and stops the autopilot)."""
+"""Alarms on the newest version a deploy published (the one handed over as the candidate),
+`<stack>-<function>-<name>`: any of them in ALARM on the candidate rolls it back."""
 BATCH_FAILURES_ALARM = "batch-failures"
 BATCH_ERRORS_ALARM = "batch-errors"
 API_4XX_ALARM = "api-4xx-rate"
@@ -46,6 +46,12 @@ API_4XX_ALARM = "api-4xx-rate"
 def alarm_prefix(stack_name: str, function: str) -> str:
     """`avsev-prod-predict-`: the names of one function's rollout alarms start so."""
     return f"{stack_name}-{function}-"
+
+
+PARITY_CHECK_REQUESTS = "parity-check-"
+"""The request id prefix of the controller's parity-check invocations (API Gateway assigns every
+client request its own id, so no client can send one): their records are kept, and the
+monitoring rollups leave them out."""
 
 
 # ---- the API ------------------------------------------------------------------------------
@@ -70,7 +76,5 @@ class Env:
     AB_DECISION_METRIC = "AB_DECISION_METRIC"
     COST_MATRIX = "COST_MATRIX"
     ALARM_PREFIX = "ALARM_PREFIX"
-    CODEDEPLOY_APPLICATION = "CODEDEPLOY_APPLICATION"
-    CODEDEPLOY_GROUP = "CODEDEPLOY_GROUP"
-    TARGET_FUNCTION_ARN = "TARGET_FUNCTION_ARN"
-    SMOKE_ROUTE = "SMOKE_ROUTE"
+    FOLLOWER_FUNCTIONS = "FOLLOWER_FUNCTIONS"
+    """JSON: the functions whose alias follows predict's model (name → their alarm prefix)."""

@@ -38,8 +38,10 @@ class Target:
     predict_function: str
     expected_alarms: list[str]
     region: str | None = None
-    codedeploy_application: str | None = None
-    codedeploy_group: str | None = None
+    stack_version: str | None = None
+    """The predict version the stack published last (handed over to the controller)."""
+    controller: str | None = None
+    """The function that owns alias `live`'s routing (the rollout controller)."""
     name: str = "local"
     athena_workgroup: str | None = None
     glue_database: str | None = None
@@ -88,8 +90,8 @@ def target_from_stack(stack: str, aws: Callable[[str], Any]) -> Target:
         predict_function=out["PredictFunction"],
         expected_alarms=sorted(alarms),
         region=cfn.meta.region_name,
-        codedeploy_application=out.get("PredictCodeDeployApplication"),
-        codedeploy_group=out.get("PredictDeploymentGroup"),
+        stack_version=out.get("PredictVersion"),
+        controller=out.get("RolloutController"),
         name=stack,
         athena_workgroup=out.get("AthenaWorkgroup"),
         glue_database=out.get("GlueDatabase"),
@@ -97,16 +99,20 @@ def target_from_stack(stack: str, aws: Callable[[str], Any]) -> Target:
 
 
 def target_from_local(state: dict[str, Any]) -> Target:
-    """The running local stack (`avsev local up` writes its state file)."""
-    from avsev.local.stack import ALARMS
-    from avsev.serving.routes import ALIASED
+    """The running local stack (`avsev local up` writes its state file); the stack's outputs
+    from the local CloudFormation, as `target_from_stack` reads them in AWS."""
+    from avsev.local.cloudformation import CloudFormation
 
+    stack = CloudFormation().stack(state["stack"]) or {}
+    out = stack.get("Outputs", {})
     return Target(
         base_url=state["base_url"],
         api_key=state["api_key"],
         bucket=state["bucket"],
         predict_function=state["functions"]["predict"],
-        expected_alarms=sorted(f"avsev-{fn}-{a}" for fn in ALIASED for a in ALARMS),
+        expected_alarms=sorted(state["alarms"]),
+        stack_version=out.get("PredictVersion"),
+        controller=out.get("RolloutController"),
         name="local",
     )
 
@@ -260,14 +266,46 @@ def check_rollout_guard(s: Session) -> tuple[bool, str]:
         t.predict_function,
         cloudwatch=s.aws("cloudwatch"),
         alarm_names=t.expected_alarms or None,
-        codedeploy=s.aws("codedeploy") if t.codedeploy_group else None,
-        codedeploy_application=t.codedeploy_application,
-        codedeploy_group=t.codedeploy_group,
     )
     state = rollouts.state()
     reasons = rollouts._guard("step", state, force="avsev verify: dry run")
     weights = state.weights
     return not reasons, "; ".join(reasons) if reasons else f"would act; weights {weights}"
+
+
+def check_alias_owner(s: Session) -> tuple[bool, str]:
+    """The live alias and the stack agree: the version the stack published last serves, is the
+    candidate, or the audit says why not (superseded, rolled back); only the controller moved
+    the weights (every change of the alias is in the audit); and which version serves."""
+    from avsev.rollout.aliases import Rollouts, s3_audit_entries
+
+    t = s.target
+    state = Rollouts(s.aws("lambda"), t.predict_function).state()
+    entries = s3_audit_entries(s.aws("s3"), t.bucket, t.predict_function)
+    serving = f"v{state.stable_version} (model {state.model_versions.get(state.stable_version)})"
+    candidate = (
+        f"candidate v{state.candidate_version} at {state.candidate_weight:.0%}"
+        if state.candidate_version
+        else "no candidate"
+    )
+    owner = f"weights owned by the rollout controller {t.controller or ''}".rstrip()
+    problems = []
+    newest = t.stack_version
+    if newest and newest not in (state.stable_version, state.candidate_version):
+        ended = [
+            e for e in entries
+            if e.get("candidate_version") == newest and e.get("action") == "autopilot-end"
+        ]  # fmt: skip
+        if not ended:
+            problems.append(f"the stack's newest version v{newest} neither serves nor was ended")
+    moves = [e for e in entries if "after" in e]
+    if moves and moves[-1]["after"] != {k: v for k, v in state.weights.items()}:
+        problems.append(
+            f"the alias routes {state.weights}, the audit's last change left {moves[-1]['after']}: "
+            "someone moved it outside the controller"
+        )
+    detail = f"serves {serving}, {candidate}; stack's newest v{newest or '?'}; {owner}"
+    return not problems, "; ".join([*problems, detail])
 
 
 CHECKS: tuple[tuple[str, Callable[[Session], tuple[bool, str]]], ...] = (
@@ -279,6 +317,7 @@ CHECKS: tuple[tuple[str, Callable[[Session], tuple[bool, str]]], ...] = (
     ("record queryable", check_record),
     ("alarms exist, none in ALARM", check_alarms),
     ("rollout guard (dry run)", check_rollout_guard),
+    ("live alias agrees with the stack", check_alias_owner),
 )
 
 

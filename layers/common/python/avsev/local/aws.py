@@ -1,7 +1,7 @@
-"""The embedded AWS of the local stack: its account, region and the names the stack creates
-(what the CDK app names in the cloud), the state file `avsev local up` leaves for the other
-commands, and boto3 clients pointed at it. Imported by the stack, its dashboard and the CLI;
-imports none of them."""
+"""The embedded AWS of the local stack: its account and region, the state file `avsev local up`
+leaves for the other commands, and boto3 clients pointed at it. What the stack creates in it
+(names included) comes from the synthesized template (avsev.local.assembly). Imported by the
+stack, its dashboard and the CLI; imports none of them."""
 
 from __future__ import annotations
 
@@ -10,14 +10,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from avsev.constants import CANARY_ALARMS
-
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
-BUCKET = "avsev-local-data"
-TOPIC = "avsev-alerts"
-FUNCTIONS = {"predict": "avsev-predict", "explain": "avsev-explain", "outcomes": "avsev-outcomes"}
-ALARMS = (*CANARY_ALARMS, "validation-error-spike")
 STATE_FILE = Path(os.environ.get("AVSEV_LOCAL_STATE", Path.home() / ".avsev" / "local.json"))
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "local",

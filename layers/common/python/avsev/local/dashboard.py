@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from avsev.local.aws import BUCKET, FUNCTIONS, STATE_FILE, client
+from avsev.local.aws import STATE_FILE, client
 
 WINDOW_MINUTES = 15
 """Minutes the traffic panels show."""
@@ -111,6 +111,22 @@ class Source(Protocol):
     cards: list[dict[str, Any]]
     traffic: Traffic
 
+    @property
+    def functions(self) -> dict[str, str]:
+        """Function short name (`predict`) → its name in the embedded AWS."""
+        ...
+
+    @property
+    def bucket(self) -> str:
+        """The data bucket (records, reports, the rollout audit)."""
+        ...
+
+    def alarm_prefix(self, function: str = "predict") -> str: ...
+
+    def models(self, function: str = "predict") -> dict[str, str]:
+        """Function version → the model version it serves."""
+        ...
+
 
 def _round(x: float | None) -> float | None:
     return None if x is None else round(x, 3)
@@ -141,12 +157,12 @@ def _clock_offset_minutes(stack: Source) -> float:
 def _alias(stack: Source) -> dict[str, Any]:
     from avsev.rollout.aliases import Rollouts, s3_audit_entries
 
-    function = FUNCTIONS["predict"]
+    function = stack.functions["predict"]
     state = Rollouts(
         client("lambda"),
         function,
         cloudwatch=client("cloudwatch"),
-        alarm_prefix=f"{function}-",
+        alarm_prefix=stack.alarm_prefix("predict"),
     ).state()
     history = [
         {
@@ -156,7 +172,7 @@ def _alias(stack: Source) -> dict[str, Any]:
             "outcome": e.get("outcome"),
             "forced": bool(e.get("forced")),
         }
-        for e in s3_audit_entries(client("s3"), BUCKET, function)[-HISTORY:]
+        for e in s3_audit_entries(client("s3"), stack.bucket, function)[-HISTORY:]
     ]
     return {
         "function": function,
@@ -177,8 +193,8 @@ def _autopilot(stack: Source) -> dict[str, Any]:
     pilot = autopilot_for(
         lambda_client=client("lambda"),
         s3=client("s3"),
-        bucket=BUCKET,
-        function=FUNCTIONS["predict"],
+        bucket=stack.bucket,
+        function=stack.functions["predict"],
         clock=lambda: now,
     )
     status = pilot.status()
@@ -189,7 +205,7 @@ def _autopilot(stack: Source) -> dict[str, Any]:
 def _ab(stack: Source) -> dict[str, Any] | None:
     from avsev.monitoring.store import latest_ab_report
 
-    report = latest_ab_report(client("s3"), BUCKET)
+    report = latest_ab_report(client("s3"), stack.bucket)
     if report is None:
         return None
     out: dict[str, Any] = {
@@ -219,7 +235,7 @@ def _ab(stack: Source) -> dict[str, Any] | None:
 def _drift(stack: Source) -> dict[str, Any] | None:
     from avsev.monitoring.store import latest_drift_report
 
-    report = latest_drift_report(client("s3"), BUCKET)
+    report = latest_drift_report(client("s3"), stack.bucket)
     if report is None:
         return None
     features = {}
@@ -254,7 +270,7 @@ def _drift(stack: Source) -> dict[str, Any] | None:
 def snapshot(stack: Source) -> dict[str, Any]:
     """Everything the page draws, read now."""
     traffic = stack.traffic.series("predict")
-    models = {str(i + 1): card["version"] for i, card in enumerate(stack.cards)}
+    models = _section(stack.models)
     for version, v in traffic["versions"].items():
         v["model_version"] = models.get(version)
     return {

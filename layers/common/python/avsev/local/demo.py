@@ -1,10 +1,11 @@
 """`make demo`: the whole system on this machine, told step by step.
 
 Trains three model versions (on the real NTSB data shipped in data/), builds their bundles,
-starts the local stack and sends realistic traffic with the true outcomes. The rollout
-autopilot then takes a better candidate through 10% → 50% → 100% on the A/B evidence, and
-rolls a worse one back at its first step; its clock is simulated (an hour passes per tick),
-the traffic and the evidence are real. Reports, the rollout audit and pictures are left in the
+starts the local stack (deploying the first, as `cdk deploy` would) and sends realistic
+traffic with the true outcomes. Each candidate is then deployed into the running stack: the
+stack hands its new version to the rollout autopilot, which takes a better candidate through
+10% → 50% → 100% on the A/B evidence, and rolls a worse one back at its first step; its clock
+is simulated (an hour passes per tick), the traffic and the evidence are real. Reports, the rollout audit and pictures are left in the
 output folder; everything started is stopped.
 """
 
@@ -59,7 +60,7 @@ def run(out: Path, *, requests: int = 3000, seed: int = 0) -> dict[str, Any]:
     from avsev.pipeline.build import build_bundle
     from avsev.pipeline.train import save, time_split, train
     from avsev.rollout.aliases import s3_audit_entries
-    from avsev.rollout.autopilot import Autopilot, AutopilotConfig, autopilot_for
+    from avsev.rollout.autopilot import Autopilot, autopilot_for
     from avsev.serving.runtime import host_arch
 
     started = time.perf_counter()
@@ -118,11 +119,14 @@ def run(out: Path, *, requests: int = 3000, seed: int = 0) -> dict[str, Any]:
     labels = list(data.frame["severity"])
     test = time_split([r.get("event_date") for r in rows]).test
     rng = random.Random(seed)
+    # The alias's weighted routing draws from the process's generator (as Lambda's routing is
+    # random per invocation): seeded, a run of the demo is the same story every time.
+    random.seed(seed)
     rng.shuffle(test)
     chunk = max(requests // 3, 300)
-    bucket = "avsev-local-data"
 
-    with LocalStack(bundles, console=(work / "functions.log").open("w")) as stack:
+    with LocalStack(bundles[:1], console=(work / "functions.log").open("w")) as stack:
+        bucket = stack.bucket
         say(
             "3. Local stack",
             f"API {stack.base_url} (X-Api-Key {stack.api_key[:6]}…), embedded AWS {stack.endpoint}",
@@ -160,11 +164,12 @@ def run(out: Path, *, requests: int = 3000, seed: int = 0) -> dict[str, Any]:
                 lambda_client=boto3.client("lambda"),
                 s3=clients.s3,
                 bucket=bucket,
-                function="avsev-predict",
+                function=stack.functions["predict"],
                 cloudwatch=clients.cloudwatch,
-                alarm_prefix="avsev-predict-",
+                alarm_prefix=stack.alarm_prefix("predict"),
                 sns=clients.sns,
                 topic_arn=stack.topic_arn,
+                followers={stack.functions["explain"]: stack.alarm_prefix("explain")},
                 clock=lambda: simulated,
             )
 
@@ -182,12 +187,14 @@ def run(out: Path, *, requests: int = 3000, seed: int = 0) -> dict[str, Any]:
                 topic_arn=stack.topic_arn,
             )
 
-        def autopilot(version: str, model: str) -> tuple[dict[str, Any], dict[str, Any]]:
-            """Start the autopilot on a function version; traffic and an hourly tick until it
-            has promoted, rolled back or stopped. The last tick and A/B job."""
+        def autopilot(bundle: Path, model: str) -> tuple[dict[str, Any], dict[str, Any]]:
+            """Deploy a bundle (the stack hands its new version to the autopilot, at 10%);
+            traffic and an hourly tick until it has promoted, rolled back or stopped. The last
+            tick and A/B job."""
             nonlocal simulated
-            pilot().start(version, AutopilotConfig(min_minutes=60))
-            note(f"autopilot started: version {version} (model {model}) at 10%")
+            deployed = stack.deploy(bundle)
+            version = pilot().r.state().candidate_version
+            note(f"deployed: version {version} (model {model}) at 10% ({deployed.status})")
             tick: dict[str, Any] = {}
             ab: dict[str, Any] = {}
             for _ in range(max(12, 6000 // chunk)):  # up to ~600 candidate rows at 10%
@@ -220,7 +227,7 @@ def run(out: Path, *, requests: int = 3000, seed: int = 0) -> dict[str, Any]:
         note(f"e.g. {explained['ev_id']}: {explained['prediction_label']}; top factors: {factors}")
 
         say("5. Autopilot: a better candidate, 10% → 50% → 100% on evidence")
-        promoted, ab_promote = autopilot("2", "1.1.0")
+        promoted, ab_promote = autopilot(bundles[1], "1.1.0")
         report = ab_promote["report"]
         for v, s in report.versions.items():
             if s.accuracy is not None and s.weighted_f1 is not None and s.weighted_f1_ci95:
@@ -229,9 +236,11 @@ def run(out: Path, *, requests: int = 3000, seed: int = 0) -> dict[str, Any]:
                     f"weighted F1 {s.weighted_f1:.3f} (95% CI {s.weighted_f1_ci95[0]:.3f}–{s.weighted_f1_ci95[1]:.3f})"
                 )
         note(f"alias live now {pilot().r.state().weights}")
+        explain = pilot().followers[stack.functions["explain"]].state()
+        note(f"explain followed: alias live {explain.weights} (model {explain.model_versions})")
 
         say("6. Autopilot: a worse candidate is rolled back")
-        rolled, ab_rollback = autopilot("3", "1.2.0")
+        rolled, ab_rollback = autopilot(bundles[2], "1.2.0")
         note(f"alias live now {pilot().r.state().weights}")
 
         drift = run_drift_check(
@@ -243,7 +252,7 @@ def run(out: Path, *, requests: int = 3000, seed: int = 0) -> dict[str, Any]:
             f"{drift.dataset_drift}; drifted features {drift.drifted_features}",
         )
 
-        audit = s3_audit_entries(clients.s3, bucket, "avsev-predict")
+        audit = s3_audit_entries(clients.s3, bucket, stack.functions["predict"])
         (out / "rollout_audit.jsonl").write_text(
             "".join(json.dumps(e, default=str) + "\n" for e in audit)
         )

@@ -1,6 +1,10 @@
-"""A local API Gateway: HTTP on loopback → REST proxy events → the real handlers, with the
-API key enforced, the OpenAPI document, a Swagger UI page and a dashboard (read-only, like
-the docs: served without the key, on loopback)."""
+"""A local API Gateway: HTTP on loopback → REST proxy events → the real handlers. The routes
+are the synthesized template's methods (their paths, the function and qualifier each
+integrates, whether each requires the API key); the API key is enforced where a method
+requires it (and on any other path). Besides: the OpenAPI document, a Swagger UI page and a
+dashboard (read-only, like the docs: served without the key, on loopback).
+
+Not emulated: SigV4 (`AuthorizationType: AWS_IAM`) is not checked, only the API key."""
 
 from __future__ import annotations
 
@@ -11,14 +15,16 @@ import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import ModuleType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 from avsev.local import dashboard
 from avsev.serving.errors import ApiError, ErrorDetail, error_json
 from avsev.serving.events import proxy_event
 from avsev.serving.limits import MAX_BODY_BYTES, body_too_large
-from avsev.serving.routes import ROUTES
+
+if TYPE_CHECKING:
+    from avsev.local.assembly import Route
 
 
 class Backend(dashboard.Source, Protocol):
@@ -26,11 +32,18 @@ class Backend(dashboard.Source, Protocol):
 
     api_key: str
 
+    @property
+    def routes(self) -> dict[tuple[str, str], Route]:
+        """(path, method) → the template's method (avsev.local.assembly.Route)."""
+        ...
+
     def function_modules(self) -> dict[str, ModuleType]:
         """Each function's loaded handler module, by function (their OpenAPI parts)."""
         ...
 
-    def invoke(self, function: str, event: dict[str, Any]) -> dict[str, Any]: ...
+    def invoke(
+        self, function: str, event: dict[str, Any], qualifier: str | None = ...
+    ) -> dict[str, Any]: ...
 
     def flush(self) -> int: ...
 
@@ -55,8 +68,6 @@ def static_asset(name: str) -> bytes:
 
 DISCARD_LIMIT = 8 * MAX_BODY_BYTES
 """A too-large body up to this size is read and dropped before the 413; a larger one is not."""
-
-ROUTE_TABLE = {(path, method): function for path, method, function in ROUTES}
 
 
 def openapi_document(stack: Backend) -> dict[str, Any]:
@@ -219,15 +230,17 @@ class Gateway(BaseHTTPRequestHandler):
                 name, content_type = STATIC[path]
                 self._send(200, static_asset(name), {"Cache-Control": "max-age=3600"}, content_type)
                 return
-        if self.headers.get("X-Api-Key") != self.stack.api_key:
+        routes = self.stack.routes
+        route = routes.get((path, method))
+        needs_key = route is None or route.api_key_required
+        if needs_key and self.headers.get("X-Api-Key") != self.stack.api_key:
             self._error(ApiError(403, "forbidden", "missing or invalid X-Api-Key header"))
             return
         if path == "/_local/flush" and method == "POST":
             self._send(200, json.dumps({"flushed": self.stack.flush()}).encode())
             return
-        function = ROUTE_TABLE.get((path, method))
-        if function is None:
-            known_path = any(p == path for p, _ in ROUTE_TABLE)
+        if route is None or route.function_key is None:
+            known_path = any(p == path for p, _ in routes)
             self._error(
                 ApiError(
                     405 if known_path else 404,
@@ -248,7 +261,7 @@ class Gateway(BaseHTTPRequestHandler):
         event["headers"] = {k: self.headers.get(k, "") for k in names.values()}
         event["multiValueHeaders"] = {k: self.headers.get_all(k, []) for k in names.values()}
         try:
-            response = self.stack.invoke(function, event)
+            response = self.stack.invoke(route.function_key, event, route.qualifier)
         except Exception as e:  # a crashed function: API Gateway answers 502
             self._error(ApiError(502, "bad_gateway", f"the function failed: {type(e).__name__}"))
             return

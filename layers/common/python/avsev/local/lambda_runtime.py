@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import sys
 import uuid
 from collections.abc import Mapping
@@ -17,7 +18,13 @@ from types import ModuleType
 
 from avsev.serving.events import proxy_event, response_headers
 
-__all__ = ["LocalContext", "load_handler_module", "proxy_event", "response_headers"]
+__all__ = [
+    "LocalContext",
+    "load_code",
+    "load_handler_module",
+    "proxy_event",
+    "response_headers",
+]
 
 FUNCTIONS_DIR = Path(__file__).resolve().parents[5] / "functions"
 """functions/ of this checkout (layers/common/python/avsev/local → repository root)."""
@@ -40,14 +47,15 @@ class LocalContext:
 
 
 def load_handler_module(
-    name: str, env: Mapping[str, str], *, functions_dir: Path = FUNCTIONS_DIR
+    name: str, env: Mapping[str, str], *, functions_dir: Path = FUNCTIONS_DIR, file: str = "app.py"
 ) -> ModuleType:
     """Import functions/<name>/app.py afresh with `env` set, as a cold start would.
 
     The environment is set in this process (handlers read it at import)."""
     os.environ.update(env)
-    path = functions_dir / name / "app.py"
-    module_name = f"avsev_fn_{name}_{uuid.uuid4().hex[:8]}"
+    path = functions_dir / name / file
+    safe = re.sub(r"\W", "_", name)
+    module_name = f"avsev_fn_{safe}_{uuid.uuid4().hex[:8]}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
         raise FileNotFoundError(f"{path}: no such function")
@@ -55,3 +63,18 @@ def load_handler_module(
     sys.modules[module_name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def load_code(code: Path, handler: str, env: Mapping[str, str]) -> tuple[ModuleType, str]:
+    """A function's code folder (a staged asset of the synthesized template) loaded afresh
+    with `env` set, as a cold start would; its module and the handler's attribute name.
+
+    `handler` is the function's Handler setting, `<module>.<function>` (`app.handler`)."""
+    module_name, _, attribute = handler.rpartition(".")
+    if not module_name or "/" in module_name:
+        raise ValueError(f"handler {handler!r}: expected <module>.<function>")
+    folder = code / Path(*module_name.split(".")).parent
+    module = load_handler_module(
+        folder.name, env, functions_dir=folder.parent, file=f"{module_name.split('.')[-1]}.py"
+    )
+    return module, attribute

@@ -35,7 +35,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from avsev.constants import ROLLUPS_PREFIX
+from avsev.constants import PARITY_CHECK_REQUESTS, ROLLUPS_PREFIX
 from avsev.monitoring.query import Engine
 from avsev.monitoring.tables import SCHEMA_VERSION_SUPPORTED
 
@@ -86,7 +86,7 @@ WITH p AS (
          arbitrary(predicted) AS predicted, arbitrary(latency_ms) AS latency_ms,
          arbitrary(probabilities) AS pr
   FROM predictions
-  WHERE dt = '{_day(day)}'
+  WHERE dt = '{_day(day)}' AND {_NOT_PARITY}
   GROUP BY request_id, ev_id, shadow, model_version, schema_version > {SCHEMA_VERSION_SUPPORTED}
 )
 SELECT model_version, shadow, newer_schema, predicted, {latency_bin} AS latency_bin,
@@ -94,6 +94,10 @@ SELECT model_version, shadow, newer_schema, predicted, {latency_bin} AS latency_
 FROM p
 GROUP BY model_version, shadow, newer_schema, predicted, {latency_bin}
 """
+
+
+_NOT_PARITY = f"request_id NOT LIKE '{PARITY_CHECK_REQUESTS}%'"
+"""The rollout controller's parity checks are recorded like any request, and counted nowhere."""
 
 
 def labels_sql(day: dt.date, until: dt.date) -> str:
@@ -109,7 +113,7 @@ WITH p AS (
   SELECT request_id, ev_id, shadow, model_version, arbitrary(predicted) AS predicted,
          arbitrary(probabilities) AS pr
   FROM predictions
-  WHERE dt = '{_day(day)}' AND schema_version <= {SCHEMA_VERSION_SUPPORTED}
+  WHERE dt = '{_day(day)}' AND {_NOT_PARITY} AND schema_version <= {SCHEMA_VERSION_SUPPORTED}
   GROUP BY request_id, ev_id, shadow, model_version
 ),
 o AS (
@@ -176,7 +180,7 @@ def _served_rows(day: dt.date, version: str) -> str:
     return f"""
   SELECT request_id, ev_id, arbitrary(features) AS f, arbitrary(predicted) AS predicted
   FROM predictions
-  WHERE dt = '{_day(day)}' AND schema_version <= {SCHEMA_VERSION_SUPPORTED}
+  WHERE dt = '{_day(day)}' AND {_NOT_PARITY} AND schema_version <= {SCHEMA_VERSION_SUPPORTED}
     AND NOT shadow AND model_version = '{_quote(version)}'
   GROUP BY request_id, ev_id"""
 

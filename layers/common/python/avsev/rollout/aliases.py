@@ -1,6 +1,7 @@
 """Rollouts by alias weights: status, start, step, promote, rollback (boto3 Lambda
-`UpdateAlias` with `RoutingConfig`), guarded by alarms, the A/B advice and CodeDeploy, with
-every transition written to an audit record.
+`UpdateAlias` with `RoutingConfig`), guarded by the candidate's alarms and the A/B advice, with
+every transition written to an audit record. This module is the only writer of alias `live`:
+CloudFormation creates versions and hands each new one over (avsev.rollout.handover).
 
 A weighted alias holds at most two versions: the stable one (`FunctionVersion`) and one
 candidate (`RoutingConfig.AdditionalVersionWeights`). Repeating a command changes nothing.
@@ -20,7 +21,9 @@ from typing import Any
 
 from avsev.constants import AUDIT_PREFIX, LIVE_ALIAS
 
-ACTIVE_DEPLOYMENT_STATES = ["Created", "Queued", "InProgress", "Baking", "Ready"]
+VERSION_DIMENSIONS = ("ExecutedVersion", "FunctionVersion")
+"""The metric dimensions that bind an alarm to one function version (Lambda's own metrics by
+alias carry `ExecutedVersion`; the handlers' EMF metrics carry `FunctionVersion`)."""
 
 
 class RolloutError(Exception):
@@ -67,9 +70,6 @@ class Rollouts:
         cloudwatch: Any = None,
         alarm_names: list[str] | None = None,
         alarm_prefix: str | None = None,
-        codedeploy: Any = None,
-        codedeploy_application: str | None = None,
-        codedeploy_group: str | None = None,
         ab_advice: Callable[[], str | None] | None = None,
         audit: Callable[[dict[str, Any]], None] | None = None,
         clock: Callable[[], dt.datetime] | None = None,
@@ -80,9 +80,6 @@ class Rollouts:
         self.cloudwatch = cloudwatch
         self.alarm_names = alarm_names
         self.alarm_prefix = alarm_prefix
-        self.codedeploy = codedeploy
-        self.cd_app = codedeploy_application
-        self.cd_group = codedeploy_group
         self.ab_advice = ab_advice
         self.audit = audit
         self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
@@ -100,10 +97,15 @@ class Rollouts:
                 FunctionName=self.function, Qualifier=version
             )
             state.model_versions[version] = model_version_of(config)
-        state.alarms = self.alarm_states()
+        state.alarms = self.alarm_states(candidate or state.stable_version)
         return state
 
-    def alarm_states(self) -> dict[str, str]:
+    def alarm_states(self, version: str) -> dict[str, str]:
+        """The state of each guarding alarm that watches `version` (or no version at all), as
+        evaluated since its configuration last changed: a stack update that points an alarm at a
+        new version leaves its old state standing until the next evaluation ("PutMetricAlarm …
+        the alarm state is not changed": CloudWatch API reference), and that state belongs to the
+        version it watched before. A stale state reads INSUFFICIENT_DATA."""
         if self.cloudwatch is None or (not self.alarm_names and not self.alarm_prefix):
             return {}
         kwargs: dict[str, Any] = (
@@ -112,32 +114,31 @@ class Rollouts:
             else {"AlarmNamePrefix": self.alarm_prefix}
         )
         found = self.cloudwatch.describe_alarms(**kwargs)["MetricAlarms"]
-        return {a["AlarmName"]: a["StateValue"] for a in found}
-
-    def deployment_in_progress(self) -> str | None:
-        if self.codedeploy is None or not (self.cd_app and self.cd_group):
-            return None
-        ids = self.codedeploy.list_deployments(
-            applicationName=self.cd_app,
-            deploymentGroupName=self.cd_group,
-            includeOnlyStatuses=ACTIVE_DEPLOYMENT_STATES,
-        ).get("deployments", [])
-        return ids[0] if ids else None
+        states = {}
+        for alarm in found:
+            watched = {
+                d["Value"] for d in alarm.get("Dimensions", []) if d["Name"] in VERSION_DIMENSIONS
+            }
+            if watched and version not in watched:
+                continue
+            configured = alarm.get("AlarmConfigurationUpdatedTimestamp")
+            evaluated = alarm.get("StateUpdatedTimestamp")
+            stale = configured is not None and evaluated is not None and evaluated < configured
+            states[alarm["AlarmName"]] = "INSUFFICIENT_DATA" if stale else alarm["StateValue"]
+        return states
 
     def status(self) -> dict[str, Any]:
         state = self.state()
-        return asdict(state) | {
-            "weights": state.weights,
-            "deployment_in_progress": self.deployment_in_progress(),
-        }
+        return asdict(state) | {"weights": state.weights}
 
     # ---- guards ------------------------------------------------------------------------
-    def _guard(self, action: str, state: AliasState, force: str | None) -> list[str]:
-        """Reasons to refuse; with `force` they are returned (and audited) instead of raised."""
-        reasons = [f"alarm {name} is in ALARM" for name, s in state.alarms.items() if s == "ALARM"]
-        deployment = self.deployment_in_progress()
-        if deployment:
-            reasons.append(f"CodeDeploy deployment {deployment} of this alias is in progress")
+    def _guard(
+        self, action: str, state: AliasState, force: str | None, version: str | None = None
+    ) -> list[str]:
+        """Reasons to refuse; with `force` they are returned (and audited) instead of raised.
+        The alarms are those of `version` (the candidate's by default)."""
+        alarms = state.alarms if version is None else self.alarm_states(version)
+        reasons = [f"alarm {name} is in ALARM" for name, s in alarms.items() if s == "ALARM"]
         if self.ab_advice is not None:
             advice = self.ab_advice()
             if advice == "rollback":
@@ -208,7 +209,7 @@ class Rollouts:
         self.lambda_.get_function_configuration(
             FunctionName=self.function, Qualifier=version
         )  # exists?
-        overridden = self._guard("start", state, force)
+        overridden = self._guard("start", state, force, version)
         return self._update(
             "start", state, state.stable_version, version, weight, overridden, force
         )
@@ -234,6 +235,11 @@ class Rollouts:
         """Back to 100% on the stable version in one call; never refused."""
         state = self.state()
         return self._update("rollback", state, state.stable_version, None, 0.0, [], None)
+
+    def switch(self, version: str, action: str = "switch") -> dict[str, Any]:
+        """`version` at 100% at once (a follower taking the model its leader promoted)."""
+        state = self.state()
+        return self._update(action, state, version, None, 0.0, [], None)
 
 
 def _check_weight(weight: float) -> None:
@@ -269,7 +275,7 @@ def s3_audit(s3: Any, bucket: str, prefix: str = AUDIT_PREFIX) -> Callable[[dict
 def s3_audit_entries(
     s3: Any, bucket: str, function: str, prefix: str = AUDIT_PREFIX
 ) -> list[dict[str, Any]]:
-    """The audit entries of one function, oldest first."""
+    """The audit entries of one function, in the order they were written."""
     out = []
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for obj in page.get("Contents", []):
@@ -281,4 +287,6 @@ def s3_audit_entries(
                 continue
             if isinstance(doc, dict) and doc.get("function") == function:
                 out.append(doc)
-    return sorted(out, key=lambda d: (d.get("at", ""), d.get("seq", 0)))
+    # Write order (`seq`, the writer's clock in ns): `at` may be a simulated time (the local
+    # stack's `--advance`) while a deploy's handover is written at the real one.
+    return sorted(out, key=lambda d: (d.get("seq", 0), d.get("at", "")))

@@ -1,17 +1,20 @@
 """The rollout autopilot: takes a candidate version through 10% → 50% → 100% on evidence.
 
 A controller run on a schedule (a Lambda function every few minutes in AWS, `avsev local tick
-rollout` locally). It keeps no state of its own: what serves is what the alias says, when a
-step began and how the run was configured is what the audit says, so a restarted controller
-picks up where it was. Each tick does at most one thing:
+rollout` locally), and the one owner of alias `live`: a deploy only hands it the new version
+(`hand_over`, called by the stack's custom resource after the parity check), and it starts the
+run at 10%. It keeps no state of its own: what serves is what the alias says, when a step began
+and how the run was configured is what the audit says, so a restarted controller picks up where
+it was. Each tick does at most one thing:
 
-- a CodeDeploy deployment of the alias in progress → refuse to act (say so);
 - the alias no longer canaries the run's candidate (a person acted) → end the run;
-- any guarding alarm in ALARM → roll back at once, alert;
+- any alarm on the candidate version in ALARM → roll back at once, alert;
 - the latest A/B report (newer than the step, for this champion and candidate) says
   `rollback` → roll back, alert;
 - the step has held its minimum time and the report says `promote` (the sequential test has
-  enough evidence) → 10% → 50%, or 50% → 100% (promote) and end the run;
+  enough evidence) → 10% → 50%, or 50% → 100% (promote) and end the run; a candidate that
+  serves the same model as the stable version (a code change: the parity check proved the
+  same answers) needs no A/B evidence, only each step's hold without an alarm;
 - the step has held past `max_hours` without a decision → stop at the current weight,
   "inconclusive: a person decides", alert;
 - otherwise → wait, and say for what.
@@ -38,6 +41,8 @@ FIRST_WEIGHT = 0.1
 SECOND_WEIGHT = 0.5
 STARTED = "autopilot-start"
 ENDED = "autopilot-end"
+HANDOVER = "handover"
+"""A deploy handed a new version over (its audit entry names the version and its model)."""
 
 
 @dataclass(frozen=True)
@@ -65,11 +70,17 @@ class Autopilot:
         audit_entries: Callable[[], list[dict[str, Any]]],
         ab_report: Callable[[], ABReport | None],
         alert: Callable[[str, str], None] | None = None,
+        followers: Mapping[str, Rollouts] | None = None,
+        follower_entries: Callable[[str], list[dict[str, Any]]] | None = None,
     ) -> None:
         self.r = rollouts
         self.audit_entries = audit_entries
         self.ab_report = ab_report
         self.alert = alert
+        self.followers = dict(followers or {})
+        """Functions whose alias follows this one's model (explain follows predict): each takes
+        the version handed over for a model when this alias promotes that model."""
+        self.follower_entries = follower_entries or (lambda function: [])
 
     # ---- the run, as the audit tells it -------------------------------------------------
     def current_run(self) -> dict[str, Any] | None:
@@ -145,6 +156,84 @@ class Autopilot:
         self._write(STARTED, candidate_version=version, config=asdict(config))
         return {"autopilot": "started", "config": asdict(config), **started}
 
+    def hand_over(self, version: str, model_version: str | None = None) -> dict[str, Any]:
+        """A deploy published `version` and its parity check passed: it becomes the candidate.
+
+        - already the stable version (a stack rolled back to what serves) → any run for another
+          candidate ends and that candidate is rolled back: the deploy that brought it is undone;
+        - a run for this version already → nothing (CloudFormation may repeat a request);
+        - a run for another candidate → that one is rolled back and its run ends, "superseded":
+          the newest deploy wins, and its evidence starts from nothing (evidence about one
+          version says nothing about another);
+        - then the handover is audited and the run starts at 10% (the alarms of this version and
+          the A/B report decide from there).
+        """
+        state = self.r.state()
+        run = self.current_run()
+        if version == state.stable_version:
+            if run is not None:
+                self.r.rollback()
+                self._write(
+                    ENDED,
+                    candidate_version=run["candidate_version"],
+                    outcome="rolled back: its deploy was rolled back",
+                )
+            return {"handover": "serving", "version": version, "weights": self.r.state().weights}
+        if run is not None and run["candidate_version"] == version:
+            return {"handover": "in rollout", "version": version, "weights": state.weights}
+        if run is not None or (state.candidate_version and state.candidate_weight > 0):
+            superseded = run["candidate_version"] if run else state.candidate_version
+            self.r.rollback()
+            self._write(
+                ENDED, candidate_version=superseded, outcome=f"superseded by version {version}"
+            )
+        self._write(HANDOVER, candidate_version=version, model_version=model_version)
+        started = self.start(version)
+        return {"handover": "canary", "version": version, **started}
+
+    def hand_over_follower(
+        self, function: str, version: str, model_version: str | None
+    ) -> dict[str, Any]:
+        """A follower's new version (explain): it serves at once when it carries the model this
+        alias serves (a code change of the follower), else it waits for this alias to promote
+        its model (and is dropped if that model is rolled back)."""
+        follower = self.followers[function]
+        state = self.r.state()
+        stable_model = state.model_versions.get(state.stable_version)
+        if follower.audit:
+            follower.audit(
+                {
+                    "at": self.r.clock().isoformat(timespec="seconds"),
+                    "seq": time.time_ns(),
+                    "action": HANDOVER,
+                    "function": function,
+                    "alias": follower.alias,
+                    "candidate_version": version,
+                    "model_version": model_version,
+                    "follows": self.r.function,
+                }
+            )
+        if model_version == stable_model:
+            return {"handover": "serving", **follower.switch(version)}
+        return {
+            "handover": "waiting",
+            "reason": f"serves when {self.r.function} promotes model {model_version}",
+        }
+
+    def _followers_take(self, model_version: str | None) -> dict[str, str]:
+        """Each follower switches to its newest version handed over for the promoted model."""
+        taken = {}
+        for function, follower in self.followers.items():
+            versions = [
+                e["candidate_version"]
+                for e in self.follower_entries(function)
+                if e.get("action") == HANDOVER and e.get("model_version") == model_version
+            ]
+            if versions:
+                follower.switch(versions[-1], action="follow")
+                taken[function] = versions[-1]
+        return taken
+
     def _model_of(self, version: str) -> str | None:
         from avsev.rollout.aliases import model_version_of
 
@@ -187,12 +276,6 @@ class Autopilot:
             return {"state": "idle", "reason": "no autopilot run"}
         candidate = run["candidate_version"]
         config = AutopilotConfig(**run.get("config", {}))
-        deployment = self.r.deployment_in_progress()
-        if deployment:
-            return {
-                "state": "refused",
-                "reason": f"CodeDeploy deployment {deployment} of this alias is in progress",
-            }
         state = self.r.state()
         if run.get("phase") == "shadow" and not self._started_since(run):
             return self._shadow_gate(run, state)
@@ -220,20 +303,25 @@ class Autopilot:
                 f"holding {weight:.0%} for {minimum - held_min:.0f} more minutes",
                 report,
             )
-        if report and decision == "promote":
+        same_model = state.model_versions.get(candidate) == state.model_versions.get(
+            state.stable_version
+        )
+        if same_model and not (report and decision == "promote"):
+            report, decision = None, "promote"
+        if decision == "promote":
+            reason = (
+                report.reason
+                if report
+                else f"the same model as the stable version (a code change): held {held_min:.0f} "
+                "minutes without an alarm"
+            )
             if weight < SECOND_WEIGHT:
                 result = self.r.step(SECOND_WEIGHT)
-                return {
-                    "state": "stepped",
-                    "weight": SECOND_WEIGHT,
-                    "reason": report.reason,
-                    **result,
-                }
+                return {"state": "stepped", "weight": SECOND_WEIGHT, "reason": reason, **result}
             result = self.r.promote()
-            self._write(
-                ENDED, candidate_version=candidate, outcome="promoted", reason=report.reason
-            )
-            return {"state": "promoted", "reason": report.reason, **result}
+            self._write(ENDED, candidate_version=candidate, outcome="promoted", reason=reason)
+            followed = self._followers_take(state.model_versions.get(candidate))
+            return {"state": "promoted", "reason": reason, "followers": followed, **result}
         if held_min > config.max_hours * 60:
             reason = (
                 f"inconclusive: a person decides (held {weight:.0%} for {held_min / 60:.1f} h "
@@ -339,28 +427,27 @@ def autopilot_for(
     alarm_prefix: str | None = None,
     sns: Any = None,
     topic_arn: str | None = None,
-    codedeploy: Any = None,
-    codedeploy_application: str | None = None,
-    codedeploy_group: str | None = None,
+    followers: Mapping[str, str | None] | None = None,
     clock: Callable[[], dt.datetime] | None = None,
 ) -> Autopilot:
     """The controller of one function's alias, wired to its bucket (audit, A/B reports),
-    alarms, CodeDeploy group and alerts topic: what the Lambda function, the CLI and the
-    local stack build."""
+    alarms and alerts topic, with the functions that follow its model (name → their alarm
+    prefix): what the Lambda function, the CLI and the local stack build."""
     from avsev.monitoring.store import latest_ab_report
     from avsev.rollout.aliases import s3_audit, s3_audit_entries
 
-    rollouts = Rollouts(
-        lambda_client,
-        function,
-        cloudwatch=cloudwatch,
-        alarm_prefix=alarm_prefix,
-        codedeploy=codedeploy,
-        codedeploy_application=codedeploy_application,
-        codedeploy_group=codedeploy_group,
-        audit=s3_audit(s3, bucket),
-        clock=clock,
-    )
+    def rollouts_of(name: str, prefix: str | None) -> Rollouts:
+        return Rollouts(
+            lambda_client,
+            name,
+            cloudwatch=cloudwatch,
+            alarm_prefix=prefix,
+            audit=s3_audit(s3, bucket),
+            clock=clock,
+        )
+
+    rollouts = rollouts_of(function, alarm_prefix)
+    follower_rollouts = {name: rollouts_of(name, p) for name, p in (followers or {}).items()}
 
     def alert(subject: str, message: str) -> None:
         if sns is not None and topic_arn:
@@ -371,4 +458,6 @@ def autopilot_for(
         audit_entries=lambda: s3_audit_entries(s3, bucket, function),
         ab_report=lambda: latest_ab_report(s3, bucket),
         alert=alert,
+        followers=follower_rollouts,
+        follower_entries=lambda name: s3_audit_entries(s3, bucket, name),
     )

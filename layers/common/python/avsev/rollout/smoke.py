@@ -1,13 +1,15 @@
-"""The pre-traffic smoke test: a new function version must reproduce its card's golden
-probabilities before CodeDeploy shifts any traffic to it."""
+"""The parity check: a new function version must reproduce its card's golden probabilities
+before the rollout controller sends it any traffic (avsev.rollout.handover)."""
 
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
+from avsev.constants import PARITY_CHECK_REQUESTS
 from avsev.serving.events import proxy_event
 
 TOLERANCE = 1e-5
@@ -26,8 +28,13 @@ def golden_events(card: dict[str, Any], route: str) -> list[dict[str, Any]]:
     """The card's golden requests as REST events: one batch, or one request each."""
     reports = [{"ev_id": f"golden-{i}", **g["request"]} for i, g in enumerate(card["golden"])]
     if route == "/predict/batch":
-        return [proxy_event("POST", route, {"reports": reports})]
-    return [proxy_event("POST", route, r) for r in reports]
+        bodies: list[dict[str, Any]] = [{"reports": reports}]
+    else:
+        bodies = reports
+    return [
+        proxy_event("POST", route, b, request_id=f"{PARITY_CHECK_REQUESTS}{uuid.uuid4()}")
+        for b in bodies
+    ]
 
 
 def check_answers(card: dict[str, Any], responses: list[dict[str, Any]]) -> SmokeResult:
@@ -78,28 +85,3 @@ def lambda_invoker(
         return payload
 
     return invoke
-
-
-HOOK_STATUSES = ("Succeeded", "Failed")
-
-
-def run_hook(
-    event: dict[str, Any],
-    check: Callable[[], SmokeResult],
-    report: Callable[[str, str, str], None],
-    log: Callable[..., None] | None = None,
-) -> str:
-    """A CodeDeploy lifecycle hook that always reports: `Succeeded` only when `check` passes,
-    `Failed` on a failed check and on any error (a hook that never reports leaves the
-    deployment waiting for its timeout). `report(deployment_id, hook_execution_id, status)`."""
-    status, detail = "Failed", {}
-    try:
-        result = check()
-        status = "Succeeded" if result.passed else "Failed"
-        detail = asdict(result)
-    except Exception as e:  # any error fails the deployment, it never hangs it
-        detail = {"error": f"{type(e).__name__}: {e}"}
-    if log is not None:
-        log("smoke test", extra={"status": status, **detail})
-    report(event["DeploymentId"], event["LifecycleEventHookExecutionId"], status)
-    return status
