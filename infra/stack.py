@@ -610,11 +610,11 @@ class AvsevStack(Stack):
 
     # ---- statements used by several steps ---------------------------------------------------
     @staticmethod
-    def _read_alias(predict: lambda_.IFunction, *more: str) -> iam.PolicyStatement:
-        """Read (and with `more`, change) the predict function's alias and versions."""
+    def _read_alias(function: lambda_.IFunction, *more: str) -> iam.PolicyStatement:
+        """Read (and with `more`, change) a rolled-out function's alias and versions."""
         actions = ["lambda:GetAlias", *more, "lambda:GetFunctionConfiguration"]
         return iam.PolicyStatement(
-            actions=actions, resources=[predict.function_arn, f"{predict.function_arn}:*"]
+            actions=actions, resources=[function.function_arn, f"{function.function_arn}:*"]
         )
 
     @staticmethod

@@ -278,6 +278,7 @@ def check_alias_owner(s: Session) -> tuple[bool, str]:
     candidate, or the audit says why not (superseded, rolled back); only the controller moved
     the weights (every change of the alias is in the audit); and which version serves."""
     from avsev.rollout.aliases import Rollouts, s3_audit_entries
+    from avsev.rollout.autopilot import ENDED
 
     t = s.target
     state = Rollouts(s.aws("lambda"), t.predict_function).state()
@@ -291,15 +292,11 @@ def check_alias_owner(s: Session) -> tuple[bool, str]:
     owner = f"weights owned by the rollout controller {t.controller or ''}".rstrip()
     problems = []
     newest = t.stack_version
-    if newest and newest not in (state.stable_version, state.candidate_version):
-        ended = [
-            e for e in entries
-            if e.get("candidate_version") == newest and e.get("action") == "autopilot-end"
-        ]  # fmt: skip
-        if not ended:
-            problems.append(f"the stack's newest version v{newest} neither serves nor was ended")
+    ended = any(e.get("action") == ENDED and e.get("candidate_version") == newest for e in entries)
+    if newest and newest not in (state.stable_version, state.candidate_version) and not ended:
+        problems.append(f"the stack's newest version v{newest} neither serves nor was ended")
     moves = [e for e in entries if "after" in e]
-    if moves and moves[-1]["after"] != {k: v for k, v in state.weights.items()}:
+    if moves and moves[-1]["after"] != state.weights:
         problems.append(
             f"the alias routes {state.weights}, the audit's last change left {moves[-1]['after']}: "
             "someone moved it outside the controller"

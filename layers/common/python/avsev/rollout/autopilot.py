@@ -116,17 +116,20 @@ class Autopilot:
             raise RolloutError(f"no audited start of version {candidate}")
         return dt.datetime.fromisoformat(last)
 
-    def _write(self, action: str, **details: Any) -> dict[str, Any]:
+    def _write(self, action: str, *, on: Rollouts | None = None, **details: Any) -> dict[str, Any]:
+        """One audit entry of this alias's controller, about `on`'s function (this one's by
+        default: a follower's handover is audited under the follower)."""
+        rollouts = on or self.r
         entry = {
             "at": self.r.clock().isoformat(timespec="seconds"),
             "seq": time.time_ns(),
             "action": action,
-            "function": self.r.function,
-            "alias": self.r.alias,
+            "function": rollouts.function,
+            "alias": rollouts.alias,
             **details,
         }
-        if self.r.audit:
-            self.r.audit(entry)
+        if rollouts.audit:
+            rollouts.audit(entry)
         return entry
 
     # ---- commands -----------------------------------------------------------------------
@@ -200,19 +203,13 @@ class Autopilot:
         follower = self.followers[function]
         state = self.r.state()
         stable_model = state.model_versions.get(state.stable_version)
-        if follower.audit:
-            follower.audit(
-                {
-                    "at": self.r.clock().isoformat(timespec="seconds"),
-                    "seq": time.time_ns(),
-                    "action": HANDOVER,
-                    "function": function,
-                    "alias": follower.alias,
-                    "candidate_version": version,
-                    "model_version": model_version,
-                    "follows": self.r.function,
-                }
-            )
+        self._write(
+            HANDOVER,
+            on=follower,
+            candidate_version=version,
+            model_version=model_version,
+            follows=self.r.function,
+        )
         if model_version == stable_model:
             return {"handover": "serving", **follower.switch(version)}
         return {
@@ -306,7 +303,7 @@ class Autopilot:
         same_model = state.model_versions.get(candidate) == state.model_versions.get(
             state.stable_version
         )
-        if same_model and not (report and decision == "promote"):
+        if same_model and decision != "promote":
             report, decision = None, "promote"
         if decision == "promote":
             reason = (

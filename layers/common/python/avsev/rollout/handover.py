@@ -152,7 +152,7 @@ def _response(
     """The response object CloudFormation expects
     (https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/crpg-ref-responses.html);
     Data values are strings, and the whole body stays under its 4,096-byte limit."""
-    flat = {k: v if isinstance(v, str) else json.dumps(v, default=str) for k, v in (data or {}).items()}
+    kept = {k: v for k, v in (data or {}).items() if k in ("handover", "version", "weights")}
     return {
         "Status": status,
         "Reason": reason[:1000],
@@ -160,7 +160,10 @@ def _response(
         "StackId": event.get("StackId", ""),
         "RequestId": event.get("RequestId", ""),
         "LogicalResourceId": event.get("LogicalResourceId", ""),
-        "Data": {k: v[:256] for k, v in flat.items() if k in ("handover", "version", "weights")},
+        "Data": {
+            k: (v if isinstance(v, str) else json.dumps(v, default=str))[:256]
+            for k, v in kept.items()
+        },
     }
 
 
