@@ -466,6 +466,29 @@ def markdown(report: DriftReport) -> str:
             else ""
         )
         + ").",
+        *_estimate_line(report),
         "",
     ]
     return "\n".join(lines)
+
+
+_VERDICT_WORDS = {
+    "trusted": "trusted",
+    "untrusted": "**not trusted**",
+    "not_enough_labels": "not yet checked",
+    "no_labels": "unchecked",
+}
+
+
+def _estimate_line(report: DriftReport) -> list[str]:
+    """The label-free accuracy estimate and what its check on labelled rows says."""
+    estimate = report.performance_without_labels
+    if estimate is None or estimate.expected_accuracy is None:
+        return []
+    check = estimate.calibration_check
+    line = f"Accuracy without labels: {estimate.expected_accuracy:.3f} expected"
+    if check is not None:
+        line += f", {_VERDICT_WORDS[check.verdict]}"
+        if check.why_not:
+            line += f" ({'; '.join(check.why_not)})"
+    return [line + "."]

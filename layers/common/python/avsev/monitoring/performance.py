@@ -21,10 +21,11 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from avsev.monitoring.reports import CalibrationCheck, ExpectedPerformance
+from avsev.monitoring.reports import CalibrationCheck, ExpectedPerformance, TrustVerdict
 from avsev.serving.schema import SEVERITIES
 
 METRICS = ("log_loss", "accuracy", "macro_f1", "expected_cost")
@@ -37,7 +38,13 @@ VARIANCE_DRAWS = 400
 TRUST_ECE = 0.05
 """Above this top-label calibration error (on the card's test rows), the estimate is not trusted."""
 TRUST_GAP = 0.03
-"""Above this gap between estimated and realized accuracy on labelled rows, it is not trusted."""
+"""The tolerance on the gap between estimated and realized accuracy on labelled rows: the
+estimate is untrusted once the gap is shown to exceed it (beyond its sampling error)."""
+TRUST_MIN_LABELLED = 100
+"""Below this many labelled rows the check says "not enough labels": the gap's 95% interval
+is then wider than ±0.08 for a model near 70% accuracy, too wide to tell anything."""
+TRUST_Z = 1.959963984540054
+"""Two-sided 95%: the gap's interval is gap ± TRUST_Z × its standard error."""
 
 
 @dataclass(frozen=True)
@@ -154,31 +161,63 @@ def calibration_check(
     confidence_bins: Mapping[int, Sequence[float]], card_ece: float | None
 ) -> CalibrationCheck:
     """On labelled rows: top-label ECE, realized vs estimated accuracy, and whether the
-    label-free estimate can be trusted (and why not). Bins: index → (rows, correct, confidence sum)."""
+    label-free estimate can be trusted. Bins: index → (rows, correct, confidence sum).
+
+    The gap (realized − estimated accuracy) is a mean of per-row `correct − confidence`; for a
+    calibrated model each row's `correct` is a Bernoulli draw with the row's confidence, so the
+    gap's variance is the mean of c(1 − c) over rows, divided by n. Per bin only the mean
+    confidence is known; c̄(1 − c̄) ≥ the bin's mean of c(1 − c) (concavity), so the variance
+    used is an upper bound and the test errs towards "trusted". The estimate is **untrusted**
+    when the whole 95% interval of the gap lies beyond ±TRUST_GAP (or the card's test ECE is
+    above TRUST_ECE): a model whose true gap is within the tolerance is called untrusted in at
+    most 2.5% of windows. Below TRUST_MIN_LABELLED rows the verdict is `not_enough_labels`,
+    never trusted; with no labels at all it is `no_labels`."""
     n = sum(b[0] for b in confidence_bins.values())
     reasons = []
     if card_ece is not None and card_ece > TRUST_ECE:
         reasons.append(f"the model's test ECE {card_ece:.3f} is above {TRUST_ECE}")
-    measured: dict[str, float] = {}
+    measured: dict[str, Any] = {}
+    enough = n >= TRUST_MIN_LABELLED
     if n:
         correct = sum(b[1] for b in confidence_bins.values())
         confidence = sum(b[2] for b in confidence_bins.values())
         ece = sum(abs(b[1] - b[2]) for b in confidence_bins.values()) / n
         realized, estimated = correct / n, confidence / n
+        variance = (
+            sum(b[2] * (1 - b[2] / b[0]) for b in confidence_bins.values() if b[0]) / n / n
+        )
+        half = TRUST_Z * math.sqrt(max(variance, 0.0))
+        gap = realized - estimated
         measured = {
             "top_label_ece": ece,
             "realized_accuracy": realized,
             "estimated_accuracy": estimated,
+            "estimate_error_ci95": [-gap - half, -gap + half],
         }
-        if abs(realized - estimated) > TRUST_GAP:
+        if enough and abs(gap) - half > TRUST_GAP:
             reasons.append(
-                f"on {int(n)} labelled rows the estimate is off by {estimated - realized:+.3f} "
-                f"(more than {TRUST_GAP}): calibration or concept drift"
+                f"on {int(n)} labelled rows the estimate is off by {-gap:+.3f} "
+                f"(95% interval {-gap - half:+.3f} to {-gap + half:+.3f}, beyond the "
+                f"±{TRUST_GAP} tolerance): calibration or concept drift"
             )
+    verdict: TrustVerdict
+    if reasons:
+        verdict = "untrusted"
+    elif not n:
+        verdict = "no_labels"
+        reasons.append("no labelled rows: the estimate is unchecked")
+    elif not enough:
+        verdict = "not_enough_labels"
+        reasons.append(
+            f"{int(n)} labelled rows, fewer than the {TRUST_MIN_LABELLED} the check needs"
+        )
+    else:
+        verdict = "trusted"
     return CalibrationCheck(
         labelled=int(n),
         card_top_label_ece=card_ece,
         **measured,
-        trusted=not reasons,
+        trusted=verdict == "trusted",
+        verdict=verdict,
         why_not=reasons,
     )

@@ -36,6 +36,9 @@ class ReportPart(BaseModel):
 # ---- performance (both reports) --------------------------------------------------------
 
 
+TrustVerdict = Literal["trusted", "untrusted", "not_enough_labels", "no_labels"]
+
+
 class CalibrationCheck(ReportPart):
     """On labelled rows: whether the label-free estimate can be trusted, and why not."""
 
@@ -44,7 +47,11 @@ class CalibrationCheck(ReportPart):
     top_label_ece: float | None = None
     realized_accuracy: float | None = None
     estimated_accuracy: float | None = None
+    estimate_error_ci95: list[float] | None = None
+    """95% interval of estimated − realized accuracy (positive: the estimate is optimistic)."""
     trusted: bool
+    """True only when `verdict` is `trusted`."""
+    verdict: TrustVerdict
     why_not: list[str]
 
 
