@@ -8,7 +8,11 @@ import boto3
 from avsev.constants import SERVICE, Env
 from avsev.environment import EnvSettings
 from avsev.monitoring.jobs import Clients, run_ab_analysis
-from avsev.monitoring.performance import DEFAULT_METRIC, METRICS, parse_cost_matrix
+from avsev.monitoring.performance import (
+    DEFAULT_METRIC,
+    check_decision_metric,
+    parse_cost_matrix,
+)
 from avsev.rollout.aliases import Rollouts
 from avsev.serving.observability import logger
 from aws_lambda_powertools.logging import correlation_paths
@@ -23,15 +27,15 @@ class Settings(EnvSettings):
     days: int = Field(7, validation_alias="AB_WINDOW_DAYS", ge=1)
     predict_function: str | None = Field(None, validation_alias=Env.PREDICT_FUNCTION_NAME)
     metric: str = Field(DEFAULT_METRIC, validation_alias=Env.AB_DECISION_METRIC)
-    """log_loss (default), accuracy, macro_f1 or expected_cost (with COST_MATRIX)."""
+    """log_loss (default), accuracy or expected_cost (with COST_MATRIX)."""
+    margin: float | None = Field(None, validation_alias=Env.AB_MARGIN, gt=0)
     cost_matrix: str | None = Field(None, validation_alias=Env.COST_MATRIX)
     service: str = Field(SERVICE, validation_alias=Env.SERVICE_NAME)
 
     @field_validator("metric")
     @classmethod
     def _known_metric(cls, value: str) -> str:
-        if value not in METRICS:
-            raise ValueError(f"{value!r}: one of {', '.join(METRICS)}")
+        check_decision_metric(value)
         return value
 
     @field_validator("cost_matrix")
@@ -71,6 +75,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         scheduled.time,
         days=SETTINGS.days,
         decision_metric=SETTINGS.metric,
+        margin=SETTINGS.margin,
         service=SETTINGS.service,
         cost=COST,
         topic_arn=SETTINGS.topic_arn,

@@ -133,3 +133,24 @@ def test_monitoring_small(tmp_path):
     assert isinstance(size["dataset_drift"], bool) and size["drift_rows"] > 0
     assert size["ab_seconds"] >= 0 and size["drift_seconds"] >= 0
     assert len(r["athena_cost"]["per_day"]) == 3
+
+
+@pytest.mark.slow
+def test_stats_quick(tmp_path):
+    """make bench-stats: the A/B, drift and trust simulations on small sizes, and the tables
+    it writes into a copy of docs/statistics.md."""
+    out, doc = tmp_path / "stats.json", tmp_path / "statistics.md"
+    doc.write_text((ROOT / "docs" / "statistics.md").read_text())
+    run_bench("stats.py", "--quick", "--out", str(out), "--tables", str(doc))
+    r = json.loads(out.read_text())
+    assert r["quick"]
+    for metric in ("log_loss", "accuracy", "expected_cost"):
+        assert r["ab"][metric]["vectorized_checked_looks"] > 0
+        assert r["ab"][metric]["50%_candidate/identical"]["24_looks"]["n"] > 0
+    assert "macro_f1" not in r["ab"]  # not offered for decisions
+    for size in ("300", "5000"):
+        assert r["drift"][size]["daily_alert_false_alarm"]["n"] > 0
+    assert set(r["trust"]) >= {"calibrated_called_untrusted/30_rows"}
+    text = doc.read_text()
+    assert "| log_loss (0.05) | 50% | identical |" in text
+    assert text.count("bench/stats.py tables: start") == 1

@@ -131,7 +131,7 @@ def test_slower_candidate_is_rolled_back():
     assert ab_report(a_p + b_p, a_o + b_o).decision != "rollback"
 
 
-@pytest.mark.parametrize("metric", ["log_loss", "accuracy", "macro_f1", "expected_cost"])
+@pytest.mark.parametrize("metric", ["log_loss", "accuracy", "expected_cost"])
 def test_every_decision_metric_stays_valid_when_read_every_hour(metric):
     """Two arms from the same model and data, the report read after each of 24 batches: the
     share of experiments ever declared different stays at or below alpha, for each metric."""
@@ -158,7 +158,7 @@ def test_every_decision_metric_stays_valid_when_read_every_hour(metric):
                 arm["nll2"] += (nll**2).sum()
             a, b = (
                 estimate(
-                    metric, arm["cm"], nll_sum=arm["nll"], nll2_sum=arm["nll2"], cost=cost, rng=rng
+                    metric, arm["cm"], nll_sum=arm["nll"], nll2_sum=arm["nll2"], cost=cost
                 )
                 for arm in arms
             )
@@ -174,9 +174,28 @@ def test_the_decision_metric_is_a_choice_and_log_loss_by_default():
     default = ab_report(a_p + b_p, a_o + b_o)
     assert default.decision_metric == "log_loss"
     assert default.decision == "promote" and "better on log loss" in default.reason
-    for metric in ("accuracy", "macro_f1", "expected_cost"):
+    for metric in ("accuracy", "expected_cost"):
         report = ab_report(a_p + b_p, a_o + b_o, metric=metric)
         assert report.comparison.decision_metric == metric
         assert report.comparison.metric_gain > 0
     with pytest.raises(ValueError, match="decision metric 'f2'"):
         ab_report(a_p + b_p, a_o + b_o, metric="f2")
+    # reported, but no always-valid test holds for it: not offered for decisions
+    assert default.versions["1.1.0"].macro_f1 is not None
+    with pytest.raises(ValueError, match="macro F1 is reported, not offered"):
+        ab_report(a_p + b_p, a_o + b_o, metric="macro_f1")
+
+
+def test_not_worse_is_an_always_valid_bound_against_the_margin():
+    """A candidate with the champion's quality is promoted as not worse once the gain's
+    always-valid interval clears −margin, and not before; the interval is the inverted
+    always-valid p: |gain| beyond its half-width exactly when p < alpha."""
+    from avsev.monitoring.ab import confidence_half_width, metric_decision
+
+    variance = 0.0004
+    half = confidence_half_width(variance)
+    assert always_valid_p(half * 1.0001, variance) < ALPHA < always_valid_p(half * 0.9999, variance)
+    assert metric_decision(0.0, variance, margin=half * 0.99) == "undecided"
+    assert metric_decision(0.0, variance, margin=half * 1.01) == "not_worse"
+    assert metric_decision(half * 1.01, variance, margin=0.0) == "better"
+    assert metric_decision(-half * 1.01, variance, margin=1.0) == "worse"

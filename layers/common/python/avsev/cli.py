@@ -180,6 +180,7 @@ def cmd_ab_report(args: argparse.Namespace) -> int:
         topic_arn=args.topic,
         decision_metric=args.metric,
         cost=parse_cost_matrix(args.cost_matrix),
+        margin=args.margin,
     )
     _print_json(out["report"])
     print(f"report: s3://{args.bucket}/{out['keys']['markdown']}", file=sys.stderr)
@@ -705,8 +706,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--metric",
         default="log_loss",
-        choices=["log_loss", "accuracy", "macro_f1", "expected_cost"],
+        choices=["log_loss", "accuracy", "expected_cost"],
         help="the decision metric (log loss: a proper scoring rule)",
+    )
+    p.add_argument(
+        "--margin",
+        type=float,
+        help="non-inferiority margin in the metric's units (default: the metric's, "
+        "avsev.monitoring.performance.MARGIN)",
     )
     p.add_argument(
         "--cost-matrix",

@@ -74,6 +74,8 @@ class Env:
     GLUE_DATABASE = "GLUE_DATABASE"
     PREDICT_FUNCTION_NAME = "PREDICT_FUNCTION_NAME"
     AB_DECISION_METRIC = "AB_DECISION_METRIC"
+    AB_MARGIN = "AB_MARGIN"
+    """The non-inferiority margin of the decision metric (its units); unset: the metric's default."""
     COST_MATRIX = "COST_MATRIX"
     ALARM_PREFIX = "ALARM_PREFIX"
     FOLLOWER_FUNCTIONS = "FOLLOWER_FUNCTIONS"

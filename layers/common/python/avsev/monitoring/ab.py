@@ -13,7 +13,7 @@ import datetime as dt
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from scipy import stats
@@ -22,8 +22,8 @@ from avsev.monitoring.metrics import f1_scores, macro_f1_of, weighted_f1_of
 from avsev.monitoring.performance import (
     DEFAULT_METRIC,
     MARGIN,
-    METRICS,
     calibration_check,
+    check_decision_metric,
     estimate,
     expected_performance,
     improvement,
@@ -252,7 +252,11 @@ def compare(
     *,
     metric: str = DEFAULT_METRIC,
     cost: np.ndarray | None = None,
+    margin: float | None = None,
 ) -> Comparison:
+    """Champion against candidate on every measure; the decision metric's gain with its
+    always-valid 95% interval and what it says against the non-inferiority `margin` (the
+    metric's default in `MARGIN` unless given)."""
     na, nb = champion.labelled, candidate.labelled
     ca, cb = champion.correct, candidate.correct
     pa, pb = ca / na, cb / nb
@@ -260,7 +264,7 @@ def compare(
     se = math.sqrt(pa * (1 - pa) / na + pb * (1 - pb) / nb)
     a_est, b_est = (
         estimate(
-            metric, arm.confusion, nll_sum=arm.nll_sum, nll2_sum=arm.nll2_sum, cost=cost, rng=rng
+            metric, arm.confusion, nll_sum=arm.nll_sum, nll2_sum=arm.nll2_sum, cost=cost
         )
         for arm in (champion, candidate)
     )
@@ -269,7 +273,9 @@ def compare(
     f1_draws = bootstrap_f1(candidate.confusion, rng, weighted_f1_of) - bootstrap_f1(
         champion.confusion, rng, weighted_f1_of
     )
-    needed = sample_size_for(gain, a_est.per_row_variance + b_est.per_row_variance)
+    margin = MARGIN[metric] if margin is None else margin
+    half = confidence_half_width(variance) if math.isfinite(variance) else math.inf
+    needed = rows_for_margin(variance, min(na, nb), margin)
     return Comparison(
         decision_metric=metric,
         metric_champion=a_est.value,
@@ -285,6 +291,9 @@ def compare(
         latency=latency_test(champion.latency, candidate.latency),
         labelled_per_arm_needed=needed,
         labelled_per_arm_still_needed=max(0.0, needed - min(na, nb)) if needed else None,
+        margin=margin,
+        metric_gain_always_valid_ci95=(gain - half, gain + half),
+        metric_outcome=metric_decision(gain, variance, margin),
     )
 
 
@@ -302,19 +311,40 @@ def latency_test(champion: Mapping[int, int], candidate: Mapping[int, int]) -> L
     )
 
 
-def sample_size_for(
-    gain: float, per_row_variance: float, alpha: float = ALPHA, power: float = POWER
-) -> float | None:
-    """Labelled rows per version to detect the observed gain (fixed-horizon), from the
-    per-row variances of the two arms."""
-    if gain == 0 or not math.isfinite(per_row_variance):
+def confidence_half_width(variance: float, tau: float = TAU, alpha: float = ALPHA) -> float:
+    """Half-width of the always-valid (1 − alpha) confidence sequence of an estimate with this
+    variance: the normal-mixture mSPRT inverted (Howard et al. 2021, eq. 14), so that
+    `always_valid_p(d, variance) < alpha` exactly when |d| exceeds it."""
+    if variance <= 0:
+        return 0.0
+    return math.sqrt(
+        (2 * math.log(1 / alpha) + math.log((variance + tau**2) / variance))
+        * variance
+        * (variance + tau**2)
+        / tau**2
+    )
+
+
+def rows_for_margin(variance: float, labelled_per_arm: int, margin: float) -> float | None:
+    """Labelled rows per arm at which the always-valid interval narrows to the margin (the
+    variance shrinking as 1/rows): when a candidate no worse than the champion can be
+    promoted as not worse."""
+    if not math.isfinite(variance) or variance <= 0 or labelled_per_arm <= 0 or margin <= 0:
         return None
-    z = stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)
-    return float(math.ceil(z**2 * per_row_variance / gain**2))
+    if confidence_half_width(variance) <= margin:
+        return float(labelled_per_arm)
+    lo, hi = 1.0, 2.0
+    while confidence_half_width(variance / hi) > margin:
+        lo, hi = hi, hi * 2
+    for _ in range(50):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if confidence_half_width(variance / mid) > margin else (lo, mid)
+    return float(math.ceil(labelled_per_arm * hi))
 
 
 def decide(comparison: Comparison, n_a: int, n_b: int) -> tuple[Decision, str]:
-    """promote / rollback / continue, and why (on the decision metric)."""
+    """promote / rollback / continue, and why: a slower candidate is rolled back; otherwise
+    the decision metric decides (`metric_decision`)."""
     lat = comparison.latency
     if (
         lat.p_value is not None
@@ -328,27 +358,72 @@ def decide(comparison: Comparison, n_a: int, n_b: int) -> tuple[Decision, str]:
         )
     metric = comparison.decision_metric
     name = metric.replace("_", " ")
-    p = comparison.always_valid_p
-    gain = comparison.metric_gain
     shown = f"{comparison.metric_candidate - comparison.metric_champion:+.3f}"
-    if p < ALPHA:
-        if gain > 0:
-            better = "more accurate" if metric == "accuracy" else f"better on {name}"
-            return "promote", f"the candidate is {better} by {shown} (always-valid p = {p:.3g})"
+    p = comparison.always_valid_p
+    outcome = comparison.metric_outcome
+    if outcome == "better":
+        better = "more accurate" if metric == "accuracy" else f"better on {name}"
+        return "promote", f"the candidate is {better} by {shown} (always-valid p = {p:.3g})"
+    if outcome == "worse":
         worse = "less accurate" if metric == "accuracy" else f"worse on {name}"
         return "rollback", f"the candidate is {worse} by {shown} (always-valid p = {p:.3g})"
-    low = comparison.metric_gain_ci95[0]
-    needed = comparison.labelled_per_arm_needed
-    margin = MARGIN[metric]
-    if needed is not None and min(n_a, n_b) >= needed and low > -margin:
+    if outcome == "not_worse":
+        low = (comparison.metric_gain_always_valid_ci95 or (math.nan, math.nan))[0]
         return (
             "promote",
-            f"no significant difference after {min(n_a, n_b)} labelled rows per arm and the candidate is at most {margin} worse on {name}",
+            f"the candidate is not worse on {name} by more than the margin {comparison.margin} "
+            f"(always-valid 95% lower bound of its gain {low:+.3f}, after {min(n_a, n_b)} "
+            "labelled rows per arm)",
         )
     return (
         "continue",
         f"not enough evidence yet (always-valid p = {p:.3g}, {name} {shown})",
     )
+
+
+MetricOutcome = Literal["better", "worse", "not_worse", "undecided"]
+_OUTCOMES: dict[int, MetricOutcome] = {2: "better", 1: "not_worse", -1: "worse", 0: "undecided"}
+
+
+def metric_decisions(
+    gain: np.ndarray, variance: np.ndarray, margin: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """What the decision metric says at many looks at once (arrays of one shape): the gain
+    (positive: candidate better) and its variance, against the non-inferiority margin.
+    Returns (decision, kind): decision 1 promote, -1 rollback, 0 continue; kind 2
+    significantly better, 1 not worse than the margin, -1 significantly worse, 0 undecided.
+
+    Significance is the always-valid p (mSPRT) against no difference; "not worse" is the
+    always-valid confidence sequence's lower bound above −margin. Both hold at every look, so
+    reading the report each hour does not inflate either error: a candidate worse by the
+    margin or more is promoted in at most ALPHA of experiments, identical arms are rolled back
+    or called better in at most ALPHA. bench/stats.py simulates it at every look."""
+    gain = np.asarray(gain, dtype=float)
+    variance = np.asarray(variance, dtype=float)
+    ok = np.isfinite(variance) & (variance > 0)
+    v = np.where(ok, variance, 1.0)
+    p = always_valid_ps(gain, variance)
+    significant = ok & (p < ALPHA)
+    half = np.sqrt(
+        (2 * np.log(1 / ALPHA) + np.log((v + TAU**2) / v)) * v * (v + TAU**2) / TAU**2
+    )
+    not_worse = ok & ~significant & (gain - half > -margin)
+    kind = np.where(significant, np.where(gain > 0, 2, -1), np.where(not_worse, 1, 0))
+    return np.where(kind > 0, 1, np.where(kind < 0, -1, 0)), kind
+
+
+def metric_decision(gain: float, variance: float, margin: float) -> MetricOutcome:
+    """`metric_decisions` at one look."""
+    _, kind = metric_decisions(np.array([gain]), np.array([variance]), margin)
+    return _OUTCOMES[int(kind[0])]
+
+
+def always_valid_ps(diff: np.ndarray, variance: np.ndarray, tau: float = TAU) -> np.ndarray:
+    """`always_valid_p` over arrays (1 where the variance is not positive or not finite)."""
+    ok = np.isfinite(variance) & (variance > 0)
+    v = np.where(ok, variance, 1.0)
+    log_lambda = 0.5 * np.log(v / (v + tau**2)) + diff**2 * tau**2 / (2 * v * (v + tau**2))
+    return np.where(ok, np.minimum(1.0, np.exp(-np.clip(log_lambda, -700, 700))), 1.0)
 
 
 def ab_report(
@@ -360,12 +435,12 @@ def ab_report(
     seed: int = 0,
     metric: str = DEFAULT_METRIC,
     cost: np.ndarray | None = None,
+    margin: float | None = None,
 ) -> ABReport:
     """The A/B report of a window's counts. Champion and candidate default to the most and
     second-most served model versions; the decision is on `metric` (see
     avsev.monitoring.performance)."""
-    if metric not in METRICS:
-        raise ValueError(f"decision metric {metric!r}: one of {', '.join(METRICS)}")
+    check_decision_metric(metric)
     rng = np.random.default_rng(seed)
     by_version = {v: c for v, c in counts.versions.items() if c.requests or c.labelled}
     ranked = sorted(by_version, key=lambda v: by_version[v].requests, reverse=True)
@@ -385,7 +460,7 @@ def ab_report(
         if min(la, lb) < MIN_LABELLED:
             reason = f"{la} and {lb} labelled predictions; at least {MIN_LABELLED} per version are needed"
         else:
-            comparison = compare(arm_a, arm_b, rng, metric=metric, cost=cost)
+            comparison = compare(arm_a, arm_b, rng, metric=metric, cost=cost, margin=margin)
             decision, reason = decide(comparison, la, lb)
             parts["comparison"] = comparison
     return ABReport(
@@ -451,6 +526,7 @@ def markdown(report: ABReport) -> str:
     if c:
         lo, hi = c.accuracy_delta_ci95
         flo, fhi = c.weighted_f1_delta_ci95
+        gain_low, gain_high = c.metric_gain_always_valid_ci95 or (math.nan, math.nan)
         lat_test = c.latency
         slower = (
             f"- latency: candidate p95 ×{lat_test.p95_ratio:.2f} ({lat_test.p95_diff_ms:+.3f} ms), "
@@ -467,7 +543,9 @@ def markdown(report: ABReport) -> str:
             f"{c.accuracy_test.method} p = {c.accuracy_test.p_value:.3g}; always-valid p = {c.always_valid_p:.3g}",
             f"- weighted F1, candidate − champion: {c.weighted_f1_delta:+.3f} (bootstrap 95% CI {flo:+.3f} to {fhi:+.3f})",
             slower,
-            f"- labelled rows per version still needed to detect this difference: {c.labelled_per_arm_still_needed or 0:.0f}",
+            f"- {c.decision_metric.replace('_', ' ')} gain, always-valid 95% interval: "
+            f"{gain_low:+.3f} to {gain_high:+.3f} (not worse when its lower end is above −{c.margin})",
+            f"- labelled rows per version still needed for that interval to reach the margin: {c.labelled_per_arm_still_needed or 0:.0f}",
         ]
     if report.shadow_mcnemar:
         lines += ["", f"- shadow (paired, McNemar): {report.shadow_mcnemar.verdict}"]

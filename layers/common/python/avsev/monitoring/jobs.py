@@ -229,6 +229,7 @@ def run_ab_analysis(
     candidate: str | None = None,
     decision_metric: str = DEFAULT_METRIC,
     cost: Any = None,
+    margin: float | None = None,
     service: str = SERVICE,
 ) -> dict[str, Any]:
     start, end, ident = window(at, days, hourly=True)
@@ -242,6 +243,7 @@ def run_ab_analysis(
         candidate=candidate,
         metric=decision_metric,
         cost=cost,
+        margin=margin,
         window={"from": start.isoformat(), "to": end.isoformat(), "id": ident},
     )
     report.as_of = at.isoformat(timespec="seconds")

@@ -73,10 +73,15 @@ def reports_from_records(
 
 
 def drift_reports_of_rows(
-    card: Mapping[str, Any], samples: Sequence[Sequence[Mapping[str, Any]]], **kwargs: Any
+    card: Mapping[str, Any],
+    samples: Sequence[Sequence[Mapping[str, Any]]],
+    *,
+    predicted: Sequence[Sequence[str]] | None = None,
+    **kwargs: Any,
 ) -> list[DriftReport]:
     """The drift report of each sample of report rows, each taken as one day of predictions
-    served by the card's version (the drift evaluation over many seeds: one engine for all)."""
+    served by the card's version (the drift evaluation over many seeds: one engine for all).
+    `predicted`: each row's predicted class, per sample ("None" when not given)."""
     first = dt.date(2000, 1, 1)
     with tempfile.TemporaryDirectory(prefix="avsev-offline-") as folder:
         root = Path(folder)
@@ -97,7 +102,7 @@ def drift_reports_of_rows(
                             for k, v in row.items()
                             if k != "ev_id"
                         },
-                        "predicted": "None",
+                        "predicted": predicted[i][j] if predicted else "None",
                         "latency_ms": 0.0,
                     }
                 )

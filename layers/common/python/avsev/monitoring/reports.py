@@ -131,7 +131,14 @@ class Comparison(ReportPart):
     weighted_f1_delta_ci95: tuple[float, float]
     latency: LatencyTest
     labelled_per_arm_needed: float | None
+    """Rows per arm at which the gain's always-valid interval narrows to the margin."""
     labelled_per_arm_still_needed: float | None
+    margin: float | None = None
+    """The non-inferiority margin the decision used (the metric's units)."""
+    metric_gain_always_valid_ci95: tuple[float, float] | None = None
+    """The gain's always-valid 95% interval (valid however often the report is read)."""
+    metric_outcome: Literal["better", "worse", "not_worse", "undecided"] = "undecided"
+    """What the decision metric says (`avsev.monitoring.ab.metric_decision`)."""
 
 
 class ShadowMcNemar(ReportPart):
@@ -251,6 +258,8 @@ class ConceptDrift(ReportPart):
     labelled: int
     needed: int | None = None
     weighted_f1: float | None = None
+    weighted_f1_ci95: tuple[float, float] | None = None
+    """Bootstrap 95% interval: drift when it lies wholly below `floor`."""
     reference_weighted_f1: float | None = None
     floor: float | None = None
 
@@ -279,6 +288,7 @@ class DriftReport(ReportPart):
     prediction_drift: PredictionDrift | None = None
     concept_drift: ConceptDrift | None = None
     drift_found: bool
+    """What alerts: dataset drift or concept drift (a feature or the class mix alone does not)."""
     reason: str | None = None
     performance_without_labels: PerformanceWithoutLabels | None = None
     skipped: WindowGaps | None = None

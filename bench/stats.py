@@ -1,0 +1,558 @@
+"""How often the system's decisions are wrong, by simulation on the real NTSB data.
+
+A model is fit on the oldest years (the held-out fit of `avsev train`, no refit); its
+probabilities on the newest years are the pool every simulation draws from. Labels are drawn
+from those probabilities, so the model is calibrated by construction, and the truth of every
+scenario is known.
+
+- **A/B decisions** (`avsev.monitoring.ab.metric_decision`): two arms read at every look (an
+  hour's labelled rows), for each decision metric, with 50/50 and 90/10 traffic: identical
+  arms (a false decision is a significant promote or any rollback), a candidate worse by the
+  metric's margin (a false decision is any promotion), a candidate better or worse by twice
+  the margin (power: the right decision). Reported as the share of experiments decided by 24,
+  100 and 500 looks. Per look, the metric's mean and variance and the decision are computed
+  for all experiments at once with numpy; `check_vectorized` proves they equal the project's
+  own `estimate`, `improvement`, `always_valid_p` and `metric_decision` on sampled looks.
+- **Drift** (`avsev.monitoring.offline.drift_reports_of_rows`: the rollup SQL in DuckDB, then
+  the report): the reference profile from one random half of the real rows, windows of 300 /
+  1,000 / 5,000 / 50,000 rows from the other half (with replacement above its size): each
+  feature's false-alarm rate, dataset drift, prediction drift and the daily alert; and the
+  detection of the top feature half blanked.
+- **Trust** (`avsev.monitoring.performance.calibration_check`): windows of labelled rows from
+  the calibrated model and from one 8 points over-confident.
+
+Every rate carries its Wilson 95% interval. Writes bench/stats_results.json (or --out);
+--quick is a smoke run (tests/e2e/test_benches.py), not a measurement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "stats_results.json"
+Z95 = 1.959963984540054
+SEVERITY_COST = np.array([[0, 5, 5, 10], [2, 0, 2, 4], [1, 1, 0, 2], [1, 1, 1, 0]], dtype=float)
+"""An example cost matrix for `expected_cost` (rows actual, columns predicted)."""
+
+
+@dataclass(frozen=True)
+class Sizes:
+    ab_experiments: int = 1000
+    looks: tuple[int, ...] = (24, 100, 500)
+    rows_per_look: int = 60
+    chunk: int = 50
+    drift_sizes: tuple[int, ...] = (300, 1000, 5000, 50000)
+    drift_windows: dict[int, int] | None = None
+    trust_windows: int = 1000
+    rounds: int = 400
+
+    @staticmethod
+    def quick() -> Sizes:
+        return Sizes(
+            ab_experiments=40,
+            looks=(24, 100),
+            drift_sizes=(300, 5000),
+            drift_windows={300: 10, 5000: 4},
+            trust_windows=100,
+            rounds=30,
+        )
+
+    def windows(self, size: int) -> int:
+        if self.drift_windows:
+            return self.drift_windows[size]
+        return 40 if size >= 50000 else 300
+
+
+def wilson(k: int, n: int) -> dict[str, Any]:
+    """A rate with its Wilson score 95% interval."""
+    if n == 0:
+        return {"rate": None, "k": 0, "n": 0, "ci95": None}
+    p = k / n
+    centre = p + Z95**2 / (2 * n)
+    spread = Z95 * math.sqrt(p * (1 - p) / n + Z95**2 / (4 * n * n))
+    denom = 1 + Z95**2 / n
+    return {
+        "rate": p,
+        "k": k,
+        "n": n,
+        "ci95": [max(0.0, (centre - spread) / denom), min(1.0, (centre + spread) / denom)],
+    }
+
+
+# ---- the model and its pool ------------------------------------------------------------
+
+
+@dataclass
+class Pool:
+    card: dict[str, Any]
+    rows: list[dict[str, Any]]
+    """All real rows (the drift simulation splits them)."""
+    proba: np.ndarray
+    """The model's probabilities on the newest years' rows (n × 4)."""
+    spec: Any
+    booster: Any
+
+
+def pool(sizes: Sizes) -> Pool:
+    from avsev.data import default_data_path, load
+    from avsev.pipeline.train import dmatrix, matrix, time_split, train
+
+    data = load(default_data_path())
+    rows = data.reports()
+    fit = train(data, rounds=sizes.rounds, refit=False)
+    split = time_split([r.get("event_date") for r in rows])
+    newest = [rows[i] for i in split.test]
+    proba = fit.booster.predict(dmatrix(fit.spec, matrix(fit.spec, newest)))
+    card = {
+        **fit.info,
+        "name": "avsev-severity",
+        "version": "1.0.0",
+        "metrics": fit.metrics,
+        "feature_spec": fit.spec.to_dict(),
+    }
+    return Pool(card, rows, np.asarray(proba, dtype=float), fit.spec, fit.booster)
+
+
+# ---- A/B ---------------------------------------------------------------------------------
+
+
+def noisy(proba: np.ndarray, sigma: float, seed: int = 99) -> np.ndarray:
+    """A worse model: each row's probabilities perturbed by a fixed log-normal noise."""
+    if sigma == 0:
+        return proba
+    z = np.random.default_rng(seed).standard_normal(proba.shape)
+    q = proba * np.exp(sigma * z)
+    return q / q.sum(axis=1, keepdims=True)
+
+
+def true_metric(metric: str, truth: np.ndarray, served: np.ndarray) -> float:
+    """The metric's expectation when labels follow `truth` and `served` answers."""
+    pred = served.argmax(axis=1)
+    if metric == "log_loss":
+        return float(-(truth * np.log(np.clip(served, 1e-15, None))).sum(axis=1).mean())
+    if metric == "accuracy":
+        return float(truth[np.arange(len(truth)), pred].mean())
+    if metric == "expected_cost":
+        return float((truth * SEVERITY_COST[:, pred].T).sum(axis=1).mean())
+    raise ValueError(metric)
+
+
+def worse_model(metric: str, proba: np.ndarray, worse_by: float) -> np.ndarray:
+    """A model worse than `proba` by `worse_by` on `metric` when labels follow `proba`.
+
+    Log loss and accuracy: `proba` perturbed by a fixed log-normal noise of a scale found by
+    bisection (any change of the top class costs accuracy, since `proba`'s argmax is the
+    accurate answer). Expected cost: the argmax is not the cost-optimal answer, so noise can
+    lower the cost; instead, the rows of a fixed random subset answer the class with the
+    highest expected cost, the subset grown until the cost rises by `worse_by`."""
+    base = true_metric(metric, proba, proba)
+
+    def gap(served: np.ndarray) -> float:
+        d = true_metric(metric, proba, served) - base
+        return -d if metric == "accuracy" else d
+
+    if metric == "expected_cost":
+        worst = (proba @ SEVERITY_COST).argmax(axis=1)
+        order = np.random.default_rng(98).permutation(len(proba))
+
+        def served_with(k: int) -> np.ndarray:
+            out = proba.copy()
+            rows = order[:k]
+            out[rows] = np.eye(proba.shape[1])[worst[rows]]
+            return out
+
+        lo_k, hi_k = 0, len(proba)
+        while hi_k - lo_k > 1:
+            mid = (lo_k + hi_k) // 2
+            lo_k, hi_k = (mid, hi_k) if gap(served_with(mid)) < worse_by else (lo_k, mid)
+        served = served_with(hi_k)
+    else:
+        s_lo, s_hi = 0.0, 0.5
+        while gap(noisy(proba, s_hi)) < worse_by and s_hi < 64:
+            s_hi *= 2
+        for _ in range(40):
+            s_mid = (s_lo + s_hi) / 2
+            s_lo, s_hi = (s_mid, s_hi) if gap(noisy(proba, s_mid)) < worse_by else (s_lo, s_mid)
+        served = noisy(proba, s_hi)
+    reached = gap(served)
+    assert abs(reached - worse_by) <= 0.05 * worse_by + 1e-3, (metric, worse_by, reached)
+    return served
+
+
+def per_row(metric: str, y: np.ndarray, served: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """The metric's per-row value for labels `y` of pool rows `idx` answered by `served`."""
+    q = served[idx]
+    if metric == "log_loss":
+        return -np.log(np.clip(np.take_along_axis(q, y[..., None], -1)[..., 0], 1e-15, None))
+    pred = q.argmax(axis=-1)
+    if metric == "accuracy":
+        return (pred == y).astype(float)
+    if metric == "expected_cost":
+        return SEVERITY_COST[y, pred]
+    raise ValueError(metric)
+
+
+def arm_sums(
+    rng: np.random.Generator,
+    truth: np.ndarray,
+    served: np.ndarray,
+    metric: str,
+    experiments: int,
+    looks: int,
+    rows: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One arm of `experiments` runs: cumulative sum of the per-row metric and of its square
+    after each look (experiments × looks), and the rows themselves (pool index, label)."""
+    idx = rng.integers(0, len(truth), size=(experiments, looks, rows))
+    u = rng.random((experiments, looks, rows, 1))
+    y = (u > np.cumsum(truth[idx], axis=-1)).sum(axis=-1).clip(0, 3)
+    x = per_row(metric, y, served, idx)
+    return x.sum(-1).cumsum(1), (x**2).sum(-1).cumsum(1), idx, y
+
+
+def vectorized_decisions(
+    metric: str,
+    s1a: np.ndarray,
+    s2a: np.ndarray,
+    na: np.ndarray,
+    s1b: np.ndarray,
+    s2b: np.ndarray,
+    nb: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The decision at every look of every experiment: 1 promote, -1 rollback, 0 continue
+    (with the kind in a second array: 2 better, 1 not worse)."""
+    from avsev.monitoring import ab
+    from avsev.monitoring.performance import LOWER_IS_BETTER, MARGIN
+
+    ma, mb = s1a / na, s1b / nb
+    pra = np.maximum(s2a / na - ma**2, 0.0)
+    prb = np.maximum(s2b / nb - mb**2, 0.0)
+    gain = (mb - ma) * (-1 if metric in LOWER_IS_BETTER else 1)
+    variance = pra / na + prb / nb
+    return ab.metric_decisions(gain, variance, MARGIN[metric])
+
+
+def check_vectorized(metric: str, rng: np.random.Generator, proba: np.ndarray) -> int:
+    """The vectorized decisions equal the project's per-look functions on sampled looks."""
+    from avsev.monitoring import ab
+    from avsev.monitoring.performance import MARGIN, estimate, improvement
+
+    looks, rows = 40, 30
+    checked = 0
+    served_b = noisy(proba, 0.3)
+    arms = []
+    for served in (proba, served_b):
+        s1, s2, idx, y = arm_sums(rng, proba, served, metric, 1, looks, rows)
+        arms.append((s1, s2, idx, y, served))
+    n = np.arange(1, looks + 1)[None, :] * rows
+    vec = vectorized_decisions(metric, arms[0][0], arms[0][1], n, arms[1][0], arms[1][1], n)
+    for k in range(0, looks, 7):
+        ests = []
+        for _, _, idx, y, served in arms:
+            yy, ii = y[0, : k + 1].ravel(), idx[0, : k + 1].ravel()
+            pred = served[ii].argmax(axis=1)
+            cm = np.zeros((4, 4), dtype=np.int64)
+            np.add.at(cm, (yy, pred), 1)
+            nll = per_row("log_loss", yy, served, ii)
+            ests.append(
+                estimate(
+                    metric,
+                    cm,
+                    nll_sum=float(nll.sum()),
+                    nll2_sum=float((nll**2).sum()),
+                    cost=SEVERITY_COST,
+                )
+            )
+        gain, variance = improvement(metric, ests[0], ests[1])
+        one = ab.metric_decision(gain, variance, MARGIN[metric])
+        code = {"better": 1, "not_worse": 1, "worse": -1, "undecided": 0}[one]
+        assert code == int(vec[0][0, k]), (metric, k, one, vec[0][0, k])
+        checked += 1
+    return checked
+
+
+def ab_scenarios(p: Pool, sizes: Sizes, metrics: tuple[str, ...]) -> dict[str, Any]:
+    from avsev.monitoring.ab import MIN_LABELLED
+    from avsev.monitoring.performance import MARGIN
+
+    rng = np.random.default_rng(2026)
+    looks = max(sizes.looks)
+    out: dict[str, Any] = {}
+    for metric in metrics:
+        margin = MARGIN[metric]
+        checked = check_vectorized(metric, rng, p.proba)
+        worse1 = worse_model(metric, p.proba, margin)
+        worse2 = worse_model(metric, p.proba, 2 * margin)
+        # (champion answers, candidate answers, what counts as the event measured)
+        scenarios: dict[str, tuple[np.ndarray, np.ndarray, str]] = {
+            "identical": (p.proba, p.proba, "false: significant promote or any rollback"),
+            "worse_by_margin": (p.proba, worse1, "false: any promotion"),
+            "better_by_2_margins": (worse2, p.proba, "power: promoted"),
+            "worse_by_2_margins": (p.proba, worse2, "power: rolled back"),
+        }
+        per_metric: dict[str, Any] = {"margin": margin, "vectorized_checked_looks": checked}
+        for split in (0.5, 0.1):
+            r_b = max(1, round(sizes.rows_per_look * split))
+            r_a = sizes.rows_per_look - r_b
+            for name, (champ, cand, event) in scenarios.items():
+                first = np.full(sizes.ab_experiments, looks, dtype=int)
+                kind = np.zeros(sizes.ab_experiments, dtype=int)
+                for start in range(0, sizes.ab_experiments, sizes.chunk):
+                    e = min(sizes.chunk, sizes.ab_experiments - start)
+                    s1a, s2a, _, _ = arm_sums(rng, p.proba, champ, metric, e, looks, r_a)
+                    s1b, s2b, _, _ = arm_sums(rng, p.proba, cand, metric, e, looks, r_b)
+                    k = np.arange(1, looks + 1)[None, :]
+                    na, nb = k * r_a, k * r_b
+                    decided, how = vectorized_decisions(metric, s1a, s2a, na, s1b, s2b, nb)
+                    decided = np.where(np.minimum(na, nb) >= MIN_LABELLED, decided, 0)
+                    any_ = decided != 0
+                    at = np.where(any_.any(1), any_.argmax(1), looks)
+                    first[start : start + e] = at
+                    rows_ = np.arange(e)
+                    picked = np.where(at < looks, at, 0)
+                    code = decided[rows_, picked] * np.where(at < looks, 1, 0)
+                    kind[start : start + e] = np.where(
+                        code > 0, how[rows_, picked], np.where(code < 0, -1, 0)
+                    )
+                result: dict[str, Any] = {"measures": event}
+                for n_looks in sizes.looks:
+                    done = first < n_looks
+                    if name == "identical":
+                        hit = done & ((kind == -1) | (kind == 2))
+                    elif name in ("worse_by_margin", "better_by_2_margins"):
+                        hit = done & (kind > 0)
+                    else:
+                        hit = done & (kind == -1)
+                    result[f"{n_looks}_looks"] = wilson(int(hit.sum()), sizes.ab_experiments)
+                per_metric[f"{int(split * 100)}%_candidate/{name}"] = result
+        out[metric] = per_metric
+    return out
+
+
+# ---- drift -------------------------------------------------------------------------------
+
+
+def drift(p: Pool, sizes: Sizes) -> dict[str, Any]:
+    from avsev.monitoring.evaluation import blank_field, split_reference, top_feature
+    from avsev.monitoring.offline import drift_reports_of_rows
+    from avsev.pipeline.train import dmatrix, matrix
+    from avsev.serving.schema import SEVERITIES
+
+    def predicted(rows: list[dict[str, Any]]) -> list[str]:
+        proba = p.booster.predict(dmatrix(p.spec, matrix(p.spec, rows)))
+        return [SEVERITIES[i] for i in np.asarray(proba).argmax(axis=1)]
+
+    top = top_feature(p.card)
+    out: dict[str, Any] = {"top_feature": top}
+    for size in sizes.drift_sizes:
+        windows = sizes.windows(size)
+        features: dict[str, list[int]] = {}
+        dataset = alert = prediction = blanked_caught = 0
+        for w in range(windows):
+            card, other = split_reference(p.card, p.rows, p.spec, seed=w)
+            rng = np.random.default_rng(50_000 + w)
+            pick = rng.choice(len(other), size, replace=size > len(other))
+            same = [dict(other[i]) for i in pick]
+            blanked = [dict(r) for r in same]
+            blank_field(top)(blanked, w)
+            reports = drift_reports_of_rows(
+                card, [same, blanked], predicted=[predicted(same), predicted(blanked)]
+            )
+            report, changed = reports
+            for name, f in (report.features or {}).items():
+                if f.test != "skipped":
+                    features.setdefault(name, []).append(int(bool(f.drift)))
+            dataset += bool(report.dataset_drift)
+            alert += bool(report.drift_found)
+            prediction += bool(report.prediction_drift and report.prediction_drift.drift)
+            blanked_caught += bool(changed.dataset_drift)
+        out[str(size)] = {
+            "windows": windows,
+            "per_feature_false_alarm": {n: wilson(sum(v), len(v)) for n, v in features.items()},
+            "any_feature_false_alarm": None,
+            "dataset_drift_false_alarm": wilson(dataset, windows),
+            "prediction_drift_false_alarm": wilson(prediction, windows),
+            "daily_alert_false_alarm": wilson(alert, windows),
+            f"{top}_half_blank_dataset_drift_caught": wilson(blanked_caught, windows),
+        }
+    return out
+
+
+# ---- trust -------------------------------------------------------------------------------
+
+
+def trust(p: Pool, sizes: Sizes) -> dict[str, Any]:
+    from avsev.monitoring.performance import calibration_check
+    from avsev.monitoring.rollups import CONFIDENCE_BINS
+
+    conf_all = p.proba.max(axis=1)
+    rng = np.random.default_rng(7)
+    out: dict[str, Any] = {}
+    for shift, label in (
+        (0.0, "calibrated_called_untrusted"),
+        (0.08, "overconfident_by_8_points_caught"),
+    ):
+        for rows in (30, 100, 300, 1000):
+            hits = 0
+            for _ in range(sizes.trust_windows):
+                conf = rng.choice(conf_all, size=rows)
+                correct = rng.random(rows) < np.clip(conf - shift, 0, 1)
+                bins: dict[int, list[float]] = {}
+                for b, c, ok in zip(
+                    np.floor(conf * CONFIDENCE_BINS).astype(int), conf, correct, strict=True
+                ):
+                    cell = bins.setdefault(int(b), [0.0, 0.0, 0.0])
+                    cell[0] += 1
+                    cell[1] += float(ok)
+                    cell[2] += float(c)
+                hits += calibration_check(bins, None).verdict == "untrusted"
+            out[f"{label}/{rows}_rows"] = wilson(hits, sizes.trust_windows)
+    return out
+
+
+def _pct(r: dict[str, Any] | None) -> str:
+    if not r or r.get("rate") is None:
+        return "–"
+    lo, hi = r["ci95"]
+    return f"{100 * r['rate']:.1f}% ({100 * lo:.1f}–{100 * hi:.1f})"
+
+
+def tables(results: dict[str, Any]) -> str:
+    """The results as the markdown tables of docs/statistics.md."""
+    out: list[str] = []
+    ab = results.get("ab") or {}
+    if ab:
+        looks = [f"{n}_looks" for n in results["sizes"]["looks"]]
+        out += [
+            "**A/B decisions** — share of experiments decided by the look (Wilson 95% interval):",
+            "",
+            "| metric (margin) | traffic | scenario | measures | "
+            + " | ".join(x.replace("_", " ") for x in looks)
+            + " |",
+            "|---|---|---|---|" + "---|" * len(looks),
+        ]
+        for metric, per in ab.items():
+            for key, r in per.items():
+                if "/" not in key:
+                    continue
+                split, scenario = key.split("/")
+                out.append(
+                    f"| {metric} ({per.get('margin', '–')}) | {split.split('_')[0]} | {scenario.replace('_', ' ')} "
+                    f"| {r['measures']} | " + " | ".join(_pct(r.get(x)) for x in looks) + " |"
+                )
+        out.append("")
+    drift_ = results.get("drift") or {}
+    sizes = [k for k in drift_ if k.isdigit()]
+    if sizes:
+        top = drift_["top_feature"]
+        out += [
+            "**Drift on unchanged data** — share of windows (Wilson 95% interval):",
+            "",
+            "| rows | windows | daily alert | dataset drift | prediction drift | worst feature | "
+            f"{top} half blank caught |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for size in sizes:
+            d = drift_[size]
+            worst_name, worst = max(
+                d["per_feature_false_alarm"].items(), key=lambda kv: kv[1]["rate"] or 0
+            )
+            out.append(
+                f"| {int(size):,} | {d['windows']} | {_pct(d['daily_alert_false_alarm'])} "
+                f"| {_pct(d['dataset_drift_false_alarm'])} | {_pct(d['prediction_drift_false_alarm'])} "
+                f"| {worst_name} {_pct(worst)} | {_pct(d[f'{top}_half_blank_dataset_drift_caught'])} |"
+            )
+        out.append("")
+    trust_ = results.get("trust") or {}
+    if trust_:
+        rows = sorted({k.split("/")[1] for k in trust_}, key=lambda x: int(x.split("_")[0]))
+        out += [
+            "**Trust in the label-free estimate** — share of windows called untrusted:",
+            "",
+            "| model | " + " | ".join(r.replace("_", " ") for r in rows) + " |",
+            "|---|" + "---|" * len(rows),
+        ]
+        for label in ("calibrated_called_untrusted", "overconfident_by_8_points_caught"):
+            out.append(
+                f"| {label.replace('_', ' ')} | "
+                + " | ".join(_pct(trust_.get(f"{label}/{r}")) for r in rows)
+                + " |"
+            )
+        out.append("")
+    return "\n".join(out)
+
+
+TABLE_START = "<!-- bench/stats.py tables: start -->"
+TABLE_END = "<!-- bench/stats.py tables: end -->"
+
+
+def write_tables(doc: Path, results: dict[str, Any]) -> None:
+    """Replace the tables between the markers of `doc` with these results'."""
+    text = doc.read_text()
+    head, _, rest = text.partition(TABLE_START)
+    _, _, tail = rest.partition(TABLE_END)
+    stamp = f"From `bench/stats_results.json` (commit {results.get('commit')}, {results.get('seconds')} s)."
+    doc.write_text(f"{head}{TABLE_START}\n{stamp}\n\n{tables(results)}\n{TABLE_END}{tail}")
+
+
+def commit() -> str | None:
+    done = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
+    )
+    return done.stdout.strip() or None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a smoke run on small sizes")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--tables", type=Path, help="write the tables into this markdown file (between markers)"
+    )
+    parser.add_argument(
+        "--part", action="append", choices=["ab", "drift", "trust"], help="default: all"
+    )
+    args = parser.parse_args(argv)
+    sizes = Sizes.quick() if args.quick else Sizes()
+    parts = args.part or ["ab", "drift", "trust"]
+    started = time.perf_counter()
+    p = pool(sizes)
+    from avsev.monitoring.performance import DECISION_METRICS
+
+    results: dict[str, Any] = {
+        "commit": commit(),
+        "sizes": sizes.__dict__ | {"looks": list(sizes.looks)},
+    }
+    if args.quick:
+        results["quick"] = True
+    steps: dict[str, Callable[[], Any]] = {
+        "ab": lambda: ab_scenarios(p, sizes, DECISION_METRICS),
+        "drift": lambda: drift(p, sizes),
+        "trust": lambda: trust(p, sizes),
+    }
+    for part in parts:
+        t = time.perf_counter()
+        results[part] = steps[part]()
+        print(f"{part}: {time.perf_counter() - t:.0f} s", file=sys.stderr)
+    results["seconds"] = round(time.perf_counter() - started, 1)
+    args.out.write_text(json.dumps(results, indent=1, default=str) + "\n")
+    if args.tables:
+        write_tables(args.tables, results)
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
