@@ -8,7 +8,6 @@ import datetime as dt
 import json
 
 import pytest
-
 from avsev.monitoring.firehose import (
     MALFORMED_DATA,
     PARSE_ERROR,
