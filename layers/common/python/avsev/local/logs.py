@@ -1,6 +1,7 @@
 """What CloudWatch Logs, the subscription filter, Firehose and EMF extraction do in AWS,
 done locally: the handlers' stdout lines are routed — prediction and outcome records to S3
-in Firehose's layout and format (Parquet), EMF blobs to CloudWatch metrics, the rest to the console."""
+in Firehose's layout and format (Parquet, and what record format conversion rejects under
+`firehose-errors/`), EMF blobs to CloudWatch metrics, the rest to the console."""
 
 from __future__ import annotations
 
