@@ -177,6 +177,7 @@ def test_a_line_that_still_fails_is_kept_and_reported_and_the_good_ones_land(s3,
         ["not json at all"],
     ]
     assert "actual_severity" in kept[0]["lastErrorMessage"]
+    assert [d["arrivalTimestamp"] for d in kept] == [1796558400000] * 2  # when Firehose got them
 
     # a second run takes nothing more and writes nothing twice
     again = redrive(s3, BUCKET)

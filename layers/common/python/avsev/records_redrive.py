@@ -29,6 +29,7 @@ So the redrive does what the stream would have done, in the table's own format:
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 import json
@@ -109,14 +110,16 @@ def table_of(key: str) -> str:
     return parts[0]
 
 
-def failed_lines(body: bytes) -> list[str]:
-    """The record lines of one error object (JSON lines with a base64 `rawData`)."""
-    import base64
-
-    lines: list[str] = []
+def failed_lines(body: bytes) -> list[tuple[str, int]]:
+    """The record lines of one error object (JSON lines with a base64 `rawData`), each with
+    the time its record reached Firehose (`arrivalTimestamp`, ms)."""
+    lines: list[tuple[str, int]] = []
     for line in body.decode("utf-8").splitlines():
         if line.strip():
-            lines.extend(extract_messages(base64.b64decode(json.loads(line)["rawData"])))
+            document = json.loads(line)
+            arrival = int(document.get("arrivalTimestamp") or 0)
+            raw = base64.b64decode(document["rawData"])
+            lines.extend((message, arrival) for message in extract_messages(raw))
     return lines
 
 
@@ -186,12 +189,12 @@ def redrive(
         result.objects += 1
         result.lines += len(lines)
         days: dict[dt.date, list[str]] = {}
-        rejected: list[tuple[str, str]] = []
-        for line in lines:
+        rejected: list[tuple[str, int, str]] = []
+        for line, arrival in lines:
             try:
                 day, row = take(line, name)
             except ValueError as e:
-                rejected.append((line, str(e)))
+                rejected.append((line, arrival, str(e)))
                 result.reject(f"{key}: {e}")
                 continue
             days.setdefault(day, []).append(row)
@@ -214,9 +217,11 @@ def redrive(
         elif rejected:
             now = int(time.time() * 1000)
             body = "".join(
-                error_document(line.encode(), REDRIVE_FAILED, reason, arrival_ms=now, ended_ms=now)
+                error_document(
+                    line.encode(), REDRIVE_FAILED, reason, arrival_ms=arrival, ended_ms=now
+                )
                 + "\n"
-                for line, reason in rejected
+                for line, arrival, reason in rejected
             )
             s3.put_object(Bucket=bucket, Key=key, Body=body.encode())
             result.kept.append(key)
