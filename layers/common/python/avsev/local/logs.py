@@ -61,7 +61,9 @@ class FirehoseRecord:
 class FirehoseBuffer:
     """Buffers records and writes them as the stack's delivery streams do: one stream per
     record type; record format conversion to Parquet by the tables' schema under
-    `<type>s/dt=YYYY-MM-DD/` (the day the oldest record of the object arrived, UTC); a record
+    `<type>s/dt=YYYY-MM-DD/` (the day the oldest record of the object arrived, UTC: "Firehose
+    uses the approximate arrival timestamp of the oldest record that's contained in the Amazon
+    S3 object being written", https://docs.aws.amazon.com/firehose/latest/dev/s3-prefixes.html); a record
     that fails conversion goes, as it arrived (compressed), under
     `firehose-errors/<type>s/format-conversion-failed/dt=YYYY-MM-DD/`, one error line per
     record (`avsev.monitoring.firehose` has the rules, the layout and the AWS pages).
@@ -69,8 +71,10 @@ class FirehoseBuffer:
     A record is one subscription delivery (`put_batch`: the lines of one invocation, see
     `LogRouter.invocation`), so one bad line keeps its whole batch out of the table, as in
     AWS. The stack's streams decompress CloudWatch Logs payloads, so they take records from
-    CloudWatch Logs only (a direct PutRecord is refused with InvalidSourceException); the local
-    stack has no Firehose API either: records reach the streams only through the log router."""
+    CloudWatch Logs only (a direct PutRecord is refused with InvalidSourceException,
+    https://docs.aws.amazon.com/firehose/latest/APIReference/API_PutRecordBatch.html); the
+    local stack has no Firehose API either (its CloudFormation records the streams without
+    creating them): records reach the streams only through the log router."""
 
     def __init__(
         self, s3_factory: Callable[[], Any], bucket: str, *, max_lines: int = 2000
