@@ -127,3 +127,14 @@ def test_a_rejected_batch_is_redriven_into_its_table_once(local_stack, tmp_path)
     assert (second["objects"], second["written"], second["written_objects"]) == (0, 0, [])
     assert keys(s3, bucket, "outcomes/") == tables
     assert len(outcomes_seen(s3, bucket, days)) == 3
+
+
+def test_the_embedded_aws_has_no_stream_to_put_to(local_stack):
+    """The streams take records from CloudWatch Logs only (decompression on): locally they are
+    reached through the log router, and nothing else can put to them."""
+    import boto3
+
+    firehose = boto3.client("firehose")
+    name = f"{local_stack.stack_name}-outcomes"
+    with pytest.raises(firehose.exceptions.ResourceNotFoundException):
+        firehose.put_record_batch(DeliveryStreamName=name, Records=[{"Data": b"{}"}])
