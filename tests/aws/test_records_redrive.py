@@ -1,5 +1,6 @@
-"""`avsev records redrive` against moto: failed records go back into their own stream, in the
-form the stream's processors expect, and error objects are removed only when all went back."""
+"""`avsev records redrive` against moto: the records of Firehose's error objects land as Parquet
+in their table's day partitions, once; what still cannot be taken stays in an error object
+and is reported."""
 
 from __future__ import annotations
 
@@ -8,21 +9,23 @@ import gzip
 import json
 
 import boto3
+import duckdb
 import pytest
 from moto import mock_aws
 
 BUCKET = "avsev-test-data"
-OUT = "avsev-test-delivered"
+KEY = "firehose-errors/outcomes/format-conversion-failed/dt=2026-12-06/avsev-prod-outcomes-1-x"
 
 
-def error_line(raw: bytes) -> str:
-    """One line of a Firehose error object (its documented fields; rawData is what counts)."""
+def error_line(raw: bytes, code: str = "DataFormatConversion.MalformedData") -> str:
+    """One line of a Firehose format-conversion error object (rawData is what counts)."""
     return json.dumps(
         {
             "attemptsMade": 1,
-            "arrivalTimestamp": 1764144000000,
-            "errorCode": "DataFormatConversion.MalformedData",
-            "errorMessage": "test",
+            "arrivalTimestamp": 1796558400000,
+            "lastErrorCode": code,
+            "lastErrorMessage": "Data does not match the schema",
+            "attemptEndingTimestamp": 1796558400100,
             "rawData": base64.b64encode(raw).decode(),
         }
     )
@@ -33,127 +36,196 @@ def cloudwatch_payload(*messages: str) -> bytes:
         json.dumps(
             {
                 "messageType": "DATA_MESSAGE",
-                "logEvents": [{"id": "1", "timestamp": 1, "message": m} for m in messages],
+                "owner": "123456789012",
+                "logGroup": "/aws/lambda/avsev-prod-outcomes",
+                "logStream": "2026/12/06/[3]abc",
+                "subscriptionFilters": ["outcomes"],
+                "logEvents": [
+                    {"id": str(i), "timestamp": 1, "message": m} for i, m in enumerate(messages)
+                ],
             }
         ).encode()
     )
 
 
+def outcome(request_id: str, timestamp: str, **extra: str) -> str:
+    return json.dumps(
+        {
+            "record_type": "outcome",
+            "schema_version": 1,
+            "request_id": request_id,
+            "ev_id": f"EV-{request_id}",
+            "timestamp": timestamp,
+            "actual_severity": "Fatal",
+            **extra,
+        }
+    )
+
+
 @pytest.fixture()
-def aws(fake_aws):
+def s3(fake_aws):
     with mock_aws():
-        s3 = boto3.client("s3")
-        firehose = boto3.client("firehose")
-        for b in (BUCKET, OUT):
-            s3.create_bucket(Bucket=b)
-        for table in ("predictions", "outcomes"):
-            firehose.create_delivery_stream(
-                DeliveryStreamName=f"s-{table}",
-                ExtendedS3DestinationConfiguration={
-                    "RoleARN": "arn:aws:iam::123456789012:role/f",
-                    "BucketARN": f"arn:aws:s3:::{OUT}",
-                    "Prefix": f"{table}/",
-                },
-            )
-        yield s3, firehose
+        client = boto3.client("s3")
+        client.create_bucket(Bucket=BUCKET)
+        client.put_bucket_versioning(Bucket=BUCKET, VersioningConfiguration={"Status": "Enabled"})
+        yield client
 
 
-def delivered(s3, table: str) -> list[bytes]:
-    keys = [
-        o["Key"] for o in s3.list_objects_v2(Bucket=OUT, Prefix=f"{table}/").get("Contents", [])
-    ]
-    return [s3.get_object(Bucket=OUT, Key=k)["Body"].read() for k in keys]
+def keys(s3, prefix: str) -> list[str]:
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
+    return sorted(o["Key"] for page in pages for o in page.get("Contents", []))
 
 
-def test_redrive_puts_each_record_back_into_its_stream_and_removes_the_object(aws):
+def rows(s3, key: str, tmp_path) -> list[dict]:
+    path = tmp_path / key.replace("/", "_")
+    s3.download_file(BUCKET, key, str(path))
+    cursor = duckdb.connect().execute(f"SELECT * FROM read_parquet('{path}') ORDER BY request_id")
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
+
+
+def test_an_error_object_becomes_parquet_in_the_day_partition_once(s3, tmp_path):
     from avsev.records_redrive import redrive
 
-    s3, firehose = aws
-    compressed = cloudwatch_payload('{"record_type": "prediction", "ev_id": "A1"}')
-    plain = b'{"record_type": "outcome", "ev_id": "B1"}\n{"record_type": "outcome", "ev_id": "B2"}'
-    key_p = "firehose-errors/predictions/format-conversion-failed/dt=2026-11-26/x-1"
-    key_o = "firehose-errors/outcomes/processing-failed/dt=2026-11-26/y-1"
-    s3.put_object(Bucket=BUCKET, Key=key_p, Body=error_line(compressed).encode())
-    s3.put_object(Bucket=BUCKET, Key=key_o, Body=(error_line(plain) + "\n").encode())
-    streams = {"predictions": "s-predictions", "outcomes": "s-outcomes"}
+    # Given a failed subscription delivery: an offset timestamp failed the whole batch
+    batch = cloudwatch_payload(
+        outcome("a", "2026-12-06T10:00:00Z"),
+        outcome("b", "2026-12-06T10:30:00+05:00", observed_at="2026-12-06T09:00:00+05:00"),
+        outcome("c", "2026-12-05 23:59:59.5"),
+    )
+    s3.put_object(Bucket=BUCKET, Key=KEY, Body=(error_line(batch) + "\n").encode())
 
-    dry = redrive(s3, firehose, BUCKET, streams, dry_run=True)
-    assert (dry.objects, dry.records, dry.redelivered) == (2, 2, 0)
-    assert delivered(s3, "predictions") == []
+    dry = redrive(s3, BUCKET, dry_run=True)
+    assert (dry.objects, dry.lines, dry.written, dry.failed) == (1, 3, 3, 0)
+    assert keys(s3, "outcomes/") == [] and keys(s3, "firehose-errors/") == [KEY]
 
-    result = redrive(s3, firehose, BUCKET, streams)
-    assert (result.objects, result.records, result.redelivered, result.failed) == (2, 2, 2, 0)
-    assert sorted(result.deleted) == sorted([key_p, key_o])
-    assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix="firehose-errors/")
-    # the compressed CloudWatch Logs payload goes back unchanged, to the predictions stream
-    assert compressed in b"".join(delivered(s3, "predictions"))
-    # plain JSON lines are wrapped as a CloudWatch Logs payload, for the stream's processors
-    sent = b"".join(delivered(s3, "outcomes"))
-    start = sent.index(b"\x1f\x8b")
-    payload = json.loads(gzip.decompress(sent[start:]))
-    assert payload["messageType"] == "DATA_MESSAGE"
-    assert [json.loads(e["message"])["ev_id"] for e in payload["logEvents"]] == ["B1", "B2"]
+    # When it is redriven
+    result = redrive(s3, BUCKET)
+
+    # Then the rows are in the partitions of their timestamps' days, in UTC, one object a day
+    assert (result.lines, result.written, result.failed, result.deleted) == (3, 3, 0, [KEY])
+    written = keys(s3, "outcomes/")
+    assert [k.split("/")[1] for k in written] == ["dt=2026-12-05", "dt=2026-12-06"]
+    assert written == sorted(result.written_objects)
+    assert [r["request_id"] for r in rows(s3, written[0], tmp_path)] == ["c"]
+    day = rows(s3, written[1], tmp_path)
+    assert [r["request_id"] for r in day] == ["a", "b"]
+    assert str(day[1]["timestamp"]) == "2026-12-06 05:30:00"
+    assert str(day[1]["observed_at"]) == "2026-12-06 04:00:00"
+    assert keys(s3, "firehose-errors/") == []  # deleted: a delete marker over the version
+    versions = s3.list_object_versions(Bucket=BUCKET, Prefix="firehose-errors/")
+    assert [v["Key"] for v in versions["Versions"]] == [KEY]
+
+    # And a second run writes nothing
+    again = redrive(s3, BUCKET)
+    assert (again.objects, again.written, again.written_objects) == (0, 0, [])
+    assert keys(s3, "outcomes/") == written
 
 
-def test_records_refused_by_firehose_keep_their_error_object(aws, monkeypatch):
+def test_a_run_that_stopped_before_the_delete_is_finished_without_writing_twice(
+    s3, tmp_path, monkeypatch
+):
     from avsev import records_redrive
 
-    s3, firehose = aws
-    key = "firehose-errors/predictions/processing-failed/dt=2026-11-26/z"
-    s3.put_object(Bucket=BUCKET, Key=key, Body=error_line(b'{"ev_id": "C"}').encode())
-    monkeypatch.setattr(records_redrive.time, "sleep", lambda s: None)
-
-    class Refusing:
-        exceptions = firehose.exceptions
-
-        def put_record_batch(self, **kw):
-            n = len(kw["Records"])
-            return {
-                "FailedPutCount": n,
-                "RequestResponses": [{"ErrorCode": "ServiceUnavailable"}] * n,
-            }
-
-    result = records_redrive.redrive(s3, Refusing(), BUCKET, {"predictions": "s-predictions"})
-    assert (result.failed, result.kept, result.deleted) == (1, [key], [])
-    assert s3.get_object(Bucket=BUCKET, Key=key)
-
-
-def test_unknown_table_and_odd_keys_are_clear_errors(aws):
-    from avsev.records_redrive import redrive, table_of
-
-    s3, firehose = aws
-    with pytest.raises(ValueError, match="not an error object"):
-        table_of("predictions/dt=2026-11-26/x")
-    s3.put_object(Bucket=BUCKET, Key="firehose-errors/other/x/y", Body=error_line(b"{}").encode())
-    with pytest.raises(ValueError, match="no stream for table 'other'"):
-        redrive(s3, firehose, BUCKET, {"predictions": "s-predictions"})
-
-
-def test_cli_reads_the_stack_outputs(aws, capsys):
-    from avsev.cli import main
-
-    s3, _ = aws
     s3.put_object(
         Bucket=BUCKET,
-        Key="firehose-errors/predictions/processing-failed/dt=2026-11-26/w",
-        Body=error_line(cloudwatch_payload('{"ev_id": "D"}')).encode(),
+        Key=KEY,
+        Body=error_line(cloudwatch_payload(outcome("a", "2026-12-06T10:00:00+01:00"))).encode(),
+    )
+
+    class Stop(Exception):
+        pass
+
+    def stop(**kwargs):
+        raise Stop
+
+    with monkeypatch.context() as m:
+        m.setattr(s3, "delete_object", stop)
+        with pytest.raises(Stop):
+            records_redrive.redrive(s3, BUCKET)
+    first = keys(s3, "outcomes/")
+    assert len(first) == 1 and keys(s3, "firehose-errors/") == [KEY]
+
+    result = records_redrive.redrive(s3, BUCKET)
+    assert result.written_objects == [] and result.existing_objects == first
+    assert result.deleted == [KEY] and keys(s3, "outcomes/") == first
+    assert len(rows(s3, first[0], tmp_path)) == 1
+
+
+def test_a_line_that_still_fails_is_kept_and_reported_and_the_good_ones_land(s3, tmp_path):
+    from avsev.monitoring.firehose import extract_messages
+    from avsev.records_redrive import redrive
+
+    bad = outcome("bad", "2026-12-06T10:00:00Z").replace('"Fatal"', '"FATL"')
+    plain = "\n".join([outcome("a", "2026-12-06T10:00:00Z"), bad, "not json at all"]).encode()
+    key = "firehose-errors/outcomes/processing-failed/dt=2026-12-06/y"
+    s3.put_object(Bucket=BUCKET, Key=key, Body=error_line(plain, "Lambda.Error").encode())
+
+    result = redrive(s3, BUCKET)
+    assert (result.lines, result.written, result.failed, result.kept) == (3, 1, 2, [key])
+    assert "actual_severity" in result.reasons[0] and "'Fatal'" in result.reasons[0]
+    assert "not JSON" in result.reasons[1]
+    [written] = keys(s3, "outcomes/dt=2026-12-06/")
+    assert [r["request_id"] for r in rows(s3, written, tmp_path)] == ["a"]
+    # the error object now holds exactly the lines not taken, each with its reason
+    kept = [
+        json.loads(line)
+        for line in s3.get_object(Bucket=BUCKET, Key=key)["Body"].read().splitlines()
+    ]
+    assert [extract_messages(base64.b64decode(d["rawData"])) for d in kept] == [
+        [bad],
+        ["not json at all"],
+    ]
+    assert "actual_severity" in kept[0]["lastErrorMessage"]
+    assert [d["arrivalTimestamp"] for d in kept] == [1796558400000] * 2  # when Firehose got them
+
+    # a second run takes nothing more and writes nothing twice
+    again = redrive(s3, BUCKET)
+    assert (again.written, again.failed, again.written_objects, again.kept) == (0, 2, [], [key])
+    assert keys(s3, "outcomes/") == [written]
+
+
+def test_the_table_filter_dry_run_and_odd_objects(s3):
+    from avsev.records_redrive import redrive, table_of
+
+    with pytest.raises(ValueError, match="not an error object"):
+        table_of("predictions/dt=2026-12-06/x")
+    s3.put_object(
+        Bucket=BUCKET,
+        Key=KEY,
+        Body=error_line(cloudwatch_payload(outcome("a", "1796558400"))).encode(),
+    )
+    odd = "firehose-errors/other/x/y"
+    s3.put_object(Bucket=BUCKET, Key=odd, Body=b"{}")
+    only = redrive(s3, BUCKET, table="predictions")
+    assert only.objects == 0
+    result = redrive(s3, BUCKET)
+    assert result.kept == [odd] and "no record table 'other'" in result.reasons[0]
+    assert result.deleted == [KEY] and keys(s3, "outcomes/dt=2026-12-06/")
+
+
+def test_cli_reads_the_data_bucket_from_the_stack_outputs(s3, capsys):
+    from avsev.cli import main
+
+    s3.put_object(
+        Bucket=BUCKET,
+        Key=KEY,
+        Body=error_line(cloudwatch_payload(outcome("a", "2026-12-06 10:00:00"))).encode(),
     )
     cfn = boto3.client("cloudformation")
-    outputs = {
-        "DataBucket": BUCKET,
-        "PredictionsStream": "s-predictions",
-        "OutcomesStream": "s-outcomes",
-    }
     cfn.create_stack(
         StackName="avsev-test",
         TemplateBody=json.dumps(
             {
                 "Resources": {"Q": {"Type": "AWS::SQS::Queue"}},
-                "Outputs": {k: {"Value": v} for k, v in outputs.items()},
+                "Outputs": {"DataBucket": {"Value": BUCKET}},
             }
         ),
     )
+    assert main(["records", "redrive", "--stack", "avsev-test", "--dry-run"]) == 0
+    assert json.loads(capsys.readouterr().out)["written"] == 1
     assert main(["records", "redrive", "--stack", "avsev-test"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert (out["records"], out["redelivered"]) == (1, 1)
+    assert (out["lines"], out["written"], out["deleted"]) == (1, 1, [KEY])
     assert main(["records", "redrive", "--stack", "missing"]) == 2
+    assert "stack missing" in capsys.readouterr().err

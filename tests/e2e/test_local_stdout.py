@@ -32,8 +32,8 @@ class Lines:
     def __init__(self) -> None:
         self.lines: list[tuple[str, str]] = []
 
-    def put(self, record_type: str, line: str) -> None:
-        self.lines.append((record_type, line))
+    def put_batch(self, record_type: str, lines: list[str], **source: str) -> None:
+        self.lines.extend((record_type, line) for line in lines)
 
 
 def meanwhile(text: str, started: threading.Event, done: threading.Event) -> threading.Thread:

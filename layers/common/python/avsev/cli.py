@@ -619,31 +619,22 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_records_redrive(args: argparse.Namespace) -> int:
-    """Put records Firehose failed to deliver back into their streams."""
-    from avsev.deployment import stack_outputs
+    """Put the records Firehose failed to deliver into their tables (Parquet, by day)."""
     from avsev.records_redrive import redrive
 
-    out = stack_outputs(_aws("cloudformation"), args.stack) if args.stack else {}
-    bucket = args.bucket or out.get("DataBucket")
-    streams = {
-        "predictions": args.predictions_stream or out.get("PredictionsStream"),
-        "outcomes": args.outcomes_stream or out.get("OutcomesStream"),
-    }
-    if not bucket or not all(streams.values()):
-        print(
-            "avsev records redrive: error: give --stack, or --bucket and both streams",
-            file=sys.stderr,
-        )
+    _use_local(args)
+    try:
+        bucket = args.bucket
+        if not bucket and args.stack:
+            from avsev.deployment import stack_outputs
+
+            bucket = stack_outputs(_aws("cloudformation"), args.stack).get("DataBucket")
+        if not bucket:
+            raise ValueError("give --stack, --bucket or --local")
+        result = redrive(_aws("s3"), bucket, table=args.table, dry_run=args.dry_run)
+    except ValueError as e:
+        print(f"avsev records redrive: error: {e}", file=sys.stderr)
         return 2
-    result = redrive(
-        _aws("s3"),
-        _aws("firehose"),
-        bucket,
-        {k: v for k, v in streams.items() if v},
-        table=args.table,
-        dry_run=args.dry_run,
-        keep=args.keep,
-    )
     _print_json(result.as_dict())
     return 1 if result.failed else 0
 
@@ -799,15 +790,16 @@ def build_parser() -> argparse.ArgumentParser:
     records = sub.add_parser("records", help="prediction and outcome records").add_subparsers(
         dest="records_command", required=True
     )
-    p = records.add_parser("redrive", help="re-deliver records Firehose failed to deliver")
+    p = records.add_parser(
+        "redrive",
+        help="put records Firehose failed to deliver (firehose-errors/) into their tables",
+    )
     p.set_defaults(fn=cmd_records_redrive)
-    p.add_argument("--stack", help="read bucket and streams from this stack's outputs")
+    p.add_argument("--stack", help="read the data bucket from this stack's outputs")
     p.add_argument("--bucket")
-    p.add_argument("--predictions-stream")
-    p.add_argument("--outcomes-stream")
+    p.add_argument("--local", action="store_true", help="the running `avsev local up`")
     p.add_argument("--table", choices=["predictions", "outcomes"], help="only this table's")
-    p.add_argument("--dry-run", action="store_true", help="count, do not put or delete")
-    p.add_argument("--keep", action="store_true", help="keep error objects after re-delivery")
+    p.add_argument("--dry-run", action="store_true", help="count, do not write or delete")
 
     local = sub.add_parser(
         "local", help="the whole system on this machine (embedded AWS)"

@@ -1,6 +1,7 @@
 """What CloudWatch Logs, the subscription filter, Firehose and EMF extraction do in AWS,
 done locally: the handlers' stdout lines are routed — prediction and outcome records to S3
-in Firehose's layout and format (Parquet), EMF blobs to CloudWatch metrics, the rest to the console."""
+in Firehose's layout and format (Parquet, and what record format conversion rejects under
+`firehose-errors/`), EMF blobs to CloudWatch metrics, the rest to the console."""
 
 from __future__ import annotations
 
@@ -12,18 +13,68 @@ import sys
 import tempfile
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
+from avsev.constants import ERRORS_PREFIX
+from avsev.local.aws import ACCOUNT
+from avsev.monitoring.firehose import (
+    FORMAT_CONVERSION_FAILED,
+    ConversionError,
+    cloudwatch_payload,
+    convert_record,
+    error_document,
+    row_line,
+)
 from avsev.monitoring.query import write_records_parquet
 from avsev.monitoring.tables import partition
 
+LOCAL_LOG_GROUP = "/aws/lambda/avsev-local"
+LOCAL_LOG_STREAM = "local"
+"""Where lines written outside an invocation come from (a CloudWatch Logs payload names one)."""
+
+
+@dataclass
+class FirehoseRecord:
+    """One record of a delivery stream: the record lines of one subscription delivery."""
+
+    table: str
+    lines: list[str]
+    arrival: dt.datetime
+    log_group: str = LOCAL_LOG_GROUP
+    log_stream: str = LOCAL_LOG_STREAM
+
+    def raw(self) -> bytes:
+        """The record as it arrived: the gzipped CloudWatch Logs payload."""
+        return cloudwatch_payload(
+            self.lines,
+            log_group=self.log_group,
+            log_stream=self.log_stream,
+            timestamp_ms=_millis(self.arrival),
+            owner=ACCOUNT,
+            subscription_filter=f"{self.table}-records",
+        )
+
 
 class FirehoseBuffer:
-    """Buffers record lines and writes them as the stack's delivery streams do: one stream per
-    record type, a timestamp prefix `<type>s/dt=YYYY-MM-DD/` (arrival day, UTC), and record
-    format conversion to Parquet by the tables' schema (avsev.monitoring.tables)."""
+    """Buffers records and writes them as the stack's delivery streams do: one stream per
+    record type; record format conversion to Parquet by the tables' schema under
+    `<type>s/dt=YYYY-MM-DD/` (the day the oldest record of the object arrived, UTC: "Firehose
+    uses the approximate arrival timestamp of the oldest record that's contained in the Amazon
+    S3 object being written", https://docs.aws.amazon.com/firehose/latest/dev/s3-prefixes.html); a record
+    that fails conversion goes, as it arrived (compressed), under
+    `firehose-errors/<type>s/format-conversion-failed/dt=YYYY-MM-DD/`, one error line per
+    record (`avsev.monitoring.firehose` has the rules, the layout and the AWS pages).
+
+    A record is one subscription delivery (`put_batch`: the lines of one invocation, see
+    `LogRouter.invocation`), so one bad line keeps its whole batch out of the table, as in
+    AWS. The stack's streams decompress CloudWatch Logs payloads, so they take records from
+    CloudWatch Logs only (a direct PutRecord is refused with InvalidSourceException,
+    https://docs.aws.amazon.com/firehose/latest/APIReference/API_PutRecordBatch.html); the
+    local stack has no Firehose API either (its CloudFormation records the streams without
+    creating them): records reach the streams only through the log router."""
 
     def __init__(
         self, s3_factory: Callable[[], Any], bucket: str, *, max_lines: int = 2000
@@ -32,40 +83,94 @@ class FirehoseBuffer:
         self._s3: Any = None
         self.bucket = bucket
         self.max_lines = max_lines
-        self._lines: dict[str, list[str]] = {}
+        self._records: list[FirehoseRecord] = []
+        self._lines = 0
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self.objects_written = 0
+        self.records_failed = 0
 
     def put(self, record_type: str, line: str) -> None:
+        """One line that arrived on its own (one subscription delivery of one log event)."""
+        self.put_batch(record_type, [line])
+
+    def put_batch(
+        self,
+        record_type: str,
+        lines: Sequence[str],
+        *,
+        log_group: str = LOCAL_LOG_GROUP,
+        log_stream: str = LOCAL_LOG_STREAM,
+    ) -> None:
+        """One subscription delivery: record lines of one type from one log stream."""
+        if not lines:
+            return
+        record = FirehoseRecord(
+            f"{record_type}s", list(lines), dt.datetime.now(dt.UTC), log_group, log_stream
+        )
         with self._lock:
-            self._lines.setdefault(record_type, []).append(line)
-            full = sum(len(v) for v in self._lines.values()) >= self.max_lines
+            self._records.append(record)
+            self._lines += len(record.lines)
+            full = self._lines >= self.max_lines
         if full:
             self.flush()
 
     def flush(self) -> int:
-        """Write what is buffered; returns the number of lines written."""
+        """Write what is buffered; returns the number of lines written to the tables."""
         with self._flush_lock:
             with self._lock:
-                pending, self._lines = self._lines, {}
+                pending, self._records, self._lines = self._records, [], 0
             if not pending:
                 return 0
             if self._s3 is None:
                 self._s3 = self._s3_factory()
-            now = dt.datetime.now(dt.UTC)
-            written = 0
-            for record_type, lines in pending.items():
-                table = f"{record_type}s"
-                name = f"avsev-local-{table}-1-{now:%Y-%m-%d-%H-%M-%S}-{uuid.uuid4()}.parquet"
-                with tempfile.TemporaryDirectory(prefix="avsev-firehose-") as folder:
-                    path = Path(folder) / name
-                    written += write_records_parquet(lines, table, path)
-                    self._s3.upload_file(
-                        str(path), self.bucket, f"{table}/{partition(now.date())}/{name}"
-                    )
-                self.objects_written += 1
-            return written
+            by_table: dict[str, list[FirehoseRecord]] = {}
+            for record in pending:
+                by_table.setdefault(record.table, []).append(record)
+            return sum(self._deliver(table, records) for table, records in by_table.items())
+
+    def _deliver(self, table: str, records: list[FirehoseRecord]) -> int:
+        rows: list[str] = []
+        converted: list[FirehoseRecord] = []
+        failed: list[tuple[FirehoseRecord, ConversionError]] = []
+        for record in records:
+            try:
+                rows.extend(row_line(r) for r in convert_record(record.lines, table))
+                converted.append(record)
+            except ConversionError as e:
+                failed.append((record, e))
+        if rows:
+            oldest = min(r.arrival for r in converted)
+            name = f"avsev-local-{table}-1-{oldest:%Y-%m-%d-%H-%M-%S}-{uuid.uuid4()}.parquet"
+            with tempfile.TemporaryDirectory(prefix="avsev-firehose-") as folder:
+                path = Path(folder) / name
+                write_records_parquet(rows, table, path)
+                self._s3.upload_file(
+                    str(path), self.bucket, f"{table}/{partition(oldest.date())}/{name}"
+                )
+            self.objects_written += 1
+        if failed:
+            oldest = min(r.arrival for r, _ in failed)
+            ended = _millis(dt.datetime.now(dt.UTC))
+            body = "".join(
+                error_document(
+                    r.raw(), e.code, e.message, arrival_ms=_millis(r.arrival), ended_ms=ended
+                )
+                + "\n"
+                for r, e in failed
+            )
+            key = (
+                f"{ERRORS_PREFIX}{table}/{FORMAT_CONVERSION_FAILED}/{partition(oldest.date())}/"
+                f"avsev-local-{table}-1-{oldest:%Y-%m-%d-%H-%M-%S}-{uuid.uuid4()}"
+            )
+            self._s3.put_object(Bucket=self.bucket, Key=key, Body=body.encode())
+            self.objects_written += 1
+            self.records_failed += len(failed)
+        return len(rows)
+
+
+def _millis(at: dt.datetime) -> int:
+    return int(at.timestamp() * 1000)
 
 
 class EmfForwarder:
@@ -126,7 +231,13 @@ class EmfForwarder:
 
 
 class LogRouter(io.TextIOBase):
-    """A stdout that sorts whole lines: records, EMF metrics, everything else."""
+    """A stdout that sorts whole lines: records, EMF metrics, everything else.
+
+    Records are what the stack's subscription filters pick, `{ $.record_type = "prediction" }`
+    (or "outcome"): a JSON pattern matches JSON log events only, so a line that is not JSON
+    stays in the log (the console) as in AWS. The record lines of one invocation go to the
+    stream as one record (`invocation`), as CloudWatch Logs combines log events into one
+    Firehose record; outside an invocation the lines of one write are one record."""
 
     def __init__(
         self, firehose: FirehoseBuffer, emf: EmfForwarder, console: TextIO | None = None
@@ -136,24 +247,49 @@ class LogRouter(io.TextIOBase):
         self.emf = emf
         self.console = console or sys.__stdout__
         self._partial = threading.local()
+        self._batch = threading.local()
 
     def writable(self) -> bool:
         return True
+
+    @contextlib.contextmanager
+    def invocation(
+        self, log_group: str = LOCAL_LOG_GROUP, log_stream: str = LOCAL_LOG_STREAM
+    ) -> Iterator[None]:
+        """Within: this thread's record lines are collected and handed to the stream at the
+        end as one record per type (one subscription delivery from this log stream)."""
+        outer = getattr(self._batch, "lines", None)
+        if outer is not None:  # nested (a function invoking another in this thread)
+            yield
+            return
+        self._batch.lines = {}
+        try:
+            yield
+        finally:
+            batch: dict[str, list[str]] = self._batch.lines
+            self._batch.lines = None
+            for kind, lines in batch.items():
+                self.firehose.put_batch(kind, lines, log_group=log_group, log_stream=log_stream)
 
     def write(self, text: str) -> int:
         buffered = getattr(self._partial, "text", "") + text
         *lines, rest = buffered.split("\n")
         self._partial.text = rest
+        records: dict[str, list[str]] = {}
         for line in lines:
-            self._route(line)
+            kind = self._route(line)
+            if kind is not None:
+                records.setdefault(kind, []).append(line)
+        batch: dict[str, list[str]] | None = getattr(self._batch, "lines", None)
+        for kind, found in records.items():
+            if batch is not None:
+                batch.setdefault(kind, []).extend(found)
+            else:
+                self.firehose.put_batch(kind, found)
         return len(text)
 
-    def _route(self, line: str) -> None:
-        # Records are serialised with record_type first: route them without parsing.
-        for kind in ("prediction", "outcome"):
-            if line.startswith(f'{{"record_type":"{kind}"'):
-                self.firehose.put(kind, line)
-                return
+    def _route(self, line: str) -> str | None:
+        """The record type of a record line (for the stream); other lines are sent on."""
         if line.startswith("{"):
             try:
                 doc = json.loads(line)
@@ -162,13 +298,13 @@ class LogRouter(io.TextIOBase):
             if isinstance(doc, dict):
                 record_type = doc.get("record_type")
                 if record_type in ("prediction", "outcome"):
-                    self.firehose.put(record_type, line)
-                    return
+                    return str(record_type)
                 if "_aws" in doc:
                     self.emf.put(doc)
-                    return
+                    return None
         if self.console is not None:
             self.console.write(line + "\n")
+        return None
 
     def flush(self) -> None:
         if self.console is not None:

@@ -13,6 +13,7 @@ check, a job) reaches the real code.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import logging
@@ -69,7 +70,8 @@ ROUTED = "routed"
 @dataclass
 class Handler:
     """One function version's handler; what it prints while invoked goes to `stdout` (the
-    log router), what other threads print meanwhile does not."""
+    log router), what other threads print meanwhile does not. The records of one invocation
+    are one Firehose record (`LogRouter.invocation`)."""
 
     module: ModuleType
     function: str
@@ -89,7 +91,13 @@ class Handler:
             invoked_function_arn=f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}{qualified}",
             log_group_name=f"/aws/lambda/{name}",
         )
-        with INVOKE_LOCK, stdout_of_this_thread(self.stdout):
+        # its records reach the streams as one subscription delivery from its log stream
+        batch = (
+            self.stdout.invocation(context.log_group_name, f"[{self.version}]local")
+            if isinstance(self.stdout, LogRouter)
+            else contextlib.nullcontext()
+        )
+        with INVOKE_LOCK, stdout_of_this_thread(self.stdout), batch:
             result: dict[str, Any] = getattr(self.module, self.attribute)(event, context)
             return result
 

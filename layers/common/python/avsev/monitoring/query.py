@@ -300,8 +300,9 @@ def write_records_parquet(lines: Iterable[str], table: str, path: Path) -> int:
     """JSON record lines of one type → one Parquet object with the table's schema, as
     Firehose's record format conversion writes it (OpenX JSON SerDe: keys matched
     case-insensitively, fields outside the schema dropped; Parquet, Snappy). Lines that are
-    not JSON objects are left out, as the conversion sends them to the error prefix.
-    Returns the number of rows written."""
+    not JSON objects are left out. What the conversion would reject (and send to the error
+    prefix) is for the caller to check first: the local stack's stand-in and the redrive
+    write rows `avsev.monitoring.firehose` converted. Returns the number of rows written."""
     import json
 
     import duckdb
