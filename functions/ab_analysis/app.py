@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import boto3
@@ -13,7 +14,7 @@ from avsev.monitoring.performance import (
     check_decision_metric,
     parse_cost_matrix,
 )
-from avsev.rollout.aliases import Rollouts
+from avsev.rollout.aliases import Rollouts, s3_audit_entries, step_began
 from avsev.serving.observability import logger
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.parser import parse
@@ -52,23 +53,29 @@ SETTINGS = Settings.from_env()
 COST = parse_cost_matrix(SETTINGS.cost_matrix)
 
 
-def _arms() -> tuple[str | None, str | None]:
-    """Champion and candidate model versions from the alias, when there is a rollout."""
+def _experiment(s3: Any) -> tuple[str | None, str | None, dt.datetime | None]:
+    """Champion and candidate model versions from the alias, and when the current step began
+    (the audit), when there is a rollout."""
     if not SETTINGS.predict_function:
-        return None, None
+        return None, None, None
     state = Rollouts(boto3.client("lambda"), SETTINGS.predict_function).state()
     if state.candidate_version is None:
-        return None, None
-    return state.model_versions.get(state.stable_version), state.model_versions.get(
-        state.candidate_version
+        return None, None, None
+    since = step_began(
+        s3_audit_entries(s3, SETTINGS.bucket, SETTINGS.predict_function), state.candidate_version
+    )
+    return (
+        state.model_versions.get(state.stable_version),
+        state.model_versions.get(state.candidate_version),
+        since,
     )
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.EVENT_BRIDGE)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     scheduled = parse(event=event, model=EventBridgeModel)
-    champion, candidate = _arms()
     clients = Clients(boto3.client("s3"), boto3.client("cloudwatch"), boto3.client("sns"))
+    champion, candidate, since = _experiment(clients.s3)
     out = run_ab_analysis(
         clients,
         SETTINGS.bucket,
@@ -81,6 +88,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         topic_arn=SETTINGS.topic_arn,
         champion=champion,
         candidate=candidate,
+        since=since,
     )
     report = out["report"]
     logger.info(

@@ -59,7 +59,7 @@ def run(out: Path, *, requests: int = 3000, seed: int = 0) -> dict[str, Any]:
     from avsev.monitoring.jobs import Clients, rollup_with_duckdb, run_ab_analysis, run_drift_check
     from avsev.pipeline.build import build_bundle
     from avsev.pipeline.train import save, time_split, train
-    from avsev.rollout.aliases import s3_audit_entries
+    from avsev.rollout.aliases import s3_audit_entries, step_began
     from avsev.rollout.autopilot import Autopilot, autopilot_for
     from avsev.serving.runtime import host_arch
 
@@ -176,8 +176,14 @@ def run(out: Path, *, requests: int = 3000, seed: int = 0) -> dict[str, Any]:
         def ab_job() -> dict[str, Any]:
             """The hourly rollup (SQL in DuckDB over the Parquet records, by their real
             arrival day) and the A/B job for the simulated hour, on the alias's two versions."""
-            state = pilot().r.state()
+            current = pilot()
+            state = current.r.state()
             rollup_with_duckdb(clients.s3, bucket, stack.cards[0], dt.datetime.now(dt.UTC))
+            since = (
+                step_began(current.audit_entries(), state.candidate_version)
+                if state.candidate_version
+                else None
+            )
             return run_ab_analysis(
                 clients,
                 bucket,
@@ -185,6 +191,7 @@ def run(out: Path, *, requests: int = 3000, seed: int = 0) -> dict[str, Any]:
                 champion=state.model_versions.get(state.stable_version),
                 candidate=state.model_versions.get(state.candidate_version or ""),
                 topic_arn=stack.topic_arn,
+                since=since,
             )
 
         def autopilot(bundle: Path, model: str) -> tuple[dict[str, Any], dict[str, Any]]:

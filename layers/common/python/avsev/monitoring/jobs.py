@@ -125,17 +125,45 @@ def _read_window(
         if doc is None:
             missing.append(day.isoformat())
             continue
-        docs.append(doc)
+        docs.append({**doc, "day": day.isoformat()})
         skipped += doc.get("skipped_objects", [])
     return docs, WindowGaps(days_without_rollup=missing, skipped_objects=skipped)
 
 
+def experiment_start(since: dt.datetime) -> dt.datetime:
+    """Where an experiment's evidence begins: the start of the hour its step began in (the
+    rollups count by the prediction's hour)."""
+    return since.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def _in_experiment(doc: Mapping[str, Any], row: Mapping[str, Any], since: dt.datetime) -> bool:
+    """Is a rollup row's hour in the experiment? A row of a rollup without hours (written
+    before they were kept) counts from the step's day on."""
+    day = doc.get("day")
+    if day is None:
+        return True
+    begins = experiment_start(since)
+    if row.get("hour") is None:
+        return dt.date.fromisoformat(day) >= begins.date()
+    at = dt.datetime.fromisoformat(day).replace(tzinfo=dt.UTC) + dt.timedelta(
+        hours=int(row["hour"])
+    )
+    return at >= begins
+
+
 def ab_report_of(
-    served: list[dict[str, Any]], labels: list[dict[str, Any]], **kwargs: Any
+    served: list[dict[str, Any]],
+    labels: list[dict[str, Any]],
+    *,
+    since: dt.datetime | None = None,
+    **kwargs: Any,
 ) -> ABReport:
-    """The A/B report of a window's `served` and `labels` rollups."""
+    """The A/B report of a window's `served` and `labels` rollups; with `since` (when the
+    rollout's current step began), only the rows predicted from that hour on: the experiment's
+    evidence accumulates from its start and is never a sliding window."""
     counts = ab.ab_counts(
-        [r for d in served for r in d["rows"]], [r for d in labels for r in d["rows"]]
+        [r for d in served for r in d["rows"] if since is None or _in_experiment(d, r, since)],
+        [r for d in labels for r in d["rows"] if since is None or _in_experiment(d, r, since)],
     )
     return ab.ab_report(counts, **kwargs)
 
@@ -231,8 +259,21 @@ def run_ab_analysis(
     cost: Any = None,
     margin: float | None = None,
     service: str = SERVICE,
+    since: dt.datetime | None = None,
 ) -> dict[str, Any]:
+    """The hourly A/B report. With `since` (when the rollout's current step began, from the
+    audit) the evidence is the experiment's: every labelled prediction from that hour on,
+    however long ago; without, the last `days` days (no rollout: the versions that served)."""
     start, end, ident = window(at, days, hourly=True)
+    described: dict[str, Any] = {"from": start.isoformat(), "to": end.isoformat(), "id": ident}
+    if since is not None:
+        start = min(experiment_start(since).date(), end)
+        described = {
+            "from": experiment_start(since).isoformat(),
+            "to": at.isoformat(timespec="seconds"),
+            "id": ident,
+            "evidence": "since the rollout's current step began",
+        }
     span = list(store.days(start, end))
     served, gaps = _read_window(clients.s3, bucket, "served", span)
     labels, label_gaps = _read_window(clients.s3, bucket, "labels", span)
@@ -244,7 +285,8 @@ def run_ab_analysis(
         metric=decision_metric,
         cost=cost,
         margin=margin,
-        window={"from": start.isoformat(), "to": end.isoformat(), "id": ident},
+        since=since,
+        window=described,
     )
     report.as_of = at.isoformat(timespec="seconds")
     report.skipped = WindowGaps(

@@ -290,3 +290,17 @@ def s3_audit_entries(
     # Write order (`seq`, the writer's clock in ns): `at` may be a simulated time (the local
     # stack's `--advance`) while a deploy's handover is written at the real one.
     return sorted(out, key=lambda d: (d.get("seq", 0), d.get("at", "")))
+
+
+def step_began(entries: list[dict[str, Any]], function_version: str) -> dt.datetime | None:
+    """When the alias last changed weight for this function version (a start or a step), by
+    the writer's real clock (`seq`, ns): the A/B evidence of the step counts from then."""
+    last: dict[str, Any] | None = None
+    for entry in entries:
+        if entry.get("action") in ("start", "step") and function_version in entry.get("after", {}):
+            last = entry
+    if last is None:
+        return None
+    if last.get("seq"):
+        return dt.datetime.fromtimestamp(int(last["seq"]) / 1e9, tz=dt.UTC)
+    return dt.datetime.fromisoformat(last["at"])
