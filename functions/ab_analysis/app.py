@@ -10,10 +10,9 @@ from avsev.environment import EnvSettings
 from avsev.monitoring.jobs import Clients, run_ab_analysis
 from avsev.monitoring.performance import DEFAULT_METRIC, METRICS, parse_cost_matrix
 from avsev.rollout.aliases import Rollouts
+from avsev.scheduled import EventRejected, rejected, scheduled_time
 from avsev.serving.observability import logger
 from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.utilities.parser import parse
-from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from pydantic import Field, field_validator
 
 
@@ -62,13 +61,16 @@ def _arms() -> tuple[str | None, str | None]:
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.EVENT_BRIDGE)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    scheduled = parse(event=event, model=EventBridgeModel)
+    try:
+        at = scheduled_time(event, days=SETTINGS.days)
+    except EventRejected as e:
+        return rejected(e, event)
     champion, candidate = _arms()
     clients = Clients(boto3.client("s3"), boto3.client("cloudwatch"), boto3.client("sns"))
     out = run_ab_analysis(
         clients,
         SETTINGS.bucket,
-        scheduled.time,
+        at,
         days=SETTINGS.days,
         decision_metric=SETTINGS.metric,
         service=SETTINGS.service,

@@ -14,11 +14,11 @@ from typing import Any
 import pandas as pd
 from botocore.exceptions import ClientError
 
+from avsev.batch.events import Arrivals, arrivals
 from avsev.batch.names import IN_PREFIX, OutputKind, OutputName
 from avsev.batch.reading import CHUNK_ROWS
 from avsev.batch.scoring import (
     OUTPUT_COLUMNS,
-    REJECTED_COLUMNS,
     Summary,
     append_rejected,
     score_stream,
@@ -40,6 +40,9 @@ class Job:
     scored_at: str
     skip_rows: int = 0
     part: int = 0
+    sent_key: str = ""
+    """The key as the event sent it, when it differs from `key` (URL-decoded): tried when
+    no object has the decoded key."""
 
     @property
     def names(self) -> OutputName:
@@ -60,8 +63,22 @@ class Job:
             self.part + 1,
         )
 
+    def at_key(self, key: str, etag: str) -> Job:
+        """The same job on the object found at `key` (with the ETag S3 gives), its outputs
+        named after that key."""
+        out_name = (
+            self.out_name
+            if key == self.key
+            else OutputName.for_input(key, parquet=self.names.parquet).output
+        )
+        return Job(self.bucket, key, etag or self.etag, out_name, self.scored_at)
+
     def as_event(self) -> dict[str, Any]:
         return {"avsev_continuation": asdict(self)}
+
+
+class ObjectGone(LookupError):
+    """The input named by the event is not in the bucket (deleted before the run)."""
 
 
 def _missing(error: ClientError) -> bool:
@@ -94,7 +111,13 @@ def run_part(
     """Score one part of the object into staging keys; returns the next job when not done."""
     out = workdir / f"part.{job.names.suffix}"
     rejected = workdir / "part.rejected.csv"
-    body = s3.get_object(Bucket=job.bucket, Key=job.key)["Body"]
+    try:
+        body = s3.get_object(Bucket=job.bucket, Key=job.key)["Body"]
+    except ClientError as e:
+        if _missing(e):  # a later part: the input went between two invocations
+            gone = f"s3://{job.bucket}/{job.key} was deleted while it was scored"
+            raise ObjectGone(gone) from None
+        raise
     summary, done = score_stream(
         bundle,
         body,
@@ -175,7 +198,7 @@ def publish(
     if not out.exists():
         write_table(pd.DataFrame(columns=OUTPUT_COLUMNS), out, append=False)
     if not rejected.exists():
-        pd.DataFrame(columns=REJECTED_COLUMNS).to_csv(rejected, index=False)
+        append_rejected([], rejected, append=False)
     keys = names.final_keys()
     for kind, path in (("output", out), ("rejected", rejected)):
         temporary = f"{staging}final-{Path(keys[kind]).name}"
@@ -186,24 +209,50 @@ def publish(
     return keys
 
 
-def job_from_event(event: dict[str, Any], *, parquet: bool = False) -> Job | None:
-    """An S3 "Object Created" event (EventBridge or S3 notification) or a continuation."""
-    if "avsev_continuation" in event:
-        return Job(**event["avsev_continuation"])
-    if event.get("detail-type") == "Object Created":
-        detail = event["detail"]
-        bucket, key = detail["bucket"]["name"], detail["object"]["key"]
-        etag, when = detail["object"].get("etag", ""), event["time"]
-    elif event.get("Records"):
-        record = event["Records"][0]
-        bucket, key = record["s3"]["bucket"]["name"], record["s3"]["object"]["key"]
-        etag, when = record["s3"]["object"].get("eTag", ""), record["eventTime"]
-    else:
-        return None
-    if not key.startswith(IN_PREFIX) or key.endswith("/"):
-        return None
-    out_name = OutputName.for_input(key, parquet=parquet).output
-    return Job(bucket, key, etag.strip('"'), out_name, when)
+class NotAJob(ValueError):
+    """An event of a shape the batch function does not read."""
+
+
+def jobs_from_event(event: Any, *, parquet: bool = False) -> tuple[list[Job], Arrivals]:
+    """The jobs an event asks for: a continuation, or the objects it announces under
+    `batch/in/` (see `avsev.batch.events` for the shapes read), and what it announced.
+    Raises `NotAJob` for a continuation that does not name a job."""
+    if isinstance(event, dict) and "avsev_continuation" in event:
+        try:
+            return [Job(**event["avsev_continuation"])], Arrivals()
+        except TypeError as e:
+            raise NotAJob(f"avsev_continuation: not a job ({e})") from None
+    found = arrivals(event)
+    jobs = [
+        Job(
+            o.bucket,
+            o.key,
+            o.etag,
+            OutputName.for_input(o.key, parquet=parquet).output,
+            o.time,
+            sent_key=o.sent_key if o.sent_key != o.key else "",
+        )
+        for o in found.objects
+        if o.key.startswith(IN_PREFIX) and not o.key.endswith("/")
+    ]
+    return jobs, found
+
+
+def locate(s3: Any, job: Job) -> Job:
+    """The job on the object as it is now: at its decoded key, else at the key as sent
+    (an object whose name merely looks encoded), with the ETag S3 gives. Raises
+    `ObjectGone` when neither exists."""
+    for key in (job.key, job.sent_key):
+        if not key:
+            continue
+        try:
+            head = s3.head_object(Bucket=job.bucket, Key=key)
+        except ClientError as e:
+            if _missing(e):
+                continue
+            raise
+        return job.at_key(key, str(head.get("ETag", "")).strip('"'))
+    raise ObjectGone(f"s3://{job.bucket}/{job.key} does not exist (deleted before the run?)")
 
 
 def error_summary(s3: Any, job: Job, error: Exception, model_version: str) -> dict[str, Any]:
@@ -222,7 +271,13 @@ def error_summary(s3: Any, job: Job, error: Exception, model_version: str) -> di
     return doc
 
 
-UNREADABLE_INPUT = (DataError, pd.errors.ParserError, UnicodeDecodeError, ValueError)
+UNREADABLE_INPUT = (
+    DataError,
+    pd.errors.ParserError,
+    UnicodeDecodeError,
+    ValueError,
+    ObjectGone,
+)
 """What a file that cannot be scored raises (it gets an error summary, not a retry)."""
 
 
@@ -236,10 +291,15 @@ def process(
     keep_going: Callable[[int], bool] = lambda chunks: True,
 ) -> tuple[dict[str, Any], Job | None]:
     """One invocation's work on a job: skip it if done, score a part, finish or hand on."""
-    done = already_done(s3, job) if job.part == 0 else None
-    if done:
-        return done | {"status": "already_done"}, None
     try:
+        if job.part == 0:
+            done = already_done(s3, job)  # before looking: a scored input may be gone since
+            if not done:
+                found = locate(s3, job)
+                done = already_done(s3, found) if found.etag != job.etag else None
+                job = found
+            if done:
+                return done | {"status": "already_done"}, None
         _, following = run_part(
             s3, bundle, job, workdir, chunk_rows=chunk_rows, keep_going=keep_going
         )
