@@ -65,7 +65,9 @@ def _files(event: Any, s3: Any, workdir: Path, context: Any) -> dict[str, Any]:
     """Each file the event announces, scored in turn; a file not finished in this
     invocation goes on in its own (a continuation event)."""
     try:
-        jobs, found = jobs_from_event(event, parquet=SETTINGS.output_format == "parquet")
+        jobs, found = jobs_from_event(
+            event, parquet=SETTINGS.output_format == "parquet", bucket=SETTINGS.bucket or None
+        )
     except NotAJob as e:
         found = Arrivals(unknown=[str(e)])
         jobs = []

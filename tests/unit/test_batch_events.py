@@ -143,3 +143,34 @@ def test_a_scheduled_event_without_version_is_rejected_naming_it():
     with pytest.raises(EventRejected) as caught:
         scheduled_time(scheduled("2026-11-20T06:00:00Z", with_version=False))
     assert [d["field"] for d in caught.value.answer()["error"]["details"]] == ["version"]
+
+
+def test_a_continuation_is_checked_field_by_field():
+    good = {
+        "bucket": BUCKET,
+        "key": "batch/in/x.csv",
+        "etag": "e",
+        "out_name": "x.csv",
+        "scored_at": "t",
+        "skip_rows": 3,
+        "part": 1,
+    }
+    jobs, _ = jobs_from_event({"avsev_continuation": good})
+    assert [(j.key, j.skip_rows, j.part) for j in jobs] == [("batch/in/x.csv", 3, 1)]
+    for bad in ({"skip_rows": "3"}, {"part": None}, {"extra": 1}, {"key": "elsewhere/x.csv"}):
+        with pytest.raises(NotAJob):
+            jobs_from_event({"avsev_continuation": good | bad})
+    with pytest.raises(NotAJob, match="not the batch bucket"):
+        jobs_from_event({"avsev_continuation": good}, bucket="other")
+
+
+def test_objects_that_are_no_input_here_are_skipped_with_the_reason():
+    event = s3_notification(BUCKET, "batch/in/x.csv")
+    jobs, found = jobs_from_event(event, bucket="another-bucket")
+    assert jobs == [] and "not the batch bucket" in found.skipped[0]
+    jobs, found = jobs_from_event(s3_notification(BUCKET, "batch/in/" + "x" * 600 + ".csv"))
+    assert jobs == [] and "more than S3's 1024" in found.skipped[0]
+    jobs, found = jobs_from_event(s3_notification(BUCKET, "batch/in/" + "x" * 400 + ".csv"))
+    assert len(jobs) == 1
+    jobs, found = jobs_from_event(s3_notification(BUCKET, "elsewhere/x.csv"))
+    assert jobs == [] and "not a file under batch/in/" in found.skipped[0]

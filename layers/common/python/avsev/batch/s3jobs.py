@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 from botocore.exceptions import ClientError
+from pydantic import ConfigDict, TypeAdapter, ValidationError, with_config
 
 from avsev.batch.events import Arrivals, arrivals
 from avsev.batch.names import IN_PREFIX, OutputKind, OutputName
@@ -29,6 +30,7 @@ from avsev.parquet import read_parquet
 from avsev.serving.bundle import Bundle
 
 
+@with_config(ConfigDict(strict=True, extra="forbid"))
 @dataclass
 class Job:
     """What one invocation works on (a continuation event carries it to the next)."""
@@ -213,18 +215,74 @@ class NotAJob(ValueError):
     """An event of a shape the batch function does not read."""
 
 
-def jobs_from_event(event: Any, *, parquet: bool = False) -> tuple[list[Job], Arrivals]:
+_CONTINUATION = TypeAdapter(Job)
+"""A continuation event's job, checked field by field (the function's own events)."""
+
+
+MAX_KEY_BYTES = 1024
+"""S3's longest key (https://docs.aws.amazon.com/AmazonS3/latest/userguide/object-keys.html)."""
+
+
+LONGEST_ETAG = "0" * 32 + "-10000"
+"""The longest ETag an object has: a multipart upload's (MD5 of the parts' MD5s, a dash,
+up to 10,000 parts)."""
+
+
+def _input_problem(key: str) -> str | None:
+    """Why an object is no batch input, or None when it is one."""
+    if not key.startswith(IN_PREFIX) or key.endswith("/"):
+        return f"{key[:200]!r} is not a file under {IN_PREFIX}"
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        return f"{key[:200]!r} is not UTF-8 text, so no S3 key"
+    return None
+
+
+def _job_problem(job: Job, bucket: str | None) -> str | None:
+    """Why a job cannot run here: not an input, another bucket, or a name too long for the
+    keys of its outputs and staged parts (which repeat the input's name)."""
+    if problem := _input_problem(job.key):
+        return problem
+    if bucket and job.bucket != bucket:
+        return f"bucket {job.bucket[:100]!r} is not the batch bucket"
+    names, etag = job.names, LONGEST_ETAG
+    longest = max(
+        len(k.encode("utf-8"))
+        for k in (
+            *names.final_keys().values(),
+            names.part_key(etag, 99_999, "rejected"),
+            f"{names.staging(etag)}final-{names.name('rejected')}",
+        )
+    )
+    if longest > MAX_KEY_BYTES:
+        return (
+            f"{job.key[:100]!r}...: its outputs' keys would be {longest} bytes, "
+            f"more than S3's {MAX_KEY_BYTES}"
+        )
+    return None
+
+
+def jobs_from_event(
+    event: Any, *, parquet: bool = False, bucket: str | None = None
+) -> tuple[list[Job], Arrivals]:
     """The jobs an event asks for: a continuation, or the objects it announces under
-    `batch/in/` (see `avsev.batch.events` for the shapes read), and what it announced.
+    `batch/in/` of `bucket` (any bucket when None; see `avsev.batch.events` for the shapes
+    read), and what it announced (objects that are not inputs among its `skipped`).
     Raises `NotAJob` for a continuation that does not name a job."""
     if isinstance(event, dict) and "avsev_continuation" in event:
-        try:
-            return [Job(**event["avsev_continuation"])], Arrivals()
-        except TypeError as e:
+        try:  # as the JSON it came in: strict types, a dict for the job
+            job = _CONTINUATION.validate_json(json.dumps(event["avsev_continuation"]))
+        except (ValidationError, TypeError, ValueError) as e:
             raise NotAJob(f"avsev_continuation: not a job ({e})") from None
+        problem = _job_problem(job, bucket)
+        if problem:
+            raise NotAJob(f"avsev_continuation: {problem}")
+        return [job], Arrivals()
     found = arrivals(event)
-    jobs = [
-        Job(
+    jobs = []
+    for o in found.objects:
+        job = Job(
             o.bucket,
             o.key,
             o.etag,
@@ -232,9 +290,10 @@ def jobs_from_event(event: Any, *, parquet: bool = False) -> tuple[list[Job], Ar
             o.time,
             sent_key=o.sent_key if o.sent_key != o.key else "",
         )
-        for o in found.objects
-        if o.key.startswith(IN_PREFIX) and not o.key.endswith("/")
-    ]
+        if problem := _job_problem(job, bucket):
+            found.skipped.append(problem)
+        else:
+            jobs.append(job)
     return jobs, found
 
 
