@@ -389,3 +389,11 @@ def test_rejected_rows_cannot_run_as_spreadsheet_formulas(s3, real_bundle, tmp_p
     assert rejected["ev_id"].tolist()[: len(FORMULAS)] == ["'" + f for f in FORMULAS]
     for cell in [*rejected["ev_id"], *rejected["reason"], *rejected["row"]]:
         assert not cell.startswith(("=", "+", "-", "@", "\t", "\r"))
+
+
+def test_a_continuation_whose_parts_are_not_staged_gives_an_error_summary(s3, batch_fn):
+    s3.put_object(Bucket=BUCKET, Key="batch/in/late.jsonl", Body=TWO_REPORTS)
+    job = Job(BUCKET, "batch/in/late.jsonl", "e", "late.csv", WHEN, skip_rows=1, part=2)
+    summary = batch_fn.handler(job.as_event(), FakeContext())
+    assert summary["status"] == "error" and "part 0" in summary["error"]
+    assert summary_at(s3, "batch/out/late.summary.json")["status"] == "error"

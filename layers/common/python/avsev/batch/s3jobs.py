@@ -83,6 +83,10 @@ class ObjectGone(LookupError):
     """The input named by the event is not in the bucket (deleted before the run)."""
 
 
+class PartsMissing(LookupError):
+    """A continuation whose earlier parts are not staged: the run cannot be joined."""
+
+
 def _missing(error: ClientError) -> bool:
     return error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey")
 
@@ -154,9 +158,16 @@ def finish(s3: Any, bundle: Bundle, job: Job, workdir: Path) -> Summary:
     for path in (out, rejected):
         path.unlink(missing_ok=True)
     for part in range(job.part + 1):
-        doc = json.loads(
-            s3.get_object(Bucket=job.bucket, Key=job.part_key(part, "summary"))["Body"].read()
-        )
+        try:
+            body = s3.get_object(Bucket=job.bucket, Key=job.part_key(part, "summary"))["Body"]
+        except ClientError as e:
+            if _missing(e):
+                raise PartsMissing(
+                    f"part {part} of s3://{job.bucket}/{job.key} is not staged (expired, or the "
+                    "continuation does not match a run); upload the file again"
+                ) from None
+            raise
+        doc = json.loads(body.read())
         part_summary = Summary.counts_of(doc)
         total.add(part_summary)
         total.seconds += part_summary.seconds
@@ -336,6 +347,7 @@ UNREADABLE_INPUT = (
     UnicodeDecodeError,
     ValueError,
     ObjectGone,
+    PartsMissing,
 )
 """What a file that cannot be scored raises (it gets an error summary, not a retry)."""
 
