@@ -17,7 +17,7 @@ from avsev.parquet import read_parquet
 from avsev.pipeline.train import matrix
 from avsev.serving.schema import AccidentReport
 from aws_events import eventbridge, s3_notification, sample, via_sns, via_sns_sqs, via_sqs
-from lambda_support import FakeContext, load_function
+from lambda_support import FakeContext, load_function, scheduled_event
 from moto import mock_aws
 
 BUCKET = "avsev-batch"
@@ -222,10 +222,7 @@ def test_daily_run_scores_what_arrived_recently(s3, batch_fn, real_data_path):
     s3.put_object(Bucket=BUCKET, Key="incoming/a.csv", Body=body[:150_000])
     s3.put_object(Bucket=BUCKET, Key="incoming/b.jsonl", Body=b'{"ev_id": "J1", "make": "Piper"}\n')
     now = pd.Timestamp.now(tz="UTC").isoformat()
-    summary = batch_fn.handler(
-        {"detail-type": "Scheduled Event", "source": "aws.events", "time": now, "detail": {}},
-        FakeContext(),
-    )
+    summary = batch_fn.handler(scheduled_event(now), FakeContext())
     day = now[:10]
     out = read_csv(s3, f"batch/out/daily-{day}.csv")
     assert (

@@ -92,7 +92,10 @@ def _missing(error: ClientError) -> bool:
 
 
 def already_done(s3: Any, job: Job) -> dict[str, Any] | None:
-    """The summary of this very input (same ETag) when it was scored before."""
+    """The summary of this very input (same ETag) when it was scored before; None for a job
+    that names no ETag (which version it means is unknown until S3 is asked)."""
+    if not job.etag:
+        return None
     try:
         body = s3.get_object(Bucket=job.bucket, Key=job.names.final_keys()["summary"])[
             "Body"
