@@ -15,10 +15,9 @@ from avsev.monitoring.performance import (
     parse_cost_matrix,
 )
 from avsev.rollout.aliases import Rollouts, s3_audit_entries, step_began
+from avsev.scheduled import EventRejected, rejected, scheduled_time
 from avsev.serving.observability import logger
 from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.utilities.parser import parse
-from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from pydantic import Field, field_validator
 
 
@@ -73,13 +72,16 @@ def _experiment(s3: Any) -> tuple[str | None, str | None, dt.datetime | None]:
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.EVENT_BRIDGE)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    scheduled = parse(event=event, model=EventBridgeModel)
+    try:
+        at = scheduled_time(event, days=SETTINGS.days)
+    except EventRejected as e:
+        return rejected(e, event)
     clients = Clients(boto3.client("s3"), boto3.client("cloudwatch"), boto3.client("sns"))
     champion, candidate, since = _experiment(clients.s3)
     out = run_ab_analysis(
         clients,
         SETTINGS.bucket,
-        scheduled.time,
+        at,
         days=SETTINGS.days,
         decision_metric=SETTINGS.metric,
         margin=SETTINGS.margin,

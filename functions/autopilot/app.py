@@ -17,10 +17,9 @@ from avsev.environment import EnvSettings
 from avsev.rollout.autopilot import Autopilot, autopilot_for
 from avsev.rollout.handover import handle, send
 from avsev.rollout.metrics import publish_rollout_metrics
+from avsev.scheduled import EventRejected, rejected, scheduled_time
 from avsev.serving.observability import NAMESPACE, SERVICE, logger
 from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.utilities.parser import parse
-from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from pydantic import Field, Json
 
 
@@ -67,7 +66,10 @@ def handover(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.EVENT_BRIDGE)
 def tick(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    parse(event=event, model=EventBridgeModel)
+    try:
+        scheduled_time(event)  # the tick runs on its own clock; the event is checked alike
+    except EventRejected as e:
+        return rejected(e, event)
     controller = pilot()
     out = controller.tick()
     logger.info("autopilot tick", extra={k: v for k, v in out.items() if k != "audit"})
@@ -83,4 +85,3 @@ def tick(event: dict[str, Any], context: Any) -> dict[str, Any]:
     except Exception:
         logger.exception("could not put the rollout metrics")
     return {k: v for k, v in out.items() if k in ("state", "reason", "weights", "weight")}
-

@@ -11,10 +11,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import boto3
-from avsev.batch import job_from_event, process, run_daily
+from avsev.batch import NotAJob, jobs_from_event, process, run_daily
+from avsev.batch.events import Arrivals
 from avsev.constants import Env
 from avsev.environment import EnvSettings
+from avsev.scheduled import EventRejected, rejected, scheduled_time
 from avsev.serving.bundle import load_bundle
+from avsev.serving.errors import ErrorDetail
 from avsev.serving.observability import logger, metrics
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.metrics import MetricUnit
@@ -36,45 +39,77 @@ SETTINGS = Settings.from_env()
 BUNDLE = load_bundle(SETTINGS.model_bundle_path, explain=False)  # once per container
 SCHEDULED = "Scheduled Event"
 """EventBridge's detail-type of a scheduled event: the daily run (uploads are S3 events)."""
+EVENT_SHAPES = (
+    "an EventBridge scheduled event, an S3 event (EventBridge 'Object Created', or an S3 "
+    "notification, directly or through SQS or SNS) or a continuation"
+)
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.EVENT_BRIDGE)
-@metrics.log_metrics
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    s3 = boto3.client("s3")
-    with tempfile.TemporaryDirectory() as tmp:
-        if event.get("detail-type") == SCHEDULED:
-            summary = run_daily(
-                s3,
-                BUNDLE,
-                SETTINGS.bucket,
-                event["time"],
-                Path(tmp),
-                days=SETTINGS.daily_days,
-                chunk_rows=SETTINGS.chunk_rows,
-            )
-            following = None
-        else:
-            job = job_from_event(event, parquet=SETTINGS.output_format == "parquet")
-            if job is None:
-                logger.info("not a batch input; ignored", extra={"event": str(event)[:500]})
-                return {"status": "ignored"}
-            summary, following = process(
-                s3,
-                BUNDLE,
-                job,
-                Path(tmp),
-                chunk_rows=SETTINGS.chunk_rows,
-                keep_going=lambda chunks: (
-                    context.get_remaining_time_in_millis() > SETTINGS.safety_ms
-                ),
-            )
-    if following is not None:
-        boto3.client("lambda").invoke(
-            FunctionName=context.invoked_function_arn,
-            InvocationType="Event",
-            Payload=json.dumps(following.as_event()).encode(),
+def _daily(event: dict[str, Any], s3: Any, workdir: Path) -> dict[str, Any]:
+    try:
+        scheduled_time(event, days=SETTINGS.daily_days)
+    except EventRejected as e:
+        return rejected(e, event)
+    return run_daily(
+        s3,
+        BUNDLE,
+        SETTINGS.bucket,
+        event["time"],
+        workdir,
+        days=SETTINGS.daily_days,
+        chunk_rows=SETTINGS.chunk_rows,
+    )
+
+
+def _files(event: Any, s3: Any, workdir: Path, context: Any) -> dict[str, Any]:
+    """Each file the event announces, scored in turn; a file not finished in this
+    invocation goes on in its own (a continuation event)."""
+    try:
+        jobs, found = jobs_from_event(
+            event, parquet=SETTINGS.output_format == "parquet", bucket=SETTINGS.bucket or None
         )
+    except NotAJob as e:
+        found = Arrivals(unknown=[str(e)])
+        jobs = []
+    if found.unknown and not jobs:
+        error = EventRejected(
+            "not an event the batch function reads",
+            [
+                ErrorDetail(field="event", problem=problem, allowed=EVENT_SHAPES)
+                for problem in found.unknown
+            ],
+        )
+        return rejected(error, event)
+    if not jobs:
+        logger.info(
+            "no file under batch/in/ to score; ignored",
+            extra={"skipped": found.skipped, "objects": [o.key for o in found.objects]},
+        )
+        return {"status": "ignored", "skipped": found.skipped}
+    summaries = []
+    for job in jobs:
+        summary, following = process(
+            s3,
+            BUNDLE,
+            job,
+            workdir,
+            chunk_rows=SETTINGS.chunk_rows,
+            keep_going=lambda chunks: context.get_remaining_time_in_millis() > SETTINGS.safety_ms,
+        )
+        if following is not None:
+            boto3.client("lambda").invoke(
+                FunctionName=context.invoked_function_arn,
+                InvocationType="Event",
+                Payload=json.dumps(following.as_event()).encode(),
+            )
+        _metrics(summary)
+        summaries.append(summary)
+    if found.unknown:
+        logger.error("parts of the event were not read", extra={"unknown": found.unknown})
+    return summaries[0] if len(summaries) == 1 else {"status": "ok", "files": summaries}
+
+
+def _metrics(summary: dict[str, Any]) -> None:
     for name in ("rows_read", "scored", "rejected"):
         if name in summary:
             metrics.add_metric(
@@ -86,4 +121,16 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         name="BatchFailures", unit=MetricUnit.Count, value=int(summary.get("status") == "error")
     )
     logger.info("batch summary", extra={"summary": summary})
-    return summary
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.EVENT_BRIDGE)
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    s3 = boto3.client("s3")
+    with tempfile.TemporaryDirectory() as tmp:
+        if isinstance(event, dict) and event.get("detail-type") == SCHEDULED:
+            summary = _daily(event, s3, Path(tmp))
+            if summary.get("status") != "rejected":
+                _metrics(summary)
+            return summary
+        return _files(event, s3, Path(tmp), context)

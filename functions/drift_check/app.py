@@ -8,11 +8,10 @@ import boto3
 from avsev.constants import SERVICE, Env
 from avsev.environment import EnvSettings
 from avsev.monitoring.jobs import Clients, run_drift_check
+from avsev.scheduled import EventRejected, rejected, scheduled_time
 from avsev.serving.bundle import read_card
 from avsev.serving.observability import logger
 from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.utilities.parser import parse
-from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from pydantic import DirectoryPath, Field
 
 
@@ -32,13 +31,16 @@ CARD = read_card(SETTINGS.model_bundle_path)
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.EVENT_BRIDGE)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    scheduled = parse(event=event, model=EventBridgeModel)
+    try:
+        at = scheduled_time(event, days=SETTINGS.days)
+    except EventRejected as e:
+        return rejected(e, event)
     clients = Clients(boto3.client("s3"), boto3.client("cloudwatch"), boto3.client("sns"))
     out = run_drift_check(
         clients,
         SETTINGS.bucket,
         CARD,
-        scheduled.time,
+        at,
         days=SETTINGS.days,
         topic_arn=SETTINGS.topic_arn,
         dataset_drift_share=SETTINGS.share,

@@ -10,11 +10,10 @@ from avsev.constants import Env
 from avsev.environment import EnvSettings
 from avsev.monitoring.jobs import run_rollup
 from avsev.monitoring.query import AthenaEngine
+from avsev.scheduled import EventRejected, rejected, scheduled_time
 from avsev.serving.bundle import read_card
 from avsev.serving.observability import logger
 from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.utilities.parser import parse
-from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from pydantic import DirectoryPath, Field
 
 
@@ -32,14 +31,17 @@ CARD = read_card(SETTINGS.model_bundle_path)
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.EVENT_BRIDGE)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    scheduled = parse(event=event, model=EventBridgeModel)
+    try:
+        at = scheduled_time(event, days=SETTINGS.days)
+    except EventRejected as e:
+        return rejected(e, event)
     engine = AthenaEngine(boto3.client("athena"), SETTINGS.workgroup, SETTINGS.database)
     out = run_rollup(
         engine,
         boto3.client("s3"),
         SETTINGS.bucket,
         CARD,
-        scheduled.time,
+        at,
         days=SETTINGS.days,
     )
     logger.info(

@@ -1,5 +1,6 @@
 """Batch scoring against moto S3: real files in, outputs checked row by row against the
-runtime, rejects, malformed files, duplicate events, the split path, Parquet, the daily run."""
+runtime, rejects, malformed files, duplicate events, the split path, Parquet, the daily run;
+odd files (nested JSON lines, formula cells) and AWS's own event shapes (tests/data/events)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from avsev.data import load
 from avsev.parquet import read_parquet
 from avsev.pipeline.train import matrix
 from avsev.serving.schema import AccidentReport
-from lambda_support import FakeContext, load_function
+from aws_events import eventbridge, s3_notification, sample, via_sns, via_sns_sqs, via_sqs
+from lambda_support import FakeContext, load_function, scheduled_event
 from moto import mock_aws
 
 BUCKET = "avsev-batch"
@@ -220,10 +222,7 @@ def test_daily_run_scores_what_arrived_recently(s3, batch_fn, real_data_path):
     s3.put_object(Bucket=BUCKET, Key="incoming/a.csv", Body=body[:150_000])
     s3.put_object(Bucket=BUCKET, Key="incoming/b.jsonl", Body=b'{"ev_id": "J1", "make": "Piper"}\n')
     now = pd.Timestamp.now(tz="UTC").isoformat()
-    summary = batch_fn.handler(
-        {"detail-type": "Scheduled Event", "source": "aws.events", "time": now, "detail": {}},
-        FakeContext(),
-    )
+    summary = batch_fn.handler(scheduled_event(now), FakeContext())
     day = now[:10]
     out = read_csv(s3, f"batch/out/daily-{day}.csv")
     assert (
@@ -256,3 +255,142 @@ def test_offline_score_command(real_bundle_dir, real_data_path, tmp_path, capsys
         and out.is_file()
         and (tmp_path / "scored.summary.json").is_file()
     )
+
+
+# ---- odd files and real AWS events ----------------------------------------------------------
+
+ODD_KEY = "batch/in/my report (1).jsonl"
+ODD_SENT = "batch/in/my+report+%281%29.jsonl"
+"""The key S3 notifications send for `ODD_KEY` (URL-encoded, a space as +)."""
+TWO_REPORTS = b'{"ev_id": "A1", "make": "Cessna"}\n{"ev_id": "A2", "make": "Piper"}\n'
+
+
+def summary_at(s3, key: str) -> dict:
+    return json.loads(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+
+
+def out_keys(s3) -> list[str]:
+    return [
+        o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="batch/").get("Contents", [])
+    ]
+
+
+@pytest.mark.parametrize(
+    "wrap",
+    [lambda e: e, via_sqs, via_sns, via_sns_sqs],
+    ids=["s3-notification", "s3-sqs", "s3-sns", "s3-sns-sqs"],
+)
+def test_a_url_encoded_key_is_decoded_and_scored(s3, batch_fn, wrap):
+    s3.put_object(Bucket=BUCKET, Key=ODD_KEY, Body=TWO_REPORTS)
+    summary = batch_fn.handler(wrap(s3_notification(BUCKET, ODD_SENT)), FakeContext())
+    assert summary["status"] == "ok" and summary["scored"] == 2
+    assert list(read_csv(s3, "batch/out/my report (1).csv")["ev_id"]) == ["A1", "A2"]
+
+
+@pytest.mark.parametrize("sent", [ODD_KEY, ODD_SENT], ids=["as-is", "encoded"])
+def test_eventbridge_object_created_finds_the_object_either_way(s3, batch_fn, sent):
+    """The stack's own trigger (infra/constructs/batch.py: EventBridge "Object Created")."""
+    s3.put_object(Bucket=BUCKET, Key=ODD_KEY, Body=TWO_REPORTS)
+    summary = batch_fn.handler(eventbridge(BUCKET, sent), FakeContext())
+    assert summary["status"] == "ok" and summary["scored"] == 2
+
+
+def test_a_key_with_a_real_plus_is_found_by_the_key_as_sent(s3, batch_fn):
+    s3.put_object(Bucket=BUCKET, Key="batch/in/c++.jsonl", Body=TWO_REPORTS)
+    summary = batch_fn.handler(eventbridge(BUCKET, "batch/in/c++.jsonl"), FakeContext())
+    assert summary["status"] == "ok" and summary["scored"] == 2
+    assert "batch/out/c++.csv" in out_keys(s3)
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        s3_notification(BUCKET, "batch/in/gone.csv"),
+        via_sqs(s3_notification(BUCKET, "batch/in/gone.csv")),
+        eventbridge(BUCKET, "batch/in/gone.csv"),
+    ],
+    ids=["s3-notification", "s3-sqs", "eventbridge"],
+)
+def test_an_object_deleted_before_the_run_gives_an_error_summary(s3, batch_fn, event):
+    summary = batch_fn.handler(event, FakeContext())
+    assert summary["status"] == "error" and "batch/in/gone.csv" in summary["error"]
+    stored = summary_at(s3, "batch/out/gone.summary.json")
+    assert stored["status"] == "error" and "does not exist" in stored["error"]
+    assert "batch/out/gone.csv" not in out_keys(s3)
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        s3_notification(BUCKET, "batch/in/kept.jsonl", name="s3EventDeleteObject"),
+        via_sqs(s3_notification(BUCKET, "batch/in/kept.jsonl", name="s3EventDeleteObject")),
+        eventbridge(BUCKET, "batch/in/kept.jsonl", deleted=True),
+        sample("s3TestEventSqs"),
+    ],
+    ids=["object-removed", "object-removed-sqs", "eventbridge-deleted", "s3-test-event-sqs"],
+)
+def test_removals_and_the_s3_test_event_are_ignored(s3, batch_fn, event):
+    s3.put_object(Bucket=BUCKET, Key="batch/in/kept.jsonl", Body=TWO_REPORTS)
+    summary = batch_fn.handler(event, FakeContext())
+    assert summary["status"] == "ignored" and summary["skipped"]
+    assert out_keys(s3) == ["batch/in/kept.jsonl"]  # nothing scored, nothing written
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        sample("snsEvent"),
+        sample("snsSqsEvent"),
+        sample("eventBridgeEvent"),
+        {"Records": [{"s3": {"object": {}}, "eventName": "ObjectCreated:Put"}]},
+        {"avsev_continuation": {"bucket": BUCKET}},
+        {},
+    ],
+    ids=["sns-hello", "sns-sqs-hello", "eventbridge-ec2", "s3-no-key", "bad-continuation", "empty"],
+)
+def test_an_unknown_event_shape_is_a_logged_error_not_a_crash(s3, batch_fn, event, caplog):
+    answer = batch_fn.handler(event, FakeContext())
+    assert answer["status"] == "rejected" and answer["error"]["code"] == "invalid_event"
+    assert answer["error"]["details"][0]["field"] == "event"
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert [r.getMessage() for r in errors] == ["event rejected"] and not errors[0].exc_info
+
+
+def test_a_deeply_nested_json_line_is_one_rejected_row(s3, batch_fn):
+    lines = [
+        b'{"ev_id": "A1", "make": "Cessna"}',
+        b'{"ev_id": "A2", "make": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+        b"[" * 50_000,
+        b'{"ev_id": "A4", "make": "Piper"}',
+    ]
+    s3.put_object(Bucket=BUCKET, Key="batch/in/deep.jsonl", Body=b"\n".join(lines))
+    summary = batch_fn.handler(created("batch/in/deep.jsonl"), FakeContext())
+    assert (summary["status"], summary["rows_read"], summary["scored"]) == ("ok", 4, 2)
+    assert list(read_csv(s3, "batch/out/deep.csv")["ev_id"]) == ["A1", "A4"]
+    rejected = read_csv(s3, "batch/out/deep.rejected.csv")
+    assert list(rejected["row"]) == ["2", "3"]
+    assert all("nested deeper than" in reason for reason in rejected["reason"])
+
+
+FORMULAS = ['=HYPERLINK("http://x")', "+1+1", "-2+3", "@SUM(A1)", "\tX", "\rY"]
+
+
+def test_rejected_rows_cannot_run_as_spreadsheet_formulas(s3, real_bundle, tmp_path):
+    lines = [json.dumps({"ev_id": f, "make": "Cessna"}) for f in FORMULAS]
+    lines.append(json.dumps({"ev_id": "OK1", "aircraft_age": "=1+1"}))
+    s3.put_object(Bucket=BUCKET, Key="batch/in/formulas.jsonl", Body="\n".join(lines).encode())
+    job = Job(BUCKET, "batch/in/formulas.jsonl", "e", "formulas.csv", WHEN)
+    summary, _ = process(s3, real_bundle, job, tmp_path, chunk_rows=2)  # parts joined again
+    assert summary["rejected"] == len(FORMULAS) + 1
+    rejected = read_csv(s3, "batch/out/formulas.rejected.csv")
+    assert rejected["ev_id"].tolist()[: len(FORMULAS)] == ["'" + f for f in FORMULAS]
+    for cell in [*rejected["ev_id"], *rejected["reason"], *rejected["row"]]:
+        assert not cell.startswith(("=", "+", "-", "@", "\t", "\r"))
+
+
+def test_a_continuation_whose_parts_are_not_staged_gives_an_error_summary(s3, batch_fn):
+    s3.put_object(Bucket=BUCKET, Key="batch/in/late.jsonl", Body=TWO_REPORTS)
+    job = Job(BUCKET, "batch/in/late.jsonl", "e", "late.csv", WHEN, skip_rows=1, part=2)
+    summary = batch_fn.handler(job.as_event(), FakeContext())
+    assert summary["status"] == "error" and "part 0" in summary["error"]
+    assert summary_at(s3, "batch/out/late.summary.json")["status"] == "error"

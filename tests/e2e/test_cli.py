@@ -103,3 +103,84 @@ def test_mcnemar_uses_exact_test_when_few_discordant(a, b, exact):
     assert r["only_a_correct"] == a and r["only_b_correct"] == b
     if not exact:
         assert r["significant"] and "B is significantly" in r["verdict"]
+
+
+@pytest.fixture()
+def reports_file(tmp_path):
+    path = tmp_path / "in.jsonl"
+    path.write_text('{"ev_id": "A1", "make": "Cessna"}\n')
+    return path
+
+
+@pytest.mark.parametrize(
+    "data, out, option",
+    [
+        ("{dir}", "{dir}/scored.csv", "--data"),  # a directory where a file is expected
+        ("{file}", "{dir}", "--out"),  # a directory where a file is expected
+        ("{file}", "{file}/scored.csv", "--out"),  # a file where a directory is expected
+        ("{dir}/missing.csv", "{dir}/scored.csv", "--data"),
+        ("{file}", "{dir}/missing/scored.csv", "--out"),
+        ("{file}", "{file}", "--out"),  # would overwrite the input
+    ],
+)
+def test_score_names_the_wrong_path_option_and_exits_2(
+    synthetic_bundle_dir, reports_file, tmp_path, capsys, data, out, option
+):
+    paths = {"dir": str(tmp_path), "file": str(reports_file)}
+    code = main(
+        [
+            "score",
+            "--bundle",
+            str(synthetic_bundle_dir),
+            "--data",
+            data.format(**paths),
+            "--out",
+            out.format(**paths),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith(f"avsev score: error: {option} ")
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_score_a_bundle_that_is_a_file_is_named(reports_file, tmp_path, capsys):
+    code = main(
+        [
+            "score",
+            "--bundle",
+            str(reports_file),
+            "--data",
+            str(reports_file),
+            "--out",
+            str(tmp_path / "o.csv"),
+        ]
+    )
+    assert code == 2 and "--bundle" in capsys.readouterr().err
+
+
+def test_score_a_deeply_nested_line_is_a_rejected_row(synthetic_bundle_dir, tmp_path, capsys):
+    data = tmp_path / "deep.jsonl"
+    data.write_bytes(
+        b'{"ev_id": "A1", "make": "Cessna"}\n'
+        + b'{"ev_id": "A2", "make": '
+        + b"[" * 100_000
+        + b"]" * 100_000
+        + b"}\n"
+        + b'{"ev_id": "=1+2", "make": "Piper"}\n'
+        + b'{"ev_id": "A4"}\n'
+    )
+    out = tmp_path / "deep.csv"
+    assert (
+        main(
+            ["score", "--bundle", str(synthetic_bundle_dir), "--data", str(data), "--out", str(out)]
+        )
+        == 0
+    )
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["rows_read"], summary["scored"], summary["rejected"]) == (4, 2, 2)
+    import pandas as pd
+
+    rejected = pd.read_csv(tmp_path / "deep.rejected.csv", dtype=str, keep_default_na=False)
+    assert rejected["row"].tolist() == ["2", "3"]
+    assert "nested deeper than" in rejected["reason"][0]
+    assert rejected["ev_id"].tolist() == ["", "'=1+2"]  # shown as text, never run as a formula

@@ -102,8 +102,12 @@ def rejection_reason(error: ValidationError) -> str:
 
 
 def _refused(number: int, ev_id: Any, error: ValidationError) -> dict[str, Any]:
-    """A rejected row as the `.rejected.csv` lists it."""
-    return {"row": number, "ev_id": ev_id, "reason": rejection_reason(error)}
+    """A rejected row as the `.rejected.csv` lists it (its ev_id when it is a string)."""
+    return {
+        "row": number,
+        "ev_id": ev_id if isinstance(ev_id, str) else None,
+        "reason": rejection_reason(error),
+    }
 
 
 def _validate(
@@ -206,6 +210,48 @@ def csv_frames(text: IO[str], *, chunk_rows: int, skip_rows: int = 0) -> Iterato
         raise DataError("empty file, no header") from e
 
 
+MAX_LINE_DEPTH = 32
+"""How deeply a JSON line may nest: a report is one flat object, so anything deeper is
+refused before parsing (Python's parser recurses once per level and would fail on a deep
+enough line, taking the whole file with it)."""
+
+
+def _depth(line: str) -> int:
+    """How deeply the brackets of `line` nest, outside strings."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in line:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
+def _json_object(line: str) -> tuple[dict[str, Any] | None, str]:
+    """One JSON-lines row as an object, or None and why it is refused."""
+    brackets = line.count("[") + line.count("{")
+    if brackets > MAX_LINE_DEPTH and _depth(line) > MAX_LINE_DEPTH:
+        return None, f"not a JSON object: nested deeper than {MAX_LINE_DEPTH} levels"
+    try:
+        doc = json.loads(line)
+    except (ValueError, RecursionError) as e:
+        return None, f"not a JSON object: {e}"
+    if not isinstance(doc, dict):
+        return None, f"not a JSON object: a JSON {type(doc).__name__}"
+    return doc, ""
+
+
 def _jsonl_chunks(text: IO[str], chunk_rows: int, skip_rows: int) -> Iterator[Chunk]:
     reports: list[AccidentReport] = []
     rejected: list[dict[str, Any]] = []
@@ -216,12 +262,9 @@ def _jsonl_chunks(text: IO[str], chunk_rows: int, skip_rows: int) -> Iterator[Ch
             continue
         read += 1
         if line.strip():
-            try:
-                doc = json.loads(line)
-                if not isinstance(doc, dict):
-                    raise ValueError("not a JSON object")
-            except ValueError as e:
-                rejected.append({"row": number, "ev_id": None, "reason": f"not a JSON object: {e}"})
+            doc, problem = _json_object(line)
+            if doc is None:
+                rejected.append({"row": number, "ev_id": None, "reason": problem})
             else:
                 good, nums, bad = _validate([doc], number)
                 reports += good

@@ -120,10 +120,32 @@ def write_table(frame: pd.DataFrame, path: Path, *, append: bool) -> None:
         writer.writerows(zip(*(frame[c].tolist() for c in frame.columns), strict=True))
 
 
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+"""What a spreadsheet may read as the start of a formula (OWASP, CSV Injection:
+https://owasp.org/www-community/attacks/CSV_Injection)."""
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """A text cell that a spreadsheet would run as a formula, prefixed with `'` so it is
+    shown as text; other values as they are. Idempotent: a prefixed cell starts with `'`."""
+    if isinstance(value, str) and value.startswith(FORMULA_TRIGGERS):
+        return "'" + value
+    return value
+
+
 def append_rejected(rejected: list[dict[str, Any]], path: Path, *, append: bool) -> None:
-    pd.DataFrame(rejected, columns=REJECTED_COLUMNS).to_csv(
-        path, mode="a" if append else "w", header=not append, index=False
-    )
+    """Rejected rows to `.rejected.csv`. The ev_id and the reason come from the input (a
+    reason quotes the refused value), so every text cell goes through `spreadsheet_safe`.
+    Lines end in CRLF (RFC 4180, https://www.rfc-editor.org/rfc/rfc4180): the `csv` module
+    then quotes a cell holding a lone carriage return, which would otherwise end the row."""
+    with path.open("a" if append else "w", newline="") as f:
+        writer = csv.writer(f, lineterminator="\r\n")
+        if not append:
+            writer.writerow(REJECTED_COLUMNS)
+        writer.writerows(
+            [spreadsheet_safe("" if row.get(c) is None else row.get(c)) for c in REJECTED_COLUMNS]
+            for row in rejected
+        )
 
 
 def score_stream(
