@@ -522,10 +522,19 @@ def main(argv: list[str] | None = None) -> int:
         "--tables", type=Path, help="write the tables into this markdown file (between markers)"
     )
     parser.add_argument(
-        "--part", action="append", choices=["ab", "drift", "trust"], help="default: all"
+        "--part",
+        action="append",
+        choices=["ab", "drift", "trust"],
+        help="default: all; with --part, the other parts of an existing --out are kept",
+    )
+    parser.add_argument(
+        "--drift-sizes", help="comma-separated window sizes (the others already in --out are kept)"
     )
     args = parser.parse_args(argv)
     sizes = Sizes.quick() if args.quick else Sizes()
+    if args.drift_sizes:
+        chosen = tuple(int(x) for x in args.drift_sizes.split(","))
+        sizes = Sizes(**{**sizes.__dict__, "drift_sizes": chosen})
     parts = args.part or ["ab", "drift", "trust"]
     started = time.perf_counter()
     p = pool(sizes)
@@ -535,6 +544,8 @@ def main(argv: list[str] | None = None) -> int:
         "commit": commit(),
         "sizes": sizes.__dict__ | {"looks": list(sizes.looks)},
     }
+    if args.part and args.out.exists():
+        results = {**json.loads(args.out.read_text()), "commit": results["commit"]}
     if args.quick:
         results["quick"] = True
     steps: dict[str, Callable[[], Any]] = {
@@ -544,7 +555,10 @@ def main(argv: list[str] | None = None) -> int:
     }
     for part in parts:
         t = time.perf_counter()
-        results[part] = steps[part]()
+        fresh = steps[part]()
+        if part == "drift" and args.drift_sizes and isinstance(results.get("drift"), dict):
+            fresh = {**results["drift"], **fresh}
+        results[part] = fresh
         print(f"{part}: {time.perf_counter() - t:.0f} s", file=sys.stderr)
     results["seconds"] = round(time.perf_counter() - started, 1)
     args.out.write_text(json.dumps(results, indent=1, default=str) + "\n")

@@ -116,7 +116,9 @@ def homogeneity_test(ref: Mapping[str, float], cur: Mapping[str, float]) -> dict
     names, r, c = pooled_cells(ref, cur)
     if len(names) < 2:
         return _tested("chi_square_two_sample", 0.0, 1.0) | {"cells": len(names)}
-    statistic, p, _, _ = stats.chi2_contingency(np.vstack([r, c]), correction=False)
+    # Yates's correction on 2 × 2 tables (a field with two values, as weather_condition): the
+    # uncorrected test runs above its 5% when one value is rare (simulated: 7% at 300 rows)
+    statistic, p, _, _ = stats.chi2_contingency(np.vstack([r, c]), correction=True)
     return _tested("chi_square_two_sample", float(statistic), float(p)) | {"cells": len(names)}
 
 
