@@ -7,8 +7,8 @@ Trino's dialect, here):
 - `served`: per model version, served/shadow, predicted class and latency bin: counts
   (requests, class mix, latency quantiles and the latency test);
 - `labels`: per model version, predicted and actual class: counts of served predictions whose
-  event has an outcome (the latest per `ev_id` by `LATEST_OUTCOME_ORDER`: corrections win), and the paired
-  served-vs-shadow counts for McNemar;
+  event has an outcome (the latest per `ev_id` by `LATEST_OUTCOME_ORDER`: corrections win),
+  and the paired served-vs-shadow counts for McNemar;
 - `drift`: for the serving card's version, per feature the counts on the card's reference
   bins and categories, a fine value grid for distances, missing counts, sums, the predicted
   class mix, and the rows themselves while the day has at most `SMALL_SAMPLE` of them.

@@ -30,7 +30,8 @@ OUTCOMES = "outcomes"
 SCHEMA_VERSION_SUPPORTED = 1
 """Records with a newer `schema_version` are counted and skipped by the queries. Columns
 added later to a version (`completeness`, `warnings`, the outcomes' `seq`) are NULL in
-objects written before them: the queries read them as such (Athena by name; DuckDB via `query.DuckDBEngine`)."""
+objects written before them: the queries read them as such (Athena by name; DuckDB via
+`query.DuckDBEngine`)."""
 
 
 @dataclass(frozen=True)

@@ -382,7 +382,9 @@ def _observed_in_range(value: dt.datetime) -> dt.datetime:
         raise ValueError(f"{utc_text(value)} is before {OBSERVED_AT_EARLIEST.date().isoformat()}")
     latest = dt.datetime.now(dt.UTC) + OBSERVED_AT_SKEW
     if value > latest:
-        raise ValueError(f"{utc_text(value)} is in the future (the latest allowed is {utc_text(latest)})")
+        raise ValueError(
+            f"{utc_text(value)} is in the future (the latest allowed is {utc_text(latest)})"
+        )
     return value
 
 
