@@ -28,8 +28,8 @@ from avsev.serving.schema import InputWarning, Severity, UtcDateTime
 SCHEMA_VERSION = 1
 """Changes only when a reader of the previous version would misread a record. Adding an
 optional field does not change it: older readers drop it, and older records read as
-without it (`completeness` and `warnings` came in version 1 this way: None on records
-written before them)."""
+without it (`completeness`, `warnings` and the outcomes' `seq` came in version 1 this way:
+None on records written before them)."""
 
 
 class PredictionRecord(BaseModel):
