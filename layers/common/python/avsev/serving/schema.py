@@ -394,6 +394,8 @@ ObservedAt = Annotated[
     AfterValidator(_observed_in_range),
     Field(description="When the severity was established: " + OBSERVED_AT_ALLOWED),
 ]
+"""An outcome's `observed_at` as a client sends it: bounded here, at the edge. A record
+already written (`records.OutcomeRecord`) is read back as it is, bounds or not."""
 
 
 class Outcome(BaseModel):
