@@ -115,7 +115,7 @@ def generate(root: Path, rows: list[dict], n: int) -> None:
                  "timestamp" + INTERVAL 1 HOUR AS "timestamp",
                  CASE WHEN hash(ev_id) % 10 < 6 THEN predicted
                       ELSE {classes}[1 + CAST(hash(ev_id || 'x') % 4 AS INTEGER)] END AS actual_severity,
-                 CAST(NULL AS TIMESTAMP) AS observed_at,
+                 CAST(NULL AS TIMESTAMP) AS observed_at, 0 AS seq,
                  dt
           FROM read_parquet('{root}/predictions/*/*.parquet', hive_partitioning = true)
           WHERE hash(request_id) % 2 = 0
@@ -198,7 +198,7 @@ QUERY_COLUMNS = {
         "predicted",
         "features",
     ),
-    "outcomes": ("ev_id", "actual_severity", "observed_at", "timestamp", "schema_version"),
+    "outcomes": ("ev_id", "actual_severity", "timestamp", "request_id", "seq", "schema_version"),
 }
 SCANS_PER_DAY = {"served": 13.5, "drift": 13.5, "labels": 41.5, "outcomes": 35.75}
 """How many times, in steady state with an hourly schedule and a 7-day window, a day's records

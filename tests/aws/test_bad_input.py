@@ -15,6 +15,18 @@ from lambda_support import call, rest_event
 FUTURE = (dt.date.today() + dt.timedelta(days=30)).isoformat()
 OK = {"ev_id": "A1"}
 
+OBSERVED_AT_BAD = {
+    name: {"ev_id": "A1", "actual_severity": "None", "observed_at": value}
+    for name, value in {
+        "tomorrow": (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).isoformat(),
+        "in 9999": "9999-12-31",
+        "in 9999 west of UTC": "9999-12-31T23:00:00-05:00",
+        "before 1962": "1961-12-31T23:59:59Z",
+        "as epoch seconds": 1700000000,
+    }.items()
+}
+"""Outcome times outside the NTSB database's era to now (+ a few minutes), or not ISO 8601."""
+
 CASES = [
     # (name, route, event kwargs, status, field named)
     ("malformed JSON", "/predict", {"raw": '{"ev_id": "A1",'}, 400, "body"),
@@ -146,6 +158,16 @@ CASES = [
         422,
         "outcomes[0].observed_at",
     ),
+    *[
+        (
+            f"outcome observed {name}",
+            "/outcomes",
+            {"body": {"outcomes": [{"ev_id": "A1", "actual_severity": "None"}, bad]}},
+            422,
+            "outcomes[1].observed_at",
+        )
+        for name, bad in OBSERVED_AT_BAD.items()
+    ],
     ("no such route", "/predict/all", {"body": OK}, 404, None),
 ]
 GOOD = json.dumps(OK)
@@ -270,6 +292,18 @@ def test_bad_input_table(functions, capsys, name, route, kwargs, status, field):
             assert named[0].get("allowed"), named[0]
     predictions, outcomes, _ = parse_records(capsys.readouterr().out.splitlines())
     assert predictions == [] and outcomes == []
+
+
+@pytest.mark.parametrize("name", list(OBSERVED_AT_BAD))
+def test_an_outcome_time_out_of_range_names_the_range(functions, capsys, name):
+    event = rest_event("POST", "/outcomes", {"outcomes": [OBSERVED_AT_BAD[name]]})
+    status, body, _ = call(functions["outcomes"], event)
+    assert status == 422, body
+    [detail] = body["error"]["details"]
+    assert detail["field"] == "outcomes[0].observed_at"
+    assert "1962-01-01" in detail["allowed"] and "5 minutes from now" in detail["allowed"]
+    assert "UTC" in detail["allowed"]
+    assert parse_records(capsys.readouterr().out.splitlines())[1] == []
 
 
 BODY_ROUTES = ["/predict", "/predict/batch", "/predict/explain", "/outcomes"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -196,6 +197,49 @@ def test_outcomes_one_or_many(functions, capsys):
     )
     assert status == 422 and body["error"]["details"][0]["field"] == "outcomes[0].actual_severity"
     assert "Fatal, Serious, Minor, None" in body["error"]["details"][0]["allowed"]
+
+
+UTC_Z = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$")
+"""The one written form of a record's timestamps (one Firehose's OpenX JSON SerDe reads)."""
+
+
+@pytest.mark.parametrize(
+    "sent, stored",
+    [
+        ("2024-01-01T03:30:00+02:00", "2024-01-01T01:30:00.000000Z"),  # offset: converted
+        ("2024-01-01T03:30:00-05:00", "2024-01-01T08:30:00.000000Z"),
+        ("2024-01-01T03:30:00", "2024-01-01T03:30:00.000000Z"),  # naive: taken as UTC
+        ("2024-01-01", "2024-01-01T00:00:00.000000Z"),  # a date alone: midnight UTC
+        ("2024-01-01T03:30:00.123456789Z", "2024-01-01T03:30:00.123456Z"),
+    ],
+)
+def test_outcome_times_are_recorded_in_utc_with_z(functions, capsys, sent, stored):
+    one = {"ev_id": "ERA19FA001", "actual_severity": "Fatal", "observed_at": sent}
+    status, body, _ = call(functions["outcomes"], rest_event("POST", "/outcomes", one))
+    assert status == 200, body
+    [line] = [d for d in lines(capsys.readouterr().out) if d.get("record_type") == "outcome"]
+    assert line["observed_at"] == stored
+    assert UTC_Z.match(line["timestamp"]), line["timestamp"]
+    assert line["seq"] == 0
+
+
+def test_outcomes_of_one_body_carry_their_position(functions, capsys):
+    body = {
+        "outcomes": [
+            {"ev_id": "A1", "actual_severity": "Fatal"},
+            {"ev_id": "A1", "actual_severity": "None"},
+            {"ev_id": "B2", "actual_severity": "Minor"},
+        ]
+    }
+    status, answer, _ = call(functions["outcomes"], rest_event("POST", "/outcomes", body))
+    assert status == 200, answer
+    _, outcomes, _ = parse_records(capsys.readouterr().out.splitlines())
+    assert [(o.ev_id, o.actual_severity, o.seq) for o in outcomes] == [
+        ("A1", "Fatal", 0),
+        ("A1", "None", 1),
+        ("B2", "Minor", 2),
+    ]
+    assert len({(o.timestamp, o.request_id) for o in outcomes}) == 1
 
 
 def test_shadow_is_scored_and_logged_never_returned(

@@ -29,6 +29,8 @@ from avsev.monitoring.query import (
     write_records_parquet,
 )
 from avsev.serving.records import OutcomeRecord
+from avsev.serving.schema import Outcome
+from avsev.serving.service import PredictionService
 from lambda_support import scheduled_event
 from moto import mock_aws
 from moto.athena.models import QueryResults, athena_backends
@@ -289,3 +291,81 @@ def test_outcome_records_are_the_latest_per_event(s3):
         Clients(s3, boto3.client("cloudwatch"), None), BUCKET, T0 + dt.timedelta(hours=2)
     )["report"]
     assert report.versions["1.0.0"].accuracy == 0.0  # every later outcome says it was wrong
+
+
+def _wrong(severity: str) -> str:
+    return "Fatal" if severity != "Fatal" else "None"
+
+
+def _labels(rows) -> dict[tuple[str, str], int]:
+    """(predicted, actual) → served predictions, from the labels query's rows."""
+    out: dict[tuple[str, str], int] = {}
+    for r in rows:
+        if r["kind"] == "served":
+            out[(r["predicted"], r["actual"])] = out.get((r["predicted"], r["actual"]), 0) + r["n"]
+    return out
+
+
+def test_of_two_conflicting_outcomes_in_one_body_the_later_wins(s3, athena_bridge):
+    # Given predictions, and one body naming each event twice: wrong first, then right
+    preds, _ = records("1.0.0", 40, 0.6, 1)
+    put(s3, preds, T0.date(), "p")
+    body = [
+        Outcome(ev_id=p.ev_id, actual_severity=s)
+        for p in preds
+        for s in (_wrong(p.predicted), p.predicted)
+    ]
+    outs = [
+        o.model_copy(update={"timestamp": T0 + dt.timedelta(hours=1)})
+        for o in PredictionService.outcomes(body, "one-request")
+    ]
+    # half the events stored in body order, half reversed (the answer is not the storage order)
+    put(s3, outs[:40] + outs[40:][::-1], T0.date(), "o")
+    sql = rollups.labels_sql(T0.date(), T0.date())
+    with tempfile.TemporaryDirectory() as folder:
+        local = local_engine(s3, BUCKET, [T0.date()], folder=Path(folder))
+        answers = [_labels(local.query(sql)) for _ in range(3)]
+    # Then every event is labelled by the later outcome of the body, on every run
+    assert answers[0] == answers[1] == answers[2]
+    assert all(predicted == actual for predicted, actual in answers[0])
+    assert sum(answers[0].values()) == 40
+    # and Athena is sent that very text (DuckDB runs its transpilation) and answers the same
+    athena = AthenaEngine(
+        athena_bridge["athena"], "avsev-monitoring", "avsev_records", poll_seconds=0
+    )
+    assert _labels(athena.query(sql)) == answers[0]
+    assert athena_bridge["seen"] == [sql]
+    assert rollups.LATEST_OUTCOME_ORDER in sql
+
+
+def test_a_later_received_outcome_wins_whatever_time_its_client_gives(s3):
+    preds, _ = records("1.0.0", 30, 0.6, 1)
+    put(s3, preds, T0.date(), "p")
+    first = [
+        OutcomeRecord(
+            request_id="z-first",
+            ev_id=p.ev_id,
+            timestamp=T0 + dt.timedelta(hours=1),
+            actual_severity=_wrong(p.predicted),
+            observed_at=dt.datetime(9999, 12, 31, tzinfo=dt.UTC) if i % 2 else T0,
+            seq=0,
+        )
+        for i, p in enumerate(preds)
+    ]
+    later = [
+        OutcomeRecord(
+            request_id="a-later",  # a smaller request id: the received time decides first
+            ev_id=p.ev_id,
+            timestamp=T0 + dt.timedelta(hours=2),
+            actual_severity=p.predicted,
+            observed_at=T0 - dt.timedelta(days=30),
+            seq=0,
+        )
+        for p in preds
+    ]
+    put(s3, later + first, T0.date(), "o")
+    with tempfile.TemporaryDirectory() as folder:
+        local = local_engine(s3, BUCKET, [T0.date()], folder=Path(folder))
+        labels = _labels(local.query(rollups.labels_sql(T0.date(), T0.date())))
+    assert all(predicted == actual for predicted, actual in labels)
+    assert sum(labels.values()) == 30

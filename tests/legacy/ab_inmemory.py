@@ -54,12 +54,16 @@ def dedupe_predictions(records: Iterable[PredictionRecord]) -> list[PredictionRe
 
 
 def latest_outcomes(records: Iterable[OutcomeRecord]) -> dict[str, str]:
-    """The most recent true severity per event (late corrections win)."""
+    """The latest true severity per event (late corrections win): the latest received, then
+    the greater request id, then the later in its body (the rollups' LATEST_OUTCOME_ORDER)."""
     best: dict[str, OutcomeRecord] = {}
+
+    def key(r: OutcomeRecord) -> tuple[dt.datetime, str, int]:
+        return (r.timestamp, r.request_id, -1 if r.seq is None else r.seq)
+
     for r in records:
-        key = r.observed_at or r.timestamp
         current = best.get(r.ev_id)
-        if current is None or key >= (current.observed_at or current.timestamp):
+        if current is None or key(r) > key(current):
             best[r.ev_id] = r
     return {ev: r.actual_severity for ev, r in best.items()}
 

@@ -44,6 +44,35 @@ def scenario(name: str):
             for i, p in enumerate(a_p[:40])
         ]
         return a_p + b_p + a_p[:300] + b_p[:20], _late(a_p, a_o + b_o, 2) + a_o[:50] + fixes
+    if name == "conflicting_outcomes":
+        # a body naming events twice (the later wins), and corrections received later whose
+        # clients date them earlier (received time wins over the client's time)
+        body = [
+            OutcomeRecord(
+                request_id="body",
+                ev_id=p.ev_id,
+                timestamp=T0 + dt.timedelta(hours=1),
+                actual_severity=severity,
+                observed_at=dt.datetime(9999, 12, 31, tzinfo=dt.UTC),
+                seq=2 * i + k,
+            )
+            for i, p in enumerate(a_p[:80])
+            for k, severity in enumerate(
+                ("Fatal" if p.predicted != "Fatal" else "None", p.predicted)
+            )
+        ]
+        fixes = [
+            OutcomeRecord(
+                request_id="fix",
+                ev_id=p.ev_id,
+                timestamp=T0 + dt.timedelta(hours=2),
+                actual_severity=o.actual_severity,
+                observed_at=T0 - dt.timedelta(days=30),
+                seq=i,
+            )
+            for i, (p, o) in enumerate(zip(a_p[60:100], a_o[60:100], strict=True))
+        ]
+        return a_p + b_p, a_o + b_o + body[::-1] + fixes
     if name == "shadow":
         s_p, _ = records("2.0.0", 1200, 0.66, 1, shadow=True)
         return a_p + b_p + s_p, a_o + b_o
@@ -61,6 +90,7 @@ SCENARIOS = [
     "promote",
     "rollback",
     "late_duplicate_corrected",
+    "conflicting_outcomes",
     "shadow",
     "three_versions",
     "one_version",

@@ -7,8 +7,8 @@ Trino's dialect, here):
 - `served`: per model version, served/shadow, predicted class and latency bin: counts
   (requests, class mix, latency quantiles and the latency test);
 - `labels`: per model version, predicted and actual class: counts of served predictions whose
-  event has an outcome (the latest per `ev_id`, corrections win), and the paired
-  served-vs-shadow counts for McNemar;
+  event has an outcome (the latest per `ev_id` by `LATEST_OUTCOME_ORDER`: corrections win),
+  and the paired served-vs-shadow counts for McNemar;
 - `drift`: for the serving card's version, per feature the counts on the card's reference
   bins and categories, a fine value grid for distances, missing counts, sums, the predicted
   class mix, and the rows themselves while the day has at most `SMALL_SAMPLE` of them.
@@ -100,6 +100,29 @@ _NOT_PARITY = f"request_id NOT LIKE '{PARITY_CHECK_REQUESTS}%'"
 """The rollout controller's parity checks are recorded like any request, and counted nowhere."""
 
 
+LATEST_OUTCOME_ORDER = 'ORDER BY "timestamp" DESC, request_id DESC, coalesce(seq, -1) DESC'
+"""Which outcome of an event is the latest: the one received last (`timestamp`, the service's
+clock, never the client's `observed_at`), then the greater `request_id`, then the later in its
+request body (`seq`). No two distinct outcome records agree on all three, so Athena and DuckDB
+pick the same one; copies of one record (Firehose delivers at least once) agree on every
+column. Records written before `seq` existed read it as NULL (ranked as -1): two of them in
+one body can still tie."""
+
+
+def latest_outcomes_sql(first: dt.date, last: dt.date) -> str:
+    """`ev_id, actual`: the latest outcome of each event among those arriving from day `first`
+    to day `last` (the one rule for it: `LATEST_OUTCOME_ORDER`)."""
+    return f"""
+  SELECT ev_id, actual
+  FROM (
+    SELECT ev_id, actual_severity AS actual,
+           row_number() OVER (PARTITION BY ev_id {LATEST_OUTCOME_ORDER}) AS latest
+    FROM outcomes
+    WHERE dt >= '{_day(first)}' AND dt <= '{_day(last)}' AND schema_version <= {SCHEMA_VERSION_SUPPORTED}
+  ) AS ranked
+  WHERE latest = 1"""
+
+
 def labels_sql(day: dt.date, until: dt.date) -> str:
     p_actual = (
         "CASE o.actual "
@@ -116,11 +139,7 @@ WITH p AS (
   WHERE dt = '{_day(day)}' AND {_NOT_PARITY} AND schema_version <= {SCHEMA_VERSION_SUPPORTED}
   GROUP BY request_id, ev_id, shadow, model_version
 ),
-o AS (
-  SELECT ev_id, max_by(actual_severity, coalesce(observed_at, "timestamp")) AS actual
-  FROM outcomes
-  WHERE dt >= '{_day(day)}' AND dt <= '{_day(until)}' AND schema_version <= {SCHEMA_VERSION_SUPPORTED}
-  GROUP BY ev_id
+o AS ({latest_outcomes_sql(day, until)}
 )
 SELECT 'served' AS kind, s.model_version AS version, CAST(NULL AS varchar) AS shadow_version,
        s.predicted AS predicted, CAST(NULL AS varchar) AS shadow_predicted, o.actual AS actual,

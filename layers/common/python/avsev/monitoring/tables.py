@@ -29,8 +29,9 @@ PREDICTIONS = "predictions"
 OUTCOMES = "outcomes"
 SCHEMA_VERSION_SUPPORTED = 1
 """Records with a newer `schema_version` are counted and skipped by the queries. Columns
-added later to a version (`completeness`, `warnings`) are NULL in objects written before
-them: the queries read them as such (Athena by name; DuckDB via `query.DuckDBEngine`)."""
+added later to a version (`completeness`, `warnings`, the outcomes' `seq`) are NULL in
+objects written before them: the queries read them as such (Athena by name; DuckDB via
+`query.DuckDBEngine`)."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,7 @@ OUTCOME_COLUMNS: tuple[Column, ...] = (
     Column("timestamp", "timestamp"),
     Column("actual_severity", "string"),
     Column("observed_at", "timestamp"),
+    Column("seq", "int"),
 )
 
 TABLES: dict[str, tuple[Column, ...]] = {

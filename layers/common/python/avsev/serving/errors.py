@@ -18,7 +18,13 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from avsev.serving.schema import FIELD_ALLOWED, MAX_BATCH, AccidentReport, allowed_text
+from avsev.serving.schema import (
+    FIELD_ALLOWED,
+    MAX_BATCH,
+    OBSERVED_AT_ALLOWED,
+    AccidentReport,
+    allowed_text,
+)
 
 CONTENT_TYPE = "application/json"
 
@@ -63,7 +69,7 @@ CONTAINER_ALLOWED = {
     "outcomes": f"1 to {MAX_BATCH} outcomes",
     "top_k": "an integer from 1 to 30",
     "actual_severity": "one of Fatal, Serious, Minor, None",
-    "observed_at": "an ISO date-time",
+    "observed_at": OBSERVED_AT_ALLOWED,
 }
 
 

@@ -4,6 +4,13 @@ Serving functions print them to stdout (CloudWatch Logs); a subscription filter 
 through Firehose, which converts them to Parquet by the record tables' schema
 (`avsev.monitoring.tables`), to S3 (`predictions/dt=YYYY-MM-DD/`, `outcomes/dt=...`), where
 the monitoring queries read them. `parse_records` reads the lines back (tests, tools).
+
+Every timestamp is held in UTC and written in one form, `YYYY-MM-DDTHH:MM:SS.ffffffZ`
+(`schema.UtcDateTime`): on validation an offset is converted to UTC and a naive time is taken
+as UTC, so a line read back and written again is the same. It is a form Firehose's record
+format conversion (OpenX JSON SerDe) reads; one it cannot read would send the whole batch of
+records to the error prefix
+(https://docs.aws.amazon.com/firehose/latest/dev/record-format-conversion.html).
 """
 
 from __future__ import annotations
@@ -16,13 +23,13 @@ from typing import Any, Literal, TextIO
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from avsev.serving.schema import InputWarning, Severity
+from avsev.serving.schema import InputWarning, Severity, UtcDateTime
 
 SCHEMA_VERSION = 1
 """Changes only when a reader of the previous version would misread a record. Adding an
 optional field does not change it: older readers drop it, and older records read as
-without it (`completeness` and `warnings` came in version 1 this way: None on records
-written before them)."""
+without it (`completeness`, `warnings` and the outcomes' `seq` came in version 1 this way:
+None on records written before them)."""
 
 
 class PredictionRecord(BaseModel):
@@ -32,7 +39,7 @@ class PredictionRecord(BaseModel):
     schema_version: int = SCHEMA_VERSION
     request_id: str
     ev_id: str
-    timestamp: dt.datetime
+    timestamp: UtcDateTime
     model_name: str
     model_version: str
     function_version: str
@@ -54,9 +61,14 @@ class OutcomeRecord(BaseModel):
     schema_version: int = SCHEMA_VERSION
     request_id: str
     ev_id: str
-    timestamp: dt.datetime
+    timestamp: UtcDateTime
+    """When the service received it: with `request_id` and `seq`, what orders the outcomes of
+    an event (the latest wins, `avsev.monitoring.rollups.LATEST_OUTCOME_ORDER`)."""
     actual_severity: Severity
-    observed_at: dt.datetime | None = None
+    observed_at: UtcDateTime | None = None
+    """When the client says the severity was established (recorded, not trusted for order)."""
+    seq: int | None = None
+    """The outcome's position in its request body (0 first); None on older records."""
 
 
 Record = PredictionRecord | OutcomeRecord

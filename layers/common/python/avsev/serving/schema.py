@@ -17,6 +17,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainSerializer,
     field_validator,
     model_validator,
 )
@@ -325,6 +326,78 @@ class BatchRequest(BaseModel):
         return f"BatchRequest(<{len(self.reports)} reports>)"
 
 
+def as_utc(value: dt.datetime) -> dt.datetime:
+    """The same instant in UTC: an offset is converted, a naive time is taken as UTC (a date
+    alone has been read as its midnight)."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    try:
+        return value.astimezone(dt.UTC)
+    except OverflowError as e:
+        raise ValueError(f"{value.isoformat()} is outside the years 1 to 9999 in UTC") from e
+
+
+def utc_text(value: dt.datetime) -> str:
+    """The one written form of every timestamp a record carries: UTC, `YYYY-MM-DDTHH:MM:SS.ffffffZ`.
+
+    Firehose's record format conversion (OpenX JSON SerDe) reads `yyyy-MM-dd'T'HH:mm:ss[.S]'Z'`
+    with a fraction of up to 9 digits, and no form with an offset: a record it cannot read sends
+    its whole batch to the error prefix
+    (https://docs.aws.amazon.com/firehose/latest/dev/record-format-conversion.html).
+    """
+    return as_utc(value).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
+UtcDateTime = Annotated[
+    dt.datetime,
+    AfterValidator(as_utc),
+    PlainSerializer(utc_text, return_type=str, when_used="json"),
+]
+"""A timestamp held in UTC and written as `utc_text` writes it (records, outcomes)."""
+
+OBSERVED_AT_EARLIEST = dt.datetime(1962, 1, 1, tzinfo=dt.UTC)
+"""No outcome is observed before the NTSB aviation accident database's era (it holds events
+from 1962 on; the shipped export's earliest is 1979-09-17)."""
+OBSERVED_AT_SKEW = dt.timedelta(minutes=5)
+"""How far past the receiving clock an `observed_at` may be (a client's clock runs ahead)."""
+OBSERVED_AT_ALLOWED = (
+    "an ISO 8601 date-time (converted to UTC; without an offset it is taken as UTC) or a date "
+    f"(midnight UTC), from {OBSERVED_AT_EARLIEST.date().isoformat()} to "
+    f"{OBSERVED_AT_SKEW.total_seconds() / 60:.0f} minutes from now"
+)
+_ISO_START = re.compile(r"^\d{4}-\d{2}-\d{2}")
+
+
+def _iso_text(value: Any) -> Any:
+    """A JSON string in ISO 8601 form (pydantic would also read numbers as epoch seconds)."""
+    if isinstance(value, dt.datetime):
+        return value
+    if not isinstance(value, str) or not _ISO_START.match(value):
+        raise ValueError("must be an ISO 8601 date-time or date string")
+    return value
+
+
+def _observed_in_range(value: dt.datetime) -> dt.datetime:
+    if value < OBSERVED_AT_EARLIEST:
+        raise ValueError(f"{utc_text(value)} is before {OBSERVED_AT_EARLIEST.date().isoformat()}")
+    latest = dt.datetime.now(dt.UTC) + OBSERVED_AT_SKEW
+    if value > latest:
+        raise ValueError(
+            f"{utc_text(value)} is in the future (the latest allowed is {utc_text(latest)})"
+        )
+    return value
+
+
+ObservedAt = Annotated[
+    UtcDateTime,
+    BeforeValidator(_iso_text),
+    AfterValidator(_observed_in_range),
+    Field(description="When the severity was established: " + OBSERVED_AT_ALLOWED),
+]
+"""An outcome's `observed_at` as a client sends it: bounded here, at the edge. A record
+already written (`records.OutcomeRecord`) is read back as it is, bounds or not."""
+
+
 class Outcome(BaseModel):
     """The true severity of an event, learned after its prediction."""
 
@@ -332,7 +405,7 @@ class Outcome(BaseModel):
 
     ev_id: Annotated[str, Field(pattern=EV_ID_PATTERN, strict=True)]
     actual_severity: Severity
-    observed_at: dt.datetime | None = None
+    observed_at: ObservedAt | None = None
 
 
 class OutcomesRequest(BaseModel):

@@ -32,6 +32,7 @@ from avsev.serving.schema import (
     Factor,
     Outcome,
     Prediction,
+    utc_text,
 )
 from avsev.serving.settings import Settings
 
@@ -284,7 +285,7 @@ class PredictionService:
             )
         ]
         # the timestamp as the record's serializer writes it, once for the batch
-        stamp, name = pydantic_core.to_json(now()).decode()[1:-1], bundle.name
+        stamp, name = utc_text(now()), bundle.name
         latency_row = round(latency_ms / max(n, 1), 4)
         docs = [
             {
@@ -402,6 +403,8 @@ class PredictionService:
 
     @staticmethod
     def outcomes(outcomes: Sequence[Outcome], request_id: str) -> list[Record]:
+        """One record per outcome, stamped with the time received and its place in the body
+        (what orders an event's outcomes: the later in the body wins over the earlier)."""
         stamp = now()
         return [
             OutcomeRecord(
@@ -410,8 +413,9 @@ class PredictionService:
                 timestamp=stamp,
                 actual_severity=o.actual_severity,
                 observed_at=o.observed_at,
+                seq=i,
             )
-            for o in outcomes
+            for i, o in enumerate(outcomes)
         ]
 
 
