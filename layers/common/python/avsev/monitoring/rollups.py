@@ -4,11 +4,11 @@ The reports never read records: they sum the rollups of their window. A day's ro
 computed by one query each (Athena in AWS, DuckDB locally; the text is written once, in
 Trino's dialect, here):
 
-- `served`: per model version, served/shadow, predicted class and latency bin: counts
-  (requests, class mix, latency quantiles and the latency test);
-- `labels`: per model version, predicted and actual class: counts of served predictions whose
-  event has an outcome (the latest per `ev_id` by `LATEST_OUTCOME_ORDER`: corrections win),
-  and the paired served-vs-shadow counts for McNemar;
+- `served`: per model version, served/shadow, predicted class, latency bin and hour of the
+  prediction: counts (requests, class mix, latency quantiles and the latency test);
+- `labels`: per model version, predicted and actual class and hour of the prediction: counts
+  of served predictions whose event has an outcome (the latest per `ev_id` by
+  `LATEST_OUTCOME_ORDER`: corrections win), and the paired served-vs-shadow counts for McNemar;
 - `drift`: for the serving card's version, per feature the counts on the card's reference
   bins and categories, a fine value grid for distances, missing counts, sums, the predicted
   class mix, and the rows themselves while the day has at most `SMALL_SAMPLE` of them.
@@ -84,16 +84,21 @@ def served_sql(day: dt.date) -> str:
 WITH p AS (
   SELECT model_version, shadow, schema_version > {SCHEMA_VERSION_SUPPORTED} AS newer_schema,
          arbitrary(predicted) AS predicted, arbitrary(latency_ms) AS latency_ms,
-         arbitrary(probabilities) AS pr
+         arbitrary(probabilities) AS pr, min({_HOUR}) AS hour
   FROM predictions
   WHERE dt = '{_day(day)}' AND {_NOT_PARITY}
   GROUP BY request_id, ev_id, shadow, model_version, schema_version > {SCHEMA_VERSION_SUPPORTED}
 )
-SELECT model_version, shadow, newer_schema, predicted, {latency_bin} AS latency_bin,
+SELECT model_version, shadow, newer_schema, predicted, {latency_bin} AS latency_bin, hour,
        COUNT(*) AS n, {_probability_sums("pr")}
 FROM p
-GROUP BY model_version, shadow, newer_schema, predicted, {latency_bin}
+GROUP BY model_version, shadow, newer_schema, predicted, {latency_bin}, hour
 """
+
+
+_HOUR = 'hour("timestamp")'
+"""The prediction's hour (UTC): the A/B evidence of a rollout step counts from the hour the
+step began (avsev.monitoring.jobs.ab_report_of)."""
 
 
 _NOT_PARITY = f"request_id NOT LIKE '{PARITY_CHECK_REQUESTS}%'"
@@ -134,7 +139,7 @@ def labels_sql(day: dt.date, until: dt.date) -> str:
     return f"""
 WITH p AS (
   SELECT request_id, ev_id, shadow, model_version, arbitrary(predicted) AS predicted,
-         arbitrary(probabilities) AS pr
+         arbitrary(probabilities) AS pr, min({_HOUR}) AS hour
   FROM predictions
   WHERE dt = '{_day(day)}' AND {_NOT_PARITY} AND schema_version <= {SCHEMA_VERSION_SUPPORTED}
   GROUP BY request_id, ev_id, shadow, model_version
@@ -144,20 +149,20 @@ o AS ({latest_outcomes_sql(day, until)}
 SELECT 'served' AS kind, s.model_version AS version, CAST(NULL AS varchar) AS shadow_version,
        s.predicted AS predicted, CAST(NULL AS varchar) AS shadow_predicted, o.actual AS actual,
        {conf_bin} AS conf_bin, COUNT(*) AS n, SUM({nll}) AS nll, SUM(power({nll}, 2)) AS nll2,
-       SUM({_max_probability("s.pr")}) AS conf_sum
+       SUM({_max_probability("s.pr")}) AS conf_sum, s.hour AS hour
 FROM p s JOIN o ON s.ev_id = o.ev_id
 WHERE NOT s.shadow
-GROUP BY s.model_version, s.predicted, o.actual, {conf_bin}
+GROUP BY s.model_version, s.predicted, o.actual, {conf_bin}, s.hour
 UNION ALL
 SELECT 'shadow' AS kind, s.model_version AS version, w.model_version AS shadow_version,
        s.predicted AS predicted, w.predicted AS shadow_predicted, o.actual AS actual,
        CAST(NULL AS integer) AS conf_bin, COUNT(*) AS n, CAST(NULL AS double) AS nll,
-       CAST(NULL AS double) AS nll2, CAST(NULL AS double) AS conf_sum
+       CAST(NULL AS double) AS nll2, CAST(NULL AS double) AS conf_sum, s.hour AS hour
 FROM p s
 JOIN p w ON s.request_id = w.request_id AND s.ev_id = w.ev_id AND w.shadow
 JOIN o ON s.ev_id = o.ev_id
 WHERE NOT s.shadow
-GROUP BY s.model_version, w.model_version, s.predicted, w.predicted, o.actual
+GROUP BY s.model_version, w.model_version, s.predicted, w.predicted, o.actual, s.hour
 """
 
 
