@@ -271,8 +271,7 @@ class AccidentReport(BaseModel):
 
     ev_id: Annotated[str, Field(pattern=EV_ID_PATTERN, strict=True, description="NTSB event id")]
     event_date: (
-        Annotated[dt.date, BeforeValidator(_date_not_number), AfterValidator(_not_in_future)]
-        | None
+        Annotated[dt.date, BeforeValidator(_date_not_number), AfterValidator(_not_in_future)] | None
     ) = None
     dec_latitude: _num("dec_latitude") | None = None  # type: ignore[valid-type]
     dec_longitude: _num("dec_longitude") | None = None  # type: ignore[valid-type]
