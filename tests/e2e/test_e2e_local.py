@@ -224,3 +224,62 @@ def check_operation(operation, mode, stack) -> None:
         case.validate_response(response, excluded_checks=[positive_data_acceptance])
 
     run()
+
+
+def test_two_hundred_simultaneous_full_batches_are_all_answered_and_recorded(stack):
+    """A burst of 200 clients, each with a 1,000-row batch, at once: every one answered (the
+    local stack does not throttle, so 200) and every answered row recorded exactly once."""
+    from avsev.monitoring.query import local_engine
+
+    stack.flush()
+    clients, rows = 200, 1000
+    batches = [
+        json.dumps({"reports": [{**REPORT, "ev_id": f"C{c}R{i}"} for i in range(rows)]})
+        for c in range(clients)
+    ]
+    statuses: Counter[object] = Counter()
+    answered: list[str] = []
+    lock = threading.Lock()
+    start = threading.Barrier(clients)
+    url = urlsplit(stack.base_url)
+
+    def send(body: str) -> None:
+        start.wait()
+        try:
+            conn = http.client.HTTPConnection(url.hostname, url.port, timeout=600)
+            conn.request(
+                "POST",
+                "/predict/batch",
+                body,
+                {"Content-Type": "application/json", "X-Api-Key": stack.api_key},
+            )
+            r = conn.getresponse()
+            data = r.read()
+            conn.close()
+        except OSError as e:
+            statuses[type(e).__name__] += 1
+            return
+        with lock:
+            statuses[r.status] += 1
+            if r.status == 200:
+                answered.extend(p["request_id"] for p in json.loads(data)["predictions"])
+
+    threads = [threading.Thread(target=send, args=(b,)) for b in batches]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert statuses == {200: clients}
+    assert len(answered) == len(set(answered)) == clients * rows
+    stack.flush()
+    today = dt.datetime.now(dt.UTC).date()
+    engine = local_engine(boto3.client("s3"), stack.bucket, [today])
+    counts = {
+        r["request_id"]: r["n"]
+        for r in engine.query(
+            "SELECT request_id, COUNT(*) AS n FROM predictions "
+            "WHERE ev_id LIKE 'C%R%' GROUP BY request_id"
+        )
+    }
+    mine = {k: n for k, n in counts.items() if k in set(answered)}
+    assert len(mine) == clients * rows and set(mine.values()) == {1}

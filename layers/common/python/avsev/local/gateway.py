@@ -4,6 +4,15 @@ integrates, whether each requires the API key); the API key is enforced where a 
 requires it (and on any other path). Besides: the OpenAPI document, a Swagger UI page and a
 dashboard (read-only, like the docs: served without the key, on loopback).
 
+A request body is passed on as sent, with its Content-Encoding header: API Gateway REST
+decompresses request bodies only on an API with compression enabled (`minimumCompressionSize`),
+which ours does not set
+(https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-gzip-compression-decompression.html);
+the functions answer a body they cannot read 415. A method the API does not define on a path
+(HEAD included) is answered 405 with `Allow`, never invoked; API Gateway answers it 403
+MISSING_AUTHENTICATION_TOKEN
+(https://docs.aws.amazon.com/apigateway/latest/developerguide/supported-gateway-response-types.html).
+
 Not emulated: SigV4 (`AuthorizationType: AWS_IAM`) is not checked, only the API key."""
 
 from __future__ import annotations
@@ -89,6 +98,9 @@ def openapi_document(stack: Backend) -> dict[str, Any]:
 
 class Gateway(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as clients of API Gateway expect
+    timeout = 30.0
+    """Seconds a connection may stay silent mid-request (a body that never comes) before it
+    is answered 400 and closed; API Gateway's own limit on an integration is 29 s."""
     disable_nagle_algorithm = True  # headers and body leave at once (no 40 ms delayed-ACK stalls)
     stack: Backend
     openapi: bytes | None = None
@@ -161,7 +173,33 @@ class Gateway(BaseHTTPRequestHandler):
             self.close_connection = True
             self._discard(length)
             raise body_too_large(length)
-        return self.rfile.read(length) if length else b""
+        return self._read_exactly(length)
+
+    def _read_exactly(self, length: int) -> bytes:
+        """`length` bytes of body, or a 400 when the client sends fewer (it closed its side,
+        or sent nothing more for `timeout` seconds): a truncated body never reaches a
+        function. API Gateway's front end likewise answers such a request itself."""
+        if not length:
+            return b""
+        try:
+            body = self.rfile.read(length)
+        except TimeoutError:
+            body = b""
+        if len(body) < length:
+            self.close_connection = True
+            raise ApiError(
+                400,
+                "bad_request",
+                f"the request body is shorter than its Content-Length ({len(body):,} of {length:,} bytes)",
+                [
+                    ErrorDetail(
+                        field="Content-Length",
+                        problem=f"{length:,} bytes announced, {len(body):,} received",
+                        allowed="the body's exact length in bytes",
+                    )
+                ],
+            )
+        return body
 
     def _discard(self, length: int) -> None:
         """Read and drop a body that is too large but not absurdly so, so that the client,
@@ -193,7 +231,7 @@ class Gateway(BaseHTTPRequestHandler):
             if len(body) + size > MAX_BODY_BYTES:
                 self.close_connection = True
                 raise body_too_large(len(body) + size)
-            body += self.rfile.read(size)
+            body += self._read_exactly(size)
             self.rfile.readline(1024)  # the CRLF after each chunk
 
     def _handle(self) -> None:
@@ -240,14 +278,17 @@ class Gateway(BaseHTTPRequestHandler):
             self._send(200, json.dumps({"flushed": self.stack.flush()}).encode())
             return
         if route is None or route.function_key is None:
-            known_path = any(p == path for p, _ in routes)
-            self._error(
-                ApiError(
-                    405 if known_path else 404,
-                    "method_not_allowed" if known_path else "not_found",
-                    f"no route {method} {path}",
-                )
+            # HEAD too: no method of the API defines it, so no function sees it
+            allow = sorted(m for p, m in routes if p == path)
+            if not allow:
+                self._error(ApiError(404, "not_found", f"no route {method} {path}"))
+                return
+            error = ApiError(
+                405,
+                "method_not_allowed",
+                f"no route {method} {path}: {path} allows {', '.join(allow)}",
             )
+            self._send(405, error_json(error, None).encode(), {"Allow": ", ".join(allow)})
             return
         try:
             raw: str | bytes = body.decode("utf-8")
@@ -291,13 +332,21 @@ class Gateway(BaseHTTPRequestHandler):
         raise AttributeError(name)
 
 
+class GatewayServer(ThreadingHTTPServer):
+    """One thread a connection, and a listen backlog deep enough for a burst of clients:
+    socketserver's default of 5 resets connections beyond it under load (the kernel caps
+    the value at net.core.somaxconn)."""
+
+    request_queue_size = 1024
+    daemon_threads = True
+
+
 def serve(stack: Backend, host: str, port: int) -> ThreadingHTTPServer:
     handler = type(
         "StackGateway",
         (Gateway,),
         {"stack": stack, "openapi": None, "openapi_lock": threading.Lock()},
     )
-    server = ThreadingHTTPServer((host, port), handler)
-    server.daemon_threads = True
+    server = GatewayServer((host, port), handler)
     threading.Thread(target=server.serve_forever, name="avsev-gateway", daemon=True).start()
     return server

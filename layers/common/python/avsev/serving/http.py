@@ -28,6 +28,7 @@ from avsev.serving.errors import ApiError, ErrorDetail, error_json, validation_e
 from avsev.serving.limits import (
     MAX_BODY_BYTES,
     body_size,
+    check_content_encoding,
     check_content_type,
     decode_json,
     may_have_long_number,
@@ -71,7 +72,7 @@ def check_body(event: BaseProxyEvent) -> None:
     would take a list's first element): an `ApiError` (4xx) otherwise."""
     if event.http_method.upper() not in BODY_METHODS:
         return
-    check_content_type(event.headers.get("content-type"))
+    check_media(event)
     if not event.body:
         return
     try:
@@ -98,6 +99,13 @@ def check_body(event: BaseProxyEvent) -> None:
                 )
             ],
         )
+
+
+def check_media(event: BaseProxyEvent) -> None:
+    """A body the function can read as sent: its Content-Type and Content-Encoding (415s)."""
+    headers = event.headers
+    check_content_type(headers.get("content-type"))
+    check_content_encoding(headers.get("content-encoding"))
 
 
 def sole_body_model(route: Route) -> tuple[str, type[BaseModel]] | None:
@@ -150,7 +158,7 @@ class CheckedRequestValidation(OpenAPIRequestValidationMiddleware):
     def handler(self, app: EventHandlerInstance, next_middleware: NextMiddleware) -> Response:
         event = app.current_event
         if event.http_method.upper() in BODY_METHODS and event.body:
-            check_content_type(event.headers.get("content-type"))
+            check_media(event)
             validated = validated_from_text(app.context["_route"], event)
             if validated is not None:
                 app.context["_route_args"] = validated
@@ -211,13 +219,19 @@ def make_resolver(model_version: str | None = None) -> APIGatewayRestResolver:
 
     @app.not_found
     def _not_found(exc: NotFoundError) -> Response:
-        return answer(
+        method, path = app.current_event.http_method, app.current_event.path
+        allow = allowed_methods(app, path)
+        if not allow:
+            return answer(ApiError(HTTPStatus.NOT_FOUND, "not_found", f"no route {method} {path}"))
+        response = answer(
             ApiError(
-                HTTPStatus.NOT_FOUND,
-                "not_found",
-                f"no route {app.current_event.http_method} {app.current_event.path}",
+                HTTPStatus.METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                f"no route {method} {path}: {path} allows {', '.join(allow)}",
             )
         )
+        response.headers["Allow"] = ", ".join(allow)
+        return response
 
     @app.exception_handler(Exception)
     def _internal(exc: Exception) -> Response:
@@ -231,6 +245,76 @@ def make_resolver(model_version: str | None = None) -> APIGatewayRestResolver:
         )
 
     return app
+
+
+def allowed_methods(app: APIGatewayRestResolver, path: str) -> list[str]:
+    """The methods the app serves on `path` (none: an unknown path).
+
+    A method a path does not have is answered 405 with `Allow` (RFC 9110 §15.5.6); HEAD
+    included, which no route defines: it reaches a function only when invoked directly, since
+    API Gateway answers a method the API does not define itself, before any integration
+    (https://docs.aws.amazon.com/apigateway/latest/developerguide/supported-gateway-response-types.html,
+    MISSING_AUTHENTICATION_TOKEN)."""
+    routes = [*app._static_routes, *app._dynamic_routes]
+    return sorted({r.method.upper() for r in routes if r.rule.match(path)})
+
+
+NOT_REST = "not an API Gateway REST proxy event"
+
+
+def event_problem(event: Any) -> ApiError | None:
+    """Why `event` is not an API Gateway REST (v1) proxy event, or None when it is one.
+
+    The functions sit behind a REST API's Lambda proxy integrations
+    (https://docs.aws.amazon.com/apigateway/latest/developerguide/set-up-lambda-proxy-integrations.html#api-gateway-simple-proxy-for-lambda-input-format):
+    an HTTP API (payload 2.0) or ALB event, a schedule or any other invocation is answered
+    400 here, not read field by field into a `KeyError`."""
+    if not isinstance(event, dict):
+        kind = type(event).__name__
+    elif event.get("version") == "2.0" or "routeKey" in event or "rawPath" in event:
+        kind = "an HTTP API (payload format 2.0) event"
+    elif "elb" in (event.get("requestContext") or {}):
+        kind = "an Application Load Balancer event"
+    elif ("detail-type" in event or "source" in event) and "httpMethod" not in event:
+        kind = f"an EventBridge event ({event.get('detail-type', '?')})"
+    elif not (
+        isinstance(event.get("httpMethod"), str)
+        and isinstance(event.get("path"), str)
+        and isinstance(event.get("requestContext"), dict)
+    ):
+        kind = "an event without httpMethod, path and requestContext"
+    else:
+        return None
+    return ApiError(
+        HTTPStatus.BAD_REQUEST,
+        "unsupported_event",
+        f"the function was invoked with {kind}, {NOT_REST}",
+        [
+            ErrorDetail(
+                field="event",
+                problem=f"{kind}, {NOT_REST}",
+                allowed="an API Gateway REST API (v1) Lambda proxy event",
+            )
+        ],
+    )
+
+
+def resolve(app: APIGatewayRestResolver, event: Any, context: Any) -> dict[str, Any]:
+    """`app.resolve` for a REST proxy event; any other event is logged (no traceback) and
+    answered 400 in the one error shape, as a proxy response."""
+    problem = event_problem(event)
+    if problem is None:
+        return app.resolve(event, context)
+    keys = sorted(event)[:20] if isinstance(event, dict) else []
+    logger.error(problem.message, extra={"event_keys": keys})
+    metrics.add_metric(name="ValidationErrors", unit=MetricUnit.Count, value=1)
+    rid = getattr(context, "aws_request_id", None)
+    return {
+        "statusCode": problem.status,
+        "headers": {"Content-Type": "application/json"},
+        "body": error_json(problem, str(rid) if rid else None),
+        "isBase64Encoded": False,
+    }
 
 
 def with_model_version(response: dict[str, Any], model_version: str) -> dict[str, Any]:

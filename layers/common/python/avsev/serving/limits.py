@@ -62,6 +62,43 @@ def check_content_type(content_type: str | None) -> None:
             raise unsupported_media_type(content_type)
 
 
+CONTENT_ENCODING_ALLOWED = "identity (an uncompressed body; or no Content-Encoding header)"
+
+
+def unsupported_content_encoding(encoding: str) -> ApiError:
+    shown = encoding[:100]
+    return ApiError(
+        HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_content_encoding",
+        f"the request body must be sent uncompressed; got Content-Encoding {shown}",
+        [
+            ErrorDetail(
+                field="Content-Encoding",
+                problem=f"unsupported: {shown}",
+                allowed=CONTENT_ENCODING_ALLOWED,
+            )
+        ],
+    )
+
+
+def check_content_encoding(encoding: str | None) -> None:
+    """A body must reach the function as sent, uncompressed: no Content-Encoding or only
+    `identity`. Raises a 415 otherwise.
+
+    API Gateway REST decompresses a request body only on an API with compression enabled
+    (`minimumCompressionSize` set), which this API does not set, so a compressed body is
+    passed on as it was sent, with its Content-Encoding header
+    (https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-gzip-compression-decompression.html);
+    where API Gateway itself refuses a coding it cannot read, it answers 415 Unsupported Media
+    Type (https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-make-request-with-compressed-payload.html),
+    and so does the function for a body it cannot read."""
+    if not encoding:
+        return
+    codings = [c.strip().lower() for c in encoding.split(",") if c.strip()]
+    if any(c != "identity" for c in codings):
+        raise unsupported_content_encoding(encoding)
+
+
 def body_too_large(size: int | None = None) -> ApiError:
     got = f" (got {size:,} bytes)" if size is not None else ""
     return ApiError(

@@ -237,6 +237,18 @@ def _not_in_future(value: dt.date) -> dt.date:
     return value
 
 
+def _date_not_number(value: Any) -> Any:
+    """An event date is written as a date, YYYY-MM-DD: a number (or a string of digits) is
+    refused, not read as Unix time as pydantic's lax mode would."""
+    if isinstance(value, bool | int | float) or (
+        isinstance(value, str) and value.strip().lstrip("+-").replace(".", "", 1).isdigit()
+    ):
+        raise ValueError(
+            f"must be an ISO date string (YYYY-MM-DD), not the number {value!r} (no Unix time)"
+        )
+    return value
+
+
 MISSING_SPELLINGS = ("Unknown", "UNK", "UNKN", "N/A", "NA", "None given", "")
 """The words for "not known" as the document lists them (any case is accepted)."""
 
@@ -259,7 +271,9 @@ class AccidentReport(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
 
     ev_id: Annotated[str, Field(pattern=EV_ID_PATTERN, strict=True, description="NTSB event id")]
-    event_date: Annotated[dt.date, AfterValidator(_not_in_future)] | None = None
+    event_date: (
+        Annotated[dt.date, BeforeValidator(_date_not_number), AfterValidator(_not_in_future)] | None
+    ) = None
     dec_latitude: _num("dec_latitude") | None = None  # type: ignore[valid-type]
     dec_longitude: _num("dec_longitude") | None = None  # type: ignore[valid-type]
     aircraft_age: _num("aircraft_age") | None = None  # type: ignore[valid-type]
