@@ -21,8 +21,11 @@ def function_specs(config: AppConfig) -> dict[str, FunctionSpec]:
     """Function key → its spec, in the order the stack (and the dashboard) lists them."""
 
     def reserved(n: int) -> int | None:
-        # Reserved concurrency: batch (invoked per upload, and by itself) and the scheduled
-        # jobs can never take the account's concurrency from predict and explain.
+        # Reserved concurrency (context reserved_concurrency=true): batch (invoked per upload,
+        # and by itself) and the scheduled jobs can never take the account's concurrency from
+        # predict and explain. Off by default: Lambda keeps at least 100 unreserved, so an
+        # account whose quota is under 100 + the reservations cannot create them
+        # (https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html).
         return n if config.reserved_concurrency else None
 
     specs = {
@@ -109,7 +112,9 @@ def function_specs(config: AppConfig) -> dict[str, FunctionSpec]:
             layers=ANALYSIS,
             environment=JOB_ENV,
             schedule=Scheduled(id="AutopilotSchedule", expression=config.autopilot_schedule),
-            reserved_concurrency=reserved(1),  # one controller at a time: ticks never race
+            # A cap of one controller; ticks are safe without it (each writes the alias only
+            # at the revision it read: avsev.rollout.autopilot).
+            reserved_concurrency=reserved(1),
         ),
         # Batch: streams files in chunks; 1 GB and the longest timeout, then continues itself
         # (by name: a reference to itself would be circular). Its rules are the Batch construct's.

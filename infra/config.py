@@ -25,7 +25,10 @@ class AppConfig:
     autopilot_schedule: str = "rate(5 minutes)"
     athena_scan_limit_gb: int = 100
     record_buffer_seconds: int = 300
-    api_gateway_account: bool = True  # deploy the account-level API Gateway logging role stack
+    # Deploy the stack that sets API Gateway's CloudWatch role, an account-and-region setting
+    # that replaces the role of every API in the region; with it, the stage logs to CloudWatch.
+    api_gateway_account: bool = False
+    api_logs: bool = False  # the account already has that role: the stage logs, no role stack
     waf: bool = False
     cors_origins: tuple[str, ...] = ()
     throttle_rate: float = 100.0
@@ -33,7 +36,10 @@ class AppConfig:
     quota_per_day: int = 100_000
     p95_latency_ms: float = 250.0
     validation_error_rate: float = 0.5  # share of requests answered 4xx: notifies, no rollback
-    reserved_concurrency: bool = True  # off only in accounts whose concurrency limit is 10
+    # Reserve concurrency for batch and the scheduled jobs: about 6 in all, which Lambda grants
+    # only where the account's concurrency leaves 100 unreserved after them (`avsev verify
+    # --preflight` checks an account before a deploy).
+    reserved_concurrency: bool = False
     batch_concurrency: int = 2
     job_concurrency: int = 1
     model: str | None = None  # a registry version or alias (production, candidate) to deploy

@@ -34,12 +34,23 @@ class Api(Construct):
     ) -> None:
         super().__init__(scope, id)
         stack = Stack.of(self)
-        self.access_logs = logs.LogGroup(
-            self,
-            "AccessLogs",
-            log_group_name=f"{ACCESS_LOG_GROUP_PREFIX}{stack.stack_name}-access",
-            retention=logs.RetentionDays.ONE_MONTH,
-            removal_policy=RemovalPolicy.DESTROY,
+        # Execution and access logs to CloudWatch both need API Gateway's account-level
+        # CloudWatch role ("To enable CloudWatch Logs, you must grant API Gateway permission to
+        # read and write logs to CloudWatch for your account":
+        # https://docs.aws.amazon.com/apigateway/latest/developerguide/set-up-logging.html);
+        # without it, creating the stage fails ("CloudWatch Logs role ARN must be set in account
+        # settings to enable logging"). So the stage logs only where that role is known to be set.
+        self.logging = config.api_gateway_account or config.api_logs
+        self.access_logs = (
+            logs.LogGroup(
+                self,
+                "AccessLogs",
+                log_group_name=f"{ACCESS_LOG_GROUP_PREFIX}{stack.stack_name}-access",
+                retention=logs.RetentionDays.ONE_MONTH,
+                removal_policy=RemovalPolicy.DESTROY,
+            )
+            if self.logging
+            else None
         )
         self.api = apigw.RestApi(
             self,
@@ -50,23 +61,17 @@ class Api(Construct):
             deploy_options=apigw.StageOptions(
                 stage_name="prod",
                 tracing_enabled=True,
-                logging_level=apigw.MethodLoggingLevel.INFO,
+                logging_level=apigw.MethodLoggingLevel.INFO
+                if self.logging
+                else apigw.MethodLoggingLevel.OFF,
                 data_trace_enabled=False,
                 metrics_enabled=True,
                 throttling_rate_limit=config.throttle_rate,
                 throttling_burst_limit=config.throttle_burst,
-                access_log_destination=apigw.LogGroupLogDestination(self.access_logs),
-                access_log_format=apigw.AccessLogFormat.json_with_standard_fields(
-                    caller=True,
-                    http_method=True,
-                    ip=True,
-                    protocol=True,
-                    request_time=True,
-                    resource_path=True,
-                    response_length=True,
-                    status=True,
-                    user=True,
-                ),
+                access_log_destination=apigw.LogGroupLogDestination(self.access_logs)
+                if self.access_logs
+                else None,
+                access_log_format=ACCESS_LOG_FORMAT if self.access_logs else None,
                 method_options={
                     "/predict/batch/POST": apigw.MethodDeploymentOptions(
                         throttling_rate_limit=max(1.0, config.throttle_rate / 10),
@@ -191,9 +196,36 @@ class Api(Construct):
             "DefaultKey", description="the first client's key (add one per client)"
         )
         self.plan.add_api_key(self.key)
+        if not self.logging:
+            for rule in (
+                "AwsSolutions-APIG1",
+                "AwsSolutions-APIG6",
+                "Serverless-APIGWStructuredLogging",
+                "Serverless-APIGWAccessLogging",
+            ):
+                acknowledge(self.api, rule, NO_ACCOUNT_ROLE)
+
+
+NO_ACCOUNT_ROLE = (
+    "API Gateway's execution and access logs to CloudWatch need the account-and-region "
+    "CloudWatch role, which this app sets only when asked (context api_gateway_account=true, or "
+    "api_logs=true where the account already has one): setting it replaces the role of every API "
+    "in the region. Metrics, X-Ray traces and the functions' own logs always apply."
+)
 
 
 ACCESS_LOG_GROUP_PREFIX = "/aws/apigateway/"
+ACCESS_LOG_FORMAT = apigw.AccessLogFormat.json_with_standard_fields(
+    caller=True,
+    http_method=True,
+    ip=True,
+    protocol=True,
+    request_time=True,
+    resource_path=True,
+    response_length=True,
+    status=True,
+    user=True,
+)
 EXECUTION_LOG_GROUP_PREFIX = "API-Gateway-Execution-Logs_"
 
 
@@ -246,6 +278,10 @@ class ApiGatewayAccountStack(Stack):
             f"Resource::{_NAG_ARN}*",
         )
         account = apigw.CfnAccount(self, "Account", cloud_watch_role_arn=role.role_arn)
+        # The role's ARN orders the setting after the role only; its permissions are a separate
+        # resource (the role's default policy), and API Gateway checks the role can write logs
+        # when the setting is made. Depending on the role construct depends on both.
+        account.node.add_dependency(role)
         account.apply_removal_policy(RemovalPolicy.RETAIN)
         self.role = role
 

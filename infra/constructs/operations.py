@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from avsev.serving.limits import MAX_BODY_BYTES
+from avsev.serving.routes import ROUTES
 from aws_cdk import Annotations, Duration, Stack
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_cloudwatch_actions as cw_actions
@@ -325,85 +329,128 @@ class Dashboard(Construct):
         )
 
 
+WAF_INSPECTION_LIMIT = "KB_16"
+"""How much of a body API Gateway forwards to AWS WAF: 16 KB, the default (32, 48 and 64 KB
+cost more); WAF sees no byte past it
+(https://docs.aws.amazon.com/waf/latest/developerguide/web-acl-setting-body-inspection-limit.html)."""
+WAF_INSPECTED_BYTES = int(WAF_INSPECTION_LIMIT.removeprefix("KB_")) * 1024
+OFF_ROUTE_BODY_BYTES = 8 * 1024
+"""A body on a path that is none of the API's routes: blocked above 8 KB (the common rule
+set's own size rule)."""
+
+
+def body_limits() -> dict[str, int]:
+    """Each route's path → the largest body the API itself accepts there
+    (`avsev.serving.limits.MAX_BODY_BYTES`, answered 413 beyond): what WAF must let through."""
+    return {path: MAX_BODY_BYTES for path, _, _ in ROUTES}
+
+
 class Firewall(Construct):
-    """AWS managed rules in front of the API. The common rule set blocks bodies over 8 KB;
-    that rule only counts here, and our own rule blocks large bodies except on the batch route."""
+    """AWS managed rules in front of the API, with body sizes the API's own: a body the API
+    accepts on a route is never blocked there.
+
+    - The common rule set blocks bodies over 8 KB (`SizeRestrictions_BODY`): that rule only
+      counts; a batch of 1,000 reports or outcomes is far larger.
+    - A route whose limit WAF can see (at most what it inspects) gets a rule blocking bodies
+      above that limit; a larger body is past WAF's inspection, so its oversize handling
+      matches. A route whose limit is above what WAF inspects gets no size rule: WAF sees only
+      the first bytes of such a body (oversize handling CONTINUE would inspect those, never
+      more than the limit), and the API answers 413 above its limit itself.
+    - Any other path: bodies over 8 KB are blocked.
+    Oversize handling: https://docs.aws.amazon.com/waf/latest/developerguide/waf-oversize-request-components.html
+    """
 
     def __init__(self, scope: Construct, id: str, *, stage_arn: str) -> None:
         super().__init__(scope, id)
         visibility = lambda name: wafv2.CfnWebACL.VisibilityConfigProperty(  # noqa: E731
             cloud_watch_metrics_enabled=True, metric_name=name, sampled_requests_enabled=True
         )
+        no_transform = [wafv2.CfnWebACL.TextTransformationProperty(priority=0, type="NONE")]
+
+        def path_is(path: str) -> wafv2.CfnWebACL.StatementProperty:
+            # The path WAF sees starts with the stage (/prod/predict) on the execute-api host.
+            return wafv2.CfnWebACL.StatementProperty(
+                byte_match_statement=wafv2.CfnWebACL.ByteMatchStatementProperty(
+                    field_to_match=wafv2.CfnWebACL.FieldToMatchProperty(uri_path={}),
+                    positional_constraint="ENDS_WITH",
+                    search_string=path,
+                    text_transformations=no_transform,
+                )
+            )
+
+        def body_over(size: int) -> wafv2.CfnWebACL.StatementProperty:
+            return wafv2.CfnWebACL.StatementProperty(
+                size_constraint_statement=wafv2.CfnWebACL.SizeConstraintStatementProperty(
+                    comparison_operator="GT",
+                    size=size,
+                    field_to_match=wafv2.CfnWebACL.FieldToMatchProperty(
+                        body={"OversizeHandling": "MATCH"}  # only with size < what WAF inspects
+                    ),
+                    text_transformations=no_transform,
+                )
+            )
+
+        def block(name: str, priority: int, *all_of: wafv2.CfnWebACL.StatementProperty) -> Any:
+            return wafv2.CfnWebACL.RuleProperty(
+                name=name,
+                priority=priority,
+                action=wafv2.CfnWebACL.RuleActionProperty(block={}),
+                statement=wafv2.CfnWebACL.StatementProperty(
+                    and_statement=wafv2.CfnWebACL.AndStatementProperty(statements=list(all_of))
+                ),
+                visibility_config=visibility(name),
+            )
+
+        limits = body_limits()
+        seen = {path: limit for path, limit in limits.items() if limit < WAF_INSPECTED_BYTES}
+        rules: list[Any] = [
+            wafv2.CfnWebACL.RuleProperty(
+                name="common",
+                priority=0,
+                override_action=wafv2.CfnWebACL.OverrideActionProperty(none={}),
+                statement=wafv2.CfnWebACL.StatementProperty(
+                    managed_rule_group_statement=wafv2.CfnWebACL.ManagedRuleGroupStatementProperty(
+                        vendor_name="AWS",
+                        name="AWSManagedRulesCommonRuleSet",
+                        rule_action_overrides=[
+                            wafv2.CfnWebACL.RuleActionOverrideProperty(
+                                name="SizeRestrictions_BODY",
+                                action_to_use=wafv2.CfnWebACL.RuleActionProperty(count={}),
+                            )
+                        ],
+                    )
+                ),
+                visibility_config=visibility("common"),
+            ),
+            block(
+                "large-bodies-off-the-routes",
+                1,
+                body_over(OFF_ROUTE_BODY_BYTES),
+                *(
+                    wafv2.CfnWebACL.StatementProperty(
+                        not_statement=wafv2.CfnWebACL.NotStatementProperty(statement=path_is(path))
+                    )
+                    for path in limits
+                ),
+            ),
+        ]
+        for priority, (path, limit) in enumerate(sorted(seen.items()), start=2):
+            name = "body-limit" + path.replace("/", "-")
+            rules.append(block(name, priority, path_is(path), body_over(limit)))
         self.acl = wafv2.CfnWebACL(
             self,
             "Acl",
             scope="REGIONAL",
             default_action=wafv2.CfnWebACL.DefaultActionProperty(allow={}),
             visibility_config=visibility(f"{Stack.of(self).stack_name}-waf"),
-            rules=[
-                wafv2.CfnWebACL.RuleProperty(
-                    name="common",
-                    priority=0,
-                    override_action=wafv2.CfnWebACL.OverrideActionProperty(none={}),
-                    statement=wafv2.CfnWebACL.StatementProperty(
-                        managed_rule_group_statement=wafv2.CfnWebACL.ManagedRuleGroupStatementProperty(
-                            vendor_name="AWS",
-                            name="AWSManagedRulesCommonRuleSet",
-                            rule_action_overrides=[
-                                wafv2.CfnWebACL.RuleActionOverrideProperty(
-                                    name="SizeRestrictions_BODY",
-                                    action_to_use=wafv2.CfnWebACL.RuleActionProperty(count={}),
-                                )
-                            ],
-                        )
-                    ),
-                    visibility_config=visibility("common"),
-                ),
-                wafv2.CfnWebACL.RuleProperty(
-                    name="large-bodies-only-on-batch",
-                    priority=1,
-                    action=wafv2.CfnWebACL.RuleActionProperty(block={}),
-                    statement=wafv2.CfnWebACL.StatementProperty(
-                        and_statement=wafv2.CfnWebACL.AndStatementProperty(
-                            statements=[
-                                wafv2.CfnWebACL.StatementProperty(
-                                    size_constraint_statement=wafv2.CfnWebACL.SizeConstraintStatementProperty(
-                                        comparison_operator="GT",
-                                        size=8192,
-                                        field_to_match=wafv2.CfnWebACL.FieldToMatchProperty(
-                                            body={"OversizeHandling": "MATCH"}
-                                        ),
-                                        text_transformations=[
-                                            wafv2.CfnWebACL.TextTransformationProperty(
-                                                priority=0, type="NONE"
-                                            )
-                                        ],
-                                    )
-                                ),
-                                wafv2.CfnWebACL.StatementProperty(
-                                    not_statement=wafv2.CfnWebACL.NotStatementProperty(
-                                        statement=wafv2.CfnWebACL.StatementProperty(
-                                            byte_match_statement=wafv2.CfnWebACL.ByteMatchStatementProperty(
-                                                field_to_match=wafv2.CfnWebACL.FieldToMatchProperty(
-                                                    uri_path={}
-                                                ),
-                                                positional_constraint="ENDS_WITH",
-                                                search_string="/predict/batch",
-                                                text_transformations=[
-                                                    wafv2.CfnWebACL.TextTransformationProperty(
-                                                        priority=0, type="NONE"
-                                                    )
-                                                ],
-                                            )
-                                        )
-                                    )
-                                ),
-                            ]
-                        )
-                    ),
-                    visibility_config=visibility("large-bodies"),
-                ),
-            ],
+            association_config=wafv2.CfnWebACL.AssociationConfigProperty(
+                request_body={
+                    "API_GATEWAY": wafv2.CfnWebACL.RequestBodyAssociatedResourceTypeConfigProperty(
+                        default_size_inspection_limit=WAF_INSPECTION_LIMIT
+                    )
+                }
+            ),
+            rules=rules,
         )
         wafv2.CfnWebACLAssociation(
             self, "Association", resource_arn=stage_arn, web_acl_arn=self.acl.attr_arn

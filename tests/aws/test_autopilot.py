@@ -232,3 +232,63 @@ def test_a_candidate_worse_in_shadow_never_serves(world):
     out = world.controller().tick()
     assert out["state"] == "rejected_in_shadow" and world.weights() == {"1": 1.0}
     assert world.alerts and world.controller().tick()["state"] == "idle"
+
+
+class RevisionedLambda:
+    """The Lambda client, with `UpdateAlias`'s `RevisionId` as AWS documents it (moto 5.2.6
+    accepts the parameter and ignores it): an alias's `RevisionId` changes with every update,
+    and an update naming another revision fails with `PreconditionFailedException`
+    (https://docs.aws.amazon.com/lambda/latest/api/API_UpdateAlias.html). `before_write` runs
+    once, just before the first `UpdateAlias` reaches Lambda: another writer, first."""
+
+    def __init__(self, client, revisions: dict[str, int], before_write=None):
+        self._client, self._revisions, self._before_write = client, revisions, before_write
+        self.updates: list[dict] = []
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+    def get_alias(self, **kw):
+        alias = self._client.get_alias(**kw)
+        alias["RevisionId"] = str(self._revisions.setdefault(kw["Name"], 0))
+        return alias
+
+    def update_alias(self, **kw):
+        from botocore.exceptions import ClientError
+
+        self.updates.append(kw)
+        if self._before_write is not None:
+            before_write, self._before_write = self._before_write, None
+            before_write()
+        current = str(self._revisions.setdefault(kw["Name"], 0))
+        if kw.get("RevisionId") not in (None, current):
+            raise ClientError(
+                {"Error": {"Code": "PreconditionFailedException", "Message": "revision"}},
+                "UpdateAlias",
+            )
+        out = self._client.update_alias(**{k: v for k, v in kw.items() if k != "RevisionId"})
+        self._revisions[kw["Name"]] += 1
+        return out
+
+
+def test_of_two_overlapping_ticks_the_later_writer_changes_nothing(world):
+    """Without reserved concurrency two ticks may overlap: each writes only the alias it read
+    at its start, so of two that read the same alias and decided the same step, the later
+    writer ends `superseded`, with no change and no audit entry of its own."""
+    world.controller().start("2", AutopilotConfig(min_minutes=60))
+    world.later(65)
+    world.ab("promote")
+    revisions: dict[str, int] = {}
+    first = world.controller()
+    first.r.lambda_ = RevisionedLambda(world.lam, revisions)
+    ticks: list[dict] = []
+    later = world.controller()
+    later.r.lambda_ = RevisionedLambda(
+        world.lam, revisions, before_write=lambda: ticks.append(first.tick())
+    )
+    out = later.tick()
+    assert ticks[0]["state"] == "stepped"
+    assert out["state"] == "superseded" and "changed since it was read" in out["reason"]
+    assert all(u.get("RevisionId") for u in later.r.lambda_.updates + first.r.lambda_.updates)
+    assert world.weights() == {"1": 0.5, "2": 0.5}
+    assert world.actions() == ["start", "autopilot-start", "step"]

@@ -175,3 +175,84 @@ def test_the_record_is_found_by_a_query_of_the_predictions_table(fake_aws, tmp_p
             f"the predictions table (DuckDB), dt={now.date()}"
         )
         assert find_prediction_record(session, "D-4") is None
+
+
+def _template(reserved: dict[str, int | None]) -> dict:
+    return {
+        "Resources": {
+            key: {
+                "Type": "AWS::Lambda::Function",
+                "Properties": {"MemorySize": 256}
+                | ({"ReservedConcurrentExecutions": n} if n is not None else {}),
+            }
+            for key, n in reserved.items()
+        }
+    }
+
+
+def _preflight(monkeypatch, tmp_path, template: dict, limit: int, unreserved: int):
+    """`avsev verify --preflight` on a template in cdk.out, the account's Lambda settings
+    answered by a botocore Stubber (moto 5.2.6 does not implement GetAccountSettings)."""
+    import json
+
+    import boto3
+    from avsev import cli
+    from botocore.stub import Stubber
+
+    (tmp_path / "cdk.out").mkdir()
+    (tmp_path / "cdk.out/avsev-staging.template.json").write_text(json.dumps(template))
+    monkeypatch.chdir(tmp_path)
+    client = boto3.client(
+        "lambda", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+    )
+    stub = Stubber(client)
+    stub.add_response(
+        "get_account_settings",
+        {
+            "AccountLimit": {
+                "ConcurrentExecutions": limit,
+                "UnreservedConcurrentExecutions": unreserved,
+            }
+        },
+    )
+    monkeypatch.setattr(cli, "_aws", lambda service: client)
+    with stub:
+        code = cli.main(["verify", "--preflight", "--stage", "staging"])
+        stub.assert_no_pending_responses()
+    return code
+
+
+def test_preflight_fails_where_the_reservations_exceed_the_account(monkeypatch, tmp_path, capsys):
+    """A new account (limit 10): reserving any concurrency would leave fewer than the 100
+    unreserved Lambda keeps, so the deploy would fail, and preflight says so, with the way out."""
+    template = _template({"Predict1": None, "Batch1": 2, "Rollup1": 1, "Autopilot1": 1})
+    assert _preflight(monkeypatch, tmp_path, template, limit=10, unreserved=10) == 1
+    out = capsys.readouterr().out
+    assert "FAIL  reserved concurrency" in out and "a deploy would fail" in out
+    assert "reserves 4 (Autopilot1 1, Batch1 2, Rollup1 1)" in out
+    assert "leave 6 unreserved, below the 100" in out
+    assert "quota of at least 104" in out and "reserved_concurrency=true" in out
+
+
+def test_preflight_passes_where_the_account_has_room(monkeypatch, tmp_path, capsys):
+    template = _template({"Batch1": 2, "Rollup1": 1})
+    assert _preflight(monkeypatch, tmp_path, template, limit=1000, unreserved=990) == 0
+    out = capsys.readouterr().out
+    assert "PASS  reserved concurrency" in out and "leaving 987 unreserved" in out
+    assert "a deploy would succeed" in out and "limit 1,000" in out
+
+
+def test_preflight_passes_a_template_that_reserves_nothing_in_any_account(
+    monkeypatch, tmp_path, capsys
+):
+    template = _template({"Predict1": None, "Batch1": None})
+    assert _preflight(monkeypatch, tmp_path, template, limit=10, unreserved=10) == 0
+    assert "reserves none" in capsys.readouterr().out
+
+
+def test_preflight_needs_a_synthesized_template(monkeypatch, tmp_path, capsys):
+    from avsev.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["verify", "--preflight"]) == 2
+    assert "no template at cdk.out/avsev-prod.template.json" in capsys.readouterr().err

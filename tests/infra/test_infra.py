@@ -14,6 +14,7 @@ from conftest import ROOT, have
 pytest.importorskip("aws_cdk")
 sys.path.insert(0, str(ROOT))
 
+from avsev.serving.routes import ROUTES
 from aws_cdk import assertions
 
 ARCH = "arm64" if have("aarch64-linux-gnu-gcc") else "x86_64"
@@ -138,12 +139,16 @@ def test_one_owner_of_alias_live_the_controller(template):
         assert version["DeletionPolicy"] == "Retain" and version["UpdateReplacePolicy"] == "Retain"
     handovers = resources(template, "Custom::LiveAlias")
     assert len(handovers) == 2
-    controller = next(k for k in resources(template, "AWS::Lambda::Function") if k.startswith("Autopilot"))
+    controller = next(
+        k for k in resources(template, "AWS::Lambda::Function") if k.startswith("Autopilot")
+    )
     roles = {}
     for name, r in handovers.items():
         p = r["Properties"]
         assert p["ServiceToken"] == {"Fn::GetAtt": [controller, "Arn"]}
-        assert p["Version"]["Fn::GetAtt"][0] in versions and p["Version"]["Fn::GetAtt"][1] == "Version"
+        assert (
+            p["Version"]["Fn::GetAtt"][0] in versions and p["Version"]["Fn::GetAtt"][1] == "Version"
+        )
         assert p["AliasName"] == "live" and p["ModelVersion"] == "1.0.0"
         golden = json.loads(p["Golden"])
         assert golden["version"] == "1.0.0" and len(golden["golden"]) >= 4
@@ -304,12 +309,19 @@ def test_firehose_and_logs_roles_are_confused_deputy_safe(template):
     }
 
 
-def test_api_gateway_account_setting_lives_in_its_own_retained_stack(synthesized):
-    """Issue 11.8: `AWS::ApiGateway::Account` is one per account and region
+@pytest.fixture(scope="session")
+def with_account_role(cdk_bundle, built_layers, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cdk.out-account")
+    app, stack, assembly = synth(cdk_bundle, out, api_gateway_account="true")
+    return app, stack, assembly, assertions.Template.from_stack(stack)
+
+
+def test_api_gateway_account_setting_lives_in_its_own_retained_stack(with_account_role):
+    """`AWS::ApiGateway::Account` is one per account and region
     (https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-resource-apigateway-account.html):
     a stage stack must not own it, or deleting the stage leaves it pointing at a deleted role.
     The shared stack retains role and setting; the role writes API logs and reads none."""
-    _, stack, assembly, template = synthesized
+    _, stack, assembly, template = with_account_role
     template.resource_count_is("AWS::ApiGateway::Account", 0)
     account = assembly.get_stack_by_name("avsev-apigateway-account").template["Resources"]
     kinds = {v["Type"]: (k, v) for k, v in account.items()}
@@ -323,6 +335,47 @@ def test_api_gateway_account_setting_lives_in_its_own_retained_stack(synthesized
         wide = [r for r in as_list(s["Resource"]) if json.dumps(r).endswith(':log-group:*"]]')]
         assert not wide or as_list(s["Action"]) == ["logs:DescribeLogGroups"], s
     assert "avsev-apigateway-account" in [d.stack_name for d in stack.dependencies]
+
+
+def test_api_gateway_account_setting_waits_for_the_roles_policy(with_account_role):
+    """The setting is made once the role can write logs: it depends on the role's policy, not
+    only on the role its ARN names (a race on a first deploy otherwise)."""
+    assembly = with_account_role[2]
+    account = assembly.get_stack_by_name("avsev-apigateway-account").template["Resources"]
+    setting = next(v for v in account.values() if v["Type"] == "AWS::ApiGateway::Account")
+    policies = [k for k, v in account.items() if v["Type"] == "AWS::IAM::Policy"]
+    assert policies and set(policies) <= set(setting.get("DependsOn", []))
+
+
+def test_the_account_role_is_opt_in_and_the_stage_needs_it_only_then(
+    synthesized, with_account_role
+):
+    """By default no stack sets the account-wide role (it would replace the role of every API
+    in the region), so the stage asks for nothing that needs it: API Gateway's execution and
+    access logs to CloudWatch both do
+    (https://docs.aws.amazon.com/apigateway/latest/developerguide/set-up-logging.html)."""
+    _, stack, assembly, template = synthesized
+    assert [s.stack_name for s in assembly.stacks] == ["avsev-prod"]
+    assert stack.dependencies == []
+    stage = next(iter(resources(template, "AWS::ApiGateway::Stage").values()))["Properties"]
+    assert "AccessLogSetting" not in stage
+    for s in stage["MethodSettings"]:
+        assert s.get("LoggingLevel", "OFF") == "OFF" and not s.get("DataTraceEnabled"), s
+    logged = next(iter(resources(with_account_role[3], "AWS::ApiGateway::Stage").values()))[
+        "Properties"
+    ]
+    assert "requestId" in logged["AccessLogSetting"]["Format"]
+    assert {s["ResourcePath"]: s for s in logged["MethodSettings"]}["/*"]["LoggingLevel"] == "INFO"
+
+
+def test_api_logs_without_the_role_stack(cdk_bundle, built_layers, tmp_path):
+    """An account whose role is already set: the stage logs, and no stack replaces the role."""
+    _, stack, assembly = synth(cdk_bundle, tmp_path, api_logs="true")
+    assert [s.stack_name for s in assembly.stacks] == ["avsev-prod"]
+    stage = next(
+        iter(resources(assertions.Template.from_stack(stack), "AWS::ApiGateway::Stage").values())
+    )["Properties"]
+    assert "AccessLogSetting" in stage
 
 
 def test_api_authorization_keys_throttling_and_logs(template):
@@ -339,9 +392,8 @@ def test_api_authorization_keys_throttling_and_logs(template):
     assert plan["Quota"] == {"Limit": 100000, "Period": "DAY"}
     stage = next(iter(resources(template, "AWS::ApiGateway::Stage").values()))["Properties"]
     assert stage["TracingEnabled"] is True
-    assert "requestId" in stage["AccessLogSetting"]["Format"]
     settings = {s["ResourcePath"]: s for s in stage["MethodSettings"]}
-    assert settings["/*"]["LoggingLevel"] == "INFO" and settings["/*"]["ThrottlingRateLimit"] == 100
+    assert settings["/*"]["ThrottlingRateLimit"] == 100
     assert settings["/~1predict~1batch"]["ThrottlingRateLimit"] == 10
     responses = resources(template, "AWS::ApiGateway::GatewayResponse")
     assert all(
@@ -540,15 +592,32 @@ def test_handler_metrics_and_their_alarms_belong_to_one_stage(template):
     assert services and set(services) == {"avsev-prod"}
 
 
-def test_batch_and_jobs_have_reserved_concurrency(template):
-    """Issue 11.7: reserved concurrency caps a function and keeps the rest for others
-    (https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html)."""
+def test_no_function_reserves_concurrency_by_default(template):
+    """Lambda keeps at least 100 of an account's concurrency unreserved
+    (https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html): a stack that
+    reserves any cannot be created in an account whose quota is under 100 + its reservations
+    (new accounts start lower), so reserving is opt-in."""
+    reserved = {
+        k: f["Properties"]["ReservedConcurrentExecutions"]
+        for k, f in resources(template, "AWS::Lambda::Function").items()
+        if "ReservedConcurrentExecutions" in f["Properties"]
+    }
+    assert reserved == {}
+
+
+def test_batch_and_jobs_reserve_concurrency_when_asked(cdk_bundle, built_layers, tmp_path):
+    """With reserved_concurrency=true, reserved concurrency caps batch and the jobs and keeps
+    the rest for serving."""
+    stack = synth(cdk_bundle, tmp_path, reserved_concurrency="true")[1]
     reserved = {
         k: f["Properties"].get("ReservedConcurrentExecutions")
-        for k, f in resources(template, "AWS::Lambda::Function").items()
+        for k, f in resources(
+            assertions.Template.from_stack(stack), "AWS::Lambda::Function"
+        ).items()
     }
     for prefix in ("BatchScore", "Rollup", "AbAnalysis", "DriftCheck"):
         assert next(v for k, v in reserved.items() if k.startswith(prefix)) >= 1, prefix
+    assert next(v for k, v in reserved.items() if k.startswith("Autopilot")) == 1
     for prefix in ("Predict", "Explain"):  # serving takes what is left, never capped
         assert next(v for k, v in reserved.items() if k.startswith(prefix)) is None
 
@@ -796,14 +865,17 @@ def lint(template_path: Path) -> list:
 
 
 def test_cfn_lint_finds_no_errors_and_only_accepted_warnings(synthesized, cdk_bundle, tmp_path):
-    """cfn-lint on every synthesized template (both stacks, and the cognito/WAF variant)."""
+    """cfn-lint on every synthesized template (the default stack, and the cognito/WAF variant
+    with the account role's stack)."""
     from infra.nag import CFN_LINT_ACCEPTED
 
     assembly = synthesized[2]
     paths = [Path(s.template_full_path) for s in assembly.stacks]
-    variant = synth(cdk_bundle, tmp_path, auth="cognito", waf=True, stage="staging")[2]
+    variant = synth(
+        cdk_bundle, tmp_path, auth="cognito", waf=True, stage="staging", api_gateway_account=True
+    )[2]
     paths += [Path(s.template_full_path) for s in variant.stacks]
-    assert len(paths) == 4
+    assert len(paths) == 3
     for path in paths:
         found = lint(path)
         errors = [f"{m.rule.id} {m.message}" for m in found if m.rule.id.startswith("E")]
@@ -935,14 +1007,17 @@ def test_bad_context_is_a_clear_error(cdk_bundle, tmp_path):
 
 
 def test_autopilot_runs_alone_on_a_schedule_with_a_least_privilege_role(template):
-    """One tick at a time (reserved concurrency 1) every few minutes; it may create and move the
+    """A tick every few minutes, with no reserved concurrency by default (a tick writes only the
+    alias revision it read: tests/aws/test_autopilot.py); it may create and move the
     rolled-out functions' alias, invoke their versions (the parity check), read this stage's
     rollout alarms, read A/B reports and read/write the rollout audit — nothing else. Lambda
     alias routing: https://docs.aws.amazon.com/lambda/latest/dg/configuring-alias-routing.html"""
     fn = function(template, "AutopilotFunction")
-    assert fn["ReservedConcurrentExecutions"] == 1
+    assert "ReservedConcurrentExecutions" not in fn
     env = fn["Environment"]["Variables"]
-    assert {"PREDICT_FUNCTION_NAME", "ALARM_PREFIX", "FOLLOWER_FUNCTIONS", "DATA_BUCKET"} <= set(env)
+    assert {"PREDICT_FUNCTION_NAME", "ALARM_PREFIX", "FOLLOWER_FUNCTIONS", "DATA_BUCKET"} <= set(
+        env
+    )
     assert env["ALARM_PREFIX"] == "avsev-prod-predict-"
     assert "avsev-prod-explain-" in json.dumps(env["FOLLOWER_FUNCTIONS"])
     stmts = statements(template, function_role(template, "AutopilotFunction"))
@@ -1096,3 +1171,109 @@ def test_every_function_that_calls_aws_ships_the_pinned_sdk(template):
     for name, fn in resources(template, "AWS::Lambda::Function").items():
         refs = {layer["Ref"] for layer in fn["Properties"].get("Layers", [])}
         assert len(refs) <= 5, name
+
+
+# ---- the WAF's body sizes ------------------------------------------------------------------
+
+
+def waf_blocks(acl: dict, path: str, body_bytes: int) -> list[str]:
+    """The rules of this web ACL that block a request, as AWS WAF evaluates them: WAF sees at
+    most the inspection limit of a body, and a size rule on a longer body applies its
+    oversize handling (MATCH, NO_MATCH, or CONTINUE: the inspected part only)
+    (https://docs.aws.amazon.com/waf/latest/developerguide/web-acl-setting-body-inspection-limit.html,
+    https://docs.aws.amazon.com/waf/latest/developerguide/waf-oversize-request-components.html).
+    The common rule set's `SizeRestrictions_BODY` blocks bodies over 8 KB unless overridden."""
+    limit = {"KB_16": 16, "KB_32": 32, "KB_48": 48, "KB_64": 64}[
+        acl.get("AssociationConfig", {})
+        .get("RequestBody", {})
+        .get("API_GATEWAY", {})
+        .get("DefaultSizeInspectionLimit", "KB_16")
+    ] * 1024
+
+    def matches(st: dict) -> bool:
+        if "AndStatement" in st:
+            return all(matches(s) for s in st["AndStatement"]["Statements"])
+        if "OrStatement" in st:
+            return any(matches(s) for s in st["OrStatement"]["Statements"])
+        if "NotStatement" in st:
+            return not matches(st["NotStatement"]["Statement"])
+        if "ByteMatchStatement" in st:
+            b = st["ByteMatchStatement"]
+            assert "UriPath" in b["FieldToMatch"], b
+            s, where = b["SearchString"], b["PositionalConstraint"]
+            return {
+                "EXACTLY": path == s,
+                "STARTS_WITH": path.startswith(s),
+                "ENDS_WITH": path.endswith(s),
+                "CONTAINS": s in path,
+            }[where]
+        if "SizeConstraintStatement" in st:
+            c = st["SizeConstraintStatement"]
+            assert "Body" in c["FieldToMatch"], c
+            size = body_bytes
+            if body_bytes > limit:
+                handling = c["FieldToMatch"]["Body"].get("OversizeHandling", "CONTINUE")
+                if handling != "CONTINUE":
+                    return handling == "MATCH"
+                size = limit
+            return {"GT": size > c["Size"], "GE": size >= c["Size"]}.get(
+                c["ComparisonOperator"], False
+            )
+        if "ManagedRuleGroupStatement" in st:
+            counted = {
+                o["Name"]
+                for o in st["ManagedRuleGroupStatement"].get("RuleActionOverrides", [])
+                if "Count" in o["ActionToUse"]
+            }
+            return "SizeRestrictions_BODY" not in counted and body_bytes > 8192
+        raise AssertionError(f"a statement this test does not evaluate: {st}")
+
+    return [
+        r["Name"]
+        for r in acl["Rules"]
+        if ("Block" in r.get("Action", {}) or "None" in r.get("OverrideAction", {}))
+        and matches(r["Statement"])
+    ]
+
+
+def firewall_acl() -> dict:
+    from aws_cdk import App, Stack
+
+    from infra.constructs.operations import Firewall
+
+    stack = Stack(App(), "Waf")
+    Firewall(stack, "Waf", stage_arn="arn:aws:apigateway:us-east-1::/restapis/a/stages/prod")
+    acls = assertions.Template.from_stack(stack).find_resources("AWS::WAFv2::WebACL")
+    return next(iter(acls.values()))["Properties"]
+
+
+@pytest.mark.parametrize("path", sorted({path for path, _, _ in ROUTES}))
+def test_waf_lets_through_every_body_the_api_accepts_on_each_route(path):
+    """A batch of 1,000 outcomes or reports is far over 8 KB: on each route WAF blocks no body
+    up to the API's own limit (it answers 413 beyond), at any size around WAF's inspection."""
+    from avsev.serving.limits import MAX_BODY_BYTES
+
+    acl = firewall_acl()
+    for size in (100, 8 * 1024 + 1, 16 * 1024, 16 * 1024 + 1, 300_000, MAX_BODY_BYTES):
+        assert waf_blocks(acl, f"/prod{path}", size) == [], (path, size)
+
+
+def test_waf_blocks_large_bodies_off_the_apis_routes():
+    acl = firewall_acl()
+    assert waf_blocks(acl, "/prod/admin", 100) == []
+    assert waf_blocks(acl, "/prod/admin", 9000) == ["large-bodies-off-the-routes"]
+    assert waf_blocks(acl, "/prod/admin", 100_000) == ["large-bodies-off-the-routes"]
+
+
+def test_waf_limits_a_route_whose_limit_it_can_see(monkeypatch):
+    """A route whose limit is within what WAF inspects gets its own size rule (oversize:
+    match, as every oversize body is above that limit)."""
+    from infra.constructs import operations
+
+    limits = operations.body_limits() | {"/predict": 4096}
+    monkeypatch.setattr(operations, "body_limits", lambda: limits)
+    acl = firewall_acl()
+    assert waf_blocks(acl, "/prod/predict", 4096) == []
+    assert waf_blocks(acl, "/prod/predict", 4097) == ["body-limit-predict"]
+    assert waf_blocks(acl, "/prod/predict", 50_000) == ["body-limit-predict"]
+    assert waf_blocks(acl, "/prod/predict/batch", 50_000) == []

@@ -341,3 +341,80 @@ def table(target: Target, checks: list[Check]) -> str:
     failed = sum(not c.passed for c in checks)
     lines += ["", f"{len(checks) - failed} passed, {failed} failed"]
     return "\n".join(lines)
+
+
+# ---- preflight: before a deploy ----------------------------------------------------------
+
+MIN_UNRESERVED = 100
+"""Lambda keeps at least 100 of an account's concurrency unreserved in a region: a function's
+reserved concurrency may never take the unreserved pool below it
+(https://docs.aws.amazon.com/lambda/latest/dg/configuration-concurrency.html)."""
+
+
+def reserved_in_template(template: dict[str, Any]) -> dict[str, int]:
+    """Logical id → `ReservedConcurrentExecutions` of each function the template reserves for."""
+    return {
+        key: int(r["Properties"]["ReservedConcurrentExecutions"])
+        for key, r in template.get("Resources", {}).items()
+        if r.get("Type") == "AWS::Lambda::Function"
+        and r.get("Properties", {}).get("ReservedConcurrentExecutions") is not None
+    }
+
+
+def preflight(lambda_client: Any, template: dict[str, Any]) -> list[Check]:
+    """Whether the account can take what the synthesized template asks of Lambda: its
+    reservations, against the account's concurrency (`GetAccountSettings`:
+    https://docs.aws.amazon.com/lambda/latest/api/API_GetAccountSettings.html). Counted as for
+    a first deploy; a stack that already holds its reservations needs them again only once."""
+    limits = lambda_client.get_account_settings()["AccountLimit"]
+    limit = int(limits["ConcurrentExecutions"])
+    unreserved = int(limits["UnreservedConcurrentExecutions"])
+    reserved = reserved_in_template(template)
+    needed = sum(reserved.values())
+    account = Check(
+        "account concurrency",
+        True,
+        f"limit {limit:,} concurrent executions in this region, {unreserved:,} unreserved now",
+    )
+    if not reserved:
+        fits = Check(
+            "reserved concurrency",
+            True,
+            "the template reserves none (context reserved_concurrency is off): the deploy asks "
+            "nothing of the account's concurrency quota",
+        )
+        return [account, fits]
+    left = unreserved - needed
+    each = ", ".join(f"{k} {v}" for k, v in sorted(reserved.items()))
+    if left >= MIN_UNRESERVED:
+        return [
+            account,
+            Check(
+                "reserved concurrency",
+                True,
+                f"the template reserves {needed} ({each}), leaving {left:,} unreserved: at "
+                f"least the {MIN_UNRESERVED} Lambda keeps, so the deploy can reserve them",
+            ),
+        ]
+    quota = (limit - unreserved) + needed + MIN_UNRESERVED
+    return [
+        account,
+        Check(
+            "reserved concurrency",
+            False,
+            f"the deploy would fail: the template reserves {needed} ({each}), which would leave "
+            f"{left:,} unreserved, below the {MIN_UNRESERVED} Lambda keeps. Deploy without "
+            f"-c reserved_concurrency=true (off by default), or ask Service Quotas for a Lambda "
+            f"'Concurrent executions' quota of at least {quota:,} in this region",
+        ),
+    ]
+
+
+def preflight_table(stack: str, template_path: str, checks: list[Check]) -> str:
+    width = max(len(c.name) for c in checks)
+    lines = [f"avsev verify --preflight {stack}: {template_path}", ""]
+    lines += [f"{'PASS' if c.passed else 'FAIL'}  {c.name:<{width}}  {c.detail}" for c in checks]
+    failed = sum(not c.passed for c in checks)
+    verdict = "a deploy would fail" if failed else "a deploy would succeed"
+    lines += ["", f"{len(checks) - failed} passed, {failed} failed: {verdict}"]
+    return "\n".join(lines)

@@ -14,10 +14,13 @@ import getpass
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
+
+from botocore.exceptions import ClientError
 
 from avsev.constants import AUDIT_PREFIX, LIVE_ALIAS
 
@@ -30,6 +33,13 @@ class RolloutError(Exception):
     """A transition that was refused or cannot be made, with the reason."""
 
 
+class AliasChanged(RolloutError):
+    """The alias changed since it was read (another writer came first): the write was refused
+    and nothing changed. Lambda answers `PreconditionFailedException` to an `UpdateAlias` whose
+    `RevisionId` is no longer the alias's
+    (https://docs.aws.amazon.com/lambda/latest/api/API_UpdateAlias.html)."""
+
+
 @dataclass
 class AliasState:
     function: str
@@ -39,6 +49,9 @@ class AliasState:
     candidate_weight: float
     model_versions: dict[str, str | None] = field(default_factory=dict)
     alarms: dict[str, str] = field(default_factory=dict)
+    revision: str | None = None
+    """The alias's `RevisionId` when it was read: a write made from this state names it, so it
+    lands only on the alias it was decided on."""
 
     @property
     def weights(self) -> dict[str, float]:
@@ -83,6 +96,17 @@ class Rollouts:
         self.ab_advice = ab_advice
         self.audit = audit
         self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
+        self._pinned: str | None = None
+
+    @contextmanager
+    def pinned(self, revision: str | None) -> Iterator[None]:
+        """Within this block every write names `revision` (the alias as one decision read it,
+        a controller's tick): a write after someone else's raises `AliasChanged`."""
+        self._pinned = revision
+        try:
+            yield
+        finally:
+            self._pinned = None
 
     # ---- reading -----------------------------------------------------------------------
     def state(self) -> AliasState:
@@ -90,7 +114,12 @@ class Rollouts:
         weights = (alias.get("RoutingConfig") or {}).get("AdditionalVersionWeights") or {}
         candidate, weight = next(iter(weights.items()), (None, 0.0))
         state = AliasState(
-            self.function, self.alias, alias["FunctionVersion"], candidate, float(weight)
+            self.function,
+            self.alias,
+            alias["FunctionVersion"],
+            candidate,
+            float(weight),
+            revision=alias.get("RevisionId"),
         )
         for version in filter(None, (state.stable_version, candidate)):
             config = self.lambda_.get_function_configuration(
@@ -169,12 +198,22 @@ class Rollouts:
         )
         if unchanged:
             return {"action": action, "changed": False, "weights": before.weights}
-        self.lambda_.update_alias(
-            FunctionName=self.function,
-            Name=self.alias,
-            FunctionVersion=stable,
-            RoutingConfig={"AdditionalVersionWeights": after_weights},
-        )
+        revision = self._pinned or before.revision
+        try:
+            self.lambda_.update_alias(
+                FunctionName=self.function,
+                Name=self.alias,
+                FunctionVersion=stable,
+                RoutingConfig={"AdditionalVersionWeights": after_weights},
+                **({"RevisionId": revision} if revision else {}),
+            )
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") != "PreconditionFailedException":
+                raise
+            raise AliasChanged(
+                f"{self.alias} of {self.function} changed since it was read (revision "
+                f"{revision}): {action} not made"
+            ) from e
         after = self.state()
         entry = {
             "at": self.clock().isoformat(timespec="seconds"),

@@ -32,7 +32,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from avsev.rollout.aliases import RolloutError, Rollouts
+from avsev.rollout.aliases import AliasChanged, AliasState, RolloutError, Rollouts
 
 if TYPE_CHECKING:
     from avsev.monitoring.reports import ABReport
@@ -268,12 +268,23 @@ class Autopilot:
         return {"state": "started", "reason": f"shadow passed: {pairs.verdict}", **result}
 
     def tick(self) -> dict[str, Any]:
+        """One decision on the alias as it was at the tick's start: every write names that
+        revision, so of two ticks that overlap (no reserved concurrency keeps them apart) the
+        later writer finds the alias changed, makes no change and no audit entry, and ends
+        as `superseded` (the next tick decides on the new state)."""
         run = self.current_run()
         if run is None:
             return {"state": "idle", "reason": "no autopilot run"}
+        state = self.r.state()
+        try:
+            with self.r.pinned(state.revision):
+                return self._tick(run, state)
+        except AliasChanged as e:
+            return {"state": "superseded", "reason": str(e)}
+
+    def _tick(self, run: dict[str, Any], state: AliasState) -> dict[str, Any]:
         candidate = run["candidate_version"]
         config = AutopilotConfig(**run.get("config", {}))
-        state = self.r.state()
         if run.get("phase") == "shadow" and not self._started_since(run):
             return self._shadow_gate(run, state)
         if state.candidate_version != candidate or state.candidate_weight <= 0:
