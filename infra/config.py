@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from avsev.monitoring.performance import check_decision_metric
+
 from infra.constants import STAGES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,9 +47,8 @@ class AppConfig:
     model: str | None = None  # a registry version or alias (production, candidate) to deploy
     registry: str | None = None  # s3://bucket/prefix of the model registry
     force: str | None = None  # deploy an unapproved registry version: the reason, audited
-    ab_metric: str = (
-        "log_loss"  # the A/B decision metric: log_loss | accuracy | macro_f1 | expected_cost
-    )
+    ab_metric: str = "log_loss"  # the A/B decision metric: log_loss | accuracy | expected_cost
+    ab_margin: float | None = None  # its non-inferiority margin (default: the metric's)
     cost_matrix: str | None = None  # expected_cost: JSON actual → predicted → cost
     shadow: str | None = None  # a model version scored beside the served one, never returned
     shadow_bundle: Path | None = None  # resolved from `shadow` (registry, else the local build)
@@ -77,6 +78,13 @@ class AppConfig:
                 values[name] = type(default)(raw)
             else:
                 values[name] = raw
+        if "ab_margin" in values:
+            try:
+                values["ab_margin"] = float(values["ab_margin"])
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"context ab_margin={values['ab_margin']!r}: a positive number"
+                ) from None
         config = cls(**values)
         config.check()
         return config
@@ -84,10 +92,12 @@ class AppConfig:
     def check(self) -> None:
         if self.stage not in STAGES:
             raise ValueError(f"context stage={self.stage!r}: choose one of {', '.join(STAGES)}")
-        if self.ab_metric not in ("log_loss", "accuracy", "macro_f1", "expected_cost"):
-            raise ValueError(
-                f"context ab_metric={self.ab_metric!r}: log_loss, accuracy, macro_f1 or expected_cost"
-            )
+        try:
+            check_decision_metric(self.ab_metric)
+        except ValueError as e:
+            raise ValueError(f"context ab_metric: {e}") from None
+        if self.ab_margin is not None and not float(self.ab_margin) > 0:
+            raise ValueError(f"context ab_margin={self.ab_margin!r}: a positive number")
         if self.athena_scan_limit_gb < 1:
             raise ValueError("context athena_scan_limit_gb: at least 1")
         if self.arch not in ("arm64", "x86_64"):

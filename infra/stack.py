@@ -171,6 +171,7 @@ class AvsevStack(Stack):
             predict=fns["predict"].function,
             metric=config.ab_metric,
             cost_matrix=config.cost_matrix,
+            margin=config.ab_margin,
         )
         # The serving API, then operations.
         api = Api(
@@ -334,8 +335,14 @@ class AvsevStack(Stack):
                 continue
             fn = functions[key]
             reports = report_prefix(spec.reports)
+            # the A/B job reads when the rollout's step began from the audit (its evidence)
+            audit = [AUDIT_PREFIX] if spec.reports == AB_REPORTS else []
             findings = s3_access(
-                fn.role, bucket, read=[ROLLUPS_PREFIX, reports], write=[reports], list_all=True
+                fn.role,
+                bucket,
+                read=[ROLLUPS_PREFIX, reports, *audit],
+                write=[reports],
+                list_all=True,
             )
             alerts.topic.grant_publish(fn.role)
             fn.role.add_to_policy(self._put_metrics())
@@ -359,10 +366,14 @@ class AvsevStack(Stack):
         predict: lambda_.IFunction,
         metric: str,
         cost_matrix: str | None,
+        margin: float | None,
     ) -> None:
-        """The A/B job reads the predict alias (which versions serve) and decides on `metric`."""
+        """The A/B job reads the predict alias (which versions serve) and decides on `metric`,
+        against the non-inferiority `margin` (the metric's default when None)."""
         fn.function.add_environment(Env.PREDICT_FUNCTION_NAME, predict.function_name)
         fn.function.add_environment(Env.AB_DECISION_METRIC, metric)
+        if margin is not None:
+            fn.function.add_environment(Env.AB_MARGIN, str(margin))
         if cost_matrix:
             fn.function.add_environment(Env.COST_MATRIX, cost_matrix)
         fn.role.add_to_policy(self._read_alias(predict))

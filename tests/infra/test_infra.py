@@ -1277,3 +1277,26 @@ def test_waf_limits_a_route_whose_limit_it_can_see(monkeypatch):
     assert waf_blocks(acl, "/prod/predict", 4097) == ["body-limit-predict"]
     assert waf_blocks(acl, "/prod/predict", 50_000) == ["body-limit-predict"]
     assert waf_blocks(acl, "/prod/predict/batch", 50_000) == []
+
+
+def test_the_ab_job_reads_the_audit_and_takes_its_margin_from_context(
+    template, cdk_bundle, built_layers, tmp_path
+):
+    """The A/B job counts a rollout step's evidence from when the step began, which the audit
+    says: its role reads the audit prefix. `-c ab_margin=` fixes the non-inferiority margin
+    before the rollout (AB_MARGIN); macro F1 is not offered as a decision metric."""
+    fn = function(template, "AbAnalysisFunction")
+    assert "AB_MARGIN" not in fn["Environment"]["Variables"]  # the metric's default
+    reads = [
+        json.dumps(s["Resource"])
+        for s in statements(template, function_role(template, "AbAnalysisFunction"))
+        if "s3:GetObject" in as_list(s["Action"])
+    ]
+    assert any("reports/rollout/audit/" in r for r in reads), reads
+    _, stack, _ = synth(cdk_bundle, tmp_path / "margin", ab_margin="0.04")
+    env = function(assertions.Template.from_stack(stack), "AbAnalysisFunction")["Environment"]
+    assert env["Variables"]["AB_MARGIN"] == "0.04"
+    with pytest.raises(ValueError, match="macro F1 is reported, not offered"):
+        synth(cdk_bundle, tmp_path / "f1", ab_metric="macro_f1")
+    with pytest.raises(ValueError, match="ab_margin=-1.0: a positive number"):
+        synth(cdk_bundle, tmp_path / "neg", ab_margin="-1")
