@@ -11,7 +11,8 @@ conversion.html). Each stream gets one record type (the subscription filter pick
 the S3 prefix needs only Firehose's arrival timestamp, no partition key. A record that fails
 conversion lands, still compressed, under `firehose-errors/<table>/<error type>/`
 (https://docs.aws.amazon.com/firehose/latest/dev/decomp-faq.html); alarms fire on it, and
-`avsev records redrive` puts it back into its stream."""
+`avsev records redrive` writes it into its table's day partition as Parquet (a stream that
+decompresses CloudWatch Logs payloads takes records from CloudWatch Logs only)."""
 
 from __future__ import annotations
 
@@ -311,7 +312,7 @@ class Records(Construct):
                 "ErrorObjects",
                 alarm_name=f"{self.prefix}-records-error-objects",
                 alarm_description=f"an object was written under {ERRORS_PREFIX}: records failed; "
-                "`avsev records redrive` re-delivers them",
+                "`avsev records redrive` writes them into their tables",
                 metric=cw.Metric(
                     namespace="AWS/S3",
                     metric_name="PutRequests",

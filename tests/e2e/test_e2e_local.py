@@ -75,7 +75,7 @@ def test_api_key_is_enforced_and_openapi_served(stack):
         client.call("POST", "/outcomes", {"ev_id": "ERA19FA001", "actual_severity": "Fatal"})[0]
         == 200
     )
-    assert client.call("GET", "/nowhere")[0] == 404
+    assert client.call("GET", "/nowhere")[0] == 403  # as API Gateway: no such resource
 
 
 def test_stdout_is_left_alone_and_what_functions_print_is_still_sorted(stack):

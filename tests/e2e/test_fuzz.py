@@ -254,7 +254,13 @@ def test_local_api_never_answers_5xx(
             413,
             "body_too_large",
         ),
-        ("method unknown", ("BREW", "/predict", {}, b"{}"), 405, "method_not_allowed"),
+        # as API Gateway answers a method it lacks (supported-gateway-response-types.html)
+        (
+            "method unknown",
+            ("BREW", "/predict", {}, b"{}"),
+            403,
+            "MISSING_AUTHENTICATION_TOKEN",
+        ),
         ("HTTP/2 request line", None, 400, "bad_request"),
     ],
     ids=lambda v: v if isinstance(v, str) else None,

@@ -145,12 +145,21 @@ def call(port: int, method: str, path: str, body: bytes | None = None, headers=N
     "method, path, allow",
     [("HEAD", "/health", "GET"), ("HEAD", "/predict", "POST"), ("GET", "/predict", "POST")],
 )
-def test_a_method_the_api_does_not_define_is_405_with_allow(gateway, method, path, allow):
+def test_a_method_the_api_does_not_define_is_answered_as_api_gateway_does(
+    gateway, method, path, allow
+):
+    """403 MISSING_AUTHENTICATION_TOKEN, as API Gateway answers a method or path it lacks
+    (https://docs.aws.amazon.com/apigateway/latest/developerguide/supported-gateway-response-types.html);
+    never invoked."""
     backend = Backend()
     port = gateway(backend)
     status, headers, data = call(port, method, path)
-    assert (status, headers.get("Allow")) == (405, allow)
-    assert data == b"" if method == "HEAD" else json.loads(data)["error"]["status"] == 405
+    assert (status, headers.get("Allow")) == (403, allow)
+    if method != "HEAD":
+        error = json.loads(data)["error"]
+        assert (error["status"], error["code"]) == (403, "MISSING_AUTHENTICATION_TOKEN")
+    else:
+        assert data == b""
     assert backend.events == []
 
 

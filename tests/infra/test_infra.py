@@ -1298,5 +1298,5 @@ def test_the_ab_job_reads_the_audit_and_takes_its_margin_from_context(
     assert env["Variables"]["AB_MARGIN"] == "0.04"
     with pytest.raises(ValueError, match="macro F1 is reported, not offered"):
         synth(cdk_bundle, tmp_path / "f1", ab_metric="macro_f1")
-    with pytest.raises(ValueError, match="ab_margin=-1.0: a positive number"):
+    with pytest.raises(ValueError, match=r"ab_margin=-1\.0: a positive number"):
         synth(cdk_bundle, tmp_path / "neg", ab_margin="-1")

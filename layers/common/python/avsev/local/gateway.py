@@ -8,10 +8,11 @@ A request body is passed on as sent, with its Content-Encoding header: API Gatew
 decompresses request bodies only on an API with compression enabled (`minimumCompressionSize`),
 which ours does not set
 (https://docs.aws.amazon.com/apigateway/latest/developerguide/api-gateway-gzip-compression-decompression.html);
-the functions answer a body they cannot read 415. A method the API does not define on a path
-(HEAD included) is answered 405 with `Allow`, never invoked; API Gateway answers it 403
-MISSING_AUTHENTICATION_TOKEN
-(https://docs.aws.amazon.com/apigateway/latest/developerguide/supported-gateway-response-types.html).
+the functions answer a body they cannot read 415. A path or a method the API does not define
+(HEAD included) is answered as API Gateway answers it, never invoked: 403
+MISSING_AUTHENTICATION_TOKEN, "Missing Authentication Token"
+(https://docs.aws.amazon.com/apigateway/latest/developerguide/supported-gateway-response-types.html),
+with the methods the path has in `Allow` as a hint of our own.
 
 Not emulated: SigV4 (`AuthorizationType: AWS_IAM`) is not checked, only the API key."""
 
@@ -280,15 +281,17 @@ class Gateway(BaseHTTPRequestHandler):
         if route is None or route.function_key is None:
             # HEAD too: no method of the API defines it, so no function sees it
             allow = sorted(m for p, m in routes if p == path)
-            if not allow:
-                self._error(ApiError(404, "not_found", f"no route {method} {path}"))
-                return
             error = ApiError(
-                405,
-                "method_not_allowed",
-                f"no route {method} {path}: {path} allows {', '.join(allow)}",
+                403,
+                "MISSING_AUTHENTICATION_TOKEN",
+                "Missing Authentication Token"
+                + (f" (no {method} on {path}; it has {', '.join(allow)})" if allow else ""),
             )
-            self._send(405, error_json(error, None).encode(), {"Allow": ", ".join(allow)})
+            self._send(
+                403,
+                error_json(error, None).encode(),
+                {"Allow": ", ".join(allow)} if allow else {},
+            )
             return
         try:
             raw: str | bytes = body.decode("utf-8")
