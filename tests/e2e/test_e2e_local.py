@@ -281,5 +281,6 @@ def test_two_hundred_simultaneous_full_batches_are_all_answered_and_recorded(sta
             "WHERE ev_id LIKE 'C%R%' GROUP BY request_id"
         )
     }
-    mine = {k: n for k, n in counts.items() if k in set(answered)}
+    answered_ids = set(answered)
+    mine = {k: n for k, n in counts.items() if k in answered_ids}
     assert len(mine) == clients * rows and set(mine.values()) == {1}
