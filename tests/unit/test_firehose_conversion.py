@@ -80,6 +80,7 @@ def test_a_message_is_matched_to_the_columns_case_insensitively_and_typed():
         "timestamp": "2026-12-06 10:00:00.000000",
         "actual_severity": "Fatal",
         "observed_at": "2026-12-06 12:00:00.000000",
+        "seq": None,  # a column of the table the message does not carry
     }
 
 

@@ -133,11 +133,11 @@ def _reports_chunk(
 
 
 LOADER_CHECKED_VALIDATORS = frozenset(
-    {"canonical_category", "_occurrence_code", "_not_in_future", "_integral"}
+    {"canonical_category", "_occurrence_code", "_not_in_future", "_integral", "_date_not_number"}
 )
 """`AccidentReport`'s own validators that `avsev.data` applies to every value it loads (the
 same category lookup, codes and ranges, whole numbers, dates up to today: stricter than the
-schema's day of slack)."""
+schema's day of slack; a date is read only from its ISO or M/D/Y text, never from a number)."""
 BEYOND_THE_LOADER = frozenset({"_recent_hours_within_total"})
 """The validators a loaded row can still fail: checked column-wise in `_may_be_refused`."""
 
