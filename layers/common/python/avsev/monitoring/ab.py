@@ -263,9 +263,7 @@ def compare(
     diff = pb - pa
     se = math.sqrt(pa * (1 - pa) / na + pb * (1 - pb) / nb)
     a_est, b_est = (
-        estimate(
-            metric, arm.confusion, nll_sum=arm.nll_sum, nll2_sum=arm.nll2_sum, cost=cost
-        )
+        estimate(metric, arm.confusion, nll_sum=arm.nll_sum, nll2_sum=arm.nll2_sum, cost=cost)
         for arm in (champion, candidate)
     )
     gain, variance = improvement(metric, a_est, b_est)
@@ -311,18 +309,23 @@ def latency_test(champion: Mapping[int, int], candidate: Mapping[int, int]) -> L
     )
 
 
+def confidence_half_widths(
+    variance: np.ndarray, tau: float = TAU, alpha: float = ALPHA
+) -> np.ndarray:
+    """Half-width of the always-valid (1 − alpha) confidence sequence of estimates with these
+    variances: the normal-mixture mSPRT inverted (Howard et al. 2021, eq. 14), so that
+    `always_valid_p(d, variance) < alpha` exactly when |d| exceeds it (0 where the variance is
+    not positive)."""
+    variance = np.asarray(variance, dtype=float)
+    ok = variance > 0
+    v = np.where(ok, variance, 1.0)
+    half = np.sqrt((2 * np.log(1 / alpha) + np.log((v + tau**2) / v)) * v * (v + tau**2) / tau**2)
+    return np.where(ok, half, 0.0)
+
+
 def confidence_half_width(variance: float, tau: float = TAU, alpha: float = ALPHA) -> float:
-    """Half-width of the always-valid (1 − alpha) confidence sequence of an estimate with this
-    variance: the normal-mixture mSPRT inverted (Howard et al. 2021, eq. 14), so that
-    `always_valid_p(d, variance) < alpha` exactly when |d| exceeds it."""
-    if variance <= 0:
-        return 0.0
-    return math.sqrt(
-        (2 * math.log(1 / alpha) + math.log((variance + tau**2) / variance))
-        * variance
-        * (variance + tau**2)
-        / tau**2
-    )
+    """`confidence_half_widths` of one estimate."""
+    return float(confidence_half_widths(np.array([variance]), tau, alpha)[0])
 
 
 def rows_for_margin(variance: float, labelled_per_arm: int, margin: float) -> float | None:
@@ -404,9 +407,7 @@ def metric_decisions(
     v = np.where(ok, variance, 1.0)
     p = always_valid_ps(gain, variance)
     significant = ok & (p < ALPHA)
-    half = np.sqrt(
-        (2 * np.log(1 / ALPHA) + np.log((v + TAU**2) / v)) * v * (v + TAU**2) / TAU**2
-    )
+    half = confidence_half_widths(v)
     not_worse = ok & ~significant & (gain - half > -margin)
     kind = np.where(significant, np.where(gain > 0, 2, -1), np.where(not_worse, 1, 0))
     return np.where(kind > 0, 1, np.where(kind < 0, -1, 0)), kind
