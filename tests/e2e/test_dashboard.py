@@ -97,7 +97,6 @@ def live(stack, real_data):
     pilot.r.step(0.5)  # ... and on to 50% (as its next tick would on evidence)
 
     rows, labels = real_data.reports(), list(real_data.frame["severity"])
-    random.seed(7)  # alias routing draws from `random`
     picked = random.Random(7).sample(range(len(rows)), REQUESTS)
     served = {"1": 0, "2": 0}
     served_by: dict[int, str] = {}

@@ -118,6 +118,7 @@ class LocalStack:
         stage: str = "prod",
         context: Mapping[str, Any] | None = None,
         synth_cache: Path | None = None,
+        routing_seed: int | None = None,
     ) -> None:
         if not bundles:
             raise ValueError("at least one model bundle is needed")
@@ -131,6 +132,9 @@ class LocalStack:
         self.stack_name = stack_name(stage)
         self.context = dict(context or {})
         self.synth_cache = synth_cache
+        # Alias routing's own generator: seeded, the same requests meet the same versions
+        # (nothing else in the process, moto or botocore's retry jitter, draws from it).
+        self._routing = random.Random(routing_seed)
         self.handlers: dict[tuple[str, str], Handler] = {}
         self.assembly: Assembly | None = None
         self.cfn = CloudFormation(_client, runner=self._run_for_cloudformation)
@@ -390,7 +394,7 @@ class LocalStack:
         alias = lambda_backends[ACCOUNT][REGION].get_alias(qualifier, self.functions[function])
         routing: Any = alias.routing_config or {}  # moto: a dict once weights are set
         weights: dict[str, Any] = routing.get("AdditionalVersionWeights") or {}
-        draw = random.random()
+        draw = self._routing.random()
         for version, weight in weights.items():
             if draw < float(weight):
                 return str(version)
