@@ -27,6 +27,8 @@ ERRORS_PREFIX = "firehose-errors/"
 """Records Firehose failed to deliver: `firehose-errors/<table>/<error type>/dt=…/`."""
 REGISTRY_PREFIX = "registry/"
 """The model registry's default prefix in its bucket (`s3://bucket/registry/`)."""
+LIFECYCLE_PREFIX = "lifecycle/"
+"""The retraining loop's state and audit (`avsev.rollout.lifecycle`)."""
 
 
 def report_prefix(kind: str) -> str:

@@ -1,0 +1,218 @@
+"""The retraining loop's switch and memory (`avsev.rollout.lifecycle`) on moto's S3: what
+triggers a retraining, the pause switch, one run in flight, the cool-down, a run that fails
+(retried once, then an alert) and two deciders at once (S3 conditional writes)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from types import SimpleNamespace
+
+import boto3
+import pytest
+from avsev.rollout.lifecycle import (
+    Lifecycle,
+    Policy,
+    Run,
+    State,
+    StateChanged,
+    Trigger,
+    triggers,
+)
+from moto import mock_aws
+
+BUCKET = "lifecycle-test"
+T0 = dt.datetime(2026, 3, 1, 12, tzinfo=dt.UTC)
+CARD = {
+    "version": "1.0.0",
+    "created": "2026-01-01T00:00:00+00:00",
+    "metrics": {"test": {"accuracy": 0.60}},
+}
+
+
+@pytest.fixture()
+def s3(fake_aws):
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket=BUCKET)
+        yield client
+
+
+class Clock:
+    def __init__(self, at: dt.datetime = T0) -> None:
+        self.at = at
+
+    def __call__(self) -> dt.datetime:
+        return self.at
+
+
+class Engine:
+    """Stands in for CodeBuild: records the runs it was handed; may refuse."""
+
+    def __init__(self, refuse: bool = False) -> None:
+        self.started: list[Run] = []
+        self.refuse = refuse
+
+    def __call__(self, run: Run) -> str:
+        if self.refuse:
+            raise RuntimeError("AccountLimitExceededException")
+        self.started.append(run)
+        return f"build-{len(self.started)}"
+
+
+def loop(s3, clock=None, engine=None, alerts=None, policy=None) -> Lifecycle:
+    return Lifecycle(
+        s3,
+        BUCKET,
+        start=engine if engine is not None else Engine(),
+        alert=(lambda subject, message: alerts.append((subject, message)))
+        if alerts is not None
+        else None,
+        policy=policy or Policy(),
+        clock=clock or Clock(),
+    )
+
+
+def report(*, drift: bool = False, estimated: float | None = None, status: str = "checked"):
+    return SimpleNamespace(
+        status=status,
+        dataset_drift=drift,
+        drifted_features=["make"] if drift else [],
+        window={"id": "2026-03-01"},
+        performance_without_labels=SimpleNamespace(expected_accuracy=estimated)
+        if estimated is not None
+        else None,
+    )
+
+
+def kinds(found: list[Trigger]) -> set[str]:
+    return {t.kind for t in found}
+
+
+def test_each_trigger_fires_on_its_cause_only():
+    policy = Policy(max_age=dt.timedelta(days=90), estimate_drop=0.05, every=dt.timedelta(days=30))
+    fresh = {**CARD, "created": (T0 - dt.timedelta(days=10)).isoformat()}
+    last = State(last_started_at=T0 - dt.timedelta(days=1))
+    assert triggers(report(estimated=0.58), fresh, T0, last, policy) == []
+    assert kinds(triggers(report(drift=True), fresh, T0, last, policy)) == {"drift"}
+    # drift in a window without enough rows is not drift
+    assert triggers(report(drift=True, status="insufficient_data"), fresh, T0, last, policy) == []
+    assert kinds(triggers(report(estimated=0.54), fresh, T0, last, policy)) == {"estimate"}
+    old = {**CARD, "created": (T0 - dt.timedelta(days=91)).isoformat()}
+    assert kinds(triggers(None, old, T0, last, policy)) == {"age"}
+    due = State(last_started_at=T0 - dt.timedelta(days=30))
+    assert kinds(triggers(None, fresh, T0, due, policy)) == {"schedule"}
+    assert kinds(triggers(None, fresh, T0, State(), Policy(max_age=dt.timedelta(days=90)))) == set()
+
+
+def test_a_trigger_starts_one_run_and_a_second_waits_for_it(s3):
+    engine = Engine()
+    clock = Clock()
+    lc = loop(s3, clock, engine)
+    first = lc.consider([Trigger("drift", "dataset drift")])
+    assert first.action == "started" and len(engine.started) == 1
+    assert lc.state().run is not None and lc.state().run.handle == "build-1"
+    clock.at += dt.timedelta(hours=1)
+    second = lc.consider([Trigger("age", "old")])
+    assert second.action == "skipped" and "in flight" in second.reason
+    assert len(engine.started) == 1
+    actions = [e["action"] for e in lc.audit()]
+    assert actions == ["retrain-start", "retrain-skipped"]
+    assert lc.audit()[0]["triggers"] == [{"kind": "drift", "reason": "dataset drift"}]
+
+
+def test_the_cool_down_holds_triggers_but_not_a_person(s3):
+    engine = Engine()
+    clock = Clock()
+    lc = loop(s3, clock, engine, policy=Policy(cooldown=dt.timedelta(days=3)))
+    run = lc.consider([Trigger("drift", "d")]).run
+    assert run is not None
+    assert lc.finish(run.run_id, ok=True, detail={"version": "1.1.0"}).action == "ended"
+    clock.at += dt.timedelta(days=2)
+    held = lc.consider([Trigger("drift", "d")])
+    assert held.action == "skipped" and "cooling down" in held.reason
+    assert lc.consider([Trigger("manual", "asked")], by="alice").action == "started"
+    clock.at += dt.timedelta(days=2)
+    assert lc.finish(lc.state().run.run_id, ok=True, detail={}).action == "ended"
+    clock.at += dt.timedelta(days=3, seconds=1)
+    assert lc.consider([Trigger("drift", "d")]).action == "started"
+    assert len(engine.started) == 3
+
+
+def test_paused_nothing_starts_until_resumed_and_both_are_audited(s3):
+    engine = Engine()
+    lc = loop(s3, engine=engine)
+    lc.pause("investigating the label feed", by="alice")
+    assert lc.state().paused and lc.state().pause_reason == "investigating the label feed"
+    skipped = lc.consider([Trigger("drift", "d")])
+    assert skipped.action == "skipped" and "paused" in skipped.reason
+    assert lc.consider([Trigger("manual", "asked")], by="bob").action == "skipped"
+    assert engine.started == []
+    lc.resume(by="alice")
+    assert lc.consider([Trigger("drift", "d")]).action == "started"
+    actions = [(e["action"], e["by"]) for e in lc.audit()]
+    assert actions[0] == ("pause", "alice") and ("resume", "alice") in actions
+
+
+def test_a_failed_run_is_retried_once_then_alerts(s3):
+    engine, alerts, clock = Engine(), [], Clock()
+    lc = loop(s3, clock, engine, alerts)
+    run = lc.consider([Trigger("drift", "d")]).run
+    again = lc.finish(run.run_id, ok=False, detail={"reason": "killed half-way"})
+    assert again.action == "restarted" and again.run.attempt == 2 and len(engine.started) == 2
+    assert alerts == []
+    gave_up = lc.finish(again.run.run_id, ok=False, detail={"reason": "killed again"})
+    assert gave_up.action == "failed" and len(engine.started) == 2
+    assert len(alerts) == 1 and "killed again" in alerts[0][1]
+    state = lc.state()
+    assert state.run is None and state.last_result == {
+        "run_id": run.run_id,
+        "ok": False,
+        "reason": "killed again",
+    }
+    assert [e["action"] for e in lc.audit()] == [
+        "retrain-start",
+        "retrain-failed",
+        "retrain-restart",
+        "retrain-failed",
+        "retrain-gave-up",
+    ]
+
+
+def test_a_run_that_never_ends_fails_after_the_timeout(s3):
+    engine, alerts, clock = Engine(), [], Clock()
+    lc = loop(s3, clock, engine, alerts, Policy(run_timeout=dt.timedelta(hours=8), retries=0))
+    lc.consider([Trigger("drift", "d")])
+    clock.at += dt.timedelta(hours=8, minutes=1)
+    lc.consider([])
+    assert lc.state().run is None and len(alerts) == 1 and "no end after" in alerts[0][1]
+
+
+def test_an_engine_that_refuses_is_a_failed_attempt(s3):
+    alerts: list = []
+    lc = loop(s3, engine=Engine(refuse=True), alerts=alerts)
+    decision = lc.consider([Trigger("manual", "asked")], by="alice")
+    assert decision.action == "failed" and "AccountLimitExceeded" in decision.reason
+    assert lc.state().run is None and len(alerts) == 1
+
+
+def test_the_end_of_a_run_not_in_flight_changes_nothing(s3):
+    lc = loop(s3)
+    run = lc.consider([Trigger("drift", "d")]).run
+    assert lc.finish("retrain-someone-else", ok=True, detail={}).action == "skipped"
+    assert lc.state().run == run
+
+
+def test_two_deciders_cannot_both_write_the_state(s3):
+    """S3 conditional writes: a put with If-Match on a stale ETag gets 412 and changes nothing
+    (https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html)."""
+    lc = loop(s3)
+    lc.pause("one", by="a")
+    state, etag = lc.read()
+    lc.resume(by="b")  # another decider writes in between
+    with pytest.raises(StateChanged):
+        lc._write(state.model_copy(update={"paused": True}), etag)
+    assert lc.state().paused is False
+    # and the first write of all is If-None-Match: a second "first" write is refused
+    other = Lifecycle(s3, BUCKET, clock=Clock())
+    with pytest.raises(StateChanged):
+        other._write(State(), None)
