@@ -4,20 +4,26 @@ triggers a retraining, the pause switch, one run in flight, the cool-down, a run
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 from types import SimpleNamespace
 
 import boto3
 import pytest
 from avsev.rollout.lifecycle import (
+    RUN_ID_VARIABLE,
     Lifecycle,
     Policy,
     Run,
     State,
     StateChanged,
     Trigger,
+    build_end,
+    codebuild_starter,
     triggers,
 )
+from aws_events import sample, scheduled
+from lambda_support import FakeContext, load_function
 from moto import mock_aws
 
 BUCKET = "lifecycle-test"
@@ -216,3 +222,142 @@ def test_two_deciders_cannot_both_write_the_state(s3):
     other = Lifecycle(s3, BUCKET, clock=Clock())
     with pytest.raises(StateChanged):
         other._write(State(), None)
+
+
+# ---- in AWS: the decider function, CodeBuild as the engine --------------------------------
+PROJECT = "avsev-prod-retrain"
+
+
+def build_event(run_id: str | None, status: str) -> dict:
+    """AWS's build state change sample with the run's variable and a status."""
+    event = copy.deepcopy(sample("codebuildStateChangeEvent"))
+    event["detail"]["build-status"] = status
+    if run_id is not None:
+        event["detail"]["additional-information"]["environment"]["environment-variables"] = [
+            {"name": RUN_ID_VARIABLE, "type": "PLAINTEXT", "value": run_id}
+        ]
+    return event
+
+
+def test_a_build_end_names_its_run_and_whether_it_succeeded():
+    assert build_end(build_event("retrain-1", "SUCCEEDED")) == build_end(
+        build_event("retrain-1", "SUCCEEDED")
+    )
+    ok = build_end(build_event("retrain-1", "SUCCEEDED"))
+    assert ok is not None and ok.run_id == "retrain-1" and ok.ok
+    for status in ("FAILED", "FAULT", "STOPPED", "TIMED_OUT"):
+        end = build_end(build_event("retrain-1", status))
+        assert end is not None and not end.ok and status in end.detail["reason"]
+    assert build_end(build_event("retrain-1", "IN_PROGRESS")) is None
+    assert build_end(build_event(None, "SUCCEEDED")) is None  # a build no run started
+
+
+@pytest.fixture()
+def decider(s3, synthetic_bundle_dir, monkeypatch):
+    codebuild = boto3.client("codebuild", region_name="us-east-1")
+    codebuild.create_project(
+        name=PROJECT,
+        source={"type": "S3", "location": f"{BUCKET}/source.zip"},
+        artifacts={"type": "NO_ARTIFACTS"},
+        environment={
+            "type": "ARM_CONTAINER",
+            "image": "aws/codebuild/amazonlinux-aarch64-standard:3.0",
+            "computeType": "BUILD_GENERAL1_LARGE",
+        },
+        serviceRole="arn:aws:iam::123456789012:role/retrain",
+    )
+    env = {
+        "DATA_BUCKET": BUCKET,
+        "MODEL_BUNDLE_PATH": str(synthetic_bundle_dir),
+        "RETRAIN_PROJECT": PROJECT,
+        "MAX_MODEL_AGE_DAYS": "100000",
+    }
+    return load_function("lifecycle", env, monkeypatch), codebuild
+
+
+def drift_report_of(version: str, *, drift: bool) -> dict:
+    return {
+        "report": "drift",
+        "generated_at": "2026-03-01T02:00:00+00:00",
+        "model": {"name": "avsev-severity", "version": version},
+        "window": {"id": "2026-03-01"},
+        "rows": 900,
+        "method": "test",
+        "status": "checked",
+        "dataset_drift": drift,
+        "drifted_features": ["make"] if drift else [],
+        "drift_found": drift,
+    }
+
+
+def test_the_decider_starts_codebuild_on_drift_and_ends_the_run_on_its_event(decider):
+    module, codebuild = decider
+    from avsev.constants import DRIFT_REPORTS
+    from avsev.monitoring.reports import DriftReport
+    from avsev.monitoring.store import write_report
+
+    s3 = boto3.client("s3")
+    version = module.CARD["version"]
+    # a drift report about another model version says nothing about this one
+    write_report(
+        s3,
+        BUCKET,
+        DRIFT_REPORTS,
+        "2026-02-28",
+        DriftReport.model_validate(drift_report_of("0.0.1", drift=True)),
+        "",
+    )
+    quiet = module.handler(scheduled("2026-03-01T03:00:00Z"), FakeContext())
+    assert quiet["action"] == "skipped" and not codebuild.list_builds()["ids"]
+
+    write_report(
+        s3,
+        BUCKET,
+        DRIFT_REPORTS,
+        "2026-03-01",
+        DriftReport.model_validate(drift_report_of(version, drift=True)),
+        "",
+    )
+    started = module.handler(scheduled("2026-03-01T03:00:00Z"), FakeContext())
+    assert started["action"] == "started"
+    builds = codebuild.list_builds_for_project(projectName=PROJECT)["ids"]
+    assert len(builds) == 1
+    run = Lifecycle(s3, BUCKET).state().run
+    assert run is not None and run.handle == builds[0] and run.triggers[0]["kind"] == "drift"
+
+    failed = module.handler(build_event(run.run_id, "FAILED"), FakeContext())
+    assert failed["action"] == "restarted"
+    assert len(codebuild.list_builds_for_project(projectName=PROJECT)["ids"]) == 2
+    run = Lifecycle(s3, BUCKET).state().run
+    ended = module.handler(build_event(run.run_id, "SUCCEEDED"), FakeContext())
+    assert ended["action"] == "ended" and Lifecycle(s3, BUCKET).state().run is None
+    assert (
+        module.handler(build_event("retrain-unknown", "SUCCEEDED"), FakeContext())["action"]
+        == "skipped"
+    )
+
+
+def test_the_starter_sends_the_run_id_codebuild_hands_back(s3):
+    """The run id rides in `environmentVariablesOverride`; botocore validates the call
+    against CodeBuild's API model (https://docs.aws.amazon.com/codebuild/latest/APIReference/API_StartBuild.html)."""
+    from botocore.stub import Stubber
+
+    codebuild = boto3.client("codebuild", region_name="us-east-1")
+    run = Run(run_id="retrain-x", triggers=[{"kind": "manual", "reason": "asked"}], started_at=T0)
+    with Stubber(codebuild) as stub:
+        stub.add_response(
+            "start_build",
+            {"build": {"id": f"{PROJECT}:1"}},
+            {
+                "projectName": PROJECT,
+                "environmentVariablesOverride": [
+                    {"name": RUN_ID_VARIABLE, "value": "retrain-x", "type": "PLAINTEXT"},
+                    {
+                        "name": "AVSEV_TRIGGERS",
+                        "value": '[{"kind": "manual", "reason": "asked"}]',
+                        "type": "PLAINTEXT",
+                    },
+                ],
+            },
+        )
+        assert codebuild_starter(codebuild, PROJECT)(run) == f"{PROJECT}:1"

@@ -22,7 +22,7 @@ def aws(fake_aws):
 
 @pytest.fixture()
 def scheduled_functions(aws, synthetic_bundle_dir, monkeypatch):
-    """The four functions EventBridge schedules, and batch_score (its daily run)."""
+    """The functions EventBridge schedules, and batch_score (its daily run)."""
     env = {
         "DATA_BUCKET": BUCKET,
         "BATCH_BUCKET": BUCKET,
@@ -31,14 +31,15 @@ def scheduled_functions(aws, synthetic_bundle_dir, monkeypatch):
         "GLUE_DATABASE": "db",
         "PREDICT_FUNCTION_NAME": "predict",
         "ALARM_PREFIX": "avsev-",
+        "RETRAIN_PROJECT": "retrain",
     }
-    names = ("drift_check", "rollup", "ab_analysis", "autopilot", "batch_score")
+    names = ("drift_check", "rollup", "ab_analysis", "autopilot", "lifecycle", "batch_score")
     return {name: load_function(name, env, monkeypatch) for name in names}
 
 
 @pytest.mark.parametrize("time", ["9999-12-31T23:59:59Z", "0001-01-01T00:00:00Z"])
 @pytest.mark.parametrize(
-    "name", ["drift_check", "rollup", "ab_analysis", "autopilot", "batch_score"]
+    "name", ["drift_check", "rollup", "ab_analysis", "autopilot", "lifecycle", "batch_score"]
 )
 def test_a_scheduled_time_at_the_edge_is_a_logged_rejection(
     scheduled_functions, name, time, caplog
@@ -53,7 +54,7 @@ def test_a_scheduled_time_at_the_edge_is_a_logged_rejection(
 
 
 @pytest.mark.parametrize(
-    "name", ["drift_check", "rollup", "ab_analysis", "autopilot", "batch_score"]
+    "name", ["drift_check", "rollup", "ab_analysis", "autopilot", "lifecycle", "batch_score"]
 )
 def test_the_sample_as_published_is_refused_naming_version(scheduled_functions, name):
     answer = scheduled_functions[name].handler(

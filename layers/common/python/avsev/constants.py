@@ -81,4 +81,6 @@ class Env:
     COST_MATRIX = "COST_MATRIX"
     ALARM_PREFIX = "ALARM_PREFIX"
     FOLLOWER_FUNCTIONS = "FOLLOWER_FUNCTIONS"
+    RETRAIN_PROJECT = "RETRAIN_PROJECT"
+    """The CodeBuild project that runs a retraining (`avsev lifecycle run`)."""
     """JSON: the functions whose alias follows predict's model (name → their alarm prefix)."""

@@ -371,3 +371,74 @@ class Lifecycle:
 
 def _run_id(at: dt.datetime) -> str:
     return f"retrain-{at.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(2)}"
+
+
+# ---- the engine: CodeBuild in AWS ----------------------------------------------------------
+RUN_ID_VARIABLE = "AVSEV_RUN_ID"
+"""The environment variable that tells a retraining build which run it is."""
+TRIGGERS_VARIABLE = "AVSEV_TRIGGERS"
+ENDED_STATUSES = {"SUCCEEDED", "FAILED", "FAULT", "STOPPED", "TIMED_OUT"}
+"""A build's final statuses (https://docs.aws.amazon.com/codebuild/latest/APIReference/API_Build.html)."""
+
+
+def codebuild_starter(codebuild: Any, project: str) -> Callable[[Run], str]:
+    """Start the retraining project for a run; the build id is its handle. The run id goes
+    in as an environment variable, which the build's end event carries back
+    (https://docs.aws.amazon.com/codebuild/latest/APIReference/API_StartBuild.html)."""
+
+    def start(run: Run) -> str:
+        build = codebuild.start_build(
+            projectName=project,
+            environmentVariablesOverride=[
+                {"name": RUN_ID_VARIABLE, "value": run.run_id, "type": "PLAINTEXT"},
+                {"name": TRIGGERS_VARIABLE, "value": json.dumps(run.triggers), "type": "PLAINTEXT"},
+            ],
+        )["build"]
+        return str(build["id"])
+
+    return start
+
+
+@dataclass(frozen=True)
+class BuildEnd:
+    run_id: str
+    ok: bool
+    detail: dict[str, Any]
+
+
+def build_end(event: Mapping[str, Any]) -> BuildEnd | None:
+    """The run a CodeBuild "Build State Change" event ends (EventBridge; its fields:
+    https://docs.aws.amazon.com/codebuild/latest/userguide/sample-build-notifications.html#sample-build-notifications-ref),
+    or None: a build still running, or one no run started. A build that succeeded has
+    published its candidate (or stored why a gate held it); any other end is a failure."""
+    detail = event.get("detail") or {}
+    status = detail.get("build-status")
+    if status not in ENDED_STATUSES:
+        return None
+    variables = ((detail.get("additional-information") or {}).get("environment") or {}).get(
+        "environment-variables"
+    ) or []
+    run_id = next((v.get("value") for v in variables if v.get("name") == RUN_ID_VARIABLE), None)
+    if not run_id:
+        return None
+    return BuildEnd(
+        str(run_id),
+        status == "SUCCEEDED",
+        {"build": detail.get("build-id"), "status": status, "reason": f"build {status}"},
+    )
+
+
+def check(lifecycle: Lifecycle, card: Mapping[str, Any], at: dt.datetime) -> Decision:
+    """The scheduled look: the latest drift report (when it is about the serving model), the
+    model's age and the schedule; a retraining starts if they call for one and nothing holds
+    it. A report about another model version says nothing about this one."""
+    from avsev.constants import DRIFT_REPORTS
+    from avsev.monitoring.reports import DriftReport
+    from avsev.monitoring.store import read_latest
+
+    latest = read_latest(lifecycle.s3, lifecycle.bucket, DRIFT_REPORTS)
+    report = DriftReport.model_validate(latest) if latest else None
+    if report is not None and report.model.version != card.get("version"):
+        report = None
+    found = triggers(report, card, at, lifecycle.state(), lifecycle.policy)
+    return lifecycle.consider(found)
