@@ -1,5 +1,5 @@
 """How well the drift check works: false alarms on unchanged data, and detection of a
-known shift, over many seeds (the figures the README reports)."""
+known shift, over many seeds (tests/unit/test_drift.py holds them to their targets)."""
 
 from __future__ import annotations
 
