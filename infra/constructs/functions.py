@@ -27,6 +27,7 @@ OFFLINE_PARTS = [
     "avsev/pipeline",
     "avsev/local",
     "avsev/cli.py",
+    "avsev/commands",
     "**/__pycache__",
     "*.egg-info",
 ]

@@ -361,3 +361,27 @@ def test_the_starter_sends_the_run_id_codebuild_hands_back(s3):
             },
         )
         assert codebuild_starter(codebuild, PROJECT)(run) == f"{PROJECT}:1"
+
+
+def test_an_operator_watches_pauses_and_resumes_the_loop_from_the_cli(s3, capsys, monkeypatch):
+    import json
+
+    from avsev.cli import main
+
+    monkeypatch.setenv("AVSEV_USER", "alice")
+    assert main(["lifecycle", "pause", "--bucket", BUCKET]) == 2  # a pause says why
+    assert "--reason" in capsys.readouterr().err
+    assert main(["lifecycle", "pause", "--bucket", BUCKET, "--reason", "label feed broken"]) == 0
+    capsys.readouterr()
+    assert main(["lifecycle", "status", "--bucket", BUCKET]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["paused"] and status["pause_reason"] == "label feed broken"
+    assert status["changed_by"] == "alice" and status["recent"][-1]["action"] == "pause"
+    # paused, a retraining asked by hand is refused, and says why
+    assert main(["lifecycle", "retrain", "--bucket", BUCKET, "--project", PROJECT]) == 0
+    assert "paused" in json.loads(capsys.readouterr().out)["reason"]
+    assert main(["lifecycle", "resume", "--bucket", BUCKET]) == 0
+    capsys.readouterr()
+    assert main(["lifecycle", "audit", "--bucket", BUCKET]) == 0
+    actions = [e["action"] for e in json.loads(capsys.readouterr().out)]
+    assert actions == ["pause", "retrain-skipped", "resume"]

@@ -318,7 +318,13 @@ def cmd_rollout(args: argparse.Namespace) -> int:
                 clock=_local_clock(args),
             )
             if args.action == "status":
-                result = r.status() | {"autopilot": pilot.status()}
+                from avsev.commands.lifecycle import summary
+                from avsev.rollout.lifecycle import Lifecycle
+
+                result = r.status() | {
+                    "autopilot": pilot.status(),
+                    "retraining": summary(Lifecycle(_aws("s3"), args.bucket)),
+                }
             else:
                 if not args.version:
                     raise RolloutError("auto needs --version (the function version to roll out)")
@@ -346,6 +352,18 @@ def cmd_rollout(args: argparse.Namespace) -> int:
         print(f"avsev rollout {args.action}: refused: {e}", file=sys.stderr)
         return 3
     _print_json(result)
+    return 0
+
+
+def cmd_lifecycle(args: argparse.Namespace) -> int:
+    from avsev.commands import lifecycle
+
+    try:
+        out = lifecycle.run(args, aws=_aws, use_local=_use_local)
+    except ValueError as e:
+        print(f"avsev lifecycle {args.action}: error: {e}", file=sys.stderr)
+        return 2
+    _print_json(out)
     return 0
 
 
@@ -835,6 +853,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--into", default="layers/model/registry", help="resolve: where to put the bundle"
     )
+
+    from avsev.commands import lifecycle
+
+    lifecycle.register(add, cmd_lifecycle)
 
     p = add(
         "score",
