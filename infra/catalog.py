@@ -116,6 +116,19 @@ def function_specs(config: AppConfig) -> dict[str, FunctionSpec]:
             # at the revision it read: avsev.rollout.autopilot).
             reserved_concurrency=reserved(1),
         ),
+        # The retraining loop's decider: a daily look (drift report, label-free estimate, age,
+        # schedule) that may start the retraining project, and each build's end.
+        "lifecycle": FunctionSpec(
+            name="lifecycle",
+            memory_mb=256,
+            timeout_s=120,
+            description="retraining loop: triggers, pause, cool-down; starts CodeBuild",
+            layers=ANALYSIS,
+            model=True,
+            environment=JOB_ENV,
+            schedule=Scheduled(id="LifecycleSchedule", expression=config.lifecycle_schedule),
+            reserved_concurrency=reserved(1),
+        ),
         # Batch: streams files in chunks; 1 GB and the longest timeout, then continues itself
         # (by name: a reference to itself would be circular). Its rules are the Batch construct's.
         "batch_score": FunctionSpec(

@@ -25,6 +25,10 @@ class AppConfig:
     batch_schedule: str = "rate(1 day)"
     rollup_schedule: str = "rate(1 hour)"
     autopilot_schedule: str = "rate(5 minutes)"
+    lifecycle_schedule: str = "rate(1 day)"  # the retraining loop's look at drift, age, schedule
+    retrain_approval: str = (
+        "auto"  # auto: a candidate whose gates all pass deploys; manual: a person approves
+    )
     athena_scan_limit_gb: int = 100
     record_buffer_seconds: int = 300
     # Deploy the stack that sets API Gateway's CloudWatch role, an account-and-region setting

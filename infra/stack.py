@@ -31,6 +31,7 @@ from infra.constants import (
     AUDIT_PREFIX,
     METRICS_NAMESPACE,
     RECORD_PREFIXES,
+    REGISTRY_PREFIX,
     ROLLUPS_PREFIX,
     Env,
     report_prefix,
@@ -48,6 +49,7 @@ from infra.constructs.operations import (
     on_failure,
 )
 from infra.constructs.records import Records
+from infra.constructs.retraining import Retraining
 from infra.constructs.rollout import CandidateAlarms, LiveAlias
 from infra.constructs.tables import RecordTables
 from infra.nag import acknowledge, ref
@@ -143,6 +145,14 @@ class AvsevStack(Stack):
             schedule=config.batch_schedule,
             alerts=alerts,
         )
+        # The retraining loop: its decider, and the CodeBuild project that retrains.
+        retraining = self._build_retraining(
+            decider=fns["lifecycle"],
+            bucket=records.bucket,
+            config=config,
+            failures=failures,
+            alerts=alerts,
+        )
         # Rollouts: alarms on each new version, the controller, and the handover to it.
         canaries = self._build_alarms(
             functions=fns, specs=specs, model_version=version, alerts=alerts
@@ -199,6 +209,7 @@ class AvsevStack(Stack):
             batch=batch,
             functions=fns,
             alerts=alerts,
+            retraining=retraining,
         )
         self._acknowledge(config=config, api=api.api)
 
@@ -403,6 +414,30 @@ class AvsevStack(Stack):
             alerts.notify(alarm)
         return batch
 
+    def _build_retraining(
+        self,
+        *,
+        decider: ServingFunction,
+        bucket: s3.IBucket,
+        config: AppConfig,
+        failures: sqs.IQueue,
+        alerts: Alerts,
+    ) -> Retraining:
+        """The loop's decider (its schedule is the catalog's) may start the retraining project
+        and hears each build's end; it alerts when a run fails twice."""
+        retraining = Retraining(
+            self,
+            "Retraining",
+            decider=decider,
+            bucket=bucket,
+            registry=config.registry or f"s3://{bucket.bucket_name}/{REGISTRY_PREFIX}",
+            stage=config.stage,
+            approval=config.retrain_approval,
+            dlq=failures,
+        )
+        alerts.topic.grant_publish(decider.role)
+        return retraining
+
     # ---- rollouts -------------------------------------------------------------------------
     def _build_alarms(
         self,
@@ -582,6 +617,7 @@ class AvsevStack(Stack):
         batch: Batch,
         functions: dict[str, ServingFunction],
         alerts: Alerts,
+        retraining: Retraining,
     ) -> None:
         outputs = {
             "Stage": config.stage,
@@ -600,6 +636,7 @@ class AvsevStack(Stack):
             "OutcomesStream": records.streams[OUTCOMES].ref,
             "GlueDatabase": records.tables.database_name,
             "AthenaWorkgroup": records.tables.workgroup_name,
+            "RetrainProject": retraining.project.project_name,
         }
         for name, value in outputs.items():
             CfnOutput(self, name, value=value)

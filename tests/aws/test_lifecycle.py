@@ -357,10 +357,11 @@ def test_the_starter_sends_the_run_id_codebuild_hands_back(s3):
                         "value": '[{"kind": "manual", "reason": "asked"}]',
                         "type": "PLAINTEXT",
                     },
+                    {"name": "AVSEV_CHAMPION", "value": "1.0.0", "type": "PLAINTEXT"},
                 ],
             },
         )
-        assert codebuild_starter(codebuild, PROJECT)(run) == f"{PROJECT}:1"
+        assert codebuild_starter(codebuild, PROJECT, "1.0.0")(run) == f"{PROJECT}:1"
 
 
 def test_an_operator_watches_pauses_and_resumes_the_loop_from_the_cli(s3, capsys, monkeypatch):

@@ -98,8 +98,9 @@ def actions_of(stmts: list[dict]) -> set[str]:
 
 def test_functions_runtime_arch_memory_and_roles(template):
     functions = resources(template, "AWS::Lambda::Function")
-    # predict, explain, outcomes, rollup, ab_analysis, drift_check, autopilot, batch_score
-    assert len(functions) == 8
+    # predict, explain, outcomes, rollup, ab_analysis, drift_check, autopilot, lifecycle,
+    # batch_score
+    assert len(functions) == 9
     roles = set()
     for f in functions.values():
         p = f["Properties"]
@@ -109,7 +110,7 @@ def test_functions_runtime_arch_memory_and_roles(template):
         assert p["TracingConfig"] == {"Mode": "Active"}
         assert "LoggingConfig" in p
         roles.add(json.dumps(p["Role"]))
-    assert len(roles) == 8  # each its own role
+    assert len(roles) == 9  # each its own role
     for group in resources(template, "AWS::Logs::LogGroup").values():
         assert group["Properties"].get("RetentionInDays") == 30
 
@@ -253,14 +254,19 @@ def test_all_roles_are_least_privilege(template):
 
 
 def test_s3_access_is_explicit_with_no_deletes_and_listing_where_it_is_said(template):
-    """Issue 11.8: no CDK grant wildcards (`s3:List*`, `s3:DeleteObject*`, `s3:GetObject*`);
-    every ListBucket is limited by `s3:prefix`, except on the five roles whose code tells a
-    missing key by its 404, which S3 gives only to callers allowed to list
-    (https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html, "Permissions")."""
+    """No CDK grant wildcards (`s3:List*`, `s3:DeleteObject*`, `s3:GetObject*`); every
+    ListBucket is limited by `s3:prefix`, except on the roles whose code tells a missing key by
+    its 404, which S3 gives only to callers allowed to list
+    (https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html, "Permissions"): the
+    jobs, the controller, the retraining loop's decider and its CodeBuild project."""
     roles = {
         k: function_role(template, k)
-        for k in ("BatchScore", "AbAnalysis", "DriftCheck", "Rollup", "Autopilot")
+        for k in ("BatchScore", "AbAnalysis", "DriftCheck", "Rollup", "Autopilot", "Lifecycle")
     }
+    roles["retraining"] = next(
+        p["Properties"]["ServiceRole"]["Fn::GetAtt"][0]
+        for p in resources(template, "AWS::CodeBuild::Project").values()
+    )
     unconditioned = set()
     for policy in resources(template, "AWS::IAM::Policy").values():
         for s in policy["Properties"]["PolicyDocument"]["Statement"]:
@@ -1300,3 +1306,74 @@ def test_the_ab_job_reads_the_audit_and_takes_its_margin_from_context(
         synth(cdk_bundle, tmp_path / "f1", ab_metric="macro_f1")
     with pytest.raises(ValueError, match=r"ab_margin=-1\.0: a positive number"):
         synth(cdk_bundle, tmp_path / "neg", ab_margin="-1")
+
+
+def test_the_retraining_loop_decides_daily_and_retrains_on_codebuild(template):
+    """The loop's decider runs daily and may start only the retraining project; each build's
+    end comes back to it on EventBridge; the project builds natively for arm64 from the
+    repository's own buildspec. AWS behaviour relied on (provable only in an account):
+    CodeBuild announces every build-status change on the default event bus with `project-name`
+    and `build-status` in `detail`
+    (https://docs.aws.amazon.com/codebuild/latest/userguide/sample-build-notifications.html);
+    StartBuild's `environmentVariablesOverride` reaches the build and its end event
+    (https://docs.aws.amazon.com/codebuild/latest/APIReference/API_StartBuild.html); an S3
+    source needs GetObject/GetObjectVersion on the object and the bucket's ACL and location
+    (https://docs.aws.amazon.com/codebuild/latest/userguide/setting-up-service-role.html)."""
+    from infra.constructs.retraining import BUILDSPEC
+
+    (project_id, project), *others = resources(template, "AWS::CodeBuild::Project").items()
+    assert not others
+    props = project["Properties"]
+    assert props["Environment"]["Type"] == "ARM_CONTAINER"
+    assert props["Environment"]["ComputeType"] == "BUILD_GENERAL1_LARGE"
+    assert (
+        props["Source"]["Type"] == "S3"
+        and props["Source"]["BuildSpec"] == "infra/buildspec/retrain.yml"
+    )
+    assert BUILDSPEC.is_file() and "avsev lifecycle run" in BUILDSPEC.read_text()
+    assert props["TimeoutInMinutes"] == 120
+    names = {v["Name"] for v in props["Environment"]["EnvironmentVariables"]}
+    assert {"DATA_BUCKET", "REGISTRY", "STAGE", "APPROVAL"} <= names
+
+    decider = function_role(template, "LifecycleFunction")
+    starts = [
+        s for s in statements(template, decider) if "codebuild:StartBuild" in as_list(s["Action"])
+    ]
+    assert [s["Resource"] for s in starts] == [{"Fn::GetAtt": [project_id, "Arn"]}]
+    lifecycle_fn = next(
+        k for k in resources(template, "AWS::Lambda::Function") if k.startswith("LifecycleFunction")
+    )
+    env = function(template, "LifecycleFunction")["Environment"]["Variables"]
+    assert env["RETRAIN_PROJECT"] == {"Ref": project_id}
+
+    rules = resources(template, "AWS::Events::Rule").values()
+    ends = [
+        r["Properties"]
+        for r in rules
+        if "EventPattern" in r["Properties"]
+        and r["Properties"]["EventPattern"].get("source") == ["aws.codebuild"]
+    ]
+    assert len(ends) == 1
+    pattern = ends[0]["EventPattern"]
+    assert pattern["detail-type"] == ["CodeBuild Build State Change"]
+    assert pattern["detail"]["project-name"] == [{"Ref": project_id}]
+    assert set(pattern["detail"]["build-status"]) == {
+        "SUCCEEDED",
+        "FAILED",
+        "FAULT",
+        "STOPPED",
+        "TIMED_OUT",
+    }
+    assert ends[0]["Targets"][0]["Arn"] == {"Fn::GetAtt": [lifecycle_fn, "Arn"]}
+    daily = [
+        r["Properties"]
+        for r in rules
+        if r["Properties"].get("ScheduleExpression") == "rate(1 day)"
+        and any(
+            t["Arn"] == {"Fn::GetAtt": [lifecycle_fn, "Arn"]} for t in r["Properties"]["Targets"]
+        )
+    ]
+    assert len(daily) == 1
+
+    outputs = template.to_json()["Outputs"]
+    assert outputs["RetrainProject"]["Value"] == {"Ref": project_id}

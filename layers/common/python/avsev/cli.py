@@ -357,9 +357,13 @@ def cmd_rollout(args: argparse.Namespace) -> int:
 
 def cmd_lifecycle(args: argparse.Namespace) -> int:
     from avsev.commands import lifecycle
+    from avsev.pipeline.retrain import RetrainingFailed
 
     try:
         out = lifecycle.run(args, aws=_aws, use_local=_use_local)
+    except RetrainingFailed as e:
+        print(f"avsev lifecycle {args.action}: failed: {e}", file=sys.stderr)
+        return 1
     except ValueError as e:
         print(f"avsev lifecycle {args.action}: error: {e}", file=sys.stderr)
         return 2
@@ -489,6 +493,52 @@ def _tick(job: str, state: dict[str, Any], now: Any = None) -> dict[str, Any]:
     )
 
 
+def _tick_retrain(
+    state: dict[str, Any], advance_minutes: float, *, by_hand: str | None = None
+) -> dict[str, Any]:
+    """The retraining loop's daily look on the local stack's simulated clock (or a retraining
+    asked by hand): each run it starts is executed here, an approved candidate deployed."""
+    import datetime as dt
+
+    from avsev.data import default_data_path
+    from avsev.local.retraining import retrain_tick
+    from avsev.local.stack import STATE_FILE, use_endpoint
+    from avsev.rollout.aliases import Rollouts
+    from avsev.rollout.registry import Location, Registry
+    from avsev.serving.bundle import read_card
+
+    use_endpoint(state["aws_endpoint_url"])
+    state["clock_offset_minutes"] = float(state.get("clock_offset_minutes", 0.0)) + advance_minutes
+    STATE_FILE.write_text(json.dumps(state, indent=1))
+    now = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=state["clock_offset_minutes"])
+    alias = Rollouts(_aws("lambda"), state["functions"]["predict"]).state()
+    champion = Path(state["bundles"][alias.stable_version])
+    sns = _aws("sns")
+    result = retrain_tick(
+        s3=_aws("s3"),
+        bucket=state["bucket"],
+        registry=Registry(_aws("s3"), Location.parse(f"s3://{state['bucket']}/registry/")),
+        data_path=default_data_path(),
+        champion_bundle=champion,
+        card=read_card(champion),
+        at=now,
+        deploy=lambda bundle: _local_deploy(str(bundle), context={}),
+        alert=lambda subject, message: sns.publish(
+            TopicArn=state["topic_arn"], Subject=subject[:100], Message=message
+        ),
+        by_hand=by_hand,
+    )
+    return {
+        "action": result.decision.action,
+        "reason": result.decision.reason,
+        "runs": [
+            {k: v for k, v in r.items() if k in ("run", "attempt", "failed", "version", "decision")}
+            for r in result.runs
+        ],
+        "deployed": result.deployed,
+    }
+
+
 def _tick_rollout(state: dict[str, Any], advance_minutes: float) -> dict[str, Any]:
     """The autopilot's scheduled tick on the local stack's simulated clock, moved on first by
     `advance_minutes` (and the hourly A/B job run at that time, so the evidence is fresh)."""
@@ -524,29 +574,55 @@ def cmd_local_deploy(args: argparse.Namespace) -> int:
     """`cdk deploy` into the running local stack: synthesize the app with this model (a bundle
     folder, or a version or alias of the local registry, approved unless --force) and update
     the stack with the local CloudFormation (custom resources, rollback and all)."""
+    try:
+        result = _local_deploy(
+            args.model, context=parse_context_args(args.context), force=args.force
+        )
+    except LocalDeployFailed as e:
+        print(f"avsev local deploy: {e}", file=sys.stderr)
+        return e.code
+    _print_json(result)
+    return 0
+
+
+class LocalDeployFailed(Exception):
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def parse_context_args(pairs: list[str] | None) -> dict[str, Any]:
+    from avsev.local.synth import parse_context
+
+    return parse_context(pairs)
+
+
+def _local_deploy(
+    model: str, *, context: dict[str, Any], force: str | None = None
+) -> dict[str, Any]:
+    """The local `cdk deploy` of `model` (a bundle folder, or a registry version or alias)."""
     import contextlib
 
     from avsev.local.assembly import Assembly
     from avsev.local.cloudformation import CloudFormation, DeployError
     from avsev.local.stack import STATE_FILE, read_state, use_endpoint, version_bundles
-    from avsev.local.synth import SynthError, parse_context, synthesize
+    from avsev.local.synth import SynthError, synthesize
 
     state = read_state()
     use_endpoint(state["aws_endpoint_url"])
-    context = {**state.get("context", {}), **parse_context(args.context)}
-    if (Path(args.model) / "card.json").is_file():
-        bundle = Path(args.model)
+    context = {**state.get("context", {}), **context}
+    if (Path(model) / "card.json").is_file():
+        bundle = Path(model)
     else:  # a registry version or alias: the app fetches it (the bundle given passes its check)
         bundle = Path(state["bundles"][max(state["bundles"], key=int)])
-        context |= {"model": args.model, "registry": f"s3://{state['bucket']}/registry/"}
-        if args.force:
-            context["force"] = args.force
-    print(f"synthesizing {state['stack']} with {args.model} ...", file=sys.stderr, flush=True)
+        context |= {"model": model, "registry": f"s3://{state['bucket']}/registry/"}
+        if force:
+            context["force"] = force
+    print(f"synthesizing {state['stack']} with {model} ...", file=sys.stderr, flush=True)
     try:
         synth = synthesize(bundle, stage=state.get("stage", "prod"), context=context)
     except SynthError as e:
-        print(f"avsev local deploy: {e}", file=sys.stderr)
-        return 2
+        raise LocalDeployFailed(str(e), 2) from e
     how = "cached" if synth.cached else "the CDK app"
     print(f"synthesized in {synth.seconds:.1f} s ({how}): {synth.folder}", file=sys.stderr)
     cfn = CloudFormation()
@@ -561,27 +637,26 @@ def cmd_local_deploy(args: argparse.Namespace) -> int:
                     f"{event['ResourceStatusReason']}",
                     file=sys.stderr,
                 )
-        print(f"avsev local deploy: {e}", file=sys.stderr)
-        return 1
+        raise LocalDeployFailed(str(e), 1) from e
     state["bundles"] = version_bundles(cfn.code(state["stack"]), state["functions"]["predict"])
     state["assembly"] = str(synth.folder)
     STATE_FILE.write_text(json.dumps(state, indent=1))
-    _print_json(
-        {
-            "status": result.status,
-            "versions": result.versions,
-            "created": result.created,
-            "updated": result.updated,
-            "deleted": result.deleted,
-            "synth_seconds": round(synth.seconds, 1),
-        }
-    )
-    return 0
+    return {
+        "status": result.status,
+        "versions": result.versions,
+        "created": result.created,
+        "updated": result.updated,
+        "deleted": result.deleted,
+        "synth_seconds": round(synth.seconds, 1),
+    }
 
 
 def cmd_local_tick(args: argparse.Namespace) -> int:
     from avsev.local.stack import read_state
 
+    if args.job == "retrain":
+        _print_json(_tick_retrain(read_state(), args.advance, by_hand=args.reason))
+        return 0
     if args.job == "rollout":
         out = _tick_rollout(read_state(), args.advance)
         _print_json(out["report"])
@@ -939,13 +1014,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p = local.add_parser("tick", help="run a scheduled job now against the running local stack")
     p.set_defaults(fn=cmd_local_tick)
-    p.add_argument("job", choices=["drift", "ab", "rollout"])
+    p.add_argument("job", choices=["drift", "ab", "rollout", "retrain"])
     p.add_argument(
         "--advance",
         type=float,
         default=0.0,
         metavar="MINUTES",
-        help="rollout: move the local stack's simulated clock on first",
+        help="rollout, retrain: move the local stack's simulated clock on first",
+    )
+    p.add_argument(
+        "--reason",
+        help="retrain: retrain now, asked by hand for this reason (else: the daily look)",
     )
     return parser
 

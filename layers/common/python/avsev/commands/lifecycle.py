@@ -5,6 +5,10 @@
     avsev lifecycle resume --bucket B
     avsev lifecycle retrain --bucket B --project P --reason "new labels"   # by hand, now
     avsev lifecycle audit --bucket B           # every trigger and decision, oldest first
+    avsev lifecycle run --bucket B --registry s3://R/registry/ --champion production
+        # one retraining (what the CodeBuild project runs): the file plus the labelled traffic,
+        # compile, gates against the champion, publish with lineage, approve by --approval;
+        # prints the result (its "version" and "decision"); exit 1 if it could not retrain
 
 `--local` acts on the running local stack (`avsev local up`) instead of --bucket.
 """
@@ -17,7 +21,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-ACTIONS = ("status", "pause", "resume", "retrain", "audit")
+ACTIONS = ("status", "pause", "resume", "retrain", "audit", "run")
 
 
 def who() -> str:
@@ -49,12 +53,16 @@ def run(
     use_local(args)
     if not args.bucket:
         raise ValueError("give --bucket (the stack's DataBucket output) or --local")
-    start = codebuild_starter(aws("codebuild"), args.project) if args.project else None
+    start = (
+        codebuild_starter(aws("codebuild"), args.project, args.champion) if args.project else None
+    )
     lifecycle = Lifecycle(aws("s3"), args.bucket, start=start)
     if args.action == "status":
         return summary(lifecycle)
     if args.action == "audit":
         return lifecycle.audit()
+    if args.action == "run":
+        return retrain_once(args, aws=aws)
     if args.action == "pause":
         if not args.reason:
             raise ValueError("pause needs --reason (it is shown to whoever finds the loop paused)")
@@ -67,6 +75,34 @@ def run(
     return {"action": decision.action, "reason": decision.reason}
 
 
+def retrain_once(args: argparse.Namespace, *, aws: Callable[[str], Any]) -> dict[str, Any]:
+    """`avsev lifecycle run`: one retraining against the registry's champion."""
+    import datetime as dt
+    import tempfile
+    from pathlib import Path
+
+    from avsev.data import default_data_path
+    from avsev.pipeline.retrain import run_retraining
+    from avsev.rollout.registry import Location, Registry
+
+    if not args.registry:
+        raise ValueError("run needs --registry s3://bucket/prefix/")
+    registry = Registry(aws("s3"), Location.parse(args.registry), events=aws("events"))
+    work = Path(args.work or tempfile.mkdtemp(prefix="avsev-retrain-"))
+    champion = registry.fetch(registry.resolve(args.champion), work / "champion")
+    return run_retraining(
+        s3=aws("s3"),
+        bucket=args.bucket,
+        registry=registry,
+        data_path=Path(args.data) if args.data else default_data_path(),
+        champion_bundle=champion,
+        work=work,
+        at=dt.datetime.now(dt.UTC),
+        approval=args.approval,
+        run_id=os.environ.get("AVSEV_RUN_ID"),
+    )
+
+
 def register(
     add: Callable[..., argparse.ArgumentParser], fn: Callable[[argparse.Namespace], int]
 ) -> None:
@@ -76,3 +112,8 @@ def register(
     p.add_argument("--local", action="store_true", help="the running local stack")
     p.add_argument("--reason", help="pause: why (required); retrain, resume: why")
     p.add_argument("--project", help="retrain: the CodeBuild project (stack output RetrainProject)")
+    p.add_argument("--registry", help="run: the model registry, s3://bucket/prefix/")
+    p.add_argument("--champion", default="production", help="run: version or alias to beat")
+    p.add_argument("--data", help="run: the training file (default: the shipped NTSB data)")
+    p.add_argument("--approval", choices=["auto", "manual"], default="auto", help="run: policy")
+    p.add_argument("--work", help="run: a folder for the records, model and bundle")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -137,3 +138,90 @@ def retraining_data(
 def snapshot_sha256(frame: pd.DataFrame) -> str:
     """The training rows' fingerprint: the same rows in the same order give the same hash."""
     return hashlib.sha256(frame.to_csv(index=False).encode()).hexdigest()
+
+
+# ---- one retraining, end to end ------------------------------------------------------------
+OUTCOME_DAYS = 365
+"""How far back a retraining reads the labelled traffic."""
+
+
+class RetrainingFailed(RuntimeError):
+    """The retraining could not produce a candidate (nothing was published)."""
+
+
+def next_version(published: list[str], champion: str) -> str:
+    """A retrain is a MINOR version: one above the highest MINOR of the champion's MAJOR."""
+    major = int(champion.split(".")[0])
+    minors = [int(v.split(".")[1]) for v in [*published, champion] if int(v.split(".")[0]) == major]
+    return f"{major}.{max(minors) + 1}.0"
+
+
+def run_retraining(
+    *,
+    s3: Any,
+    bucket: str,
+    registry: Any,
+    data_path: Path,
+    champion_bundle: Path,
+    work: Path,
+    at: dt.datetime,
+    approval: str = "auto",
+    outcome_days: int = OUTCOME_DAYS,
+    seed: int = 0,
+    run_id: str | None = None,
+) -> dict[str, Any]:
+    """Learn from the file and the labelled traffic, compile, run every gate against the
+    champion on the newest labelled traffic, publish the candidate with its lineage and gates,
+    and let the registry approve it by `approval` (auto: all gates pass; manual: a person).
+
+    Publishing is the last step: a retraining that stops anywhere before it leaves nothing in
+    the registry. Raises RetrainingFailed when there is nothing to judge a candidate on."""
+    from avsev.data import load
+    from avsev.monitoring.query import local_engine
+    from avsev.pipeline import gates
+    from avsev.pipeline.build import build_bundle
+    from avsev.pipeline.train import save, train
+    from avsev.serving.bundle import read_card
+
+    champion = read_card(champion_bundle)
+    last = at.date()
+    first = last - dt.timedelta(days=outcome_days - 1)
+    days = [first + dt.timedelta(days=i) for i in range(outcome_days)]
+    engine = local_engine(s3, bucket, days, folder=work / "records")
+    try:
+        traffic = labelled_traffic(engine, first, last)
+    finally:
+        engine.connection.close()
+    if len(traffic) < MIN_HOLDOUT:
+        raise RetrainingFailed(
+            f"{len(traffic)} labelled rows of traffic from {first} to {last}: at least "
+            f"{MIN_HOLDOUT} are needed to judge a candidate against model {champion['version']}"
+        )
+    data = retraining_data(load(data_path), traffic, window=(first, last))
+
+    def retrain(out: Path) -> Path:
+        return save(train(data.train, seed=seed), out)
+
+    version = next_version(registry.versions(), str(champion["version"]))
+    model_dir = retrain(work / "model")
+    bundle = build_bundle(model_dir, version, out_root=work / "bundles", arch=champion["arch"])
+    results = gates.run_gates(
+        bundle,
+        champion_bundle,
+        data.holdout,
+        training=data.train,
+        retrain=retrain,
+        model_dir=model_dir,
+        compile_arch=champion["arch"],
+    )
+    lineage = {**data.lineage, "champion": champion["version"], "run_id": run_id, "seed": seed}
+    entry = registry.publish(bundle, training_data=data_path, lineage={"retraining": lineage})
+    decision = gates.record(registry, version, results, policy=approval)  # type: ignore[arg-type]
+    return {
+        "version": version,
+        "bundle": str(bundle),
+        "published": entry.get("published", False),
+        "decision": decision,
+        "gates": [r.to_dict() for r in results],
+        "lineage": lineage,
+    }

@@ -377,11 +377,13 @@ def _run_id(at: dt.datetime) -> str:
 RUN_ID_VARIABLE = "AVSEV_RUN_ID"
 """The environment variable that tells a retraining build which run it is."""
 TRIGGERS_VARIABLE = "AVSEV_TRIGGERS"
+CHAMPION_VARIABLE = "AVSEV_CHAMPION"
+"""The model version serving when the run started: the one a candidate must beat."""
 ENDED_STATUSES = {"SUCCEEDED", "FAILED", "FAULT", "STOPPED", "TIMED_OUT"}
 """A build's final statuses (https://docs.aws.amazon.com/codebuild/latest/APIReference/API_Build.html)."""
 
 
-def codebuild_starter(codebuild: Any, project: str) -> Callable[[Run], str]:
+def codebuild_starter(codebuild: Any, project: str, champion: str) -> Callable[[Run], str]:
     """Start the retraining project for a run; the build id is its handle. The run id goes
     in as an environment variable, which the build's end event carries back
     (https://docs.aws.amazon.com/codebuild/latest/APIReference/API_StartBuild.html)."""
@@ -392,6 +394,7 @@ def codebuild_starter(codebuild: Any, project: str) -> Callable[[Run], str]:
             environmentVariablesOverride=[
                 {"name": RUN_ID_VARIABLE, "value": run.run_id, "type": "PLAINTEXT"},
                 {"name": TRIGGERS_VARIABLE, "value": json.dumps(run.triggers), "type": "PLAINTEXT"},
+                {"name": CHAMPION_VARIABLE, "value": champion, "type": "PLAINTEXT"},
             ],
         )["build"]
         return str(build["id"])

@@ -207,8 +207,10 @@ class Registry:
         *,
         training_data: Path | None = None,
         source_root: Path | None = None,
+        lineage: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Store a built bundle as an immutable version with its lineage."""
+        """Store a built bundle as an immutable version with its lineage (`lineage`: more of
+        it, e.g. a retraining's data snapshot and outcome window)."""
         card_path = bundle / "card.json"
         if not card_path.is_file():
             raise RegistryError(f"{bundle}: not a bundle (no card.json)")
@@ -227,14 +229,15 @@ class Registry:
                 f"version {version} is already published with other files: versions are immutable "
                 "(build a new version: PATCH for a rebuild, MINOR for a retrain)"
             )
-        lineage: dict[str, Any] = {
+        recorded: dict[str, Any] = {
             "git": git_lineage(source_root or Path.cwd()),
             "params": card.get("model", {}).get("params"),
             "data": card.get("data"),
+            **(lineage or {}),
         }
         data_path = training_data or Path(str(card.get("data", {}).get("path") or ""))
         if data_path.is_file():
-            lineage["training_data"] = {
+            recorded["training_data"] = {
                 "path": str(data_path),
                 "sha256": sha256_file(data_path),
                 "bytes": data_path.stat().st_size,
@@ -248,7 +251,7 @@ class Registry:
             "card": {
                 k: card.get(k) for k in ("name", "version", "arch", "created", "metrics", "classes")
             },
-            "lineage": lineage,
+            "lineage": recorded,
             "published_by": _who(),
             "published_at": _now(),
         }
