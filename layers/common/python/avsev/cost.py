@@ -269,6 +269,9 @@ class Provisioned:
     utilization: float = 0.5
     request_bytes: float = 1500.0
     """Request and response bytes through the load balancer (the LCU's processed bytes)."""
+    server_ms: float = 1.0
+    """A Python HTTP server's own work per request on one core, beside the handler's (an
+    assumption, not a measurement)."""
 
     def describe(self, arch: str) -> str:
         return (
@@ -277,7 +280,7 @@ class Provisioned:
         )
 
     def capacity_rps(self, handler_ms: float) -> float:
-        return self.vcpu * self.utilization * 1000.0 / handler_ms
+        return self.vcpu * self.utilization * 1000.0 / (handler_ms + self.server_ms)
 
     def monthly(
         self,

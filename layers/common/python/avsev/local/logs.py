@@ -13,6 +13,7 @@ import math
 import sys
 import tempfile
 import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -141,7 +142,7 @@ def platform_lines(
             f"END RequestId: {request_id}",
             report,
         ]
-    time = (at or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    stamp = (at or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
     events: list[tuple[str, dict[str, Any]]] = [
         ("platform.start", {"requestId": request_id, "version": version}),
         (
@@ -170,10 +171,21 @@ def platform_lines(
         ),
     ]
     return [
-        json.dumps({"time": time, "type": kind, "record": record}, separators=(",", ":"))
+        json.dumps({"time": stamp, "type": kind, "record": record}, separators=(",", ":"))
         for kind, record in events
         if config.keeps_system(kind)
     ]
+
+
+@dataclass(frozen=True)
+class Invoked:
+    """The function an invocation runs, as far as its log is concerned."""
+
+    logging: LoggingConfig
+    memory_mb: int
+    version: str = "$LATEST"
+    traced: bool = False
+    request_id: str = "00000000-0000-4000-8000-000000000000"
 
 
 LOCAL_LOG_GROUP = "/aws/lambda/avsev-local"
@@ -410,30 +422,52 @@ class LogRouter(io.TextIOBase):
 
     @contextlib.contextmanager
     def invocation(
-        self, log_group: str = LOCAL_LOG_GROUP, log_stream: str = LOCAL_LOG_STREAM
+        self,
+        log_group: str = LOCAL_LOG_GROUP,
+        log_stream: str = LOCAL_LOG_STREAM,
+        *,
+        function: Invoked | None = None,
     ) -> Iterator[None]:
         """Within: this thread's record lines are collected and handed to the stream at the
-        end as one record per type (one subscription delivery from this log stream)."""
+        end as one record per type (one subscription delivery from this log stream). With
+        `function`, its LoggingConfig filters the lines as Lambda would, and the system lines
+        Lambda writes for the invocation (`platform_lines`) are counted at the end."""
         outer = getattr(self._batch, "lines", None)
         if outer is not None:  # nested (a function invoking another in this thread)
             yield
             return
         self._batch.lines = {}
+        self._batch.config = function.logging if function else None
+        started = time.perf_counter()
         try:
             yield
         finally:
             batch: dict[str, list[str]] = self._batch.lines
             self._batch.lines = None
+            self._batch.config = None
             for kind, lines in batch.items():
                 self.firehose.put_batch(kind, lines, log_group=log_group, log_stream=log_stream)
+            if function is not None:
+                self.platform(
+                    platform_lines(
+                        function.logging,
+                        request_id=function.request_id,
+                        version=function.version,
+                        duration_ms=(time.perf_counter() - started) * 1e3,
+                        memory_mb=function.memory_mb,
+                        max_memory_mb=min(function.memory_mb, 128),
+                        traced=function.traced,
+                    )
+                )
 
     def write(self, text: str) -> int:
         buffered = getattr(self._partial, "text", "") + text
         *lines, rest = buffered.split("\n")
         self._partial.text = rest
         records: dict[str, list[str]] = {}
+        config = getattr(self._batch, "config", None) or self.logging_config
         for line in lines:
-            if not self.logging_config.keeps_application(line):
+            if not config.keeps_application(line):
                 continue
             kind = self._route(line)
             if kind is not None:
