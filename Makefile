@@ -13,13 +13,14 @@ MODEL_DIR := layers/model/train
 BUILD_ROOT := layers/model/build
 BUNDLE = $(BUILD_ROOT)/$(ARCH)/avsev-severity-$(VERSION)
 
-.PHONY: help setup sysdeps lint test bench bench-monitoring bench-shadow bench-stats demo load layers model synth deploy clean lock deps-latest
+.PHONY: help setup sysdeps lint test bench bench-monitoring bench-shadow bench-stats bench-cost demo load layers model synth deploy clean lock deps-latest
 
 help:
 	@echo "make demo    the whole system locally, end to end"
 	@echo "make test    lint + all tests (installs what it needs)"
 	@echo "make bench   benchmarks against xgboost (writes bench/results.json)"
 	@echo "make bench-monitoring   A/B + drift over 10M records in DuckDB (bench/monitoring_results.json)"
+	@echo "make bench-cost   per-request log bytes and handler time for avsev cost (bench/cost_inputs.json)"
 	@echo "make bench-stats   false alarms and power of every decision, simulated (bench/stats_results.json)"
 
 # Every environment is built from the lock (uv.lock, with hashes): `uv sync --locked` refuses a
@@ -87,6 +88,11 @@ bench: setup
 # What a deployed shadow adds to the predict handler's p50 (writes bench/shadow_results.json).
 bench-shadow: setup
 	$(PY) bench/shadow.py
+
+# What a request logs (bytes by kind) and how long its handler runs, per route, through the
+# local stack's log router (writes bench/cost_inputs.json, read by `avsev cost`; ~3 min).
+bench-cost: setup
+	$(PY) bench/cost.py
 
 # False alarms and power of the A/B, drift and trust decisions, simulated on the real data
 # (~15 min); the tables go into docs/statistics.md.

@@ -20,6 +20,17 @@ RUNTIME = lambda_.Runtime.PYTHON_3_14
 """The newest Python runtime aws-cdk-lib knows (the model needs glibc ≥ 2.27: 3.12 or newer)."""
 
 LOG_RETENTION = logs.RetentionDays.ONE_MONTH
+LOG_FORMAT = lambda_.LoggingFormat.JSON
+SYSTEM_LOG_LEVEL = lambda_.SystemLogLevel.WARN
+"""Lambda's per-invocation system lines (START/END/REPORT; platform.start and platform.report
+in JSON, both INFO) are ~0.4 KB a request that nobody reads: WARN keeps only the system events
+at WARN, and Lambda's metrics (Duration, Errors, Invocations) do not come from these lines
+(https://docs.aws.amazon.com/lambda/latest/dg/monitoring-cloudwatchlogs-log-level.html).
+Log-level filtering needs the JSON log format
+(https://docs.aws.amazon.com/lambda/latest/dg/monitoring-cloudwatchlogs-advanced.html)."""
+APPLICATION_LOG_LEVEL = lambda_.ApplicationLogLevel.INFO
+"""The record lines and EMF blobs the functions print carry no "level": Lambda takes them as
+INFO, so INFO (not WARN) keeps every record for the subscription filter and every metric."""
 COMMON_LAYER = ROOT / "layers/common"
 """The avsev library's layer folder (its python/ lands on Lambda's sys.path)."""
 
@@ -28,6 +39,8 @@ OFFLINE_PARTS = [
     "avsev/local",
     "avsev/cli.py",
     "avsev/commands",
+    "avsev/cost.py",
+    "avsev/prices.json",
     "**/__pycache__",
     "*.egg-info",
 ]
@@ -224,6 +237,9 @@ class ServingFunction(Construct):
             description=spec.description,
             role=self.role,
             log_group=self.log_group,
+            logging_format=LOG_FORMAT,
+            system_log_level_v2=SYSTEM_LOG_LEVEL,
+            application_log_level_v2=APPLICATION_LOG_LEVEL,
             tracing=lambda_.Tracing.ACTIVE,
             environment={
                 # the `service` dimension of the handlers' metrics: one per stage

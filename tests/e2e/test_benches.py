@@ -1,4 +1,4 @@
-"""Every bench the Makefile names (make bench, bench-shadow, load, bench-monitoring) runs, on
+"""Every bench the Makefile names (make bench, bench-shadow, bench-cost, load, bench-monitoring) runs, on
 small sizes: smoke runs that prove the benches still run and still write the figures the
 README quotes, so a change that breaks a bench fails here. They are not measurements: speed is
 measured by the benches themselves, at their full sizes. Each one runs the script as a
@@ -84,6 +84,20 @@ def test_bench_quick(tmp_path):
     assert r["batch_file_rows"] == 5000 and positive(r["batch_file_rows_per_s"])
     assert positive(r["batch_file_peak_mb"]) and r["batch_file_seconds_by_step"]
     assert positive(r["bundle_bytes"])
+
+
+@pytest.mark.slow
+def test_cost_quick(tmp_path):
+    """make bench-cost: a 20-round bundle, each route's log bytes by kind and handler time."""
+    out = tmp_path / "cost.json"
+    run_bench("cost.py", "--quick", "--out", str(out))
+    r = json.loads(out.read_text())
+    assert set(r["routes"]) == {"predict", "batch", "explain", "outcomes"} and "quick" in r
+    for route in r["routes"].values():
+        assert positive(route["app_bytes"]["record"]) and positive(route["app_bytes"]["metrics"])
+        assert positive(route["handler_ms_p50"])
+        assert route["records_per_request"] == route["rows_per_request"]
+    assert positive(r["metric_series"])
 
 
 @pytest.mark.slow

@@ -115,6 +115,40 @@ def test_functions_runtime_arch_memory_and_roles(template):
         assert group["Properties"].get("RetentionInDays") == 30
 
 
+def test_functions_log_json_without_lambdas_per_invocation_lines(template):
+    """JSON log format, system log level WARN (no START/END/REPORT nor their JSON form, all
+    INFO), application log level INFO (the record lines and EMF blobs carry no level: INFO,
+    https://docs.aws.amazon.com/lambda/latest/dg/monitoring-cloudwatchlogs-log-level.html)."""
+    for logical_id, f in resources(template, "AWS::Lambda::Function").items():
+        config = f["Properties"]["LoggingConfig"]
+        assert {
+            k: config.get(k) for k in ("LogFormat", "SystemLogLevel", "ApplicationLogLevel")
+        } == {
+            "LogFormat": "JSON",
+            "SystemLogLevel": "WARN",
+            "ApplicationLogLevel": "INFO",
+        }, logical_id
+
+
+def test_cost_reads_the_templates_settings(template):
+    from avsev.cost import settings_from_template
+    from avsev.local.logs import LoggingConfig
+
+    s = settings_from_template(template.to_json())
+    assert s.api == "REST"
+    assert set(s.functions) >= {"predict", "explain", "outcomes", "rollup", "drift_check"}
+    predict = s.functions["predict"]
+    assert (predict.memory_mb, predict.arch, predict.retention_days, predict.traced) == (
+        1024,
+        ARCH,
+        30,
+        True,
+    )
+    assert predict.logging == LoggingConfig("JSON", "INFO", "WARN")
+    assert s.delivery_streams == 2 and "rate(1 hour)" in s.schedules
+    assert s.alarms > 0 and s.dashboards == 1
+
+
 def test_one_owner_of_alias_live_the_controller(template):
     """CloudFormation never holds alias `live`'s routing, so a stack update can neither undo a
     promotion nor fight a canary in flight, and `cdk diff` never shows weights:

@@ -802,6 +802,42 @@ def cmd_records_redrive(args: argparse.Namespace) -> int:
     return 1 if result.failed else 0
 
 
+def _cost_default(name: str) -> Path:
+    from avsev import cost
+
+    return Path(getattr(cost, name))
+
+
+def cmd_cost(args: argparse.Namespace) -> int:
+    """What a prediction costs, from the template's settings, the measured inputs and prices."""
+    from avsev import cost
+
+    if args.template:
+        path = Path(args.template)
+    else:
+        from avsev.local.synth import SynthError, synthesize
+
+        if not args.bundle:
+            print("avsev cost: error: give --template, or --bundle to synthesize", file=sys.stderr)
+            return 2
+        try:
+            synth = synthesize(args.bundle, stage=args.stage, arch=args.arch)
+        except SynthError as e:
+            print(f"avsev cost: error: {e}", file=sys.stderr)
+            return 2
+        path = synth.folder / f"{synth.stack}.template.json"
+    try:
+        template = json.loads(path.read_text())
+        inputs = cost.load_inputs(Path(args.inputs))
+        prices = cost.load_prices(Path(args.prices))
+        estimate = cost.estimate(template, inputs, prices)
+    except (OSError, ValueError, KeyError) as e:
+        print(f"avsev cost: error: {type(e).__name__}: {e}", file=sys.stderr)
+        return 2
+    print(cost.render(estimate))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="avsev", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -962,6 +998,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stage", default="prod", help="with --preflight and no stack: avsev-<stage>")
     p.add_argument("--template", help="with --preflight: default cdk.out/<stack>.template.json")
     p.add_argument("--region", help="with --preflight: the region to deploy to")
+
+    p = add(
+        "cost",
+        cmd_cost,
+        "cost per million predictions and per month, by service, and where a provisioned "
+        "alternative costs less",
+    )
+    p.add_argument("--template", help="a synthesized template (default: synthesize with --bundle)")
+    p.add_argument("--bundle", help="model bundle to synthesize the app with (without --template)")
+    p.add_argument("--stage", default="prod")
+    p.add_argument("--arch", default="arm64", help="with --bundle: the architecture to deploy")
+    p.add_argument("--inputs", default=str(_cost_default("INPUTS")), help="bench/cost.py's output")
+    p.add_argument("--prices", default=str(_cost_default("PRICES")), help="the dated price table")
 
     records = sub.add_parser("records", help="prediction and outcome records").add_subparsers(
         dest="records_command", required=True

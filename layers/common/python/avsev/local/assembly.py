@@ -132,6 +132,9 @@ class Function:
     """Layer logical ids, in the function's order."""
     architectures: tuple[str, ...] = ("x86_64",)
     description: str = ""
+    logging: dict[str, Any] = field(default_factory=dict)
+    """Its LoggingConfig (log format, application and system log levels), as the template has it."""
+    traced: bool = False
 
 
 @dataclass(frozen=True)
@@ -527,6 +530,10 @@ class Assembly:
                 layers=layers,
                 architectures=tuple(props.get("Architectures", ["x86_64"])),
                 description=props.get("Description", ""),
+                logging={
+                    k: v for k, v in (props.get("LoggingConfig") or {}).items() if k != "LogGroup"
+                },
+                traced=(props.get("TracingConfig") or {}).get("Mode") == "Active",
             )
         return out
 

@@ -9,10 +9,13 @@ import contextlib
 import datetime as dt
 import io
 import json
+import math
 import sys
 import tempfile
 import threading
+import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +33,160 @@ from avsev.monitoring.firehose import (
 )
 from avsev.monitoring.query import write_records_parquet
 from avsev.monitoring.tables import partition
+
+LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL")
+"""Lambda's log levels, most detailed first
+(https://docs.aws.amazon.com/lambda/latest/dg/monitoring-cloudwatchlogs-log-level.html)."""
+
+SYSTEM_EVENT_LEVELS = {"platform.start": "INFO", "platform.report": "INFO"}
+"""The level of the system log events a JSON-format invocation writes, per the log-level page
+(platform.start and platform.report are INFO, platform.runtimeDone is DEBUG and not written at
+INFO): with SystemLogLevel=WARN none of them reaches CloudWatch Logs, so the per-invocation
+START/REPORT lines (and with them the REPORT line's duration and memory) are gone from the log;
+Lambda's own metrics (Duration, Invocations, Errors) do not come from these lines."""
+
+EVENT_OVERHEAD_BYTES = 26
+"""What CloudWatch Logs counts for each log event beside its message: "the sum of all event
+messages in UTF-8, plus 26 bytes for each log event"
+(https://docs.aws.amazon.com/AmazonCloudWatchLogs/latest/APIReference/API_PutLogEvents.html)."""
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    """A function's LoggingConfig (log format, application and system log levels), as the
+    template gives it (https://docs.aws.amazon.com/lambda/latest/api/API_LoggingConfig.html).
+
+    Log-level filtering applies to the JSON format only; with it, a line the function writes
+    that is a JSON object is filtered by its "level" key, and one without a level (or not JSON)
+    counts as INFO (https://docs.aws.amazon.com/lambda/latest/dg/monitoring-cloudwatchlogs-log-level.html).
+    Record lines and EMF blobs carry no level: they are INFO, kept at ApplicationLogLevel INFO
+    or more detailed, so the subscription filter still sees every record."""
+
+    log_format: str = "Text"
+    application_log_level: str | None = None
+    system_log_level: str | None = None
+
+    @classmethod
+    def from_properties(cls, props: dict[str, Any] | None) -> LoggingConfig:
+        """From an AWS::Lambda::Function's `LoggingConfig` property (None: the defaults)."""
+        props = props or {}
+        fmt = str(props.get("LogFormat", "Text"))
+        return cls(
+            log_format="JSON" if fmt.upper() == "JSON" else "Text",
+            application_log_level=props.get("ApplicationLogLevel"),
+            system_log_level=props.get("SystemLogLevel"),
+        )
+
+    @property
+    def json(self) -> bool:
+        return self.log_format == "JSON"
+
+    def keeps_application(self, line: str) -> bool:
+        """Whether Lambda sends this line of the function's output to CloudWatch Logs."""
+        if not self.json:
+            return True
+        level = "INFO"
+        if line.startswith("{"):
+            try:
+                doc = json.loads(line)
+            except json.JSONDecodeError:
+                doc = None
+            if isinstance(doc, dict) and isinstance(doc.get("level"), str):
+                given = doc["level"].upper()
+                level = {"WARNING": "WARN", "CRITICAL": "FATAL"}.get(given, given)
+                if level not in LOG_LEVELS:
+                    level = "INFO"
+        return _at_least(level, self.application_log_level or "INFO")
+
+    def keeps_system(self, event_type: str) -> bool:
+        if not self.json:
+            return True
+        return _at_least(
+            SYSTEM_EVENT_LEVELS.get(event_type, "INFO"), self.system_log_level or "INFO"
+        )
+
+
+def _at_least(level: str, threshold: str) -> bool:
+    return LOG_LEVELS.index(level) >= LOG_LEVELS.index(threshold)
+
+
+def platform_lines(
+    config: LoggingConfig,
+    *,
+    request_id: str,
+    version: str,
+    duration_ms: float,
+    memory_mb: int,
+    max_memory_mb: int,
+    traced: bool,
+    at: dt.datetime | None = None,
+) -> list[str]:
+    """The system log events Lambda writes for one warm invocation, as CloudWatch Logs holds
+    them: in Text format START, END and REPORT (with the X-Ray trace line when traced;
+    https://docs.aws.amazon.com/lambda/latest/dg/python-logging.html), in JSON format
+    platform.start and platform.report, each kept only at the function's system log level
+    (https://docs.aws.amazon.com/lambda/latest/dg/monitoring-cloudwatchlogs-logformat.html)."""
+    billed = max(1, math.ceil(duration_ms))
+    trace = "1-6753a1b2-3c4d5e6f7a8b9c0d1e2f3a4b"
+    segment = "5e6f7a8b9c0d1e2f"
+    if not config.json:
+        report = (
+            f"REPORT RequestId: {request_id}\tDuration: {duration_ms:.2f} ms\t"
+            f"Billed Duration: {billed} ms\tMemory Size: {memory_mb} MB\t"
+            f"Max Memory Used: {max_memory_mb} MB\t"
+        )
+        if traced:
+            report += f"\nXRAY TraceId: {trace}\tSegmentId: {segment}\tSampled: true\t"
+        return [
+            f"START RequestId: {request_id} Version: {version}",
+            f"END RequestId: {request_id}",
+            report,
+        ]
+    stamp = (at or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    events: list[tuple[str, dict[str, Any]]] = [
+        ("platform.start", {"requestId": request_id, "version": version}),
+        (
+            "platform.report",
+            {
+                "requestId": request_id,
+                "metrics": {
+                    "durationMs": round(duration_ms, 3),
+                    "billedDurationMs": billed,
+                    "memorySizeMB": memory_mb,
+                    "maxMemoryUsedMB": max_memory_mb,
+                },
+                **(
+                    {
+                        "tracing": {
+                            "spanId": segment,
+                            "type": "X-Amzn-Trace-Id",
+                            "value": f"Root={trace};Parent={segment};Sampled=1",
+                        }
+                    }
+                    if traced
+                    else {}
+                ),
+                "status": "success",
+            },
+        ),
+    ]
+    return [
+        json.dumps({"time": stamp, "type": kind, "record": record}, separators=(",", ":"))
+        for kind, record in events
+        if config.keeps_system(kind)
+    ]
+
+
+@dataclass(frozen=True)
+class Invoked:
+    """The function an invocation runs, as far as its log is concerned."""
+
+    logging: LoggingConfig
+    memory_mb: int
+    version: str = "$LATEST"
+    traced: bool = False
+    request_id: str = "00000000-0000-4000-8000-000000000000"
+
 
 LOCAL_LOG_GROUP = "/aws/lambda/avsev-local"
 LOCAL_LOG_STREAM = "local"
@@ -240,12 +397,23 @@ class LogRouter(io.TextIOBase):
     Firehose record; outside an invocation the lines of one write are one record."""
 
     def __init__(
-        self, firehose: FirehoseBuffer, emf: EmfForwarder, console: TextIO | None = None
+        self,
+        firehose: FirehoseBuffer,
+        emf: EmfForwarder,
+        console: TextIO | None = None,
+        *,
+        logging_config: LoggingConfig | None = None,
     ) -> None:
         super().__init__()
         self.firehose = firehose
         self.emf = emf
         self.console = console or sys.__stdout__
+        self.logging_config = logging_config or LoggingConfig()
+        """What Lambda drops before CloudWatch Logs (log-level filtering, JSON format only)."""
+        self.logged_bytes: Counter[str] = Counter()
+        """Bytes that reached the log, by kind (record, metrics, other, platform): each event's
+        message in UTF-8 plus CloudWatch Logs' per-event overhead (`EVENT_OVERHEAD_BYTES`)."""
+        self.logged_events: Counter[str] = Counter()
         self._partial = threading.local()
         self._batch = threading.local()
 
@@ -254,29 +422,53 @@ class LogRouter(io.TextIOBase):
 
     @contextlib.contextmanager
     def invocation(
-        self, log_group: str = LOCAL_LOG_GROUP, log_stream: str = LOCAL_LOG_STREAM
+        self,
+        log_group: str = LOCAL_LOG_GROUP,
+        log_stream: str = LOCAL_LOG_STREAM,
+        *,
+        function: Invoked | None = None,
     ) -> Iterator[None]:
         """Within: this thread's record lines are collected and handed to the stream at the
-        end as one record per type (one subscription delivery from this log stream)."""
+        end as one record per type (one subscription delivery from this log stream). With
+        `function`, its LoggingConfig filters the lines as Lambda would, and the system lines
+        Lambda writes for the invocation (`platform_lines`) are counted at the end."""
         outer = getattr(self._batch, "lines", None)
         if outer is not None:  # nested (a function invoking another in this thread)
             yield
             return
         self._batch.lines = {}
+        self._batch.config = function.logging if function else None
+        started = time.perf_counter()
         try:
             yield
         finally:
             batch: dict[str, list[str]] = self._batch.lines
             self._batch.lines = None
+            self._batch.config = None
             for kind, lines in batch.items():
                 self.firehose.put_batch(kind, lines, log_group=log_group, log_stream=log_stream)
+            if function is not None:
+                self.platform(
+                    platform_lines(
+                        function.logging,
+                        request_id=function.request_id,
+                        version=function.version,
+                        duration_ms=(time.perf_counter() - started) * 1e3,
+                        memory_mb=function.memory_mb,
+                        max_memory_mb=min(function.memory_mb, 128),
+                        traced=function.traced,
+                    )
+                )
 
     def write(self, text: str) -> int:
         buffered = getattr(self._partial, "text", "") + text
         *lines, rest = buffered.split("\n")
         self._partial.text = rest
         records: dict[str, list[str]] = {}
+        config = getattr(self._batch, "config", None) or self.logging_config
         for line in lines:
+            if not config.keeps_application(line):
+                continue
             kind = self._route(line)
             if kind is not None:
                 records.setdefault(kind, []).append(line)
@@ -288,6 +480,15 @@ class LogRouter(io.TextIOBase):
                 self.firehose.put_batch(kind, found)
         return len(text)
 
+    def platform(self, lines: Sequence[str]) -> None:
+        """System log lines of an invocation (`platform_lines`): counted, not printed."""
+        for line in lines:
+            self._meter("platform", line)
+
+    def _meter(self, kind: str, line: str) -> None:
+        self.logged_bytes[kind] += len(line.encode()) + EVENT_OVERHEAD_BYTES
+        self.logged_events[kind] += 1
+
     def _route(self, line: str) -> str | None:
         """The record type of a record line (for the stream); other lines are sent on."""
         if line.startswith("{"):
@@ -298,10 +499,13 @@ class LogRouter(io.TextIOBase):
             if isinstance(doc, dict):
                 record_type = doc.get("record_type")
                 if record_type in ("prediction", "outcome"):
+                    self._meter("record", line)
                     return str(record_type)
                 if "_aws" in doc:
+                    self._meter("metrics", line)
                     self.emf.put(doc)
                     return None
+        self._meter("other", line)
         if self.console is not None:
             self.console.write(line + "\n")
         return None

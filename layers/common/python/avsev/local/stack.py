@@ -30,7 +30,7 @@ from types import ModuleType
 from typing import Any, TextIO, cast
 
 from avsev.constants import LIVE_ALIAS
-from avsev.local.assembly import Assembly, Route
+from avsev.local.assembly import Assembly, Function, Route
 from avsev.local.aws import (
     ACCOUNT,
     FAKE_CREDENTIALS,
@@ -44,7 +44,15 @@ from avsev.local.cloudformation import CloudFormation, DeployResult, call_handle
 from avsev.local.dashboard import Traffic
 from avsev.local.gateway import serve
 from avsev.local.lambda_runtime import LocalContext, load_code
-from avsev.local.logs import EmfForwarder, FirehoseBuffer, LogRouter, Sink, stdout_of_this_thread
+from avsev.local.logs import (
+    EmfForwarder,
+    FirehoseBuffer,
+    Invoked,
+    LoggingConfig,
+    LogRouter,
+    Sink,
+    stdout_of_this_thread,
+)
 from avsev.local.synth import Synth, stack_name, synthesize
 from avsev.serving.bundle import read_card
 from avsev.serving.records import set_sink
@@ -81,6 +89,10 @@ class Handler:
     attribute: str = "handler"
     signature: Any = None
     """What this handler was loaded from ($LATEST is reloaded when it changes)."""
+    logging: LoggingConfig | None = None
+    """The function's LoggingConfig: what Lambda keeps of its log (see `LogRouter.invocation`)."""
+    memory_mb: int = 128
+    traced: bool = False
 
     def __call__(self, event: dict[str, Any]) -> dict[str, Any]:
         name = self.function_name or self.function
@@ -92,8 +104,21 @@ class Handler:
             log_group_name=f"/aws/lambda/{name}",
         )
         # its records reach the streams as one subscription delivery from its log stream
+        invoked = (
+            Invoked(
+                self.logging,
+                self.memory_mb,
+                version=self.version,
+                traced=self.traced,
+                request_id=context.aws_request_id,
+            )
+            if self.logging is not None
+            else None
+        )
         batch = (
-            self.stdout.invocation(context.log_group_name, f"[{self.version}]local")
+            self.stdout.invocation(
+                context.log_group_name, f"[{self.version}]local", function=invoked
+            )
             if isinstance(self.stdout, LogRouter)
             else contextlib.nullcontext()
         )
@@ -369,8 +394,18 @@ class LocalStack:
                 Path(record["code"]), record["handler"], record["environment"]
             )
             loaded = Handler(module, function, version, self._router(), name, attribute, signature)
+            spec = self._function_spec(function)
+            if spec is not None:
+                loaded.logging = LoggingConfig.from_properties(spec.logging)
+                loaded.memory_mb, loaded.traced = spec.memory, spec.traced
             self.handlers[(function, version)] = loaded
             return loaded
+
+    def _function_spec(self, key: str) -> Function | None:
+        """The synthesized template's function of this key (its memory and LoggingConfig)."""
+        if self.assembly is None:
+            return None
+        return next((f for f in self.assembly.functions.values() if f.key == key), None)
 
     def function_modules(self) -> dict[str, ModuleType]:
         """The module of each function the API routes to (their OpenAPI parts)."""

@@ -1,0 +1,181 @@
+"""The per-request inputs of `avsev cost`, measured with the local stack's Lambda emulation:
+the predict, explain and outcomes handlers (REST events in, warm, one process) on real rows,
+their stdout through the local stack's log router (`avsev.local.logs.LogRouter`, what
+CloudWatch Logs, the subscription filters and EMF extraction do locally), which counts the
+bytes each kind of line puts in the log: record lines, EMF metrics, anything else. Lambda's
+system lines (START/END/REPORT or their JSON form) are rendered for each logging setting by
+`avsev.local.logs.platform_lines` from the measured duration.
+
+Handler time is measured in a separate pass with stdout to /dev/null (the router's parsing
+is not Lambda's). Athena's bytes scanned per record come from bench/monitoring_results.json.
+
+Writes bench/cost_inputs.json (≤ 3 min). Usage: python bench/cost.py [--quick] [--out PATH]
+(--quick: a small model and few calls, a smoke run; not a measurement).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "cost_inputs.json"
+MONITORING = ROOT / "bench" / "monitoring_results.json"
+BATCH_ROWS = 100
+
+
+def _json_report(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        k: (v.isoformat() if hasattr(v, "isoformat") else v)
+        for k, v in row.items()
+        if v is not None
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--quick", action="store_true", help="small model, few calls: a smoke run")
+    args = parser.parse_args()
+    calls = 200 if args.quick else 2000
+
+    from avsev.data import default_data_path, load
+    from avsev.local.lambda_runtime import LocalContext, load_handler_module, proxy_event
+    from avsev.local.logs import EmfForwarder, FirehoseBuffer, LogRouter, stdout_of_this_thread
+    from avsev.pipeline.build import build_bundle
+    from avsev.pipeline.train import save, train
+    from avsev.serving.runtime import host_arch
+
+    started = time.perf_counter()
+    data = load(default_data_path())
+    small: dict[str, Any] = {"rounds": 20} if args.quick else {}
+    rows = [_json_report(r) for r in data.reports()]
+    with tempfile.TemporaryDirectory(prefix="avsev-cost-bench-") as folder:
+        work = Path(folder)
+        bundle = build_bundle(
+            save(train(data, seed=0, blank_rates=(0.0,), refit=False, **small), work / "m"),
+            "1.0.0",
+            out_root=work,
+            arch=host_arch(),
+        )
+        env = {"MODEL_BUNDLE_PATH": str(bundle)}
+        fns = {name: load_handler_module(name, env) for name in ("predict", "explain", "outcomes")}
+
+        def events(route: str, n: int) -> list[dict[str, Any]]:
+            picks = [
+                rows[(i * 7919) % len(rows)]
+                for i in range(n * (BATCH_ROWS if route == "batch" else 1))
+            ]
+            if route == "predict":
+                return [proxy_event("POST", "/predict", r) for r in picks]
+            if route == "explain":
+                return [proxy_event("POST", "/predict/explain", r) for r in picks]
+            if route == "batch":
+                return [
+                    proxy_event("POST", "/predict/batch", {"reports": picks[i : i + BATCH_ROWS]})
+                    for i in range(0, len(picks), BATCH_ROWS)
+                ]
+            return [
+                proxy_event(
+                    "POST",
+                    "/outcomes",
+                    {"outcomes": [{"ev_id": r["ev_id"], "actual_severity": "Minor"}]},
+                )
+                for r in picks
+            ]
+
+        plan = {
+            "predict": ("predict", calls),
+            "batch": ("predict", max(20, calls // 40)),
+            "explain": ("explain", max(100, calls // 4)),
+            "outcomes": ("outcomes", calls),
+        }
+        routes: dict[str, Any] = {}
+        series: set[tuple[str, str, tuple[tuple[str, str], ...]]] = set()
+        for route, (function, n) in plan.items():
+            fn = fns[function]
+            evs = events(route, n)
+            # timing: warm, stdout to /dev/null
+            times: list[float] = []
+            with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+                for e in evs[: min(100, len(evs))]:
+                    fn.handler(e, LocalContext(function_version="12"))
+                for e in evs:
+                    ctx = LocalContext(function_version="12", aws_request_id=str(uuid.uuid4()))
+                    t0 = time.perf_counter_ns()
+                    out = fn.handler(e, ctx)
+                    times.append((time.perf_counter_ns() - t0) / 1e6)
+                    assert out["statusCode"] == 200, out
+            # bytes: through the log router, one invocation each
+            firehose = FirehoseBuffer(lambda: None, "unused", max_lines=10**9)
+            emf = EmfForwarder(lambda: None)
+            router = LogRouter(firehose, emf, console=open(os.devnull, "w"))  # noqa: SIM115
+            for e in evs:
+                ctx = LocalContext(function_version="12", log_group_name=f"/aws/lambda/{function}")
+                with stdout_of_this_thread(router), router.invocation(ctx.log_group_name):
+                    fn.handler(e, ctx)
+            for blob in emf._pending:
+                for directive in blob["_aws"]["CloudWatchMetrics"]:
+                    dims = tuple(
+                        (d, str(blob[d])) for group in directive["Dimensions"] for d in group
+                    )
+                    for m in directive["Metrics"]:
+                        series.add((directive["Namespace"], m["Name"], dims))
+            record_lines = sum(len(r.lines) for r in firehose._records)
+            rows_per_request = BATCH_ROWS if route == "batch" else 1
+            routes[route] = {
+                "function": function,
+                "requests": len(evs),
+                "rows_per_request": rows_per_request,
+                "records_per_request": round(record_lines / len(evs), 3),
+                "app_bytes": {
+                    kind: round(router.logged_bytes[kind] / len(evs), 1)
+                    for kind in ("record", "metrics", "other")
+                },
+                "app_events": {
+                    kind: round(router.logged_events[kind] / len(evs), 3)
+                    for kind in ("record", "metrics", "other")
+                },
+                "handler_ms_p50": round(statistics.median(times), 4),
+                "handler_ms_p90": round(statistics.quantiles(times, n=10)[-1], 4),
+            }
+            print(route, json.dumps(routes[route]), flush=True)
+
+    athena = None
+    if MONITORING.is_file():
+        per_day = json.loads(MONITORING.read_text())["athena_cost"]["per_day"]
+        top = max(per_day, key=lambda d: d["requests_per_second"])
+        athena = round(top["gb_scanned_per_day"] * 1e9 / (top["requests_per_second"] * 86400), 1)
+    out = {
+        "measured_on": dt.date.today().isoformat(),
+        "host": f"{platform.machine()} {platform.python_version()}",
+        "seconds": round(time.perf_counter() - started, 1),
+        "note": (
+            "app_bytes: bytes per request that the function writes, by kind, each log event "
+            "with CloudWatch Logs' 26-byte overhead; Lambda's system lines are added by "
+            "`avsev cost` for the template's log format and level. handler_ms: this host, warm; "
+            "`avsev cost` scales it to the function's CPU share."
+        ),
+        "routes": routes,
+        "metric_series": len(series),
+        "athena_bytes_scanned_per_record": athena,
+        "athena_source": "bench/monitoring_results.json (athena_cost.per_day, highest rate)",
+    }
+    if args.quick:
+        out["quick"] = "a smoke run on a small model: not a measurement"
+    args.out.write_text(json.dumps(out, indent=1) + "\n")
+    print(f"wrote {args.out} in {out['seconds']} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,219 @@
+"""`avsev cost`: the arithmetic against a case worked by hand, the template's settings, the
+shipped price table, and what Lambda's log settings leave in the log."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from avsev import cost
+from avsev.local.logs import EVENT_OVERHEAD_BYTES, LoggingConfig, platform_lines
+
+GIB = 2**30
+MONTH_S = 730 * 3600
+
+TEMPLATE = {
+    "Resources": {
+        "PredictLogs1A2B": {"Type": "AWS::Logs::LogGroup", "Properties": {"RetentionInDays": 30}},
+        "PredictFunction3C4D": {
+            "Type": "AWS::Lambda::Function",
+            "Properties": {
+                "MemorySize": 1024,
+                "Architectures": ["arm64"],
+                "LoggingConfig": {
+                    "LogFormat": "JSON",
+                    "SystemLogLevel": "WARN",
+                    "ApplicationLogLevel": "INFO",
+                    "LogGroup": {"Ref": "PredictLogs1A2B"},
+                },
+            },
+        },
+        "DriftCheckFunction5E6F": {
+            "Type": "AWS::Lambda::Function",
+            "Properties": {"MemorySize": 512, "TracingConfig": {"Mode": "Active"}},
+        },
+        "Api": {"Type": "AWS::ApiGateway::RestApi", "Properties": {}},
+        "Stream": {"Type": "AWS::KinesisFirehose::DeliveryStream", "Properties": {}},
+        "Hourly": {
+            "Type": "AWS::Events::Rule",
+            "Properties": {"ScheduleExpression": "rate(1 hour)"},
+        },
+        "Uploaded": {"Type": "AWS::Events::Rule", "Properties": {"EventPattern": {}}},
+        "Alarm": {"Type": "AWS::CloudWatch::Alarm", "Properties": {}},
+    }
+}
+
+INPUTS = {
+    "routes": {
+        "predict": {
+            "function": "predict",
+            "rows_per_request": 1,
+            "records_per_request": 1,
+            "app_bytes": {"record": 1000.0, "metrics": 500.0, "other": 0.0},
+            "handler_ms_p50": 0.5,
+        }
+    },
+    "metric_series": 10,
+    "athena_bytes_scanned_per_record": 3000.0,
+}
+
+PRICES = {
+    "as_of": "test",
+    "hours_per_month": 730,
+    "api_gateway_rest": {"usd_per_million_requests": 3.5},
+    "api_gateway_http": {"usd_per_million_requests": 1.0},
+    "lambda_requests": {"usd_per_million_requests": 0.2},
+    "lambda_duration": {"usd_per_gb_second": {"arm64": 0.0000133334, "x86_64": 0.0000166667}},
+    "cloudwatch_logs": {
+        "usd_per_gb_ingested": 0.5,
+        "usd_per_gb_month_stored": 0.03,
+        "stored_fraction_of_ingested": 0.0,
+    },
+    "cloudwatch_metrics": {"usd_per_metric_month": 0.3},
+    "cloudwatch_alarms": {"usd_per_alarm_month": 0.1},
+    "cloudwatch_dashboards": {"usd_per_dashboard_month": 3.0},
+    "xray": {"usd_per_million_traces": 5.0, "reservoir_per_second": 1, "rate": 0.05},
+    "firehose": {
+        "usd_per_gb_ingested": 0.029,
+        "record_rounding_kb": 5,
+        "usd_per_gb_converted": 0.018,
+    },
+    "athena": {"usd_per_tb_scanned": 5.0},
+    "fargate": {"usd_per_vcpu_hour": {"arm64": 0.04}, "usd_per_gb_hour": {"arm64": 0.005}},
+    "alb": {
+        "usd_per_hour": 0.02,
+        "usd_per_lcu_hour": 0.01,
+        "lcu_gb_per_hour": 1,
+        "lcu_rule_evaluations_per_second": 1000,
+    },
+}
+
+
+def test_settings_read_from_the_template():
+    s = cost.settings_from_template(TEMPLATE)
+    assert s.api == "REST"
+    predict = s.functions["predict"]
+    assert (predict.memory_mb, predict.arch, predict.retention_days, predict.traced) == (
+        1024,
+        "arm64",
+        30,
+        False,
+    )
+    assert predict.logging == LoggingConfig("JSON", "INFO", "WARN")
+    drift = s.functions["drift_check"]
+    assert (drift.memory_mb, drift.arch, drift.traced) == (512, "x86_64", True)
+    assert drift.logging == LoggingConfig()  # no LoggingConfig: Text, no filtering
+    assert (s.delivery_streams, s.schedules, s.alarms, s.dashboards) == (1, ("rate(1 hour)",), 1, 0)
+
+
+def test_an_http_api_is_priced_as_one():
+    resources = {k: v for k, v in TEMPLATE["Resources"].items() if k != "Api"}
+    resources["HttpApi"] = {"Type": "AWS::ApiGatewayV2::Api", "Properties": {}}
+    e = cost.estimate({"Resources": resources}, INPUTS, PRICES)
+    assert e.settings.api == "HTTP"
+    assert e.routes["predict"].usd["API Gateway"] == pytest.approx(1.0e-6)
+
+
+def test_cost_per_prediction_worked_by_hand():
+    """One /predict request, by hand:
+    - API Gateway REST $3.50 and Lambda requests $0.20 per million;
+    - duration: 0.5 ms at 1,024 MB runs at 1024/1769 of a vCPU: 0.5 × 1769/1024 = 0.864 ms,
+      billed 1 ms: 1 GB × 0.001 s × $0.0000133334;
+    - logs: 1,000 + 500 bytes (JSON format, system level WARN: no system lines), $0.50/GiB;
+    - Firehose: the record's 1,000 bytes billed as 5 KiB at $0.029/GiB, converted at $0.018/GiB;
+    - Athena: 3,000 bytes scanned per record at $5/TiB."""
+    e = cost.estimate(TEMPLATE, INPUTS, PRICES)
+    p = e.routes["predict"]
+    assert p.billed_ms == 1
+    assert p.log_bytes == {"record": 1000.0, "metrics": 500.0, "other": 0.0, "platform": 0.0}
+    by_hand = {
+        "API Gateway": 3.5e-6,
+        "Lambda requests": 0.2e-6,
+        "Lambda duration": 1.0 * 0.001 * 0.0000133334,
+        "CloudWatch Logs": 1500 / GIB * 0.5,
+        "Firehose + S3": 5120 / GIB * 0.029 + 1000 / GIB * 0.018,
+        "Athena": 3000 / 2**40 * 5.0,
+    }
+    assert p.usd == pytest.approx(by_hand, rel=1e-9)
+    assert p.total * 1e6 == pytest.approx(4.58052, abs=1e-5)  # $ per million, summed by hand
+
+    # 10 requests a second for a 730-hour month: 26.28 million requests, no X-Ray (tracing
+    # off), 10 metric series at $0.30 and one alarm at $0.10
+    month = e.per_month[10]
+    assert month["X-Ray"] == 0.0
+    assert month["CloudWatch metrics"] == pytest.approx(3.0)
+    assert month["CloudWatch alarms"] == pytest.approx(0.1)
+    assert sum(month.values()) == pytest.approx(4.58052 * 26.28 + 3.1, rel=1e-5)
+
+    # provisioned: 2 tasks × 730 h × (1 vCPU × $0.04 + 2 GB × $0.005) = $73, the ALB
+    # 730 × ($0.02 + LCUs × $0.01), LCUs = r × 1,500 B × 3,600 / GiB; records straight to
+    # Firehose r × 2,628,000 × 1,000 B / GiB × ($0.029 + $0.018). Equal to the serverless
+    # cost 3.1 + 12.0376 r where 87.6 + 0.15173 r = 3.1 + 12.0376 r: r ≈ 7.109 a second
+    lcu_per_rps = 1500 * 3600 / GIB
+    fixed = 73 + 730 * 0.02
+    per_rps_provisioned = 730 * 0.01 * lcu_per_rps + MONTH_S * 1000 / GIB * 0.047
+    per_rps_serverless = MONTH_S * p.total
+    r = (fixed - 3.1) / (per_rps_serverless - per_rps_provisioned)
+    assert r == pytest.approx(7.109, abs=0.01)
+    assert e.crossover_rps is not None
+    assert r <= e.crossover_rps <= r * 1.011  # the first point of a 1% grid above it
+    assert sum(e.provisioned_per_month[10].values()) == pytest.approx(
+        fixed + 10 * per_rps_provisioned
+    )
+
+
+def test_xray_traces_follow_the_default_sampling_rule():
+    assert cost.xray_traces_per_second(0.5, PRICES) == 0.5
+    assert cost.xray_traces_per_second(101, PRICES) == pytest.approx(1 + 0.05 * 100)
+
+
+def test_billed_duration_scales_to_the_cpu_share_and_rounds_up():
+    assert cost.billed_ms(0.5, 1769) == 1
+    assert cost.billed_ms(1.2, 1769) == 2
+    assert cost.billed_ms(1.0, 3538) == 1  # more than a vCPU is not faster single-threaded
+    assert cost.billed_ms(1.0, 256) == math.ceil(1769 / 256)
+
+
+def test_the_shipped_price_table_is_dated_and_sourced():
+    prices = cost.load_prices()
+    assert prices["region"] == "us-east-1" and prices["as_of"]
+    for key, entry in prices.items():
+        if isinstance(entry, dict):
+            assert entry["source"].startswith("https://aws.amazon.com/"), key
+
+
+def test_system_lines_by_log_format_and_level():
+    """Text: START, END and REPORT (with the X-Ray line when traced), never filtered; JSON at
+    INFO: platform.start and platform.report; JSON at WARN: none."""
+    args = dict(
+        request_id="8f5a0c1e-2b3d-4e5f-8a9b-0c1d2e3f4a5b",
+        version="12",
+        duration_ms=0.8,
+        memory_mb=1024,
+        max_memory_mb=90,
+        traced=True,
+    )
+    text = platform_lines(LoggingConfig(), **args)
+    assert [line.split(" ")[0] for line in text] == ["START", "END", "REPORT"]
+    assert "Billed Duration: 1 ms" in text[2] and "\nXRAY TraceId: " in text[2]
+    info = platform_lines(LoggingConfig("JSON", "INFO", "INFO"), **args)
+    assert ['"type":"platform.start"' in info[0], '"type":"platform.report"' in info[1]] == [
+        True,
+        True,
+    ]
+    assert platform_lines(LoggingConfig("JSON", "INFO", "WARN"), **args) == []
+    assert sum(len(x) + EVENT_OVERHEAD_BYTES for x in text) > 300
+
+
+def test_application_log_level_filters_json_lines_by_their_level():
+    """A line without a level (a record, an EMF blob, text) is INFO
+    (https://docs.aws.amazon.com/lambda/latest/dg/monitoring-cloudwatchlogs-log-level.html)."""
+    record = '{"record_type":"prediction","ev_id":"X"}'
+    warning = '{"level":"WARNING","message":"shadow scoring failed"}'
+    debug = '{"level":"DEBUG","message":"detail"}'
+    info = LoggingConfig("JSON", "INFO", "WARN")
+    assert info.keeps_application(record) and info.keeps_application("plain text")
+    assert info.keeps_application(warning) and not info.keeps_application(debug)
+    warn = LoggingConfig("JSON", "WARN", "WARN")
+    assert not warn.keeps_application(record) and warn.keeps_application(warning)
+    assert LoggingConfig().keeps_application(debug)  # Text format: nothing is filtered
