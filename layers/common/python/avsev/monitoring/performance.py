@@ -149,8 +149,9 @@ class Recalibration:
     A line, not a curve (temperature scaling, isotonic): the reports only ever see the sums of
     the rollups, never a row, and only a map affine in the per-row quantity commutes with the
     sum, so the mean of the mapped rows is the map of the mean. It applies unchanged to any
-    window, day or version rollup, with no query re-run. On the real data a line does as
-    well as temperature scaling fitted on the same rows (bench/stats.py --part lean)."""
+    window, day or version rollup, with no query re-run. On the real data a line does
+    nearly as well as temperature scaling fitted on the same rows (bench/stats.py --part
+    lean)."""
 
     accuracy: tuple[float, float]
     """(intercept, slope): accuracy ≈ intercept + slope × top probability."""
