@@ -20,6 +20,10 @@ scenario is known.
   detection of the top feature half blanked.
 - **Trust** (`avsev.monitoring.performance.calibration_check`): windows of labelled rows from
   the calibrated model and from one 8 points over-confident.
+- **Lean** (`avsev.monitoring.performance.expected_performance`): no simulation; the held-out
+  fit answers the real rows of the newest years, fields blanked at 0 / 50 / 90%, and the
+  label-free estimate (plain, through the card's recalibration, and with temperature scaling
+  for comparison) is set against the real labels' accuracy and log loss, year by year.
 
 Every rate carries its Wilson 95% interval. Writes bench/stats_results.json (or --out);
 --quick is a smoke run (tests/e2e/test_benches.py), not a measurement.
@@ -422,6 +426,203 @@ def trust(p: Pool, sizes: Sizes) -> dict[str, Any]:
     return out
 
 
+# ---- lean of the label-free estimate -------------------------------------------------------
+
+LEAN_RULE_CUT = 1 / 3
+"""The recalibration is applied when it cuts the mean |lean| of accuracy and of log loss
+over the test years × blank shares by at least this share, and the largest |accuracy lean|
+is no larger."""
+LEAN_BLANK_SHARES = (0.0, 0.5, 0.9)
+"""Each report field (but the event id) blanked independently with this probability."""
+
+
+def blanked(rows: list[dict[str, Any]], share: float, seed: int) -> list[dict[str, Any]]:
+    """Copies of `rows` with each field but `ev_id` set to None with probability `share`."""
+    rng = np.random.default_rng(seed)
+    return [
+        {k: (None if k != "ev_id" and rng.random() < share else v) for k, v in r.items()}
+        for r in rows
+    ]
+
+
+def temperature(proba: np.ndarray, t: float) -> np.ndarray:
+    """Temperature scaling: p_i^(1/t), renormalised (Guo et al. 2017)."""
+    z = np.log(np.clip(proba, 1e-15, None)) / t
+    z -= z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return np.asarray(e / e.sum(axis=1, keepdims=True))
+
+
+def _nll(proba: np.ndarray, y: np.ndarray) -> np.ndarray:
+    return np.asarray(-np.log(np.clip(proba[np.arange(len(y)), y], 1e-15, None)))
+
+
+def lean_of(proba: np.ndarray, y: np.ndarray, recal: Any, t: float) -> dict[str, Any]:
+    """Realized accuracy and log loss of one group of rows against the label-free estimates:
+    plain (the served probabilities' means), through the card's `Recalibration` (the
+    project's own `expected_performance`), and from temperature-scaled probabilities."""
+    from avsev.monitoring.performance import expected_performance
+
+    n = len(y)
+    pred = proba.argmax(axis=1)
+    correct = (pred == y).astype(float)
+    conf = proba.max(axis=1)
+    ent = -(proba * np.log(np.clip(proba, 1e-15, None))).sum(axis=1)
+    # served probabilities summed under each predicted class (rows: class, columns: predicted)
+    expected = np.stack([proba[pred == k].sum(axis=0) for k in range(4)], axis=1)
+    args = (n, float(conf.sum()), float(ent.sum()), expected)
+    plain, fixed = expected_performance(*args), expected_performance(*args, recal)
+    scaled = temperature(proba, t)
+    s_ent = -(scaled * np.log(np.clip(scaled, 1e-15, None))).sum(axis=1)
+    gap = conf - correct
+    half = Z95 * float(gap.std(ddof=1)) / math.sqrt(n)
+    acc, ll = float(correct.mean()), float(_nll(proba, y).mean())
+    return {
+        "rows": n,
+        "accuracy": acc,
+        "log_loss": ll,
+        "lean_accuracy": {
+            "plain": float(plain.expected_accuracy or 0.0) - acc,
+            "plain_ci95": [float(gap.mean()) - half, float(gap.mean()) + half],
+            "recalibrated": float(fixed.expected_accuracy or 0.0) - acc,
+            "temperature": float(scaled.max(axis=1).mean()) - acc,
+        },
+        # positive: the estimated log loss is lower (better) than realized, i.e. optimistic
+        "lean_log_loss": {
+            "plain": ll - float(plain.expected_log_loss or 0.0),
+            "recalibrated": ll - float(fixed.expected_log_loss or 0.0),
+            "temperature": float(_nll(scaled, y).mean()) - float(s_ent.mean()),
+        },
+        "log_loss_of_temperature_scaled": float(_nll(scaled, y).mean()),
+    }
+
+
+def lean(p: Pool, sizes: Sizes) -> dict[str, Any]:
+    """The label-free estimate against the truth, by year of the newest (test) rows, with
+    report fields blanked at LEAN_BLANK_SHARES; plain, through the card's recalibration
+    (fitted by `avsev train` on the validation rows), and with temperature scaling fitted on
+    the same validation rows (the standard one-parameter alternative, for comparison)."""
+    from avsev.data import default_data_path, load
+    from avsev.monitoring.performance import Recalibration
+    from avsev.pipeline.train import dmatrix, matrix, time_split
+    from scipy.optimize import minimize_scalar
+
+    labels = np.asarray(load(default_data_path()).labels, dtype=int)
+    split = time_split([r.get("event_date") for r in p.rows])
+    recal = Recalibration.from_card(p.card)
+    assert recal is not None, "the card has no recalibration"
+
+    def predicted(idx: list[int], share: float) -> np.ndarray:
+        rows = blanked([p.rows[i] for i in idx], share, seed=7)
+        return np.asarray(p.booster.predict(dmatrix(p.spec, matrix(p.spec, rows))), dtype=float)
+
+    valid_proba, valid_y = predicted(split.valid, 0.0), labels[split.valid]
+    t = float(
+        minimize_scalar(
+            lambda x: float(_nll(temperature(valid_proba, x), valid_y).mean()),
+            bounds=(0.25, 4.0),
+            method="bounded",
+        ).x
+    )
+    years = np.asarray([p.rows[i]["event_date"].year for i in split.test])
+    test_y = labels[split.test]
+    out: dict[str, Any] = {
+        "recalibration": recal.to_dict(),
+        "temperature": t,
+        "test_from": split.boundaries.get("test_from"),
+        "validation": lean_of(valid_proba, valid_y, recal, t),
+    }
+    for share in LEAN_BLANK_SHARES:
+        proba = predicted(split.test, share)
+        per: dict[str, Any] = {"all test years": lean_of(proba, test_y, recal, t)}
+        for year in sorted(set(years.tolist())):
+            m = years == year
+            per[str(year)] = lean_of(proba[m], test_y[m], recal, t)
+        out[f"{int(share * 100)}%_blank"] = per
+    out["summary"] = lean_summary(out)
+    return out
+
+
+def lean_summary(le: dict[str, Any]) -> dict[str, Any]:
+    """Over the test years × blank shares (never seen by the fit): the mean and the largest
+    |lean| of each estimate, and whether the recalibration meets the rule for applying it
+    (LEAN_RULE_CUT)."""
+    cells = [
+        r
+        for key, per in le.items()
+        if key.endswith("_blank")
+        for year, r in per.items()
+        if year.isdigit()
+    ]
+    out: dict[str, Any] = {"cells": len(cells)}
+    for metric in ("lean_accuracy", "lean_log_loss"):
+        for how in ("plain", "recalibrated", "temperature"):
+            values = [abs(c[metric][how]) for c in cells]
+            out[f"{metric}/{how}"] = {"mean_abs": float(np.mean(values)), "max_abs": max(values)}
+    acc = {h: out[f"lean_accuracy/{h}"] for h in ("plain", "recalibrated")}
+    ll = {h: out[f"lean_log_loss/{h}"] for h in ("plain", "recalibrated")}
+    keep = 1 - LEAN_RULE_CUT
+    out["rule_met"] = bool(
+        acc["recalibrated"]["mean_abs"] <= keep * acc["plain"]["mean_abs"]
+        and ll["recalibrated"]["mean_abs"] <= keep * ll["plain"]["mean_abs"]
+        and acc["recalibrated"]["max_abs"] <= acc["plain"]["max_abs"]
+    )
+    return out
+
+
+def lean_table(results: dict[str, Any]) -> list[str]:
+    """The lean as a markdown table (empty without a `lean` part)."""
+    le = results.get("lean") or {}
+    if not le:
+        return []
+    out = [
+        "**Lean of the label-free estimate** — estimated minus realized accuracy, and realized "
+        "minus estimated log loss (positive: optimistic), on the newest years, by the held-out "
+        f"fit (recalibration fitted on the validation rows; temperature T = {le['temperature']:.3f} "
+        "for comparison):",
+        "",
+        "| fields blank | year | rows | accuracy | lean: plain (95% CI) | recalibrated | temperature "
+        "| log loss | lean: plain | recalibrated | temperature | log loss, T-scaled |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for key, per in le.items():
+        if not key.endswith("_blank"):
+            continue
+        for year, r in per.items():
+            a, ll = r["lean_accuracy"], r["lean_log_loss"]
+            lo, hi = a["plain_ci95"]
+            out.append(
+                f"| {key.split('_')[0]} | {year} | {r['rows']:,} | {r['accuracy']:.3f} "
+                f"| {a['plain']:+.3f} ({lo:+.3f} to {hi:+.3f}) | {a['recalibrated']:+.3f} "
+                f"| {a['temperature']:+.3f} | {r['log_loss']:.3f} | {ll['plain']:+.3f} "
+                f"| {ll['recalibrated']:+.3f} | {ll['temperature']:+.3f} "
+                f"| {r['log_loss_of_temperature_scaled']:.3f} |"
+            )
+    summary = le.get("summary")
+    if summary:
+        out += [
+            "",
+            f"Over the {summary['cells']} year × blank-share cells, mean (largest) |lean|:",
+            "",
+            "| estimate | accuracy | log loss |",
+            "|---|---|---|",
+        ]
+        for how in ("plain", "recalibrated", "temperature"):
+            a, ll = summary[f"lean_accuracy/{how}"], summary[f"lean_log_loss/{how}"]
+            out.append(
+                f"| {how} | {a['mean_abs']:.3f} ({a['max_abs']:.3f}) "
+                f"| {ll['mean_abs']:.3f} ({ll['max_abs']:.3f}) |"
+            )
+        out += [
+            "",
+            "Rule for applying the recalibration (mean |lean| of accuracy and of log loss each "
+            f"cut by at least {LEAN_RULE_CUT:.0%}, largest |accuracy lean| no larger): "
+            + ("**met**." if summary["rule_met"] else "**not met**."),
+        ]
+    out.append("")
+    return out
+
+
 def _pct(r: dict[str, Any] | None) -> str:
     if not r or r.get("rate") is None:
         return "–"
@@ -491,6 +692,7 @@ def tables(results: dict[str, Any]) -> str:
                 + " |"
             )
         out.append("")
+    out += lean_table(results)
     return "\n".join(out)
 
 
@@ -524,7 +726,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--part",
         action="append",
-        choices=["ab", "drift", "trust"],
+        choices=["ab", "drift", "trust", "lean"],
         help="default: all; with --part, the other parts of an existing --out are kept",
     )
     parser.add_argument(
@@ -535,7 +737,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.drift_sizes:
         chosen = tuple(int(x) for x in args.drift_sizes.split(","))
         sizes = Sizes(**{**sizes.__dict__, "drift_sizes": chosen})
-    parts = args.part or ["ab", "drift", "trust"]
+    parts = args.part or ["ab", "drift", "trust", "lean"]
     started = time.perf_counter()
     p = pool(sizes)
     from avsev.monitoring.performance import DECISION_METRICS
@@ -552,6 +754,7 @@ def main(argv: list[str] | None = None) -> int:
         "ab": lambda: ab_scenarios(p, sizes, DECISION_METRICS),
         "drift": lambda: drift(p, sizes),
         "trust": lambda: trust(p, sizes),
+        "lean": lambda: lean(p, sizes),
     }
     for part in parts:
         t = time.perf_counter()

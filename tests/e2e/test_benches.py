@@ -151,8 +151,8 @@ def test_monitoring_small(tmp_path):
 
 @pytest.mark.slow
 def test_stats_quick(tmp_path):
-    """make bench-stats: the A/B, drift and trust simulations on small sizes, and the tables
-    it writes into a copy of docs/statistics.md."""
+    """make bench-stats: the A/B, drift and trust simulations and the estimate's lean on small
+    sizes, and the tables it writes into a copy of docs/statistics.md."""
     out, doc = tmp_path / "stats.json", tmp_path / "statistics.md"
     doc.write_text((ROOT / "docs" / "statistics.md").read_text())
     run_bench("stats.py", "--quick", "--out", str(out), "--tables", str(doc))
@@ -165,6 +165,9 @@ def test_stats_quick(tmp_path):
     for size in ("300", "5000"):
         assert r["drift"][size]["daily_alert_false_alarm"]["n"] > 0
     assert set(r["trust"]) >= {"calibrated_called_untrusted/30_rows"}
+    assert r["lean"]["summary"]["cells"] > 0
+    assert r["lean"]["0%_blank"]["all test years"]["rows"] > 0
     text = doc.read_text()
+    assert "**Lean of the label-free estimate**" in text
     assert "| log_loss (0.05) | 50% | identical |" in text
     assert text.count("bench/stats.py tables: start") == 1

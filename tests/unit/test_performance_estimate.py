@@ -1,6 +1,12 @@
 """Performance without labels on real rows: as report fields go blank at rising rates, the
 confidence-based estimate (from the served probabilities alone, through the rollups) follows
-the accuracy realized on the labelled rows."""
+the accuracy realized on the labelled rows.
+
+The model is the held-out fit of `avsev train` (trained on the oldest years, no refit) and the
+rows are the newest years, which it never saw: a shipped model serves reports of years after
+its training rows, never its training rows. Its card carries the recalibration `avsev train`
+fits on the validation years; without it the estimate leans optimistic on these years and
+runs 0.049 above the realized accuracy with 90% of the fields blank (docs/statistics.md)."""
 
 from __future__ import annotations
 
@@ -8,22 +14,39 @@ import datetime as dt
 
 import numpy as np
 import pytest
+from avsev.monitoring.drift import markdown
 from avsev.monitoring.offline import reports_from_records
-from avsev.pipeline.train import time_split
+from avsev.pipeline.train import dmatrix, matrix, time_split, train
 from avsev.serving.records import OutcomeRecord, PredictionRecord
 from avsev.serving.schema import SEVERITIES
 
 AT = dt.datetime(2026, 11, 20, 12, tzinfo=dt.UTC)
 
 
-def served(bundle, rows, labels, rate: float, seed: int):
+@pytest.fixture(scope="module")
+def held_out(real_data):
+    """The held-out fit's booster, spec and card (as `avsev build` writes the card's fields)."""
+    fit = train(real_data, refit=False)
+    card = {
+        "name": "avsev-severity",
+        "version": "1.0.0",
+        "classes": list(SEVERITIES),
+        "feature_spec": fit.spec.to_dict(),
+        "metrics": fit.metrics,
+        **{k: fit.info[k] for k in ("importance", "calibration", "split", "reference_profile")},
+    }
+    return fit.booster, fit.spec, card
+
+
+def served(model, rows, labels, rate: float, seed: int):
     """Predictions of the rows with each field blanked with probability `rate`, and outcomes."""
+    booster, spec, card = model
     rng = np.random.default_rng(seed)
     blanked = [
         {k: (None if k != "ev_id" and rng.random() < rate else v) for k, v in r.items()}
         for r in rows
     ]
-    proba = np.asarray(bundle.model.predict_many(bundle.spec.encode_many(blanked))).reshape(
+    proba = np.asarray(booster.predict(dmatrix(spec, matrix(spec, blanked)))).reshape(
         len(rows), len(SEVERITIES)
     )
     records: list[PredictionRecord | OutcomeRecord] = []
@@ -33,8 +56,8 @@ def served(bundle, rows, labels, rate: float, seed: int):
                 request_id=f"r{i}",
                 ev_id=f"EV{i}",
                 timestamp=AT,
-                model_name=bundle.name,
-                model_version=bundle.version,
+                model_name=card["name"],
+                model_version=card["version"],
                 function_version="1",
                 features={k: v for k, v in row.items() if k != "ev_id" and v is not None},
                 probabilities={s: float(x) for s, x in zip(SEVERITIES, p, strict=True)},
@@ -51,15 +74,17 @@ def served(bundle, rows, labels, rate: float, seed: int):
 
 
 @pytest.mark.parametrize("rate", [0.0, 0.3, 0.6, 0.9])
-def test_the_estimate_follows_realized_accuracy_as_fields_go_blank(real_data, real_bundle, rate):
+def test_the_estimate_follows_realized_accuracy_as_fields_go_blank(real_data, held_out, rate):
     rows = real_data.reports()
     labels = list(real_data.frame["severity"])
     test = time_split([r.get("event_date") for r in rows]).test
     records, realized = served(
-        real_bundle, [rows[i] for i in test], [labels[i] for i in test], rate, 7
+        held_out, [rows[i] for i in test], [labels[i] for i in test], rate, 7
     )
-    report = reports_from_records(records, card=real_bundle.card).drift
+    report = reports_from_records(records, card=held_out[2]).drift
     estimate = report.performance_without_labels
+    assert estimate.recalibrated is True
+    assert "recalibrated on the validation years" in markdown(report)
     check = estimate.calibration_check
     assert check.labelled == len(test)
     assert check.realized_accuracy == pytest.approx(realized, abs=1e-9)

@@ -559,6 +559,11 @@ def _estimate_line(report: DriftReport) -> list[str]:
         return []
     check = estimate.calibration_check
     line = f"Accuracy without labels: {estimate.expected_accuracy:.3f} expected"
+    if estimate.recalibrated and estimate.raw_expected_accuracy is not None:
+        line += (
+            f" (recalibrated on the validation years; the served probabilities' mean top "
+            f"probability is {estimate.raw_expected_accuracy:.3f})"
+        )
     if check is not None:
         line += f", {_VERDICT_WORDS[check.verdict]}"
         if check.why_not:

@@ -17,6 +17,7 @@ from avsev.constants import AB_REPORTS, DRIFT_REPORTS, METRICS_NAMESPACE, SERVIC
 from avsev.monitoring import ab, drift, rollups, store
 from avsev.monitoring.performance import (
     DEFAULT_METRIC,
+    Recalibration,
     calibration_check,
     expected_performance,
 )
@@ -186,12 +187,19 @@ def drift_report_of(
     report = drift.drift_report(card, counts, **kwargs)
     if version is not None and report.status == "checked":
         card_ece = card.get("calibration", {}).get("top_label_ece")
+        recalibration = Recalibration.from_card(card)
         estimate = expected_performance(
-            version.requests, version.p_max_sum, version.entropy_sum, version.expected
+            version.requests,
+            version.p_max_sum,
+            version.entropy_sum,
+            version.expected,
+            recalibration,
         )
         report.performance_without_labels = PerformanceWithoutLabels(
             **estimate.model_dump(exclude_unset=True),
-            calibration_check=calibration_check(version.confidence_bins, card_ece),
+            calibration_check=calibration_check(
+                version.confidence_bins, card_ece, recalibration
+            ),
         )
     return report
 

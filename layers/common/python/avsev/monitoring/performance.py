@@ -18,6 +18,12 @@ the expected log loss the mean entropy, and the expected confusion matrix adds e
 probabilities under its predicted class. It cannot be trusted when the model is not
 calibrated (the card's ECE), or under concept drift (the same inputs now mean other
 outcomes): the labelled check says so when labels exist.
+
+The held-out fit's probabilities run over-confident on the years after its training rows (the
+estimate leans optimistic: bench/stats.py --part lean, docs/statistics.md). The card may
+therefore carry a `Recalibration` fitted on the validation years: a straight line from the
+mean top probability to accuracy, and from the mean entropy to log loss. The estimate applies
+it to the window's means; the served probabilities are never changed.
 """
 
 from __future__ import annotations
@@ -131,12 +137,107 @@ def parse_cost_matrix(text: str | None) -> np.ndarray | None:
 # ---- without labels ---------------------------------------------------------------------
 
 
+RECALIBRATION_KEY = "estimate_recalibration"
+"""Where the card's `calibration` holds the estimate's `Recalibration`."""
+
+
+@dataclass(frozen=True)
+class Recalibration:
+    """Straight-line maps from a row's top probability to its chance of being right, and from
+    its entropy to its expected log loss, fitted by least squares on held-out rows.
+
+    A line, not a curve (temperature scaling, isotonic): the reports only ever see the sums of
+    the rollups, never a row, and only a map affine in the per-row quantity commutes with the
+    sum, so the mean of the mapped rows is the map of the mean. It applies unchanged to any
+    window, day or version rollup, with no query re-run. On the real data a line does
+    nearly as well as temperature scaling fitted on the same rows (bench/stats.py --part
+    lean)."""
+
+    accuracy: tuple[float, float]
+    """(intercept, slope): accuracy ≈ intercept + slope × top probability."""
+    log_loss: tuple[float, float]
+    """(intercept, slope): log loss ≈ intercept + slope × entropy."""
+    rows: int = 0
+    fitted_on: str = ""
+
+    def expected_accuracy(self, mean_confidence: float) -> float:
+        a, b = self.accuracy
+        return min(max(a + b * mean_confidence, 0.0), 1.0)
+
+    def expected_log_loss(self, mean_entropy: float) -> float:
+        a, b = self.log_loss
+        return max(a + b * mean_entropy, 0.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "method": "linear",
+            "accuracy": {"intercept": self.accuracy[0], "slope": self.accuracy[1]},
+            "log_loss": {"intercept": self.log_loss[0], "slope": self.log_loss[1]},
+            "rows": self.rows,
+            "fitted_on": self.fitted_on,
+        }
+
+    @staticmethod
+    def from_card(card: Mapping[str, Any] | None) -> Recalibration | None:
+        """The card's recalibration (in `calibration`), or None when it has none."""
+        doc = ((card or {}).get("calibration") or {}).get(RECALIBRATION_KEY)
+        if not doc:
+            return None
+        acc, ll = doc["accuracy"], doc["log_loss"]
+        return Recalibration(
+            (float(acc["intercept"]), float(acc["slope"])),
+            (float(ll["intercept"]), float(ll["slope"])),
+            int(doc.get("rows") or 0),
+            str(doc.get("fitted_on") or ""),
+        )
+
+
+def fit_recalibration(
+    labels: Sequence[int], proba: np.ndarray, *, fitted_on: str = ""
+) -> Recalibration:
+    """Least-squares lines of `correct` on top probability and of −ln p(actual) on entropy,
+    over held-out rows (`labels`: class indices; `proba`: n × classes)."""
+    p = np.asarray(proba, dtype=float)
+    y = np.asarray(labels, dtype=int)
+    if len(y) < 2:
+        raise ValueError("a recalibration needs at least 2 rows")
+    confidence = p.max(axis=1)
+    correct = (p.argmax(axis=1) == y).astype(float)
+    logs = np.log(np.clip(p, 1e-15, None))
+    entropy = -(p * logs).sum(axis=1)
+    nll = -logs[np.arange(len(y)), y]
+
+    def line(x: np.ndarray, target: np.ndarray) -> tuple[float, float]:
+        if float(np.ptp(x)) == 0.0:
+            return float(target.mean() - x.mean()), 1.0
+        slope, intercept = np.polyfit(x, target, 1)
+        return float(intercept), float(slope)
+
+    return Recalibration(line(confidence, correct), line(entropy, nll), len(y), fitted_on)
+
+
 def expected_performance(
-    requests: int, p_max_sum: float, entropy_sum: float, expected_confusion: np.ndarray
+    requests: int,
+    p_max_sum: float,
+    entropy_sum: float,
+    expected_confusion: np.ndarray,
+    recalibration: Recalibration | None = None,
 ) -> ExpectedPerformance:
-    """Confidence-based estimates from the served probabilities (no labels needed)."""
+    """Confidence-based estimates from the served probabilities (no labels needed). With a
+    `recalibration`, expected accuracy and log loss are its maps of the mean top probability
+    and mean entropy (the uncorrected values are kept as `raw_*`); recall and F1 stay those of
+    the served probabilities."""
     if requests == 0:
         return ExpectedPerformance()
+    corrected: dict[str, Any] = {}
+    if recalibration is not None:
+        corrected = {
+            "expected_accuracy": recalibration.expected_accuracy(p_max_sum / requests),
+            "expected_log_loss": recalibration.expected_log_loss(entropy_sum / requests),
+            "raw_expected_accuracy": p_max_sum / requests,
+            "raw_expected_log_loss": entropy_sum / requests,
+            "recalibrated": True,
+        }
     ec = expected_confusion
     tp = np.diag(ec)
     actual, predicted = ec.sum(axis=1), ec.sum(axis=0)
@@ -144,17 +245,22 @@ def expected_performance(
     precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
     denom = precision + recall
     f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
-    return ExpectedPerformance(
-        expected_accuracy=p_max_sum / requests,
-        expected_log_loss=entropy_sum / requests,
-        expected_recall={s: float(recall[i]) for i, s in enumerate(SEVERITIES)},
-        expected_f1={s: float(f1[i]) for i, s in enumerate(SEVERITIES)},
-        expected_weighted_f1=float((f1 * actual).sum() / actual.sum()) if actual.sum() else 0.0,
-    )
+    fields: dict[str, Any] = {
+        "expected_accuracy": p_max_sum / requests,
+        "expected_log_loss": entropy_sum / requests,
+        "expected_recall": {s: float(recall[i]) for i, s in enumerate(SEVERITIES)},
+        "expected_f1": {s: float(f1[i]) for i, s in enumerate(SEVERITIES)},
+        "expected_weighted_f1": float((f1 * actual).sum() / actual.sum())
+        if actual.sum()
+        else 0.0,
+    }
+    return ExpectedPerformance(**{**fields, **corrected})
 
 
 def calibration_check(
-    confidence_bins: Mapping[int, Sequence[float]], card_ece: float | None
+    confidence_bins: Mapping[int, Sequence[float]],
+    card_ece: float | None,
+    recalibration: Recalibration | None = None,
 ) -> CalibrationCheck:
     """On labelled rows: top-label ECE, realized vs estimated accuracy, and whether the
     label-free estimate can be trusted. Bins: index → (rows, correct, confidence sum).
@@ -167,7 +273,11 @@ def calibration_check(
     when the whole 95% interval of the gap lies beyond ±TRUST_GAP (or the card's test ECE is
     above TRUST_ECE): a model whose true gap is within the tolerance is called untrusted in at
     most 2.5% of windows. Below TRUST_MIN_LABELLED rows the verdict is `not_enough_labels`,
-    never trusted; with no labels at all it is `no_labels`."""
+    never trusted; with no labels at all it is `no_labels`.
+
+    With a `recalibration` the estimate checked is the one the report gives: each bin's
+    expected accuracy is the map of its mean confidence (the ECE stays the served
+    probabilities')."""
     n = sum(b[0] for b in confidence_bins.values())
     reasons = []
     if card_ece is not None and card_ece > TRUST_ECE:
@@ -176,12 +286,19 @@ def calibration_check(
     enough = n >= TRUST_MIN_LABELLED
     if n:
         correct = sum(b[1] for b in confidence_bins.values())
-        confidence = sum(b[2] for b in confidence_bins.values())
         ece = sum(abs(b[1] - b[2]) for b in confidence_bins.values()) / n
-        realized, estimated = correct / n, confidence / n
-        variance = (
-            sum(b[2] * (1 - b[2] / b[0]) for b in confidence_bins.values() if b[0]) / n / n
-        )
+        # per bin: rows and the expected accuracy of its mean row
+        expected = [
+            (
+                b[0],
+                recalibration.expected_accuracy(b[2] / b[0]) if recalibration else b[2] / b[0],
+            )
+            for b in confidence_bins.values()
+            if b[0]
+        ]
+        realized = correct / n
+        estimated = sum(rows * g for rows, g in expected) / n
+        variance = sum(rows * g * (1 - g) for rows, g in expected) / n / n
         half = TRUST_Z * math.sqrt(max(variance, 0.0))
         gap = realized - estimated
         measured = {

@@ -63,6 +63,12 @@ class ExpectedPerformance(ReportPart):
     expected_recall: dict[str, float] | None = None
     expected_f1: dict[str, float] | None = None
     expected_weighted_f1: float | None = None
+    recalibrated: bool | None = None
+    """True when expected accuracy and log loss went through the card's recalibration
+    (avsev.monitoring.performance.Recalibration); the served probabilities' own means are
+    then `raw_expected_accuracy` and `raw_expected_log_loss`."""
+    raw_expected_accuracy: float | None = None
+    raw_expected_log_loss: float | None = None
 
 
 class PerformanceWithoutLabels(ExpectedPerformance):

@@ -14,6 +14,7 @@ import xgboost as xgb
 
 from avsev.data import LoadedData
 from avsev.monitoring.metrics import classification_report, log_loss
+from avsev.monitoring.performance import RECALIBRATION_KEY, fit_recalibration
 from avsev.monitoring.profile import reference_profile
 from avsev.pipeline.evaluate import calibration, gain_over_prior
 from avsev.serving.features import FeatureSpec, fit_spec
@@ -285,7 +286,15 @@ def train(
         },
     }
     importance = field_importance(held_out, spec, x_valid)
-    calib = {"from": "held-out test rows", **calibration(y_test, p_test)}
+    calib = {
+        "from": "held-out test rows",
+        **calibration(y_test, p_test),
+        RECALIBRATION_KEY: fit_recalibration(
+            y_valid,
+            proba(held_out, x_valid),
+            fitted_on=f"validation rows from {split.boundaries['valid_from']}",
+        ).to_dict(),
+    }
 
     shipped, shipped_spec = held_out, spec
     if refit:
