@@ -112,10 +112,12 @@ def test_the_stacks_log_settings_log_less_and_lose_no_record(handlers):
         assert sorted(p.request_id for p in predictions) == sorted(ids)  # each answer once
         assert len(ids) == 50 and len(outcomes) == n_outcomes == 10
 
-    # the application's lines are the same; Lambda's system lines are gone
-    assert {k: after.logged_bytes[k] for k in ("record", "metrics", "other")} == {
-        k: before.logged_bytes[k] for k in ("record", "metrics", "other")
-    }
+    # the application's lines are the same lines (their sizes differ only by the digits of
+    # the latencies and times they carry); Lambda's system lines are gone
+    kinds = ("record", "metrics", "other")
+    assert {k: after.logged_events[k] for k in kinds} == {k: before.logged_events[k] for k in kinds}
+    for k in kinds:
+        assert abs(after.logged_bytes[k] - before.logged_bytes[k]) <= 0.01 * before.logged_bytes[k], k
     assert before.logged_events["platform"] == 3 * 31 and after.logged_events["platform"] == 0
     assert sum(after.logged_bytes.values()) < sum(before.logged_bytes.values()) - 31 * 300
 
