@@ -86,7 +86,7 @@ class World:
         )
         return Autopilot(
             rollouts,
-            audit_entries=lambda: s3_audit_entries(s3, BUCKET, "predict"),
+            index=lambda: s3_audit(s3, BUCKET).index("predict", store=True),
             ab_report=lambda: self.report,
             alert=lambda subject, message: self.alerts.append((subject, message)),
         )
