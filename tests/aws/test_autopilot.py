@@ -292,3 +292,84 @@ def test_of_two_overlapping_ticks_the_later_writer_changes_nothing(world):
     assert all(u.get("RevisionId") for u in later.r.lambda_.updates + first.r.lambda_.updates)
     assert world.weights() == {"1": 0.5, "2": 0.5}
     assert world.actions() == ["start", "autopilot-start", "step"]
+
+
+class Calls:
+    """The AWS requests the clients send, by service and operation (botocore's `before-call`
+    event fires once per API call, before it is sent)."""
+
+    def __init__(self, *clients) -> None:
+        self.counts: dict[str, int] = {}
+        for client in clients:
+            client.meta.events.register("before-call", self._count)
+
+    def _count(self, model, **_) -> None:
+        name = f"{model.service_model.service_name}.{model.name}"
+        self.counts[name] = self.counts.get(name, 0) + 1
+
+    def reset(self) -> None:
+        self.counts.clear()
+
+
+def _earlier_runs(s3, entries: int) -> None:
+    """`entries` (a multiple of 5) audit entries of earlier runs, as the controller writes them
+    (a deploy's handover, a canary started at 10%, then rolled back and its run ended), all
+    before T0."""
+    audit = s3_audit(s3, BUCKET)
+    at = T0 - dt.timedelta(days=400)
+    actions = [
+        ("handover", {"candidate_version": "2", "model_version": "1.1.0"}),
+        ("start", {"before": {"1": 1.0}, "after": {"1": 0.9, "2": 0.1}}),
+        ("autopilot-start", {"candidate_version": "2", "config": {}}),
+        ("rollback", {"before": {"1": 0.9, "2": 0.1}, "after": {"1": 1.0}}),
+        ("autopilot-end", {"candidate_version": "2", "outcome": "rolled back"}),
+    ]
+    for i in range(entries):
+        action, details = actions[i % len(actions)]
+        at += dt.timedelta(minutes=5)
+        audit(
+            {
+                "at": at.isoformat(timespec="seconds"),
+                "seq": int(at.timestamp() * 1e9),
+                "action": action,
+                "function": "predict",
+                "alias": "live",
+                **details,
+            }
+        )
+
+
+HOLDING_TICK = {
+    "s3.GetObject": 1,  # the audit's index
+    "s3.ListObjectsV2": 1,  # entries written after the index (none)
+    "lambda.GetAlias": 1,
+    "lambda.GetFunctionConfiguration": 2,  # the models of the two versions
+    "cloudwatch.DescribeAlarms": 1,
+}
+STEPPING_TICK = HOLDING_TICK | {
+    "lambda.UpdateAlias": 1,
+    "s3.PutObject": 2,  # the entry, then the index
+    "s3.GetObject": 2,
+    "s3.ListObjectsV2": 2,
+}
+
+
+@pytest.mark.parametrize("earlier", [10, 1000])
+def test_a_tick_costs_the_same_requests_whatever_the_age_of_the_audit(world, earlier):
+    """A tick reads the alias once and the audit's index once: with 10 or 1,000 earlier audit
+    entries it sends the same requests, a handful of them."""
+    s3 = world.aws["s3"]
+    _earlier_runs(s3, earlier)
+    world.controller().start("2", AutopilotConfig(min_minutes=60))
+    calls = Calls(s3, world.lam, world.aws["cloudwatch"])
+    world.later(20)
+    world.ab("promote")
+    calls.reset()
+    assert world.controller().tick()["state"] == "holding"
+    assert calls.counts == HOLDING_TICK
+    world.later(45)
+    world.ab("promote", minutes_ago=5)
+    calls.reset()
+    assert world.controller().tick()["state"] == "stepped"
+    assert calls.counts == STEPPING_TICK
+    assert world.weights() == {"1": 0.5, "2": 0.5}
