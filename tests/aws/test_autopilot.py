@@ -373,3 +373,66 @@ def test_a_tick_costs_the_same_requests_whatever_the_age_of_the_audit(world, ear
     assert world.controller().tick()["state"] == "stepped"
     assert calls.counts == STEPPING_TICK
     assert world.weights() == {"1": 0.5, "2": 0.5}
+
+
+def _legacy_entry(s3, at: dt.datetime, action: str, **details) -> None:
+    """An audit entry as an earlier version of the controller wrote it: directly under the
+    audit prefix, the time stamp and the function in the key, no index."""
+    import json
+    import uuid
+
+    from avsev.constants import AUDIT_PREFIX
+
+    stamp = at.isoformat(timespec="seconds").replace(":", "")
+    entry = {
+        "at": at.isoformat(timespec="seconds"),
+        "seq": int(at.timestamp() * 1e9),
+        "action": action,
+        "function": "predict",
+        "alias": "live",
+        **details,
+    }
+    key = f"{AUDIT_PREFIX}{stamp}-predict-{action}-{uuid.uuid4().hex[:8]}.json"
+    s3.put_object(Bucket=BUCKET, Key=key, Body=json.dumps(entry).encode())
+
+
+def test_an_audit_written_before_the_index_is_read_once_in_full_then_by_its_index(world):
+    """A bucket whose audit has no index (written by an earlier controller, mid-rollout): the
+    first tick rebuilds the index from the whole record and stores it; the next ones read the
+    index only, and the record keeps both layouts in write order."""
+    s3 = world.aws["s3"]
+    world.lam.update_alias(
+        FunctionName="predict",
+        Name="live",
+        FunctionVersion="1",
+        RoutingConfig={"AdditionalVersionWeights": {"2": 0.1}},
+    )
+    at = T0 - dt.timedelta(days=30)
+    for _ in range(5):
+        _legacy_entry(s3, at, "start", after={"1": 0.9, "2": 0.1})
+        _legacy_entry(s3, at + dt.timedelta(minutes=1), "autopilot-start", candidate_version="2")
+        _legacy_entry(s3, at + dt.timedelta(minutes=2), "rollback", after={"1": 1.0})
+        _legacy_entry(s3, at + dt.timedelta(minutes=3), "autopilot-end", candidate_version="2")
+        at += dt.timedelta(days=1)
+    _legacy_entry(s3, T0, "start", before={"1": 1.0}, after={"1": 0.9, "2": 0.1})
+    _legacy_entry(
+        s3,
+        T0 + dt.timedelta(seconds=1),
+        "autopilot-start",
+        candidate_version="2",
+        config={"min_minutes": 60},
+    )
+    calls = Calls(s3, world.lam, world.aws["cloudwatch"])
+    world.later(20)
+    first = world.controller().tick()
+    assert first["state"] == "holding" and "40 more minutes" in first["reason"]
+    assert calls.counts["s3.GetObject"] > 20  # every entry, once
+    calls.reset()
+    world.later(1)
+    assert world.controller().tick()["state"] == "holding"
+    assert calls.counts == HOLDING_TICK
+    world.later(45)
+    world.ab("promote", minutes_ago=5)
+    assert world.controller().tick()["state"] == "stepped"
+    assert world.actions()[-3:] == ["start", "autopilot-start", "step"]
+    assert len(world.actions()) == 23

@@ -126,7 +126,9 @@ def empty_index(function: str) -> dict[str, Any]:
     }
 
 
-def fold(index: Mapping[str, Any], entry: Mapping[str, Any], key: str | None = None) -> dict[str, Any]:
+def fold(
+    index: Mapping[str, Any], entry: Mapping[str, Any], key: str | None = None
+) -> dict[str, Any]:
     """The index after one more entry (in write order); `key` is the entry's log key."""
     out = dict(index)
     out["entries"] = int(out.get("entries", 0)) + 1
@@ -138,9 +140,7 @@ def fold(index: Mapping[str, Any], entry: Mapping[str, Any], key: str | None = N
     if action == "start" and out.get("run") is not None:
         out["run_traffic"] = True
     if action in WEIGHT_CHANGES:
-        out["last_step"] = {
-            k: entry.get(k) for k in ("action", "at", "seq", "after") if k in entry
-        }
+        out["last_step"] = {k: entry.get(k) for k in ("action", "at", "seq", "after") if k in entry}
     if action == HANDOVER and entry.get("candidate_version") is not None:
         handovers = {
             m: v
@@ -155,7 +155,9 @@ def fold(index: Mapping[str, Any], entry: Mapping[str, Any], key: str | None = N
     return out
 
 
-def index_of(function: str, entries: Iterable[tuple[str | None, Mapping[str, Any]]]) -> dict[str, Any]:
+def index_of(
+    function: str, entries: Iterable[tuple[str | None, Mapping[str, Any]]]
+) -> dict[str, Any]:
     """The index of a whole record ((log key or None, entry) in write order)."""
     index = empty_index(function)
     for key, entry in entries:

@@ -376,7 +376,7 @@ class Autopilot:
         if not report:
             return None
         champion = state.model_versions.get(state.stable_version)
-        candidate = state.model_versions.get(state.candidate_version)
+        candidate = state.model_versions.get(state.candidate_version or "")
         if (report.champion, report.candidate) != (champion, candidate):
             return None
         as_of = report.as_of
