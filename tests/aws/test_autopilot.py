@@ -296,12 +296,14 @@ def test_of_two_overlapping_ticks_the_later_writer_changes_nothing(world):
 
 class Calls:
     """The AWS requests the clients send, by service and operation (botocore's `before-call`
-    event fires once per API call, before it is sent)."""
+    event fires once per API call, before it is sent); a boto3 session counts the requests of
+    every client made from it afterwards."""
 
     def __init__(self, *clients) -> None:
         self.counts: dict[str, int] = {}
         for client in clients:
-            client.meta.events.register("before-call", self._count)
+            events = client.events if hasattr(client, "events") else client.meta.events
+            events.register("before-call", self._count)
 
     def _count(self, model, **_) -> None:
         name = f"{model.service_model.service_name}.{model.name}"
@@ -436,3 +438,34 @@ def test_an_audit_written_before_the_index_is_read_once_in_full_then_by_its_inde
     assert world.controller().tick()["state"] == "stepped"
     assert world.actions()[-3:] == ["start", "autopilot-start", "step"]
     assert len(world.actions()) == 23
+
+
+def test_the_autopilot_function_reads_the_audit_and_the_alias_once_per_tick(
+    aws,  # noqa: F811
+    function,  # noqa: F811
+    monkeypatch,
+):
+    """The scheduled function: a tick that holds, then the status it publishes for the
+    dashboard from what the tick read: one read of the index, the alias, the report."""
+    import boto3
+    from avsev.local.lambda_runtime import LocalContext, load_handler_module
+
+    world = World(aws, function)
+    _earlier_runs(aws["s3"], 1000)
+    world.now = dt.datetime.now(dt.UTC)  # the function runs on the real clock
+    world.controller().start("2", AutopilotConfig(min_minutes=60))
+    world.ab("continue")
+    aws["s3"].put_object(
+        Bucket=BUCKET, Key="reports/ab/latest.json", Body=world.report.model_dump_json()
+    )
+    env = {"DATA_BUCKET": BUCKET, "PREDICT_FUNCTION_NAME": "predict", "ALARM_PREFIX": "avsev-"}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    module = load_handler_module("autopilot", env)
+    calls = Calls(boto3._get_default_session())  # the clients the handler makes
+    out = module.handler(scheduled_event("2026-11-20T08:05:00Z"), LocalContext(function_name="ap"))
+    assert out["state"] == "holding"
+    assert calls.counts == HOLDING_TICK | {
+        "s3.GetObject": 2,  # the index, the latest A/B report
+        "cloudwatch.PutMetricData": 1,
+    }

@@ -4,8 +4,9 @@ A controller run on a schedule (a Lambda function every few minutes in AWS, `avs
 rollout` locally), and the one owner of alias `live`: a deploy only hands it the new version
 (`hand_over`, called by the stack's custom resource after the parity check), and it starts the
 run at 10%. It keeps no state of its own: what serves is what the alias says, when a step began
-and how the run was configured is what the audit says, so a restarted controller picks up where
-it was. Each tick does at most one thing:
+and how the run was configured is what the audit says (read from its index, avsev.rollout.audit:
+a tick costs the same few requests however long the audit has grown), so a restarted controller
+picks up where it was. Each tick does at most one thing:
 
 - the alias no longer canaries the run's candidate (a person acted) → end the run;
 - any alarm on the candidate version in ALARM → roll back at once, alert;
