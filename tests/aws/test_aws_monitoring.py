@@ -333,7 +333,11 @@ def test_audit_goes_to_s3_and_the_cli_drives_it(aws, function, capsys):
             "Contents"
         ]
     ]
-    assert len(keys) == 1 and keys[0].endswith("-predict-start-" + keys[0].rsplit("-", 1)[-1])
+    # the entry in the function's log (key ordered by the writer's clock) and the index
+    index, entry = keys  # listed in key order
+    assert entry.startswith("reports/rollout/audit/predict/log/")
+    assert entry.rsplit("/", 1)[-1].split("-")[1] == "start"
+    assert index == "reports/rollout/audit/predict/index.json"
     assert main(["rollout", "status", "--function", "predict", "--bucket", BUCKET]) == 0
     assert json.loads(capsys.readouterr().out)["weights"] == {"1": 0.75, "2": 0.25}
     assert main(["rollout", "rollback", "--function", "predict", "--bucket", BUCKET]) == 0
