@@ -14,7 +14,7 @@ from avsev.monitoring.performance import (
     check_decision_metric,
     parse_cost_matrix,
 )
-from avsev.rollout.aliases import Rollouts, s3_audit_entries, step_began
+from avsev.rollout.aliases import Rollouts, s3_audit
 from avsev.scheduled import EventRejected, rejected, scheduled_time
 from avsev.serving.observability import logger
 from aws_lambda_powertools.logging import correlation_paths
@@ -60,8 +60,11 @@ def _experiment(s3: Any) -> tuple[str | None, str | None, dt.datetime | None]:
     state = Rollouts(boto3.client("lambda"), SETTINGS.predict_function).state()
     if state.candidate_version is None:
         return None, None, None
-    since = step_began(
-        s3_audit_entries(s3, SETTINGS.bucket, SETTINGS.predict_function), state.candidate_version
+    # the audit's index (a GET and a LIST, whatever the audit's age); this job only reads it
+    since = (
+        s3_audit(s3, SETTINGS.bucket)
+        .index(SETTINGS.predict_function)
+        .step_began(state.candidate_version)
     )
     return (
         state.model_versions.get(state.stable_version),

@@ -78,7 +78,7 @@ def tick(event: dict[str, Any], context: Any) -> dict[str, Any]:
             controller.r.cloudwatch,
             NAMESPACE,
             SETTINGS.function,
-            controller.status(),
+            controller.status(after_tick=True),
             service=SERVICE,
             previous_versions=tuple((out.get("audit") or {}).get("before") or ()),
         )

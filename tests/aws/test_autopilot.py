@@ -86,7 +86,7 @@ class World:
         )
         return Autopilot(
             rollouts,
-            audit_entries=lambda: s3_audit_entries(s3, BUCKET, "predict"),
+            index=lambda: s3_audit(s3, BUCKET).index("predict", store=True),
             ab_report=lambda: self.report,
             alert=lambda subject, message: self.alerts.append((subject, message)),
         )
@@ -292,3 +292,180 @@ def test_of_two_overlapping_ticks_the_later_writer_changes_nothing(world):
     assert all(u.get("RevisionId") for u in later.r.lambda_.updates + first.r.lambda_.updates)
     assert world.weights() == {"1": 0.5, "2": 0.5}
     assert world.actions() == ["start", "autopilot-start", "step"]
+
+
+class Calls:
+    """The AWS requests the clients send, by service and operation (botocore's `before-call`
+    event fires once per API call, before it is sent); a boto3 session counts the requests of
+    every client made from it afterwards."""
+
+    def __init__(self, *clients) -> None:
+        self.counts: dict[str, int] = {}
+        for client in clients:
+            events = client.events if hasattr(client, "events") else client.meta.events
+            events.register("before-call", self._count)
+
+    def _count(self, model, **_) -> None:
+        name = f"{model.service_model.service_name}.{model.name}"
+        self.counts[name] = self.counts.get(name, 0) + 1
+
+    def reset(self) -> None:
+        self.counts.clear()
+
+
+def _earlier_runs(s3, entries: int) -> None:
+    """`entries` (a multiple of 5) audit entries of earlier runs, as the controller writes them
+    (a deploy's handover, a canary started at 10%, then rolled back and its run ended), all
+    before T0."""
+    audit = s3_audit(s3, BUCKET)
+    at = T0 - dt.timedelta(days=400)
+    actions = [
+        ("handover", {"candidate_version": "2", "model_version": "1.1.0"}),
+        ("start", {"before": {"1": 1.0}, "after": {"1": 0.9, "2": 0.1}}),
+        ("autopilot-start", {"candidate_version": "2", "config": {}}),
+        ("rollback", {"before": {"1": 0.9, "2": 0.1}, "after": {"1": 1.0}}),
+        ("autopilot-end", {"candidate_version": "2", "outcome": "rolled back"}),
+    ]
+    for i in range(entries):
+        action, details = actions[i % len(actions)]
+        at += dt.timedelta(minutes=5)
+        audit(
+            {
+                "at": at.isoformat(timespec="seconds"),
+                "seq": int(at.timestamp() * 1e9),
+                "action": action,
+                "function": "predict",
+                "alias": "live",
+                **details,
+            }
+        )
+
+
+HOLDING_TICK = {
+    "s3.GetObject": 1,  # the audit's index
+    "s3.ListObjectsV2": 1,  # entries written after the index (none)
+    "lambda.GetAlias": 1,
+    "lambda.GetFunctionConfiguration": 2,  # the models of the two versions
+    "cloudwatch.DescribeAlarms": 1,
+}
+STEPPING_TICK = HOLDING_TICK | {
+    "lambda.UpdateAlias": 1,
+    "s3.PutObject": 2,  # the entry, then the index
+    "s3.GetObject": 2,
+    "s3.ListObjectsV2": 2,
+}
+
+
+@pytest.mark.parametrize("earlier", [10, 1000])
+def test_a_tick_costs_the_same_requests_whatever_the_age_of_the_audit(world, earlier):
+    """A tick reads the alias once and the audit's index once: with 10 or 1,000 earlier audit
+    entries it sends the same requests, a handful of them."""
+    s3 = world.aws["s3"]
+    _earlier_runs(s3, earlier)
+    world.controller().start("2", AutopilotConfig(min_minutes=60))
+    calls = Calls(s3, world.lam, world.aws["cloudwatch"])
+    world.later(20)
+    world.ab("promote")
+    calls.reset()
+    assert world.controller().tick()["state"] == "holding"
+    assert calls.counts == HOLDING_TICK
+    world.later(45)
+    world.ab("promote", minutes_ago=5)
+    calls.reset()
+    assert world.controller().tick()["state"] == "stepped"
+    assert calls.counts == STEPPING_TICK
+    assert world.weights() == {"1": 0.5, "2": 0.5}
+
+
+def _legacy_entry(s3, at: dt.datetime, action: str, **details) -> None:
+    """An audit entry as an earlier version of the controller wrote it: directly under the
+    audit prefix, the time stamp and the function in the key, no index."""
+    import json
+    import uuid
+
+    from avsev.constants import AUDIT_PREFIX
+
+    stamp = at.isoformat(timespec="seconds").replace(":", "")
+    entry = {
+        "at": at.isoformat(timespec="seconds"),
+        "seq": int(at.timestamp() * 1e9),
+        "action": action,
+        "function": "predict",
+        "alias": "live",
+        **details,
+    }
+    key = f"{AUDIT_PREFIX}{stamp}-predict-{action}-{uuid.uuid4().hex[:8]}.json"
+    s3.put_object(Bucket=BUCKET, Key=key, Body=json.dumps(entry).encode())
+
+
+def test_an_audit_written_before_the_index_is_read_once_in_full_then_by_its_index(world):
+    """A bucket whose audit has no index (written by an earlier controller, mid-rollout): the
+    first tick rebuilds the index from the whole record and stores it; the next ones read the
+    index only, and the record keeps both layouts in write order."""
+    s3 = world.aws["s3"]
+    world.lam.update_alias(
+        FunctionName="predict",
+        Name="live",
+        FunctionVersion="1",
+        RoutingConfig={"AdditionalVersionWeights": {"2": 0.1}},
+    )
+    at = T0 - dt.timedelta(days=30)
+    for _ in range(5):
+        _legacy_entry(s3, at, "start", after={"1": 0.9, "2": 0.1})
+        _legacy_entry(s3, at + dt.timedelta(minutes=1), "autopilot-start", candidate_version="2")
+        _legacy_entry(s3, at + dt.timedelta(minutes=2), "rollback", after={"1": 1.0})
+        _legacy_entry(s3, at + dt.timedelta(minutes=3), "autopilot-end", candidate_version="2")
+        at += dt.timedelta(days=1)
+    _legacy_entry(s3, T0, "start", before={"1": 1.0}, after={"1": 0.9, "2": 0.1})
+    _legacy_entry(
+        s3,
+        T0 + dt.timedelta(seconds=1),
+        "autopilot-start",
+        candidate_version="2",
+        config={"min_minutes": 60},
+    )
+    calls = Calls(s3, world.lam, world.aws["cloudwatch"])
+    world.later(20)
+    first = world.controller().tick()
+    assert first["state"] == "holding" and "40 more minutes" in first["reason"]
+    assert calls.counts["s3.GetObject"] > 20  # every entry, once
+    calls.reset()
+    world.later(1)
+    assert world.controller().tick()["state"] == "holding"
+    assert calls.counts == HOLDING_TICK
+    world.later(45)
+    world.ab("promote", minutes_ago=5)
+    assert world.controller().tick()["state"] == "stepped"
+    assert world.actions()[-3:] == ["start", "autopilot-start", "step"]
+    assert len(world.actions()) == 23
+
+
+def test_the_autopilot_function_reads_the_audit_and_the_alias_once_per_tick(
+    aws,  # noqa: F811
+    function,  # noqa: F811
+    monkeypatch,
+):
+    """The scheduled function: a tick that holds, then the status it publishes for the
+    dashboard from what the tick read: one read of the index, the alias, the report."""
+    import boto3
+    from avsev.local.lambda_runtime import LocalContext, load_handler_module
+
+    world = World(aws, function)
+    _earlier_runs(aws["s3"], 1000)
+    world.now = dt.datetime.now(dt.UTC)  # the function runs on the real clock
+    world.controller().start("2", AutopilotConfig(min_minutes=60))
+    world.ab("continue")
+    aws["s3"].put_object(
+        Bucket=BUCKET, Key="reports/ab/latest.json", Body=world.report.model_dump_json()
+    )
+    env = {"DATA_BUCKET": BUCKET, "PREDICT_FUNCTION_NAME": "predict", "ALARM_PREFIX": "avsev-"}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    module = load_handler_module("autopilot", env)
+    calls = Calls(boto3._get_default_session())  # the clients the handler makes
+    out = module.handler(scheduled_event("2026-11-20T08:05:00Z"), LocalContext(function_name="ap"))
+    assert out["state"] == "holding"
+    assert calls.counts == HOLDING_TICK | {
+        "s3.GetObject": 2,  # the index, the latest A/B report
+        "cloudwatch.PutMetricData": 1,
+    }

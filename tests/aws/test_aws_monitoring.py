@@ -15,7 +15,7 @@ import pytest
 from ab_traffic import records
 from avsev.monitoring.jobs import Clients, rollup_with_duckdb, run_ab_analysis, run_drift_check
 from avsev.monitoring.query import write_records_parquet
-from avsev.rollout.aliases import RolloutError, Rollouts, s3_audit
+from avsev.rollout.aliases import RolloutError, Rollouts, s3_audit, s3_audit_entries
 from lambda_support import scheduled_event
 from moto import mock_aws
 
@@ -333,7 +333,11 @@ def test_audit_goes_to_s3_and_the_cli_drives_it(aws, function, capsys):
             "Contents"
         ]
     ]
-    assert len(keys) == 1 and keys[0].endswith("-predict-start-" + keys[0].rsplit("-", 1)[-1])
+    # the entry in the function's log (key ordered by the writer's clock) and the index
+    index, entry = keys  # listed in key order
+    assert entry.startswith("reports/rollout/audit/predict/log/")
+    assert entry.rsplit("/", 1)[-1].split("-")[1] == "start"
+    assert index == "reports/rollout/audit/predict/index.json"
     assert main(["rollout", "status", "--function", "predict", "--bucket", BUCKET]) == 0
     assert json.loads(capsys.readouterr().out)["weights"] == {"1": 0.75, "2": 0.25}
     assert main(["rollout", "rollback", "--function", "predict", "--bucket", BUCKET]) == 0
@@ -346,10 +350,11 @@ def test_audit_goes_to_s3_and_the_cli_drives_it(aws, function, capsys):
         == 3
     )
     assert "refused" in capsys.readouterr().err
-    assert (
-        len(aws["s3"].list_objects_v2(Bucket=BUCKET, Prefix="reports/rollout/audit/")["Contents"])
-        == 2
-    )
+    # the refused start wrote nothing
+    assert [e["action"] for e in s3_audit_entries(aws["s3"], BUCKET, "predict")] == [
+        "start",
+        "rollback",
+    ]
 
 
 def test_offline_drift_command_on_an_export_file(real_bundle_dir, real_data_path, capsys):

@@ -59,7 +59,7 @@ def run(out: Path, *, requests: int = 3000, seed: int = 0) -> dict[str, Any]:
     from avsev.monitoring.jobs import Clients, rollup_with_duckdb, run_ab_analysis, run_drift_check
     from avsev.pipeline.build import build_bundle
     from avsev.pipeline.train import save, time_split, train
-    from avsev.rollout.aliases import s3_audit_entries, step_began
+    from avsev.rollout.aliases import s3_audit_entries
     from avsev.rollout.autopilot import Autopilot, autopilot_for
     from avsev.serving.runtime import host_arch
 
@@ -179,7 +179,7 @@ def run(out: Path, *, requests: int = 3000, seed: int = 0) -> dict[str, Any]:
             state = current.r.state()
             rollup_with_duckdb(clients.s3, bucket, stack.cards[0], dt.datetime.now(dt.UTC))
             since = (
-                step_began(current.audit_entries(), state.candidate_version)
+                current.index().step_began(state.candidate_version)
                 if state.candidate_version
                 else None
             )

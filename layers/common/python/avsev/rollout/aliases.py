@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import getpass
-import json
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -23,6 +21,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from avsev.constants import AUDIT_PREFIX, LIVE_ALIAS
+from avsev.rollout.audit import WEIGHT_CHANGES, S3Audit, entry_real_time
 
 VERSION_DIMENSIONS = ("ExecutedVersion", "FunctionVersion")
 """The metric dimensions that bind an alarm to one function version (Lambda's own metrics by
@@ -214,7 +213,7 @@ class Rollouts:
                 f"{self.alias} of {self.function} changed since it was read (revision "
                 f"{revision}): {action} not made"
             ) from e
-        after = self.state()
+        after = self._after(before, stable, candidate if after_weights else None, weight)
         entry = {
             "at": self.clock().isoformat(timespec="seconds"),
             "seq": time.time_ns(),  # orders entries of the same second
@@ -233,11 +232,41 @@ class Rollouts:
             self.audit(entry)
         return {"action": action, "changed": True, "weights": after.weights, "audit": entry}
 
+    def _after(
+        self, before: AliasState, stable: str, candidate: str | None, weight: float
+    ) -> AliasState:
+        """The alias as an accepted `UpdateAlias` left it: the weights it was given, the models
+        of its versions (read only for a version the state before did not hold)."""
+        models = {}
+        for version in filter(None, (stable, candidate)):
+            if version in before.model_versions:
+                models[version] = before.model_versions[version]
+            else:
+                config = self.lambda_.get_function_configuration(
+                    FunctionName=self.function, Qualifier=version
+                )
+                models[version] = model_version_of(config)
+        return AliasState(
+            self.function,
+            self.alias,
+            stable,
+            candidate,
+            round(weight, 6) if candidate else 0.0,
+            models,
+        )
+
     def start(
-        self, version: str, weight: float = 0.1, *, force: str | None = None
+        self,
+        version: str,
+        weight: float = 0.1,
+        *,
+        force: str | None = None,
+        state: AliasState | None = None,
     ) -> dict[str, Any]:
+        """Canary `version` at `weight`; `state` is the alias as the caller just read it (a
+        controller's tick reads it once), else it is read here."""
         _check_weight(weight)
-        state = self.state()
+        state = state or self.state()
         if version == state.stable_version:
             raise RolloutError(f"version {version} is already the stable version of {self.alias}")
         if state.candidate_version not in (None, version) and state.candidate_weight > 0:
@@ -253,9 +282,11 @@ class Rollouts:
             "start", state, state.stable_version, version, weight, overridden, force
         )
 
-    def step(self, weight: float, *, force: str | None = None) -> dict[str, Any]:
+    def step(
+        self, weight: float, *, force: str | None = None, state: AliasState | None = None
+    ) -> dict[str, Any]:
         _check_weight(weight)
-        state = self.state()
+        state = state or self.state()
         if state.candidate_version is None:
             raise RolloutError(f"no rollout in progress on {self.alias}: start one first")
         overridden = self._guard("step", state, force) if weight > state.candidate_weight else []
@@ -263,16 +294,18 @@ class Rollouts:
             "step", state, state.stable_version, state.candidate_version, weight, overridden, force
         )
 
-    def promote(self, *, force: str | None = None) -> dict[str, Any]:
-        state = self.state()
+    def promote(
+        self, *, force: str | None = None, state: AliasState | None = None
+    ) -> dict[str, Any]:
+        state = state or self.state()
         if state.candidate_version is None:
             return {"action": "promote", "changed": False, "weights": state.weights}
         overridden = self._guard("promote", state, force)
         return self._update("promote", state, state.candidate_version, None, 0.0, overridden, force)
 
-    def rollback(self) -> dict[str, Any]:
+    def rollback(self, *, state: AliasState | None = None) -> dict[str, Any]:
         """Back to 100% on the stable version in one call; never refused."""
-        state = self.state()
+        state = state or self.state()
         return self._update("rollback", state, state.stable_version, None, 0.0, [], None)
 
     def switch(self, version: str, action: str = "switch") -> dict[str, Any]:
@@ -295,51 +328,26 @@ def _who() -> str:
         return "unknown"
 
 
-def s3_audit(s3: Any, bucket: str, prefix: str = AUDIT_PREFIX) -> Callable[[dict[str, Any]], None]:
-    """Write each audit entry as one S3 object (time-ordered keys)."""
-
-    def write(entry: dict[str, Any]) -> None:
-        stamp = entry["at"].replace(":", "")
-        key = f"{prefix}{stamp}-{entry['function']}-{entry['action']}-{uuid.uuid4().hex[:8]}.json"
-        s3.put_object(
-            Bucket=bucket,
-            Key=key,
-            Body=json.dumps(entry, indent=1).encode(),
-            ContentType="application/json",
-        )
-
-    return write
+def s3_audit(s3: Any, bucket: str, prefix: str = AUDIT_PREFIX) -> S3Audit:
+    """The bucket's audit: call it with an entry to record it (and update its function's
+    index); see avsev.rollout.audit for the layout."""
+    return S3Audit(s3, bucket, prefix)
 
 
 def s3_audit_entries(
     s3: Any, bucket: str, function: str, prefix: str = AUDIT_PREFIX
 ) -> list[dict[str, Any]]:
-    """The audit entries of one function, in the order they were written."""
-    out = []
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        for obj in page.get("Contents", []):
-            if f"-{function}-" not in obj["Key"]:
-                continue
-            try:
-                doc = json.loads(s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read())
-            except ValueError:
-                continue
-            if isinstance(doc, dict) and doc.get("function") == function:
-                out.append(doc)
-    # Write order (`seq`, the writer's clock in ns): `at` may be a simulated time (the local
-    # stack's `--advance`) while a deploy's handover is written at the real one.
-    return sorted(out, key=lambda d: (d.get("seq", 0), d.get("at", "")))
+    """Every audit entry of one function, in the order they were written (one GET each: the
+    history for people; a controller reads the index, `S3Audit.index`)."""
+    return S3Audit(s3, bucket, prefix).entries(function)
 
 
 def step_began(entries: list[dict[str, Any]], function_version: str) -> dt.datetime | None:
     """When the alias last changed weight for this function version (a start or a step), by
-    the writer's real clock (`seq`, ns): the A/B evidence of the step counts from then."""
+    the writer's real clock (`seq`, ns): the A/B evidence of the step counts from then. Over a
+    list of entries; `AuditIndex.step_began` answers from the index."""
     last: dict[str, Any] | None = None
     for entry in entries:
-        if entry.get("action") in ("start", "step") and function_version in entry.get("after", {}):
+        if entry.get("action") in WEIGHT_CHANGES and function_version in entry.get("after", {}):
             last = entry
-    if last is None:
-        return None
-    if last.get("seq"):
-        return dt.datetime.fromtimestamp(int(last["seq"]) / 1e9, tz=dt.UTC)
-    return dt.datetime.fromisoformat(last["at"])
+    return entry_real_time(last)

@@ -4,8 +4,9 @@ A controller run on a schedule (a Lambda function every few minutes in AWS, `avs
 rollout` locally), and the one owner of alias `live`: a deploy only hands it the new version
 (`hand_over`, called by the stack's custom resource after the parity check), and it starts the
 run at 10%. It keeps no state of its own: what serves is what the alias says, when a step began
-and how the run was configured is what the audit says, so a restarted controller picks up where
-it was. Each tick does at most one thing:
+and how the run was configured is what the audit says (read from its index, avsev.rollout.audit:
+a tick costs the same few requests however long the audit has grown), so a restarted controller
+picks up where it was. Each tick does at most one thing:
 
 - the alias no longer canaries the run's candidate (a person acted) → end the run;
 - any alarm on the candidate version in ALARM → roll back at once, alert;
@@ -33,16 +34,15 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from avsev.rollout.aliases import AliasChanged, AliasState, RolloutError, Rollouts
+from avsev.rollout.audit import ENDED, HANDOVER, STARTED, AuditIndex
 
 if TYPE_CHECKING:
     from avsev.monitoring.reports import ABReport
 
+__all__ = ["ENDED", "HANDOVER", "STARTED", "Autopilot", "AutopilotConfig", "autopilot_for"]
+
 FIRST_WEIGHT = 0.1
 SECOND_WEIGHT = 0.5
-STARTED = "autopilot-start"
-ENDED = "autopilot-end"
-HANDOVER = "handover"
-"""A deploy handed a new version over (its audit entry names the version and its model)."""
 
 
 @dataclass(frozen=True)
@@ -67,54 +67,37 @@ class Autopilot:
         self,
         rollouts: Rollouts,
         *,
-        audit_entries: Callable[[], list[dict[str, Any]]],
+        index: Callable[[], AuditIndex],
         ab_report: Callable[[], ABReport | None],
         alert: Callable[[str, str], None] | None = None,
         followers: Mapping[str, Rollouts] | None = None,
-        follower_entries: Callable[[str], list[dict[str, Any]]] | None = None,
+        follower_index: Callable[[str], AuditIndex] | None = None,
     ) -> None:
         self.r = rollouts
-        self.audit_entries = audit_entries
+        self.index = index
+        """What the controller needs of this function's audit (avsev.rollout.audit): the run,
+        when its step began; the same few requests however long the audit has grown."""
         self.ab_report = ab_report
         self.alert = alert
         self.followers = dict(followers or {})
         """Functions whose alias follows this one's model (explain follows predict): each takes
         the version handed over for a model when this alias promotes that model."""
-        self.follower_entries = follower_entries or (lambda function: [])
+        self.follower_index = follower_index
+        self._seen: tuple[AuditIndex, AliasState, ABReport | None] | None = None
+        """What the last tick read, when it changed nothing (its status needs no new read)."""
 
     # ---- the run, as the audit tells it -------------------------------------------------
     def current_run(self) -> dict[str, Any] | None:
         """The latest autopilot start not followed by its end."""
-        run: dict[str, Any] | None = None
-        for entry in self.audit_entries():
-            if entry.get("action") == STARTED:
-                run = entry
-            elif entry.get("action") == ENDED and run is not None:
-                run = None
-        return run
+        return self.index().run
 
-    def _started_since(self, run: Mapping[str, Any]) -> bool:
-        """Has the alias started canarying the run's candidate since the run began?"""
-        seen = False
-        for entry in self.audit_entries():
-            if entry is run or (entry.get("at"), entry.get("seq")) == (
-                run.get("at"),
-                run.get("seq"),
-            ):
-                seen = True
-            elif seen and entry.get("action") == "start":
-                return True
-        return False
-
-    def _step_started(self, candidate: str) -> dt.datetime:
+    @staticmethod
+    def _step_started(index: AuditIndex, candidate: str) -> dt.datetime:
         """When the alias last changed weight for this candidate (start or step)."""
-        last = None
-        for entry in self.audit_entries():
-            if entry.get("action") in ("start", "step") and candidate in entry.get("after", {}):
-                last = entry["at"]
-        if last is None:
+        since = index.step_at(candidate)
+        if since is None:
             raise RolloutError(f"no audited start of version {candidate}")
-        return dt.datetime.fromisoformat(last)
+        return since
 
     def _write(self, action: str, *, on: Rollouts | None = None, **details: Any) -> dict[str, Any]:
         """One audit entry of this alias's controller, about `on`'s function (this one's by
@@ -175,7 +158,7 @@ class Autopilot:
         run = self.current_run()
         if version == state.stable_version:
             if run is not None:
-                self.r.rollback()
+                self.r.rollback(state=state)
                 self._write(
                     ENDED,
                     candidate_version=run["candidate_version"],
@@ -186,7 +169,7 @@ class Autopilot:
             return {"handover": "in rollout", "version": version, "weights": state.weights}
         if run is not None or (state.candidate_version and state.candidate_weight > 0):
             superseded = run["candidate_version"] if run else state.candidate_version
-            self.r.rollback()
+            self.r.rollback(state=state)
             self._write(
                 ENDED, candidate_version=superseded, outcome=f"superseded by version {version}"
             )
@@ -221,14 +204,12 @@ class Autopilot:
         """Each follower switches to its newest version handed over for the promoted model."""
         taken = {}
         for function, follower in self.followers.items():
-            versions = [
-                e["candidate_version"]
-                for e in self.follower_entries(function)
-                if e.get("action") == HANDOVER and e.get("model_version") == model_version
-            ]
-            if versions:
-                follower.switch(versions[-1], action="follow")
-                taken[function] = versions[-1]
+            if self.follower_index is None:
+                continue
+            version = self.follower_index(function).handed_over(model_version)
+            if version is not None:
+                follower.switch(version, action="follow")
+                taken[function] = version
         return taken
 
     def _model_of(self, version: str) -> str | None:
@@ -239,7 +220,7 @@ class Autopilot:
         )
         return model_version_of(config)
 
-    def _shadow_gate(self, run: Mapping[str, Any], state: Any) -> dict[str, Any]:
+    def _shadow_gate(self, run: Mapping[str, Any], state: AliasState) -> dict[str, Any]:
         """Before any traffic: the candidate scored in shadow must not be worse."""
         candidate = run["candidate_version"]
         model = self._model_of(candidate)
@@ -264,28 +245,36 @@ class Autopilot:
             )
             self._notify(f"avsev autopilot: {model} worse in shadow", reason)
             return {"state": "rejected_in_shadow", "reason": reason}
-        result = self.r.start(candidate, FIRST_WEIGHT)
+        result = self.r.start(candidate, FIRST_WEIGHT, state=state)
         return {"state": "started", "reason": f"shadow passed: {pairs.verdict}", **result}
 
     def tick(self) -> dict[str, Any]:
         """One decision on the alias as it was at the tick's start: every write names that
         revision, so of two ticks that overlap (no reserved concurrency keeps them apart) the
         later writer finds the alias changed, makes no change and no audit entry, and ends
-        as `superseded` (the next tick decides on the new state)."""
-        run = self.current_run()
+        as `superseded` (the next tick decides on the new state).
+
+        It reads the audit's index once and the alias once (avsev.rollout.audit): its cost does
+        not grow with the audit."""
+        self._seen = None
+        index = self.index()
+        run = index.run
         if run is None:
             return {"state": "idle", "reason": "no autopilot run"}
         state = self.r.state()
         try:
             with self.r.pinned(state.revision):
-                return self._tick(run, state)
+                out = self._tick(run, index, state)
         except AliasChanged as e:
             return {"state": "superseded", "reason": str(e)}
+        if out.pop("_unchanged", False):
+            self._seen = (index, state, out.pop("_report", None))
+        return out
 
-    def _tick(self, run: dict[str, Any], state: AliasState) -> dict[str, Any]:
+    def _tick(self, run: dict[str, Any], index: AuditIndex, state: AliasState) -> dict[str, Any]:
         candidate = run["candidate_version"]
         config = AutopilotConfig(**run.get("config", {}))
-        if run.get("phase") == "shadow" and not self._started_since(run):
+        if run.get("phase") == "shadow" and not index.run_has_traffic:
             return self._shadow_gate(run, state)
         if state.candidate_version != candidate or state.candidate_weight <= 0:
             self._write(
@@ -293,16 +282,18 @@ class Autopilot:
             )
             return {"state": "ended", "reason": "the alias no longer canaries the candidate"}
         now = self.r.clock()
-        since = self._step_started(candidate)
+        since = self._step_started(index, candidate)
         held_min = (now - since).total_seconds() / 60
         weight = state.candidate_weight
         alarms = [name for name, s in state.alarms.items() if s == "ALARM"]
         if alarms:
-            return self._roll_back(candidate, f"alarm {', '.join(alarms)} in ALARM")
+            return self._roll_back(candidate, f"alarm {', '.join(alarms)} in ALARM", state)
         report = self._fresh_report(state, since)
         decision = report.decision if report else None
         if report and decision == "rollback":
-            return self._roll_back(candidate, f"the A/B report advises rollback: {report.reason}")
+            return self._roll_back(
+                candidate, f"the A/B report advises rollback: {report.reason}", state
+            )
         minimum = config.min_minutes if weight <= FIRST_WEIGHT else config.second_step_minutes
         if held_min < minimum:
             return self._waiting(
@@ -310,7 +301,7 @@ class Autopilot:
                 held_min,
                 f"holding {weight:.0%} for {minimum - held_min:.0f} more minutes",
                 report,
-            )
+            ) | {"_unchanged": True, "_report": report}
         same_model = state.model_versions.get(candidate) == state.model_versions.get(
             state.stable_version
         )
@@ -324,9 +315,9 @@ class Autopilot:
                 "minutes without an alarm"
             )
             if weight < SECOND_WEIGHT:
-                result = self.r.step(SECOND_WEIGHT)
+                result = self.r.step(SECOND_WEIGHT, state=state)
                 return {"state": "stepped", "weight": SECOND_WEIGHT, "reason": reason, **result}
-            result = self.r.promote()
+            result = self.r.promote(state=state)
             self._write(ENDED, candidate_version=candidate, outcome="promoted", reason=reason)
             followed = self._followers_take(state.model_versions.get(candidate))
             return {"state": "promoted", "reason": reason, "followers": followed, **result}
@@ -340,12 +331,20 @@ class Autopilot:
             )
             self._notify(f"avsev autopilot stopped: {self.r.function}", reason)
             return {"state": "stopped", "weight": weight, "reason": reason}
-        return self._waiting(weight, held_min, "waiting for evidence", report)
+        return self._waiting(weight, held_min, "waiting for evidence", report) | {
+            "_unchanged": True,
+            "_report": report,
+        }
 
-    def status(self) -> dict[str, Any]:
-        """The step, how long it has held, and what evidence it still waits for."""
-        run = self.current_run()
-        state = self.r.state()
+    def status(self, *, after_tick: bool = False) -> dict[str, Any]:
+        """The step, how long it has held, and what evidence it still waits for. With
+        `after_tick`, from what the last tick read when it changed nothing (no new request)."""
+        seen, self._seen = self._seen, None
+        if after_tick and seen is not None:
+            index, state, report = seen
+        else:
+            index, state, report = self.index(), self.r.state(), None
+        run = index.run
         out: dict[str, Any] = {
             "weights": state.weights,
             "autopilot": "idle" if run is None else "running",
@@ -353,10 +352,10 @@ class Autopilot:
         if run is None:
             return out
         candidate = run["candidate_version"]
-        if run.get("phase") == "shadow" and not self._started_since(run):
+        if run.get("phase") == "shadow" and not index.run_has_traffic:
             return out | {"candidate_version": candidate, "step": "shadow (no traffic)"}
-        since = self._step_started(candidate)
-        report = self._fresh_report(state, since)
+        since = self._step_started(index, candidate)
+        report = report if seen is not None and after_tick else self._fresh_report(state, since)
         config = AutopilotConfig(**run.get("config", {}))
         weight = state.candidate_weight
         minimum = config.min_minutes if weight <= FIRST_WEIGHT else config.second_step_minutes
@@ -371,14 +370,14 @@ class Autopilot:
         }
 
     # ---- helpers ------------------------------------------------------------------------
-    def _fresh_report(self, state: Any, since: dt.datetime) -> ABReport | None:
+    def _fresh_report(self, state: AliasState, since: dt.datetime) -> ABReport | None:
         """The latest A/B report if it compares this champion and candidate and was made
         for a time after the step began."""
         report = self.ab_report()
         if not report:
             return None
         champion = state.model_versions.get(state.stable_version)
-        candidate = state.model_versions.get(state.candidate_version)
+        candidate = state.model_versions.get(state.candidate_version or "")
         if (report.champion, report.candidate) != (champion, candidate):
             return None
         as_of = report.as_of
@@ -386,8 +385,8 @@ class Autopilot:
             return None
         return report
 
-    def _roll_back(self, candidate: str, reason: str) -> dict[str, Any]:
-        result = self.r.rollback()
+    def _roll_back(self, candidate: str, reason: str, state: AliasState) -> dict[str, Any]:
+        result = self.r.rollback(state=state)
         self._write(ENDED, candidate_version=candidate, outcome="rolled back", reason=reason)
         self._notify(f"avsev autopilot rolled back {self.r.function}", reason)
         return {"state": "rolled_back", "reason": reason, **result}
@@ -442,7 +441,9 @@ def autopilot_for(
     alarms and alerts topic, with the functions that follow its model (name → their alarm
     prefix): what the Lambda function, the CLI and the local stack build."""
     from avsev.monitoring.store import latest_ab_report
-    from avsev.rollout.aliases import s3_audit, s3_audit_entries
+    from avsev.rollout.aliases import s3_audit
+
+    audit = s3_audit(s3, bucket)
 
     def rollouts_of(name: str, prefix: str | None) -> Rollouts:
         return Rollouts(
@@ -450,7 +451,7 @@ def autopilot_for(
             name,
             cloudwatch=cloudwatch,
             alarm_prefix=prefix,
-            audit=s3_audit(s3, bucket),
+            audit=audit,
             clock=clock,
         )
 
@@ -463,9 +464,9 @@ def autopilot_for(
 
     return Autopilot(
         rollouts,
-        audit_entries=lambda: s3_audit_entries(s3, bucket, function),
+        index=lambda: audit.index(function, store=True),
         ab_report=lambda: latest_ab_report(s3, bucket),
         alert=alert,
         followers=follower_rollouts,
-        follower_entries=lambda name: s3_audit_entries(s3, bucket, name),
+        follower_index=lambda name: audit.index(name, store=True),
     )
