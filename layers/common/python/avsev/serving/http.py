@@ -234,6 +234,7 @@ class Api(Router):
         self.handlers: dict[tuple[str, str], Callable[..., Any]] = {}
         """(METHOD, rule) → the route's handler."""
         self._patterns: dict[str, re.Pattern[str]] = {}
+        self._body_models: dict[tuple[str, str], tuple[str, type[BaseModel]] | None] = {}
         self._resolvers: dict[str, ApiGatewayResolver] = {}
 
     def route(  # type: ignore[override]
@@ -245,17 +246,31 @@ class Api(Router):
         def record(func: F) -> F:
             for m in methods:
                 self.handlers[(m.upper(), rule)] = func
+                self._body_models.pop((m.upper(), rule), None)
             self._patterns[rule] = _rule_pattern(rule)
             return register(func)
 
         return record
 
     def handler_for(self, method: str, path: str) -> Callable[..., Any] | None:
+        key = self._route_key(method, path)
+        return self.handlers[key] if key is not None else None
+
+    def _route_key(self, method: str, path: str) -> tuple[str, str] | None:
         method = method.upper()
-        for (m, rule), func in self.handlers.items():
+        for m, rule in self.handlers:
             if m == method and self._patterns[rule].match(path):
-                return func
+                return m, rule
         return None
+
+    def body_model(self, method: str, path: str) -> tuple[str, type[BaseModel]] | None:
+        """`sole_body_model` of the route serving `method path`, worked out once a route."""
+        key = self._route_key(method, path)
+        if key is None:
+            return None
+        if key not in self._body_models:
+            self._body_models[key] = sole_body_model(self.handlers[key])
+        return self._body_models[key]
 
     def allowed_methods(self, path: str) -> list[str]:
         """The methods the app serves on `path` (none: an unknown path).
@@ -285,8 +300,7 @@ class Api(Router):
         accepts it (the fast path, `validated_from_text`); otherwise the JSON within the limits
         (`decode_json`: a 413 or 400 beyond them), an object, for Powertools to validate.
         A validated model is taken by Powertools' validation as it is, not validated again."""
-        func = self.handler_for(event.http_method, event.path)
-        target = sole_body_model(func) if func is not None else None
+        target = self.body_model(event.http_method, event.path)
         if target is not None and not event.is_base64_encoded:
             validated = validated_from_text(target[1], text)
             if validated is not None:
