@@ -4,13 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from avsev.serving.http import (
-    function_version,
-    make_resolver,
-    request_id,
-    resolve,
-    with_model_version,
-)
+from avsev.serving.http import function_version, make_resolver, request_id
 from avsev.serving.observability import logger, metrics, tracer, version_dimensions
 from avsev.serving.schema import ExplainRequest, Explanation
 from avsev.serving.service import PredictionService
@@ -41,4 +35,4 @@ def explain(body: Annotated[ExplainRequest, Body()]) -> Explanation:
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     version_dimensions(service.version, context.function_version)
-    return with_model_version(resolve(app, event, context), service.version)
+    return app.resolve(event, context)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from avsev.serving.http import make_resolver, request_id, resolve
+from avsev.serving.http import make_resolver, request_id
 from avsev.serving.observability import logger, metrics, tracer
 from avsev.serving.schema import OutcomesAccepted, OutcomesRequest
 from avsev.serving.service import PredictionService, record
@@ -30,4 +30,4 @@ def outcomes(body: Annotated[OutcomesRequest, Body()]) -> OutcomesAccepted:
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return resolve(app, event, context)
+    return app.resolve(event, context)

@@ -6,13 +6,7 @@ from collections import Counter
 from http import HTTPStatus
 from typing import Annotated, Any
 
-from avsev.serving.http import (
-    function_version,
-    make_resolver,
-    request_id,
-    resolve,
-    with_model_version,
-)
+from avsev.serving.http import function_version, make_resolver, request_id
 from avsev.serving.observability import logger, metrics, tracer, version_dimensions
 from avsev.serving.schema import BatchPrediction, BatchRequest, Prediction, PredictRequest
 from avsev.serving.service import PredictionService, Scored, record_lines
@@ -88,4 +82,4 @@ def health() -> dict[str, str]:
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     version_dimensions(service.version, context.function_version)
-    return with_model_version(resolve(app, event, context), service.version)
+    return app.resolve(event, context)

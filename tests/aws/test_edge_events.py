@@ -1,5 +1,5 @@
 """The handlers at the edge: an encoded body they cannot read, HEAD on their routes, events
-that are not API Gateway REST proxy events, a date sent as a number. Each answered in the one
+that are not API Gateway proxy events, a date sent as a number. Each answered in the one
 error shape, naming what was wrong and what is allowed; nothing scored."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
+from avsev.local.lambda_runtime import http_api_event
 from avsev.serving.records import parse_records
 from lambda_support import FakeContext, call, rest_event, scheduled_event
 
@@ -69,16 +70,74 @@ def test_head_and_other_undefined_methods_are_405_with_allow(functions, function
     assert call(functions[function], rest_event("HEAD", "/nowhere"))[0] == 404
 
 
-@pytest.mark.parametrize(
-    "name", ["powertools-apiGatewayProxyV2Event.json", "powertools-albEvent.json"]
-)
 @pytest.mark.parametrize("function", ["predict", "explain", "outcomes"])
-def test_an_http_event_of_another_kind_is_400(functions, capsys, function, name):
-    event = json.loads((EVENTS / name).read_text())
+def test_an_http_event_of_another_kind_is_400(functions, capsys, function):
+    event = json.loads((EVENTS / "powertools-albEvent.json").read_text())
     out = functions[function].handler(event, FakeContext())
     body = json.loads(out["body"])
     assert out["statusCode"] == 400 and body["error"]["code"] == "unsupported_event", body
     check_error(400, body, "event")
+    nothing_recorded(capsys)
+
+
+@pytest.mark.parametrize("function", ["predict", "explain", "outcomes"])
+def test_an_http_api_event_is_answered_by_the_routes(functions, capsys, function):
+    """Powertools' own HTTP API (payload 2.0) test event, for a path no function serves: the
+    routes answer it (404 in the one error shape), not the event check."""
+    event = json.loads((EVENTS / "powertools-apiGatewayProxyV2Event.json").read_text())
+    status, body, _ = call(functions[function], event)
+    assert status == 404 and body["error"]["code"] == "not_found", body
+    assert "/my/path" in body["error"]["message"] and body["error"]["request_id"] == "id"
+    check_error(status, body, None)
+    nothing_recorded(capsys)
+
+
+SAME_ANSWERS = [
+    ("predict", "POST", "/predict", REPORT),
+    ("predict", "POST", "/predict/batch", {"reports": [REPORT, {**REPORT, "ev_id": "B2"}]}),
+    ("predict", "GET", "/health", None),
+    ("predict", "GET", "/model", None),
+    ("explain", "POST", "/predict/explain", {**REPORT, "top_k": 3}),
+    ("outcomes", "POST", "/outcomes", {"ev_id": "A1", "actual_severity": "Fatal"}),
+    ("predict", "POST", "/predict", {**REPORT, "dec_latitude": 91}),
+    ("predict", "POST", "/predict", [REPORT]),
+    ("predict", "DELETE", "/predict", None),
+]
+
+
+@pytest.mark.parametrize("function, method, path, body", SAME_ANSWERS)
+def test_both_event_shapes_get_the_same_answers(functions, capsys, function, method, path, body):
+    """A REST API (v1) event and an HTTP API (payload 2.0) event for the same request get the
+    same status, body, headers and records."""
+    answers = []
+    for make in (rest_event, http_api_event):
+        status, answer, headers = call(
+            functions[function], make(method, path, body, request_id="r1")
+        )
+        records = [
+            {
+                k: v
+                for k, v in r.model_dump(mode="json").items()
+                if k not in {"timestamp", "latency_ms"}
+            }
+            for group in parse_records(capsys.readouterr().out.splitlines())[:2]
+            for r in group
+        ]
+        for moving in ("latency_ms",):
+            answer.pop(moving, None)
+        headers = {k.lower(): v for k, v in headers.items()}
+        answers.append((status, answer, headers, records))
+    assert answers[0] == answers[1]
+    assert answers[0][0] < 500
+
+
+def test_an_http_api_event_that_cannot_be_read_is_415(functions, capsys):
+    event = http_api_event(
+        "POST", "/predict", raw="ev_id=A1", headers={"Content-Type": "text/plain"}
+    )
+    status, body, headers = call(functions["predict"], event)
+    assert status == 415 and body["error"]["code"] == "unsupported_media_type", body
+    assert headers["X-Model-Version"]
     nothing_recorded(capsys)
 
 
@@ -106,7 +165,7 @@ def test_a_non_http_event_is_logged_and_answered(functions, capsys, function, ev
     assert out["statusCode"] == 400 and body["error"]["code"] == "unsupported_event", body
     logged = log.getvalue()
     assert '"level":"ERROR"' in logged
-    assert "not an API Gateway REST proxy event" in logged and "Traceback" not in logged
+    assert "not an API Gateway proxy event" in logged and "Traceback" not in logged
 
 
 @pytest.mark.parametrize("value", [1700000000, 1700000000.5, 0, True])

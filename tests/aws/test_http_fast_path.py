@@ -1,6 +1,6 @@
 """A body its route's model accepts is validated straight from its JSON text
-(`serving.http.validated_from_text`); everything else takes Powertools' path (parse, limits,
-validate). The two must give the same answers, the same records and the same errors."""
+(`serving.http.validated_from_text`); everything else takes the usual path (parse within the
+limits, then Powertools' validation). The two must give the same answers, the same records and the same errors."""
 
 from __future__ import annotations
 
@@ -95,13 +95,13 @@ def test_both_paths_give_the_same_answers_records_and_errors(
 
 
 def test_a_valid_body_takes_the_fast_path(functions, capsys, monkeypatch):
-    """Powertools' parse is not reached for a valid batch (so the saving is real), and is for
+    """The usual parse is not reached for a valid batch (so the saving is real), and is for
     a body with a long run of number characters (so the number limit still holds)."""
 
-    def parse_not_expected(event):
-        raise AssertionError("the body was parsed by Powertools' path")
+    def parse_not_expected(text):
+        raise AssertionError("the body was parsed by the usual path")
 
-    monkeypatch.setattr(http, "check_body", parse_not_expected)
+    monkeypatch.setattr(http, "decode_json", parse_not_expected)
     status, body, _ = call(
         functions["predict"], rest_event("POST", "/predict/batch", {"reports": [REAL] * 3})
     )
@@ -179,8 +179,8 @@ def test_every_body_model_nests_within_the_limit(functions):
     text has a model within `MAX_DEPTH`, allowing no unknown fields."""
     seen = []
     for module in functions.values():
-        for route in module.app._static_routes + module.app._dynamic_routes:
-            target = http.sole_body_model(route)
+        for handler in module.app.handlers.values():
+            target = http.sole_body_model(handler)
             if target is not None:
                 seen.append(target[1].__name__)
                 assert _nesting(target[1]) <= limits.MAX_DEPTH

@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
-from avsev.serving.events import proxy_event, response_headers
+from avsev.serving.events import http_api_event, proxy_event, response_headers
 
 __all__ = [
     "LocalContext",
+    "http_api_event",
     "load_code",
     "load_handler_module",
     "proxy_event",

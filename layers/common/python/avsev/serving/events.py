@@ -1,4 +1,5 @@
-"""API Gateway REST (v1) proxy events and responses, as plain dicts."""
+"""API Gateway proxy events (REST API v1, HTTP API payload format 2.0) and responses, as
+plain dicts."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import uuid
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlencode
 
 
 def proxy_event(
@@ -50,6 +52,71 @@ def proxy_event(
         "body": raw,
         "isBase64Encoded": is_b64,
     }
+
+
+def http_api_event(
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    raw: str | bytes | None = None,
+    base64_body: bool = False,
+    headers: Mapping[str, str] | None = None,
+    query: Mapping[str, str] | None = None,
+    request_id: str | None = None,
+    route_key: str | None = None,
+    authorizer: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """An API Gateway HTTP API event, payload format 2.0, on the `$default` stage
+    (https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-develop-integrations-lambda.html):
+    header names in lower case, a repeated header's values joined by commas, the query
+    string raw and parsed, `requestContext.http` for the method and path. Bytes (or
+    base64_body) are sent base64-encoded."""
+    if raw is None and body is not None:
+        raw = json.dumps(body)
+    is_b64 = isinstance(raw, bytes) or base64_body
+    if is_b64:
+        data = raw if isinstance(raw, bytes) else (raw or "").encode()
+        raw = base64.b64encode(data).decode()
+    hdrs: dict[str, str] = {}
+    for key, value in {"Content-Type": "application/json", **(headers or {})}.items():
+        name = key.lower()
+        hdrs[name] = f"{hdrs[name]},{value}" if name in hdrs else value
+    rid = request_id or str(uuid.uuid4())
+    context: dict[str, Any] = {
+        "accountId": "123456789012",
+        "apiId": "local",
+        "domainName": "localhost",
+        "domainPrefix": "localhost",
+        "http": {
+            "method": method,
+            "path": path,
+            "protocol": "HTTP/1.1",
+            "sourceIp": "127.0.0.1",
+            "userAgent": hdrs.get("user-agent", ""),
+        },
+        "requestId": rid,
+        "routeKey": route_key or f"{method} {path}",
+        "stage": "$default",
+        "time": "06/Dec/2026:00:00:00 +0000",
+        "timeEpoch": 0,
+    }
+    if authorizer is not None:
+        context["authorizer"] = dict(authorizer)
+    event: dict[str, Any] = {
+        "version": "2.0",
+        "routeKey": route_key or f"{method} {path}",
+        "rawPath": path,
+        "rawQueryString": urlencode(dict(query or {})),
+        "headers": hdrs,
+        "requestContext": context,
+        "isBase64Encoded": is_b64,
+    }
+    if query:
+        event["queryStringParameters"] = dict(query)
+    if raw is not None:
+        event["body"] = raw
+    return event
 
 
 def response_headers(response: Mapping[str, Any]) -> dict[str, str]:
