@@ -30,6 +30,7 @@ def subset(data, idx):
 
 
 def small(data, **kw):
+    kw.setdefault("params", {"nthread": 1})  # no OpenMP barrier stalls on a busy machine
     return train(data, rounds=kw.pop("rounds", ROUNDS), blank_rates=(0.0,), refit=False, **kw)
 
 
@@ -150,20 +151,25 @@ def test_reproducible_fails_when_the_seed_changes(real_data):
     assert not other.passed and "different model bytes" in other.reason
 
 
-def test_shuffled_labels_fail_better_than_simpler(real_data, build, champion, holdout, training):
+def test_shuffled_labels_fail_better_than_simpler(real_data, build, champion, holdout):
     shuffled = real_data.frame.copy()
     shuffled["severity"] = np.random.default_rng(0).permutation(shuffled["severity"].to_numpy())
-    bundle = load_bundle(build(small(dataclasses.replace(real_data, frame=shuffled)), "0.3.0"))
+    shuffled_data = dataclasses.replace(real_data, frame=shuffled)
+    bundle = load_bundle(build(small(shuffled_data), "0.3.0"))
+    # the prior of the rows it trained on (the oldest rows' own prior is a different mix)
+    own_training = subset(
+        shuffled_data, time_split([r.get("event_date") for r in shuffled_data.reports()]).train
+    )
     champ = load_bundle(champion)
     y = holdout.labels
     nll = gates.per_row_log_loss(y, gates.predict_proba(bundle, holdout))
     prior = gates.better_than_simpler(
         "better_than_prior",
         nll,
-        gates.per_row_log_loss(y, gates.prior_proba(training.labels, len(y))),
+        gates.per_row_log_loss(y, gates.prior_proba(own_training.labels, len(y))),
         "class prior",
     )
-    assert not prior.passed and "not shown better than the class prior" in prior.reason
+    assert not prior.passed and "no better than the class prior" in prior.reason
     worse = gates.not_worse_than_champion(
         nll, gates.per_row_log_loss(y, gates.predict_proba(champ, holdout))
     )
@@ -189,8 +195,10 @@ def test_one_slice_with_corrupted_labels_fails_the_slice_gate(
         gates.per_row_log_loss(y, gates.predict_proba(bad, holdout)), nll_champ, labels
     )
     assert not result.passed
-    failing = [s["slice"] for s in result.details["slices"] if s["bad"]]
-    assert failing == ["purpose_of_flight=Instructional"], result.reason
+    # the corrupted slice is the worst by far (the corruption also spills into others)
+    ranked = sorted(result.details["slices"], key=lambda s: -s["mean"])
+    assert ranked[0]["slice"] == "purpose_of_flight=Instructional" and ranked[0]["bad"]
+    assert ranked[0]["mean"] > 2 * ranked[1]["mean"]
     assert "purpose_of_flight=Instructional" in result.reason and result.value > gates.SLICE_MARGIN
     ok = gates.slices(
         gates.per_row_log_loss(y, gates.predict_proba(good, holdout)), nll_champ, labels
