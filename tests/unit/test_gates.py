@@ -269,7 +269,7 @@ def test_balanced_class_weights_fail_calibration(real_data, build, champion, can
 
 def test_a_much_bigger_model_fails_serving_cost(real_data, build, candidate, holdout):
     tiny = build(small(real_data, rounds=5), "0.6.0")
-    reports = holdout.reports()[:100]
+    reports = holdout.reports()[:50]
     big, small_ = load_bundle(candidate), load_bundle(tiny)
     result = gates.serving_cost(big, small_, reports)
     assert not result.passed
