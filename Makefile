@@ -13,7 +13,7 @@ MODEL_DIR := layers/model/train
 BUILD_ROOT := layers/model/build
 BUNDLE = $(BUILD_ROOT)/$(ARCH)/avsev-severity-$(VERSION)
 
-.PHONY: help setup sysdeps lint test bench bench-monitoring bench-shadow bench-stats bench-cost demo load layers model synth deploy clean lock deps-latest
+.PHONY: help setup sysdeps lint test bench bench-monitoring bench-shadow bench-stats bench-cost bench-staleness demo load layers model synth deploy clean lock deps-latest
 
 help:
 	@echo "make demo    the whole system locally, end to end"
@@ -21,6 +21,7 @@ help:
 	@echo "make bench   benchmarks against xgboost (writes bench/results.json)"
 	@echo "make bench-monitoring   A/B + drift over 10M records in DuckDB (bench/monitoring_results.json)"
 	@echo "make bench-cost   per-request log bytes and handler time for avsev cost (bench/cost_inputs.json)"
+	@echo "make bench-staleness   log loss by model age, trained up to year Y, scored Y+1..Y+5 (bench/staleness_results.json)"
 	@echo "make bench-stats   false alarms and power of every decision, simulated (bench/stats_results.json)"
 
 # Every environment is built from the lock (uv.lock, with hashes): `uv sync --locked` refuses a
@@ -98,6 +99,11 @@ bench-cost: setup
 # (~15 min); the tables go into docs/statistics.md.
 bench-stats: setup
 	$(PY) bench/stats.py --tables docs/statistics.md
+
+# How log loss grows with model age on the real data (writes bench/staleness_results.json and
+# docs/staleness.png; docs/model.md reads them).
+bench-staleness: setup
+	nice $(PY) bench/staleness.py --plot docs/staleness.png
 
 # Monitoring at 100k, 1M and 10M records: rollups + reports in DuckDB (writes bench/monitoring_results.json).
 bench-monitoring: setup

@@ -3,7 +3,8 @@
 Layout under `s3://<bucket>/<prefix>`:
   versions/<version>/bundle/<file>    the bundle's files, as built (model.so, trees.bin, card.json)
   versions/<version>/entry.json       card facts and lineage; written once, never changed
-  versions/<version>/decision.json    approved / rejected, why, by whom, when (latest wins)
+  versions/<version>/decision.json    approved / rejected / pending, why, by whom, when (latest wins)
+  versions/<version>/gates.json       the quality gates' results and the approval policy (latest wins)
   aliases/<alias>.json                production / candidate → an approved version
   audit/<time>-<action>-<version>.json  every change
 
@@ -11,6 +12,11 @@ A version is immutable: publishing it again with the same files is a no-op, with
 a refusal. Aliases move only to an approved version. An approval emits an EventBridge event
 (`source: avsev.registry`, `detail-type: Model version approved`) that a deploy pipeline can
 follow. Every refusal says why and changes nothing.
+
+Quality gates (`avsev.pipeline.gates`, run offline) are recorded with a version
+(`record_gates`): with policy `auto` a pending version whose gates all pass is approved, with
+`manual` it waits for a person; a version with a failing gate stays pending with the failing
+gates as its reason, and cannot be approved until gates that pass are recorded.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import json
 import re
 import subprocess
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +41,8 @@ ALIASES = ("production", "candidate")
 EVENT_SOURCE = "avsev.registry"
 APPROVED_EVENT = "Model version approved"
 BUNDLE_FILES = ("card.json", "model.so", "trees.bin")
+GATE_POLICIES = ("auto", "manual")
+GATE_FIELDS = ("name", "passed", "value", "threshold", "reason")
 
 
 class RegistryError(Exception):
@@ -144,10 +152,18 @@ class Registry:
     def decision(self, version: str) -> dict[str, Any]:
         return self._get(self._key("versions", version, "decision.json")) or {"status": "pending"}
 
+    def gates(self, version: str) -> dict[str, Any] | None:
+        """The quality gates recorded for the version (None: never run)."""
+        return self._get(self._key("versions", version, "gates.json"))
+
     def show(self, version: str) -> dict[str, Any]:
         entry = self.entry(version)
         aliases = {a: v for a, v in self.aliases().items() if v == version}
-        return entry | {"decision": self.decision(version), "aliases": sorted(aliases)}
+        return entry | {
+            "decision": self.decision(version),
+            "aliases": sorted(aliases),
+            "gates": self.gates(version),
+        }
 
     def versions(self) -> list[str]:
         found: set[str] = set()
@@ -278,7 +294,55 @@ class Registry:
         self._audit(status, version, reason=reason)
         return decision
 
+    def record_gates(
+        self, version: str, gates: Sequence[Mapping[str, Any]], *, policy: str = "manual"
+    ) -> dict[str, Any]:
+        """Store the version's gate results; then, for a pending version: all passed and
+        policy `auto` → approved; all passed and `manual` → pending, awaiting a person; any
+        failed → pending, the failing gates as the reason. An approved or rejected version
+        keeps its decision (the gates are recorded beside it). Returns the decision."""
+        if policy not in GATE_POLICIES:
+            raise RegistryError(f"gate policy {policy!r}: one of {', '.join(GATE_POLICIES)}")
+        self.entry(version)
+        if not gates:
+            raise RegistryError("no gate results to record")
+        for g in gates:
+            missing = [f for f in GATE_FIELDS if f not in g]
+            if missing:
+                raise RegistryError(f"gate result {g.get('name')!r}: missing {', '.join(missing)}")
+        failed = [g for g in gates if not g["passed"]]
+        doc = {
+            "policy": policy,
+            "passed": not failed,
+            "failed": [g["name"] for g in failed],
+            "gates": [dict(g) for g in gates],
+            "by": _who(),
+            "at": _now(),
+        }
+        self._put(self._key("versions", version, "gates.json"), doc)
+        self._audit("gates", version, policy=policy, passed=not failed, failed=doc["failed"])
+        current = self.decision(version)
+        if current["status"] != "pending":
+            return current
+        if failed:
+            reason = "gates failed: " + "; ".join(f"{g['name']}: {g['reason']}" for g in failed)
+            return self._decide(version, "pending", reason)
+        names = ", ".join(g["name"] for g in gates)
+        if policy == "auto":
+            return self.approve(version, f"all {len(gates)} gates passed ({names}), policy auto")
+        return self._decide(
+            version,
+            "pending",
+            f"all {len(gates)} gates passed ({names}); policy manual: awaiting a person's approval",
+        )
+
     def approve(self, version: str, reason: str) -> dict[str, Any]:
+        gates = self.gates(version)
+        if gates is not None and not gates.get("passed"):
+            raise RegistryError(
+                f"version {version} failed its quality gates ({', '.join(gates['failed'])}): "
+                "it stays pending until gates that pass are recorded"
+            )
         decision = self._decide(version, "approved", reason)
         if self.events is not None:
             entry = self.entry(version)
