@@ -46,6 +46,7 @@ def retrain_tick(
     approval: str = "auto",
     execute: Callable[[Run, Path], dict[str, Any]] | None = None,
     work_root: Path | None = None,
+    train_options: Mapping[str, Any] | None = None,
 ) -> TickResult:
     """One look of the decider at `at` (or a retraining asked by hand, with its reason), then
     every run it started, executed here. `execute` replaces the retraining itself (tests)."""
@@ -76,6 +77,7 @@ def retrain_tick(
             at=at,
             approval=approval,
             run_id=run.run_id,
+            train_options=train_options,
         )
 
     result = TickResult(decision)
