@@ -21,7 +21,7 @@ scenario is known.
   weather share moved 15 points (that feature's drift). A window's rollup is counted with
   numpy from the rows' columns and the model's answers computed once (`rollup_of`);
   `check_rollups` proves it equals the real path's (records, the drift SQL in DuckDB) on a
-  window of 300, 1,000 and 5,000 rows.
+  window of each size up to 5,000 rows.
 - **Trust** (`avsev.monitoring.performance.calibration_check`): windows of labelled rows from
   the calibrated model and from one 8 points over-confident.
 
@@ -364,20 +364,21 @@ class Columns:
     predicted_blank: np.ndarray
 
 
-def columns(p: Pool, top: str) -> Columns:
+def columns(
+    rows: list[dict[str, Any]],
+    spec: Any,
+    top: str,
+    answers: Callable[[list[dict[str, Any]]], np.ndarray],
+) -> Columns:
+    """The columns of `rows`; `answers` gives the model's class index for each of some rows."""
     from avsev.monitoring.evaluation import blank_field
     from avsev.monitoring.profile import profile_fields
-    from avsev.pipeline.train import dmatrix, matrix
-
-    def answers(rows: list[dict[str, Any]]) -> np.ndarray:
-        proba = p.booster.predict(dmatrix(p.spec, matrix(p.spec, rows)))
-        return np.asarray(proba).argmax(axis=1)
 
     numeric: dict[str, np.ndarray] = {}
     codes: dict[str, np.ndarray] = {}
     labels: dict[str, list[str]] = {}
-    for name, kind in profile_fields(p.spec).items():
-        raw = [r.get(name) for r in p.rows]
+    for name, kind in profile_fields(spec).items():
+        raw = [r.get(name) for r in rows]
         if kind == "numeric":
             numeric[name] = np.array(
                 [np.nan if v is None or v != v else float(v) for v in raw], dtype=float
@@ -387,9 +388,20 @@ def columns(p: Pool, top: str) -> Columns:
             labels[name] = sorted({t for t in text if t is not None})
             index = {t: i for i, t in enumerate(labels[name])}
             codes[name] = np.array([-1 if t is None else index[t] for t in text], dtype=np.int64)
-    blanked = [dict(r) for r in p.rows]
+    blanked = [dict(r) for r in rows]
     blank_field(top, share=1.0)(blanked, 0)
-    return Columns(numeric, codes, labels, answers(p.rows), answers(blanked))
+    return Columns(numeric, codes, labels, answers(rows), answers(blanked))
+
+
+def booster_answers(p: Pool) -> Callable[[list[dict[str, Any]]], np.ndarray]:
+    """The pool's model answering rows (class indices)."""
+    from avsev.pipeline.train import dmatrix, matrix
+
+    def answers(rows: list[dict[str, Any]]) -> np.ndarray:
+        proba = p.booster.predict(dmatrix(p.spec, matrix(p.spec, rows)))
+        return np.asarray(proba).argmax(axis=1)
+
+    return answers
 
 
 def _tally(values: np.ndarray, names: list[str] | None = None) -> dict[str, int]:
@@ -500,22 +512,27 @@ POWER_NUMBER = "dec_latitude"
 POWER_CATEGORY = ("weather_condition", "VMC", "IMC")
 
 
-def drift(p: Pool, sizes: Sizes) -> dict[str, Any]:
+def drift(
+    p: Pool, sizes: Sizes, answers: Callable[[list[dict[str, Any]]], np.ndarray] | None = None
+) -> dict[str, Any]:
     """False alarms of every drift decision on unchanged windows, and power: the top feature
     half blank (dataset drift), one number shifted by half its SD and one category's share
     moved 15 points (that feature's drift). Each window has its own reference half (one
-    split per window index, shared by the sizes)."""
+    split per window index, shared by the sizes). `answers`: the model's class index for
+    rows (default: the pool's booster)."""
     from avsev.monitoring.evaluation import split_halves, split_reference, top_feature
     from avsev.monitoring.jobs import drift_report_of
     from avsev.serving.schema import SEVERITIES
 
     top = top_feature(p.card)
-    cols = columns(p, top)
+    cols = columns(p.rows, p.spec, top, answers or booster_answers(p))
     field, source, target = POWER_CATEGORY
     src, dst = (cols.labels[field].index(v) for v in (source, target))
     out: dict[str, Any] = {
         "top_feature": top,
-        "rollups_checked_against_sql": check_rollups(p, cols, (300, 1000, 5000)),
+        "rollups_checked_against_sql": check_rollups(
+            p, cols, tuple(s for s in sizes.drift_sizes if s <= 5000)
+        ),
     }
     tallies: dict[int, dict[str, Any]] = {
         s: {
@@ -551,7 +568,7 @@ def drift(p: Pool, sizes: Sizes) -> dict[str, Any]:
             # the top feature blank in half of the rows, and the model's answers for them
             gone = np.zeros(size, dtype=bool)
             gone[rng.choice(size, size // 2, replace=False)] = True
-            answers = np.where(gone, cols.predicted_blank[idx], cols.predicted[idx])
+            answered = np.where(gone, cols.predicted_blank[idx], cols.predicted[idx])
             if top in cols.codes:
                 part, values = (
                     categorical_rollup(np.where(gone, -1, cols.codes[top][idx]), cols.labels[top]),
@@ -562,7 +579,7 @@ def drift(p: Pool, sizes: Sizes) -> dict[str, Any]:
                     reference["fields"][top], np.where(gone, np.nan, cols.numeric[top][idx])
                 )
             blanked = with_field(same, top, part, values)
-            blanked["predicted"] = _tally(answers, list(SEVERITIES))
+            blanked["predicted"] = _tally(answered, list(SEVERITIES))
             t["blank"] += bool(drift_report_of(card, [blanked], []).dataset_drift)
             # a number shifted by half its reference SD
             part, values = numeric_rollup(
