@@ -162,8 +162,10 @@ def test_stats_quick(tmp_path):
         assert r["ab"][metric]["vectorized_checked_looks"] > 0
         assert r["ab"][metric]["50%_candidate/identical"]["24_looks"]["n"] > 0
     assert "macro_f1" not in r["ab"]  # not offered for decisions
+    assert r["drift"]["rollups_checked_against_sql"] == 2  # the numpy rollups equal the SQL's
     for size in ("300", "5000"):
         assert r["drift"][size]["daily_alert_false_alarm"]["n"] > 0
+        assert r["drift"][size]["dec_latitude_half_sd_shift_caught"]["n"] > 0
     assert set(r["trust"]) >= {"calibrated_called_untrusted/30_rows"}
     assert r["lean"]["summary"]["cells"] > 0
     assert r["lean"]["0%_blank"]["all test years"]["rows"] > 0

@@ -21,11 +21,16 @@ def split_reference(
     card: Mapping[str, Any], rows: Sequence[Row], spec: FeatureSpec, seed: int = 0
 ) -> tuple[dict[str, Any], list[Row]]:
     """A card whose reference profile is one random half of `rows`; the other half is returned."""
-    order = np.random.default_rng(seed).permutation(len(rows))
-    half = len(rows) // 2
+    reference, other = split_halves(len(rows), seed)
     out = copy.deepcopy(dict(card))
-    out["reference_profile"] = reference_profile([rows[i] for i in order[:half]], spec, seed=seed)
-    return out, [rows[i] for i in order[half:]]
+    out["reference_profile"] = reference_profile([rows[i] for i in reference], spec, seed=seed)
+    return out, [rows[i] for i in other]
+
+
+def split_halves(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The row indices of `split_reference`'s two halves: the reference's, then the other."""
+    order = np.random.default_rng(seed).permutation(n)
+    return order[: n // 2], order[n // 2 :]
 
 
 def sample(rows: Sequence[Row], seed: int, n: int) -> list[Row]:

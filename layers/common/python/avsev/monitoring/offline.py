@@ -82,6 +82,18 @@ def drift_reports_of_rows(
     """The drift report of each sample of report rows, each taken as one day of predictions
     served by the card's version (the drift evaluation over many seeds: one engine for all).
     `predicted`: each row's predicted class, per sample ("None" when not given)."""
+    docs = drift_rollups_of_rows(card, samples, predicted=predicted)
+    return [drift_report_of(card, [doc], [], **kwargs) for doc in docs]
+
+
+def drift_rollups_of_rows(
+    card: Mapping[str, Any],
+    samples: Sequence[Sequence[Mapping[str, Any]]],
+    *,
+    predicted: Sequence[Sequence[str]] | None = None,
+) -> list[dict[str, Any]]:
+    """The drift rollup of each sample of report rows, as `drift_reports_of_rows` takes each
+    sample: one day of predictions served by the card's version, through the drift SQL."""
     first = dt.date(2000, 1, 1)
     with tempfile.TemporaryDirectory(prefix="avsev-offline-") as folder:
         root = Path(folder)
@@ -112,21 +124,11 @@ def drift_reports_of_rows(
                 lines, PREDICTIONS, root / PREDICTIONS / partition(day) / "part-0.parquet"
             )
         engine = DuckDBEngine.over_folder(root)
-        reports = [
-            drift_report_of(
-                card,
-                [
-                    rollups.drift_rollup(
-                        engine,
-                        card["reference_profile"],
-                        first + dt.timedelta(days=i),
-                        card["version"],
-                    )
-                ],
-                [],
-                **kwargs,
+        docs = [
+            rollups.drift_rollup(
+                engine, card["reference_profile"], first + dt.timedelta(days=i), card["version"]
             )
             for i in range(len(samples))
         ]
         engine.connection.close()
-    return reports
+    return docs
