@@ -24,7 +24,7 @@ from pydantic import Field, field_validator
 class Settings(EnvSettings):
     bucket: str = Field(validation_alias=Env.DATA_BUCKET)
     topic_arn: str | None = Field(None, validation_alias=Env.ALERTS_TOPIC_ARN)
-    days: int = Field(7, validation_alias="AB_WINDOW_DAYS", ge=1)
+    days: int = Field(7, validation_alias=Env.AB_WINDOW_DAYS, ge=1)
     predict_function: str | None = Field(None, validation_alias=Env.PREDICT_FUNCTION_NAME)
     metric: str = Field(DEFAULT_METRIC, validation_alias=Env.AB_DECISION_METRIC)
     """log_loss (default), accuracy or expected_cost (with COST_MATRIX)."""

@@ -28,10 +28,12 @@ class Settings(EnvSettings):
     model_bundle_path: DirectoryPath = Field(validation_alias=Env.MODEL_BUNDLE_PATH)
     bucket: str = Field("", validation_alias=Env.BATCH_BUCKET)
     """The batch bucket (the daily run lists its incoming/)."""
-    chunk_rows: int = Field(20000, validation_alias="BATCH_CHUNK_ROWS", ge=1)
-    output_format: Literal["csv", "parquet"] = Field("csv", validation_alias="BATCH_OUTPUT_FORMAT")
-    daily_days: int = Field(30, validation_alias="BATCH_DAILY_DAYS", ge=1)
-    safety_ms: int = Field(60000, validation_alias="BATCH_SAFETY_MS", ge=0)
+    chunk_rows: int = Field(20000, validation_alias=Env.BATCH_CHUNK_ROWS, ge=1)
+    output_format: Literal["csv", "parquet"] = Field(
+        "csv", validation_alias=Env.BATCH_OUTPUT_FORMAT
+    )
+    daily_days: int = Field(30, validation_alias=Env.BATCH_DAILY_DAYS, ge=1)
+    safety_ms: int = Field(60000, validation_alias=Env.BATCH_SAFETY_MS, ge=0)
     """Time left below which the part is saved and the rest continues in a new invocation."""
 
 

@@ -19,8 +19,8 @@ class Settings(EnvSettings):
     bucket: str = Field(validation_alias=Env.DATA_BUCKET)
     topic_arn: str | None = Field(None, validation_alias=Env.ALERTS_TOPIC_ARN)
     model_bundle_path: DirectoryPath = Field(validation_alias=Env.MODEL_BUNDLE_PATH)
-    days: int = Field(1, validation_alias="DRIFT_WINDOW_DAYS", ge=1)
-    share: float = Field(0.5, validation_alias="DATASET_DRIFT_SHARE", ge=0, le=1)
+    days: int = Field(1, validation_alias=Env.DRIFT_WINDOW_DAYS, ge=1)
+    share: float = Field(0.5, validation_alias=Env.DATASET_DRIFT_SHARE, ge=0, le=1)
     """The share of drifted features that makes the dataset drifted."""
     service: str = Field(SERVICE, validation_alias=Env.SERVICE_NAME)
 

@@ -13,7 +13,7 @@ import datetime as dt
 from typing import Any
 
 import boto3
-from avsev.constants import Env
+from avsev.constants import MAX_MODEL_AGE_DAYS, Env
 from avsev.environment import EnvSettings
 from avsev.rollout.lifecycle import Lifecycle, Policy, build_end, check, codebuild_starter
 from avsev.scheduled import EventRejected, rejected, scheduled_time
@@ -28,10 +28,10 @@ class Settings(EnvSettings):
     topic_arn: str | None = Field(None, validation_alias=Env.ALERTS_TOPIC_ARN)
     model_bundle_path: DirectoryPath = Field(validation_alias=Env.MODEL_BUNDLE_PATH)
     project: str = Field(validation_alias=Env.RETRAIN_PROJECT)
-    max_age_days: int = Field(365, validation_alias="MAX_MODEL_AGE_DAYS", ge=1)
-    estimate_drop: float = Field(0.05, validation_alias="ESTIMATE_DROP", gt=0, lt=1)
-    cooldown_hours: float = Field(72, validation_alias="RETRAIN_COOLDOWN_HOURS", ge=0)
-    every_days: int | None = Field(None, validation_alias="RETRAIN_EVERY_DAYS", ge=1)
+    max_age_days: int = Field(MAX_MODEL_AGE_DAYS, validation_alias=Env.MAX_MODEL_AGE_DAYS, ge=1)
+    estimate_drop: float = Field(0.05, validation_alias=Env.ESTIMATE_DROP, gt=0, lt=1)
+    cooldown_hours: float = Field(72, validation_alias=Env.RETRAIN_COOLDOWN_HOURS, ge=0)
+    every_days: int | None = Field(None, validation_alias=Env.RETRAIN_EVERY_DAYS, ge=1)
 
     def policy(self) -> Policy:
         return Policy(

@@ -22,7 +22,7 @@ class Settings(EnvSettings):
     workgroup: str = Field(validation_alias=Env.ATHENA_WORKGROUP)
     database: str = Field(validation_alias=Env.GLUE_DATABASE)
     model_bundle_path: DirectoryPath = Field(validation_alias=Env.MODEL_BUNDLE_PATH)
-    days: int = Field(7, validation_alias="ROLLUP_WINDOW_DAYS", ge=1)
+    days: int = Field(7, validation_alias=Env.ROLLUP_WINDOW_DAYS, ge=1)
 
 
 SETTINGS = Settings.from_env()

@@ -105,6 +105,15 @@ def test_each_trigger_fires_on_its_cause_only():
     assert kinds(triggers(report(estimated=0.54), fresh, T0, last, policy)) == {"estimate"}
     old = {**CARD, "created": (T0 - dt.timedelta(days=91)).isoformat()}
     assert kinds(triggers(None, old, T0, last, policy)) == {"age"}
+    # age counts from the newest report the model learned from, when the card says it
+    built_late = {
+        **old,
+        "created": T0.isoformat(),
+        "data": {"event_date_range": ["2001-01-01", "2025-11-01"]},
+    }
+    assert kinds(triggers(None, built_late, T0, last, policy)) == {"age"}
+    fresh_data = {**built_late, "data": {"event_date_range": ["2001-01-01", "2026-02-01"]}}
+    assert triggers(None, fresh_data, T0, last, policy) == []
     due = State(last_started_at=T0 - dt.timedelta(days=30))
     assert kinds(triggers(None, fresh, T0, due, policy)) == {"schedule"}
     assert kinds(triggers(None, fresh, T0, State(), Policy(max_age=dt.timedelta(days=90)))) == set()

@@ -69,6 +69,8 @@ class Env:
     METRICS_NAMESPACE = "POWERTOOLS_METRICS_NAMESPACE"
     MODEL_BUNDLE_PATH = "MODEL_BUNDLE_PATH"
     SHADOW_BUNDLE_PATH = "SHADOW_BUNDLE_PATH"
+    VERIFY_BUNDLE = "AVSEV_VERIFY_BUNDLE"
+    """false: skip the sha256 check of the bundle's files at start (tests)."""
     DATA_BUCKET = "DATA_BUCKET"
     BATCH_BUCKET = "BATCH_BUCKET"
     ALERTS_TOPIC_ARN = "ALERTS_TOPIC_ARN"
@@ -83,6 +85,21 @@ class Env:
     FOLLOWER_FUNCTIONS = "FOLLOWER_FUNCTIONS"
     RETRAIN_PROJECT = "RETRAIN_PROJECT"
     """The CodeBuild project that runs a retraining (`avsev lifecycle run`)."""
+    # Tuning, each with its default in the function's settings (the stack sets none of them):
+    AB_WINDOW_DAYS = "AB_WINDOW_DAYS"  # A/B report window
+    ROLLUP_WINDOW_DAYS = "ROLLUP_WINDOW_DAYS"  # days a rollup run may (re)compute
+    BATCH_CHUNK_ROWS = "BATCH_CHUNK_ROWS"  # rows scored per chunk
+    BATCH_OUTPUT_FORMAT = "BATCH_OUTPUT_FORMAT"  # csv or parquet
+    BATCH_DAILY_DAYS = "BATCH_DAILY_DAYS"  # days the daily batch run looks back
+    BATCH_SAFETY_MS = "BATCH_SAFETY_MS"  # time kept in hand before a batch run continues itself
+    DRIFT_WINDOW_DAYS = "DRIFT_WINDOW_DAYS"  # the drift check's window
+    DATASET_DRIFT_SHARE = (
+        "DATASET_DRIFT_SHARE"  # the share of drifted features that makes the dataset drifted
+    )
+    MAX_MODEL_AGE_DAYS = "MAX_MODEL_AGE_DAYS"  # the retraining loop's maximum model age
+    ESTIMATE_DROP = "ESTIMATE_DROP"  # the estimate's fall below the test accuracy that retrains
+    RETRAIN_COOLDOWN_HOURS = "RETRAIN_COOLDOWN_HOURS"  # hours between two retrainings' starts
+    RETRAIN_EVERY_DAYS = "RETRAIN_EVERY_DAYS"  # a retraining schedule (unset: none)
     """JSON: the functions whose alias follows predict's model (name → their alarm prefix)."""
 
 

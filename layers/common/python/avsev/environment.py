@@ -16,9 +16,11 @@ from typing import Self
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from avsev.serving.settings import SettingsError
-
 __all__ = ["EnvSettings", "SettingsError"]
+
+
+class SettingsError(Exception):
+    """A missing or bad environment variable, named."""
 
 
 class EnvSettings(BaseModel):

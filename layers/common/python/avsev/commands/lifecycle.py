@@ -82,7 +82,7 @@ def retrain_once(args: argparse.Namespace, *, aws: Callable[[str], Any]) -> dict
     from pathlib import Path
 
     from avsev.data import default_data_path
-    from avsev.pipeline.retrain import run_retraining
+    from avsev.pipeline.retrain import RetrainingFailed, run_retraining
     from avsev.rollout.registry import Location, Registry
 
     if not args.registry:
@@ -90,17 +90,20 @@ def retrain_once(args: argparse.Namespace, *, aws: Callable[[str], Any]) -> dict
     registry = Registry(aws("s3"), Location.parse(args.registry), events=aws("events"))
     work = Path(args.work or tempfile.mkdtemp(prefix="avsev-retrain-"))
     champion = registry.fetch(registry.resolve(args.champion), work / "champion")
-    return run_retraining(
-        s3=aws("s3"),
-        bucket=args.bucket,
-        registry=registry,
-        data_path=Path(args.data) if args.data else default_data_path(),
-        champion_bundle=champion,
-        work=work,
-        at=dt.datetime.now(dt.UTC),
-        approval=args.approval,
-        run_id=os.environ.get("AVSEV_RUN_ID"),
-    )
+    try:
+        return run_retraining(
+            s3=aws("s3"),
+            bucket=args.bucket,
+            registry=registry,
+            data_path=Path(args.data) if args.data else default_data_path(),
+            champion_bundle=champion,
+            work=work,
+            at=dt.datetime.now(dt.UTC),
+            approval=args.approval,
+            run_id=os.environ.get("AVSEV_RUN_ID"),
+        )
+    except RetrainingFailed as e:  # nothing to learn from yet: the build succeeds, no candidate
+        return {"version": None, "decision": {"status": "none"}, "reason": str(e)}
 
 
 def register(

@@ -5,8 +5,11 @@ starts the local stack (deploying the first, as `cdk deploy` would) and sends re
 traffic with the true outcomes. Each candidate is then deployed into the running stack: the
 stack hands its new version to the rollout autopilot, which takes a better candidate through
 10% → 50% → 100% on the A/B evidence, and rolls a worse one back at its first step; its clock
-is simulated (an hour passes per tick), the traffic and the evidence are real. Reports, the rollout audit and pictures are left in the
-output folder; everything started is stopped.
+is simulated (an hour passes per tick), the traffic and the evidence are real. Then newer
+reports arrive with fields left blank: the drift check sees it, the retraining loop retrains on
+the file and the outcomes collected so far, the gates judge the candidate against the model
+serving, and the autopilot canaries the approved one. Reports, the rollout and retraining
+audits and pictures are left in the output folder; everything started is stopped.
 """
 
 from __future__ import annotations
@@ -55,12 +58,16 @@ def run(out: Path, *, requests: int = 3000, seed: int = 0) -> dict[str, Any]:
     import boto3
 
     from avsev.data import default_data_path, load
+    from avsev.local.retraining import retrain_tick
     from avsev.local.stack import LocalStack
     from avsev.monitoring.jobs import Clients, rollup_with_duckdb, run_ab_analysis, run_drift_check
     from avsev.pipeline.build import build_bundle
     from avsev.pipeline.train import save, time_split, train
     from avsev.rollout.aliases import s3_audit_entries
     from avsev.rollout.autopilot import Autopilot, autopilot_for
+    from avsev.rollout.lifecycle import Lifecycle
+    from avsev.rollout.registry import Location, Registry
+    from avsev.serving.bundle import read_card
     from avsev.serving.runtime import host_arch
 
     started = time.perf_counter()
@@ -132,8 +139,13 @@ def run(out: Path, *, requests: int = 3000, seed: int = 0) -> dict[str, Any]:
         )
         api = Api(stack.base_url, stack.api_key)
         clients = Clients(boto3.client("s3"), boto3.client("cloudwatch"), boto3.client("sns"))
+        registry = Registry(clients.s3, Location.parse(f"s3://{bucket}/registry/"))
+        for bundle in bundles:  # every model the team built is in the registry, with lineage
+            registry.publish(bundle, training_data=default_data_path())
         sent = 0
         simulated = dt.datetime.now(dt.UTC)  # the autopilot's clock: hours pass in seconds
+        blank: tuple[str, ...] = ()  # fields the clients leave blank in half their reports
+        blanker = random.Random(seed + 1)
 
         def traffic(n: int) -> dict[str, int]:
             """n predictions of the next test rows, then their outcomes (the truth learned
@@ -143,7 +155,10 @@ def run(out: Path, *, requests: int = 3000, seed: int = 0) -> dict[str, Any]:
             picked = [test[(sent + k) % len(test)] for k in range(n)]
             sent += n
             for i in picked:
-                status, body, version = api.post("/predict", _jsonable(rows[i]))
+                report = _jsonable(rows[i])
+                if blank and blanker.random() < 0.5:
+                    report = {k: v for k, v in report.items() if k not in blank}
+                status, body, version = api.post("/predict", report)
                 if status != 200:
                     raise RuntimeError(f"request failed: {status} {body}")
                 served[version] = served.get(version, 0) + 1
@@ -197,10 +212,13 @@ def run(out: Path, *, requests: int = 3000, seed: int = 0) -> dict[str, Any]:
             """Deploy a bundle (the stack hands its new version to the autopilot, at 10%);
             traffic and an hourly tick until it has promoted, rolled back or stopped. The last
             tick and A/B job."""
-            nonlocal simulated
             deployed = stack.deploy(bundle)
             version = pilot().r.state().candidate_version
             note(f"deployed: version {version} (model {model}) at 10% ({deployed.status})")
+            return canary()
+
+        def canary() -> tuple[dict[str, Any], dict[str, Any]]:
+            nonlocal simulated
             tick: dict[str, Any] = {}
             ab: dict[str, Any] = {}
             for _ in range(max(12, 6000 // chunk)):  # up to ~600 candidate rows at 10%
@@ -258,12 +276,71 @@ def run(out: Path, *, requests: int = 3000, seed: int = 0) -> dict[str, Any]:
             f"{drift.dataset_drift}; drifted features {drift.drifted_features}",
         )
 
+        say(
+            "8. Retraining loop: drift → a model retrained on the outcomes → gates → canary",
+            "newer reports arrive with broad_phase_of_flight and purpose_of_flight blank in half",
+        )
+        blank = ("broad_phase_of_flight", "purpose_of_flight")
+        traffic(chunk)
+        serving = read_card(bundles[1])  # model 1.1.0 serves since its promotion
+        rollup_with_duckdb(clients.s3, bucket, serving, dt.datetime.now(dt.UTC))
+        newer = run_drift_check(
+            clients, bucket, serving, dt.datetime.now(dt.UTC), topic_arn=stack.topic_arn
+        )["report"]
+        note(
+            f"drift check of model 1.1.0: dataset drift {newer.dataset_drift}; drifted "
+            f"features {newer.drifted_features}"
+        )
+        loop = retrain_tick(
+            s3=clients.s3,
+            bucket=bucket,
+            registry=registry,
+            data_path=default_data_path(),
+            champion_bundle=bundles[1],
+            card=serving,
+            at=simulated,
+            alert=lambda subject, message: clients.sns.publish(
+                TopicArn=stack.topic_arn, Subject=subject[:100], Message=message
+            ),
+            work_root=work / "retraining",
+        )
+        retrained: dict[str, Any] = {
+            "decision": loop.decision.action,
+            "reason": loop.decision.reason,
+        }
+        note(f"the loop: {loop.decision.action}: {loop.decision.reason}")
+        for run_ in loop.runs:
+            if "failed" in run_:
+                note(f"run {run_['run']} attempt {run_['attempt']} failed: {run_['failed']}")
+                continue
+            lineage = run_["lineage"]
+            note(
+                f"model {run_['version']}: trained on {lineage['file_rows'] - lineage['file_rows_relabelled']:,} "
+                f"rows of the file + {lineage['traffic_rows_trained']:,} labelled rows of traffic; judged on "
+                f"the newest {lineage['holdout_rows']:,}"
+            )
+            for gate in run_["gates"]:
+                note(
+                    f"  gate {gate['name']}: {'pass' if gate['passed'] else 'FAIL'}: {gate['reason']}"
+                )
+            status = run_["decision"]["status"]
+            note(f"registry: {status} ({run_['decision'].get('reason', '')})")
+            retrained |= {"version": run_["version"], "status": status, "gates": run_["gates"]}
+            if status == "approved":
+                tick, _ = autopilot(Path(run_["bundle"]), run_["version"])
+                retrained["autopilot"] = tick
+                note(f"alias live now {pilot().r.state().weights}")
+        lifecycle_audit = Lifecycle(clients.s3, bucket).audit()
+        (out / "retraining_audit.jsonl").write_text(
+            "".join(json.dumps(e, default=str) + "\n" for e in lifecycle_audit)
+        )
+
         audit = s3_audit_entries(clients.s3, bucket, stack.functions["predict"])
         (out / "rollout_audit.jsonl").write_text(
             "".join(json.dumps(e, default=str) + "\n" for e in audit)
         )
         say(
-            "8. Audit",
+            "9. Audit",
             f"{len(audit)} entries in rollout_audit.jsonl: "
             + " → ".join(f"{e['action']}" for e in audit),
         )
@@ -281,13 +358,14 @@ def run(out: Path, *, requests: int = 3000, seed: int = 0) -> dict[str, Any]:
         pictures(out, stack.cards[1], report, drift)
         keep_records(clients.s3, bucket, out / "records")
     say(
-        "9. Done",
+        "10. Done",
         f"local stack stopped; reports and pictures in {out}/ ({time.perf_counter() - started:.0f} s)",
     )
     return {
         "ab": report,
         "ab_rollback": ab_rollback["report"],
         "autopilot": {"1.1.0": promoted, "1.2.0": rolled},
+        "retrained": retrained,
         "audit": audit,
         "drift": drift,
     }

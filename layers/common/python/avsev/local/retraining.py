@@ -50,7 +50,7 @@ def retrain_tick(
 ) -> TickResult:
     """One look of the decider at `at` (or a retraining asked by hand, with its reason), then
     every run it started, executed here. `execute` replaces the retraining itself (tests)."""
-    from avsev.pipeline.retrain import run_retraining
+    from avsev.pipeline.retrain import RetrainingFailed, run_retraining
 
     queued: list[Run] = []
 
@@ -90,6 +90,12 @@ def retrain_tick(
         )
         try:
             produced = (execute or retrain)(run, work)
+        except RetrainingFailed as e:  # nothing to learn from yet: the run ends, no candidate
+            result.runs.append({"run": run.run_id, "attempt": run.attempt, "no_candidate": str(e)})
+            result.decision = lifecycle.finish(
+                run.run_id, ok=True, detail={"no_candidate": str(e)}, by="local"
+            )
+            continue
         except Exception as e:  # what a failed build is: its end says FAILED
             result.runs.append({"run": run.run_id, "attempt": run.attempt, "failed": str(e)})
             result.decision = lifecycle.finish(

@@ -3,7 +3,7 @@
 A model ages: the world it scores moves away from the years it learned. Four things call for a
 retraining (`triggers`): the drift report's dataset drift (plain or importance-weighted), a
 fall of the label-free accuracy estimate below the model's test accuracy by more than a stated
-bound, the model's age past a maximum, and a schedule; a person may ask at any time
+bound, the model's age (since the newest report it learned from) past a maximum, and a schedule; a person may ask at any time
 (`avsev lifecycle retrain`). `Lifecycle.consider` then decides whether one starts: never while
 the loop is paused, never while one is in flight, never within the cool-down after the last.
 
@@ -31,7 +31,7 @@ from typing import Any, Literal
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict
 
-from avsev.constants import LIFECYCLE_PREFIX
+from avsev.constants import LIFECYCLE_PREFIX, MAX_MODEL_AGE_DAYS
 
 STATE_KEY = f"{LIFECYCLE_PREFIX}state.json"
 AUDIT_PREFIX = f"{LIFECYCLE_PREFIX}audit/"
@@ -43,8 +43,8 @@ TriggerKind = Literal["drift", "estimate", "age", "schedule", "manual"]
 class Policy:
     """When the loop retrains. The defaults are the shipped policy (see docs/model.md)."""
 
-    max_age: dt.timedelta = dt.timedelta(days=365)
-    """A model older than this (since it was trained) is retrained."""
+    max_age: dt.timedelta = dt.timedelta(days=MAX_MODEL_AGE_DAYS)
+    """A model whose newest training report is older than this is retrained."""
     estimate_drop: float = 0.05
     """Retrain when the label-free accuracy estimate is this far below the test accuracy."""
     cooldown: dt.timedelta = dt.timedelta(days=3)
@@ -122,14 +122,15 @@ def triggers(
                 f"accuracy {tested:.3f} (bound {policy.estimate_drop})",
             )
         )
-    created = card.get("created")
-    if created:
-        age = at - dt.datetime.fromisoformat(created)
+    newest = model_data_end(card)
+    if newest is not None:
+        age = at - newest
         if age > policy.max_age:
             found.append(
                 Trigger(
                     "age",
-                    f"model {card.get('version')} is {age.days} days old (max {policy.max_age.days})",
+                    f"model {card.get('version')} learned from reports up to {newest.date()}: "
+                    f"{age.days} days old (max {policy.max_age.days})",
                 )
             )
     if policy.every is not None and (
@@ -137,6 +138,16 @@ def triggers(
     ):
         found.append(Trigger("schedule", f"scheduled every {policy.every.days} days"))
     return found
+
+
+def model_data_end(card: Mapping[str, Any]) -> dt.datetime | None:
+    """When a model's knowledge ends: the newest report date it trained on (what the
+    staleness measurement counts age from), else when it was built."""
+    dates = (card.get("data") or {}).get("event_date_range")
+    if dates:
+        return dt.datetime.fromisoformat(str(dates[1])).replace(tzinfo=dt.UTC)
+    created = card.get("created")
+    return dt.datetime.fromisoformat(created) if created else None
 
 
 @dataclass(frozen=True)

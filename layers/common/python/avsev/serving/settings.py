@@ -1,26 +1,24 @@
-"""The environment of a serving function, parsed once at start into a model."""
+"""The environment of a serving function, parsed once at start into a model (the one settings
+mechanism of every function: `avsev.environment.EnvSettings`)."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import Field, field_validator
+
+from avsev.constants import Env
+from avsev.environment import EnvSettings, SettingsError
+
+__all__ = ["Settings", "SettingsError"]
 
 
-class SettingsError(Exception):
-    """A missing or bad environment variable, named."""
-
-
-class Settings(BaseModel):
+class Settings(EnvSettings):
     """MODEL_BUNDLE_PATH (required), SHADOW_BUNDLE_PATH, AVSEV_VERIFY_BUNDLE."""
 
-    model_config = ConfigDict(frozen=True, extra="ignore")
-
-    model_bundle_path: Path
-    shadow_bundle_path: Path | None = None
-    avsev_verify_bundle: bool = True
+    model_bundle_path: Path = Field(validation_alias=Env.MODEL_BUNDLE_PATH)
+    shadow_bundle_path: Path | None = Field(None, validation_alias=Env.SHADOW_BUNDLE_PATH)
+    avsev_verify_bundle: bool = Field(True, validation_alias=Env.VERIFY_BUNDLE)
 
     @field_validator("model_bundle_path", "shadow_bundle_path")
     @classmethod
@@ -28,21 +26,3 @@ class Settings(BaseModel):
         if value is not None and not value.is_dir():
             raise ValueError(f"{value} is not a directory")
         return value
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if environ is None else environ
-        values = {
-            k.lower(): v
-            for k, v in env.items()
-            if k.upper() in {"MODEL_BUNDLE_PATH", "SHADOW_BUNDLE_PATH", "AVSEV_VERIFY_BUNDLE"}
-            and v != ""
-        }
-        try:
-            return cls.model_validate(values)
-        except ValidationError as e:
-            problems = "; ".join(
-                f"{str(err['loc'][0]).upper()}: {err['msg'].removeprefix('Value error, ')}"
-                for err in e.errors()
-            )
-            raise SettingsError(f"bad environment: {problems}") from None
