@@ -38,6 +38,7 @@ from typing import Any
 from avsev.constants import PARITY_CHECK_REQUESTS, ROLLUPS_PREFIX
 from avsev.monitoring.query import Engine
 from avsev.monitoring.tables import SCHEMA_VERSION_SUPPORTED
+from avsev.serving.schema import SEVERITIES
 
 LABEL_HORIZON_DAYS = 30
 """Outcomes arriving up to this many days after their prediction still count."""
@@ -54,7 +55,8 @@ def _day(day: dt.date) -> str:
     return day.isoformat()
 
 
-_CLASS_COLUMNS = {"Fatal": "fatal", "Serious": "serious", "Minor": "minor", "None": '"none"'}
+_CLASS_COLUMNS = {s: f'"{s.lower()}"' if s == "None" else s.lower() for s in SEVERITIES}
+"""Each class's field in the records' `probabilities` struct (`none` is a keyword: quoted)."""
 CONFIDENCE_BINS = 15
 """Top-label confidence bins for the calibration check (ECE) on labelled rows."""
 

@@ -22,6 +22,7 @@ from avsev.serving.schema import (
     FIELD_ALLOWED,
     MAX_BATCH,
     OBSERVED_AT_ALLOWED,
+    SEVERITIES,
     AccidentReport,
     allowed_text,
 )
@@ -68,7 +69,7 @@ CONTAINER_ALLOWED = {
     "reports": f"a list of 1 to {MAX_BATCH} accident reports",
     "outcomes": f"1 to {MAX_BATCH} outcomes",
     "top_k": "an integer from 1 to 30",
-    "actual_severity": "one of Fatal, Serious, Minor, None",
+    "actual_severity": f"one of {', '.join(SEVERITIES)}",
     "observed_at": OBSERVED_AT_ALLOWED,
 }
 
