@@ -216,6 +216,24 @@ def test_chromium_draws_the_live_numbers(stack, live, tmp_path):
     assert out.returncode == 0 and shot.stat().st_size > 30_000, out.stderr[-2000:]
 
 
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (make sysdeps)")
+def test_the_page_shows_the_retraining_loop_paused_and_by_whom(stack, live, tmp_path):
+    import boto3
+    from avsev.rollout.lifecycle import Lifecycle
+
+    loop = Lifecycle(boto3.client("s3"), stack.bucket)
+    page = chromium(f"{stack.base_url}/dashboard", tmp_path / "p0", "--dump-dom").stdout
+    assert "Retraining loop: watching" in page and "(no run yet)" in page
+    loop.pause("label feed broken", by="alice")
+    try:
+        page = chromium(f"{stack.base_url}/dashboard", tmp_path / "p2", "--dump-dom").stdout
+        line = re.search(r'<p id="retraining">(.*?)</p>', page).group(1)
+        text = html.unescape(re.sub(r"<[^>]+>", "", line))
+        assert text == "Retraining loop: paused by alice: label feed broken"
+    finally:
+        loop.resume(by="alice")
+
+
 def test_the_page_loads_nothing_from_elsewhere(stack):
     with urllib.request.urlopen(f"{stack.base_url}/dashboard", timeout=30) as r:
         page = r.read().decode()

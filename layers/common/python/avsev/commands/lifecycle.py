@@ -30,16 +30,7 @@ def who() -> str:
 
 def summary(lifecycle: Any, recent: int = 5) -> dict[str, Any]:
     """What `status` prints and `avsev rollout status` shows of the loop."""
-    state = lifecycle.state()
-    return {
-        "paused": state.paused,
-        "pause_reason": state.pause_reason,
-        "changed_by": state.changed_by,
-        "run_in_flight": state.run.model_dump(mode="json") if state.run else None,
-        "last_started_at": state.last_started_at.isoformat() if state.last_started_at else None,
-        "last_result": state.last_result,
-        "recent": lifecycle.audit()[-recent:],
-    }
+    return dict(lifecycle.summary(recent))
 
 
 def run(

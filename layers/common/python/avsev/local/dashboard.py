@@ -267,6 +267,12 @@ def _drift(stack: Source) -> dict[str, Any] | None:
     }
 
 
+def _retraining(stack: Source) -> dict[str, Any]:
+    from avsev.rollout.lifecycle import Lifecycle
+
+    return Lifecycle(client("s3"), stack.bucket).summary(recent=3)
+
+
 def snapshot(stack: Source) -> dict[str, Any]:
     """Everything the page draws, read now."""
     traffic = stack.traffic.series("predict")
@@ -278,6 +284,7 @@ def snapshot(stack: Source) -> dict[str, Any]:
         "base_url": stack.base_url,
         "alias": _section(lambda: _alias(stack)),
         "autopilot": _section(lambda: _autopilot(stack)),
+        "retraining": _section(lambda: _retraining(stack)),
         "traffic": traffic,
         "ab": _section(lambda: _ab(stack)),
         "drift": _section(lambda: _drift(stack)),

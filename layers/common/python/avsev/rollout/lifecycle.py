@@ -233,6 +233,19 @@ class Lifecycle:
             for k in sorted(keys)
         ]
 
+    def summary(self, recent: int = 5) -> dict[str, Any]:
+        """What `avsev lifecycle status`, `avsev rollout status` and the dashboard show."""
+        state = self.state()
+        return {
+            "paused": state.paused,
+            "pause_reason": state.pause_reason,
+            "changed_by": state.changed_by,
+            "run_in_flight": state.run.model_dump(mode="json") if state.run else None,
+            "last_started_at": state.last_started_at.isoformat() if state.last_started_at else None,
+            "last_result": state.last_result,
+            "recent": self.audit()[-recent:],
+        }
+
     # ---- the switch ---------------------------------------------------------------------
     def pause(self, reason: str, by: str) -> Decision:
         state, etag = self.read()
