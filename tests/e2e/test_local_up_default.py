@@ -13,7 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from avsev.cli import _local_bundle
+from avsev.commands.local import _local_bundle
 from avsev.serving.runtime import host_arch
 
 AVSEV = Path(sys.executable).parent / "avsev"

@@ -35,7 +35,7 @@ def test_verify_fails_the_checks_a_broken_deployment_breaks(local_up, monkeypatc
     import json
 
     from avsev import verify
-    from avsev.cli import _aws
+    from avsev.commands._shared import aws as _aws
     from avsev.local.stack import use_endpoint
 
     _, state_file = local_up
@@ -197,6 +197,7 @@ def _preflight(monkeypatch, tmp_path, template: dict, limit: int, unreserved: in
 
     import boto3
     from avsev import cli
+    from avsev.commands import serve
     from botocore.stub import Stubber
 
     (tmp_path / "cdk.out").mkdir()
@@ -215,7 +216,7 @@ def _preflight(monkeypatch, tmp_path, template: dict, limit: int, unreserved: in
             }
         },
     )
-    monkeypatch.setattr(cli, "_aws", lambda service: client)
+    monkeypatch.setattr(serve, "aws", lambda service: client)
     with stub:
         code = cli.main(["verify", "--preflight", "--stage", "staging"])
         stub.assert_no_pending_responses()

@@ -18,8 +18,10 @@ from __future__ import annotations
 import argparse
 import getpass
 import os
-from collections.abc import Callable
+import sys
 from typing import Any
+
+from avsev.commands._shared import Subcommands, add, aws, print_json, use_local
 
 ACTIONS = ("status", "pause", "resume", "retrain", "audit", "run")
 
@@ -33,12 +35,22 @@ def summary(lifecycle: Any, recent: int = 5) -> dict[str, Any]:
     return dict(lifecycle.summary(recent))
 
 
-def run(
-    args: argparse.Namespace,
-    *,
-    aws: Callable[[str], Any],
-    use_local: Callable[[argparse.Namespace], None],
-) -> Any:
+def cmd_lifecycle(args: argparse.Namespace) -> int:
+    from avsev.pipeline.retrain import RetrainingFailed
+
+    try:
+        out = run(args)
+    except RetrainingFailed as e:
+        print(f"avsev lifecycle {args.action}: failed: {e}", file=sys.stderr)
+        return 1
+    except ValueError as e:
+        print(f"avsev lifecycle {args.action}: error: {e}", file=sys.stderr)
+        return 2
+    print_json(out)
+    return 0
+
+
+def run(args: argparse.Namespace) -> Any:
     from avsev.rollout.lifecycle import Lifecycle, Trigger, codebuild_starter
 
     use_local(args)
@@ -53,7 +65,7 @@ def run(
     if args.action == "audit":
         return lifecycle.audit()
     if args.action == "run":
-        return retrain_once(args, aws=aws)
+        return retrain_once(args)
     if args.action == "pause":
         if not args.reason:
             raise ValueError("pause needs --reason (it is shown to whoever finds the loop paused)")
@@ -66,7 +78,7 @@ def run(
     return {"action": decision.action, "reason": decision.reason}
 
 
-def retrain_once(args: argparse.Namespace, *, aws: Callable[[str], Any]) -> dict[str, Any]:
+def retrain_once(args: argparse.Namespace) -> dict[str, Any]:
     """`avsev lifecycle run`: one retraining against the registry's champion."""
     import datetime as dt
     import tempfile
@@ -97,10 +109,13 @@ def retrain_once(args: argparse.Namespace, *, aws: Callable[[str], Any]) -> dict
         return {"version": None, "decision": {"status": "none"}, "reason": str(e)}
 
 
-def register(
-    add: Callable[..., argparse.ArgumentParser], fn: Callable[[argparse.Namespace], int]
-) -> None:
-    p = add("lifecycle", fn, "the retraining loop: status, pause, resume, retrain by hand, audit")
+def register(sub: Subcommands) -> None:
+    p = add(
+        sub,
+        "lifecycle",
+        cmd_lifecycle,
+        "the retraining loop: status, pause, resume, retrain by hand, audit",
+    )
     p.add_argument("action", choices=ACTIONS)
     p.add_argument("--bucket", help="the data bucket (stack output DataBucket)")
     p.add_argument("--local", action="store_true", help="the running local stack")
