@@ -36,13 +36,8 @@ def summary(lifecycle: Any, recent: int = 5) -> dict[str, Any]:
 
 
 def cmd_lifecycle(args: argparse.Namespace) -> int:
-    from avsev.pipeline.retrain import RetrainingFailed
-
     try:
         out = run(args)
-    except RetrainingFailed as e:
-        print(f"avsev lifecycle {args.action}: failed: {e}", file=sys.stderr)
-        return 1
     except ValueError as e:
         print(f"avsev lifecycle {args.action}: error: {e}", file=sys.stderr)
         return 2
