@@ -45,9 +45,20 @@ class Api:
         self.headers = {"Content-Type": "application/json", "X-Api-Key": key}
 
     def post(self, path: str, body: Any) -> tuple[int, dict[str, Any], str]:
-        self.conn.request("POST", path, json.dumps(body), self.headers)
-        r = self.conn.getresponse()
-        return r.status, json.loads(r.read()), r.getheader("X-Model-Version") or ""
+        """One request on the kept-alive connection; opened again once if the server closed
+        it while idle (the gateway, like API Gateway, closes idle connections): the request
+        never reached it, so sending it again cannot count it twice."""
+        for attempt in (1, 2):
+            try:
+                self.conn.request("POST", path, json.dumps(body), self.headers)
+                r = self.conn.getresponse()
+            except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+                self.conn.close()
+                if attempt == 2:
+                    raise
+                continue
+            return r.status, json.loads(r.read()), r.getheader("X-Model-Version") or ""
+        raise AssertionError("unreachable")
 
 
 def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
