@@ -433,6 +433,7 @@ class AvsevStack(Stack):
             registry=config.registry or f"s3://{bucket.bucket_name}/{REGISTRY_PREFIX}",
             stage=config.stage,
             approval=config.retrain_approval,
+            alerts=alerts.topic,
             dlq=failures,
         )
         alerts.topic.grant_publish(decider.role)

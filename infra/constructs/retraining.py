@@ -26,6 +26,7 @@ from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_assets as assets
+from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
@@ -68,6 +69,7 @@ class Retraining(Construct):
         registry: str,
         stage: str,
         approval: str,
+        alerts: sns.ITopic,
         dlq: sqs.IQueue,
     ) -> None:
         super().__init__(scope, id)
@@ -87,6 +89,7 @@ class Retraining(Construct):
                 "REGISTRY": codebuild.BuildEnvironmentVariable(value=registry),
                 "STAGE": codebuild.BuildEnvironmentVariable(value=stage),
                 "APPROVAL": codebuild.BuildEnvironmentVariable(value=approval),
+                Env.ALERTS_TOPIC_ARN: codebuild.BuildEnvironmentVariable(value=alerts.topic_arn),
             },
             timeout=BUILD_TIMEOUT,
         )
@@ -117,6 +120,7 @@ class Retraining(Construct):
         )
         role = self.project.role
         assert role is not None
+        alerts.grant_publish(role)  # a candidate its gates hold is announced
         findings = s3_access(
             role,
             bucket,
@@ -146,6 +150,7 @@ class Retraining(Construct):
             "to run `cdk deploy` of an approved candidate, the same deploy a person runs.",
             *findings,
             "Resource::arn:<AWS::Partition>:iam::<AWS::AccountId>:role/cdk-*",
+            "Action::kms:GenerateDataKey*",
             # CodeBuild's own grants: its log streams and its test-report groups
             "Resource::arn:<AWS::Partition>:logs:<AWS::Region>:<AWS::AccountId>:log-group:/aws/codebuild/<RetrainingProject64912198>:*",
             "Resource::arn:<AWS::Partition>:codebuild:<AWS::Region>:<AWS::AccountId>:report-group/<RetrainingProject64912198>-*",

@@ -80,6 +80,13 @@ def test_local_up_deploy_tick_and_rollout_from_the_command_line(
             )
             return json.loads(out.stdout)
 
+        # the retraining loop, asked by hand: no outcome was posted, so nothing to learn from
+        # yet; the run ends without a candidate (no retry, no alert), as its status says
+        loop = avsev("local", "tick", "retrain", "--reason", "asked from the command line")
+        assert loop["action"] == "ended", loop
+        assert "labelled rows of traffic" in loop["runs"][0]["no_candidate"]
+        assert avsev("lifecycle", "status", "--local")["last_result"]["ok"] is True
+
         subprocess.run(
             [str(AVSEV), "local", "deploy", "--model", str(candidate_bundle)],
             capture_output=True,

@@ -1367,7 +1367,7 @@ def test_the_retraining_loop_decides_daily_and_retrains_on_codebuild(template):
     assert BUILDSPEC.is_file() and "avsev lifecycle run" in BUILDSPEC.read_text()
     assert props["TimeoutInMinutes"] == 120
     names = {v["Name"] for v in props["Environment"]["EnvironmentVariables"]}
-    assert {"DATA_BUCKET", "REGISTRY", "STAGE", "APPROVAL"} <= names
+    assert {"DATA_BUCKET", "REGISTRY", "STAGE", "APPROVAL", "ALERTS_TOPIC_ARN"} <= names
 
     decider = function_role(template, "LifecycleFunction")
     starts = [

@@ -79,8 +79,9 @@ def retrain_once(args: argparse.Namespace) -> dict[str, Any]:
     import tempfile
     from pathlib import Path
 
+    from avsev.constants import Env
     from avsev.data import default_data_path
-    from avsev.pipeline.retrain import RetrainingFailed, run_retraining
+    from avsev.pipeline.retrain import RetrainingFailed, held_message, run_retraining
     from avsev.rollout.registry import Location, Registry
 
     if not args.registry:
@@ -89,7 +90,7 @@ def retrain_once(args: argparse.Namespace) -> dict[str, Any]:
     work = Path(args.work or tempfile.mkdtemp(prefix="avsev-retrain-"))
     champion = registry.fetch(registry.resolve(args.champion), work / "champion")
     try:
-        return run_retraining(
+        produced = run_retraining(
             s3=aws("s3"),
             bucket=args.bucket,
             registry=registry,
@@ -102,6 +103,11 @@ def retrain_once(args: argparse.Namespace) -> dict[str, Any]:
         )
     except RetrainingFailed as e:  # nothing to learn from yet: the build succeeds, no candidate
         return {"version": None, "decision": {"status": "none"}, "reason": str(e)}
+    topic = os.environ.get(Env.ALERTS_TOPIC_ARN)
+    if produced["decision"].get("status") != "approved" and topic:
+        subject, message = held_message(produced)
+        aws("sns").publish(TopicArn=topic, Subject=subject[:100], Message=message)
+    return produced
 
 
 def register(sub: Subcommands) -> None:

@@ -50,7 +50,7 @@ def retrain_tick(
 ) -> TickResult:
     """One look of the decider at `at` (or a retraining asked by hand, with its reason), then
     every run it started, executed here. `execute` replaces the retraining itself (tests)."""
-    from avsev.pipeline.retrain import RetrainingFailed, run_retraining
+    from avsev.pipeline.retrain import RetrainingFailed, held_message, run_retraining
 
     queued: list[Run] = []
 
@@ -116,15 +116,3 @@ def retrain_tick(
         elif status != "approved" and alert is not None:
             alert(*held_message(produced))
     return result
-
-
-def held_message(produced: Mapping[str, Any]) -> tuple[str, str]:
-    """The alert for a candidate its gates hold: which failed, and why."""
-    failed = [g for g in produced.get("gates", []) if not g.get("passed")]
-    lines = [f"- {g['name']}: {g.get('reason')}" for g in failed] or [
-        "- all gates passed; the policy waits for a person to approve"
-    ]
-    return (
-        f"avsev retrained model {produced.get('version')} held",
-        f"Model {produced.get('version')} is published but not approved:\n" + "\n".join(lines),
-    )

@@ -234,3 +234,15 @@ def run_retraining(
         "gates": [r.to_dict() for r in results],
         "lineage": lineage,
     }
+
+
+def held_message(produced: Mapping[str, Any]) -> tuple[str, str]:
+    """The alert for a candidate its gates hold: which failed, and why."""
+    failed = [g for g in produced.get("gates", []) if not g.get("passed")]
+    lines = [f"- {g['name']}: {g.get('reason')}" for g in failed] or [
+        "- all gates passed; the policy waits for a person to approve"
+    ]
+    return (
+        f"avsev retrained model {produced.get('version')} held",
+        f"Model {produced.get('version')} is published but not approved:\n" + "\n".join(lines),
+    )
