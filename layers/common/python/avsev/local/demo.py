@@ -155,7 +155,7 @@ def run(out: Path, *, requests: int = 3000, seed: int = 0) -> dict[str, Any]:
             registry.publish(bundle, training_data=default_data_path())
         sent = 0
         simulated = dt.datetime.now(dt.UTC)  # the autopilot's clock: hours pass in seconds
-        blank: tuple[str, ...] = ()  # fields the clients leave blank in half their reports
+        blank: tuple[str, ...] = ()  # fields the clients leave blank in most of their reports
         blanker = random.Random(seed + 1)
 
         def traffic(n: int) -> dict[str, int]:
@@ -167,7 +167,7 @@ def run(out: Path, *, requests: int = 3000, seed: int = 0) -> dict[str, Any]:
             sent += n
             for i in picked:
                 report = _jsonable(rows[i])
-                if blank and blanker.random() < 0.5:
+                if blank and blanker.random() < 0.8:
                     report = {k: v for k, v in report.items() if k not in blank}
                 status, body, version = api.post("/predict", report)
                 if status != 200:
@@ -289,10 +289,11 @@ def run(out: Path, *, requests: int = 3000, seed: int = 0) -> dict[str, Any]:
 
         say(
             "8. Retraining loop: drift → a model retrained on the outcomes → gates → canary",
-            "newer reports arrive with broad_phase_of_flight and purpose_of_flight blank in half",
+            "newer reports arrive with the phase of flight, its purpose and the weather left blank "
+            "in 80% of them",
         )
-        blank = ("broad_phase_of_flight", "purpose_of_flight")
-        traffic(chunk)
+        blank = ("broad_phase_of_flight", "purpose_of_flight", "weather_condition")
+        traffic(2 * chunk)
         serving = read_card(bundles[1])  # model 1.1.0 serves since its promotion
         rollup_with_duckdb(clients.s3, bucket, serving, dt.datetime.now(dt.UTC))
         newer = run_drift_check(

@@ -133,23 +133,41 @@ def _fmt(p: Paired) -> str:
 # ---- the gates -------------------------------------------------------------------------------
 
 
-def reproducible(retrain: Callable[[Path], Path], *, compile_arch: str | None = None) -> GateResult:
+def reproducible(
+    retrain: Callable[[Path], Path],
+    *,
+    compile_arch: str | None = None,
+    reference_model: Path | None = None,
+    reference_library: Path | None = None,
+    parallel_comp: int = 0,
+) -> GateResult:
     """Train twice with `retrain` (writes a model directory under the path it is given and
     returns it); the two `model.json` must be byte for byte the same, and with `compile_arch`
-    the two compiled libraries too."""
+    the two compiled libraries too (compiled with `parallel_comp`). `reference_model`: a model
+    directory `retrain` already made (the candidate), so one more training is enough;
+    `reference_library`: its library, compiled with the same `parallel_comp`."""
     from avsev.pipeline.compile import compile_model
     from avsev.pipeline.train import MODEL_FILE
 
     digests: list[dict[str, str]] = []
     with tempfile.TemporaryDirectory(prefix="avsev-repro-") as tmp:
         for k in range(2):
-            model_dir = retrain(Path(tmp) / f"run{k}")
+            model_dir = (
+                reference_model
+                if k == 0 and reference_model is not None
+                else retrain(Path(tmp) / f"run{k}")
+            )
             d = {"model": _sha256(model_dir / MODEL_FILE)}
             if compile_arch is not None:
-                out = Path(tmp) / f"lib{k}"
-                out.mkdir()
-                compile_model(model_dir / MODEL_FILE, out, compile_arch)
-                d["library"] = _sha256(out / "model.so")
+                if k == 0 and reference_model is not None and reference_library is not None:
+                    d["library"] = _sha256(reference_library)
+                else:
+                    out = Path(tmp) / f"lib{k}"
+                    out.mkdir()
+                    compile_model(
+                        model_dir / MODEL_FILE, out, compile_arch, parallel_comp=parallel_comp
+                    )
+                    d["library"] = _sha256(out / "model.so")
             digests.append(d)
     differ = [k for k in digests[0] if digests[0][k] != digests[1][k]]
     what = " and ".join(digests[0])
@@ -527,12 +545,14 @@ def run_gates(
     model_dir: str | Path | None = None,
     compile_arch: str | None = None,
     timing_rows: int = 50,
+    parallel_comp: int = 0,
 ) -> list[GateResult]:
     """Every gate, in order. `holdout`: the newest labelled rows, none of them seen by the
     candidate's held-out fit; `training`: the rows the simpler models are fitted on (the
     candidate's training rows); `retrain`: the candidate's training, run twice (without it
     `reproducible` fails: unchecked); `model_dir`: the candidate's XGBoost model, for parity
-    on every held-out row."""
+    on every held-out row and as the first of the two trainings `reproducible` compares (its
+    library compiled with `parallel_comp`, as the candidate's bundle was)."""
     from avsev.pipeline.train import matrix
 
     results: list[GateResult] = []
@@ -543,7 +563,15 @@ def run_gates(
             )
         )
     else:
-        results.append(reproducible(retrain, compile_arch=compile_arch))
+        results.append(
+            reproducible(
+                retrain,
+                compile_arch=compile_arch,
+                reference_model=Path(model_dir) if model_dir else None,
+                reference_library=Path(candidate_bundle) / "model.so" if model_dir else None,
+                parallel_comp=parallel_comp,
+            )
+        )
     try:
         cand = load_bundle(candidate_bundle, explain=False)
         champ = load_bundle(champion_bundle, explain=False)

@@ -207,7 +207,9 @@ def run_retraining(
 
     version = next_version(registry.versions(), str(champion["version"]))
     model_dir = retrain(work / "model")
-    bundle = build_bundle(model_dir, version, out_root=work / "bundles", arch=champion["arch"])
+    bundle = build_bundle(
+        model_dir, version, out_root=work / "bundles", arch=champion["arch"], parallel_comp=2
+    )
     results = run_gates(
         bundle,
         champion_bundle,
@@ -216,6 +218,7 @@ def run_retraining(
         retrain=retrain,
         model_dir=model_dir,
         compile_arch=champion["arch"],
+        parallel_comp=2,
     )
     lineage = {
         **data.lineage,
