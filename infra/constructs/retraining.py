@@ -196,6 +196,6 @@ class Retraining(Construct):
                 },
             ),
             targets=[
-                targets.LambdaFunction(decider.function, dead_letter_queue=dlq, retry_attempts=4)
+                targets.LambdaFunction(decider.function, dead_letter_queue=dlq, retry_attempts=2)
             ],
         )

@@ -49,8 +49,9 @@ def test_demo_runs_the_whole_story(tmp_path, capsys):
         "5. Autopilot: a better candidate",
         "6. Autopilot: a worse candidate",
         "7. Drift check",
-        "8. Audit",
-        "9. Done",
+        "8. Retraining loop",
+        "9. Audit",
+        "10. Done",
     ):
         assert step in told
     for name in (
@@ -60,6 +61,7 @@ def test_demo_runs_the_whole_story(tmp_path, capsys):
         "drift_report.json",
         "drift_report.md",
         "rollout_audit.jsonl",
+        "retraining_audit.jsonl",
         "confusion_matrix.png",
         "ab_confidence_intervals.png",
         "drift_per_feature.png",
@@ -75,7 +77,23 @@ def test_demo_runs_the_whole_story(tmp_path, capsys):
     assert result["autopilot"]["1.2.0"]["state"] == "rolled_back"
     assert result["ab_rollback"].decision == "rollback"
     assert "worse on log loss" in result["ab_rollback"].reason
+    # Newer reports with fields left blank: the retraining loop retrains on the file and the
+    # outcomes, every gate passes against the serving model 1.1.0, the registry approves it
+    # (policy auto) and its deploy hands it to the autopilot at 10%.
+    retrained = result["retrained"]
+    assert retrained["version"] == "1.3.0" and retrained["decision"] == "ended"
+    failed = [f"{g['name']}: {g['reason']}" for g in retrained["gates"] if not g["passed"]]
+    assert not failed and retrained["status"] == "approved"
+    assert retrained["autopilot"]["state"] in ("promoted", "stopped", "holding")
+    loop = [json.loads(line) for line in (out / "retraining_audit.jsonl").read_text().splitlines()]
+    assert [e["action"] for e in loop] == ["retrain-start", "retrain-end"]
+    assert {t["kind"] for t in loop[0]["triggers"]} >= {"age"}
+    assert loop[1]["detail"]["version"] == "1.3.0"
+
     actions = [e["action"] for e in result["audit"]]
+    assert actions[11:14] == ["handover", "start", "autopilot-start"]
+    assert [e["model_version"] for e in result["audit"] if e["action"] == "handover"][-1] == "1.3.0"
+    actions = actions[:11]
     # each candidate arrived by a deploy: the stack handed it to the controller (parity
     # check passed), which started it at 10%
     assert actions == [
@@ -92,9 +110,10 @@ def test_demo_runs_the_whole_story(tmp_path, capsys):
         "autopilot-end",
     ]
     audit = [json.loads(line) for line in (out / "rollout_audit.jsonl").read_text().splitlines()]
-    assert [e["action"] for e in audit] == actions
+    assert [e["action"] for e in audit][:11] == actions
     assert audit[3]["after"] == {"2": 0.5, "1": 0.5} or audit[3]["after"] == {"1": 0.5, "2": 0.5}
-    assert [e["model_version"] for e in audit if e["action"] == "handover"] == ["1.1.0", "1.2.0"]
+    handed = [e["model_version"] for e in audit if e["action"] == "handover"]
+    assert handed == ["1.1.0", "1.2.0", "1.3.0"]
 
     # The same records, read back from the Parquet objects, through the old in-memory code:
     # the last A/B report (1.1.0 against 1.2.0) was made after the last request

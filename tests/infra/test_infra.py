@@ -668,6 +668,7 @@ def test_schedules_retry_and_keep_failures(template):
     assert sorted(r["Properties"]["ScheduleExpression"] for r in scheduled) == [
         "rate(1 day)",
         "rate(1 day)",
+        "rate(1 day)",
         "rate(1 hour)",
         "rate(1 hour)",
         "rate(5 minutes)",
@@ -677,7 +678,7 @@ def test_schedules_retry_and_keep_failures(template):
         assert target["RetryPolicy"]["MaximumRetryAttempts"] == 2
         assert "DeadLetterConfig" in target
     invoke_configs = resources(template, "AWS::Lambda::EventInvokeConfig")
-    assert len(invoke_configs) == 5
+    assert len(invoke_configs) == 6
     for c in invoke_configs.values():
         assert "OnFailure" in c["Properties"]["DestinationConfig"]
 

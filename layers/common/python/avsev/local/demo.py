@@ -287,6 +287,9 @@ def run(out: Path, *, requests: int = 3000, seed: int = 0) -> dict[str, Any]:
             f"{drift.dataset_drift}; drifted features {drift.drifted_features}",
         )
 
+        # the records behind the A/B and drift reports above, as they lie in the bucket
+        keep_records(clients.s3, bucket, out / "records")
+
         say(
             "8. Retraining loop: drift → a model retrained on the outcomes → gates → canary",
             "newer reports arrive with the phase of flight, its purpose and the weather left blank "
@@ -368,7 +371,6 @@ def run(out: Path, *, requests: int = 3000, seed: int = 0) -> dict[str, Any]:
         ):
             (out / name).write_bytes(clients.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
         pictures(out, stack.cards[1], report, drift)
-        keep_records(clients.s3, bucket, out / "records")
     say(
         "10. Done",
         f"local stack stopped; reports and pictures in {out}/ ({time.perf_counter() - started:.0f} s)",
