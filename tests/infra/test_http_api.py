@@ -221,3 +221,21 @@ def test_cfn_lint_finds_no_errors_in_the_http_template(http_synth):
     found = test_infra.lint(path)
     assert [f"{m.rule.id} {m.message}" for m in found if m.rule.id.startswith("E")] == []
     assert not {m.rule.id for m in found} - set(CFN_LINT_ACCEPTED)
+
+
+def test_the_authorizer_ships_the_pinned_sdk_and_is_small(http):
+    """It calls Secrets Manager with boto3, so it carries the layer with the SDK the tests ran
+    (as every function that calls AWS: test_infra's pinned-SDK test); no model, no powertools."""
+    from infra.catalog import function_specs
+    from infra.config import AppConfig
+
+    spec = function_specs(AppConfig(api="http"))["authorizer"]
+    assert "boto3" in (ROOT / "functions/authorizer/app.py").read_text()
+    assert spec.layers == ("common", "analysis") and not spec.model
+    assert spec.invocation == "authorizer" and "authorizer" not in function_specs(AppConfig())
+    fn = next(
+        p
+        for k, p in by_ref(http, "AWS::Lambda::Function").items()
+        if k.startswith("AuthorizerFunction")
+    )
+    assert fn["MemorySize"] == 256 and fn["Timeout"] == 10 and len(fn["Layers"]) == 2
