@@ -143,6 +143,17 @@ def function_specs(config: AppConfig) -> dict[str, FunctionSpec]:
             physical_name="batch-score",
         ),
     }
+    if config.api == "http":
+        # The HTTP API's Lambda authorizer: compares X-Api-Key with the stack's secret (boto3:
+        # the pinned SDK). Small and quick; its answers are cached by the API per key.
+        specs["authorizer"] = FunctionSpec(
+            name="authorizer",
+            memory_mb=256,
+            timeout_s=10,
+            description="HTTP API authorizer: X-Api-Key against the stack's key (Secrets Manager)",
+            layers=("common", "analysis"),
+            invocation="authorizer",
+        )
     rolled_out = tuple(key for key, spec in specs.items() if spec.rollout)
     if rolled_out != tuple(CANARY_FUNCTIONS):
         raise ValueError(

@@ -19,6 +19,9 @@ class AppConfig:
     arch: str = "arm64"
     bundle: Path = ROOT / "layers/model/build/arm64/avsev-severity-1.0.0"
     auth: str = "iam"  # or "cognito"
+    # rest: a REST API (IAM or Cognito, API keys and usage plans); http: an HTTP API with a
+    # Lambda authorizer on the X-Api-Key header (cheaper; see docs/api.md "HTTP API option")
+    api: str = "rest"
     alarm_email: str | None = None
     drift_schedule: str = "rate(1 day)"
     ab_schedule: str = "rate(1 hour)"
@@ -108,6 +111,16 @@ class AppConfig:
             raise ValueError(f"context arch={self.arch!r}: choose arm64 or x86_64")
         if self.auth not in ("iam", "cognito"):
             raise ValueError(f"context auth={self.auth!r}: choose iam or cognito")
+        if self.api not in ("rest", "http"):
+            raise ValueError(f"context api={self.api!r}: choose rest or http")
+        if self.api == "http" and self.waf:
+            raise ValueError(
+                "context waf=true needs api=rest: AWS WAF protects REST APIs, not HTTP APIs"
+            )
+        if self.api == "http" and self.auth != "iam":
+            raise ValueError(
+                f"context auth={self.auth!r} needs api=rest: the HTTP API authorizes by its key"
+            )
         if not (self.bundle / "card.json").is_file():
             raise ValueError(
                 f"context bundle={self.bundle}: no model bundle there; build one with "

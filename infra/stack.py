@@ -40,6 +40,7 @@ from infra.constructs.access import s3_access
 from infra.constructs.api import Api
 from infra.constructs.batch import Batch
 from infra.constructs.functions import FunctionSpec, Layers, ServingFunction
+from infra.constructs.http_api import HttpApiGateway
 from infra.constructs.operations import (
     Alerts,
     Dashboard,
@@ -62,6 +63,8 @@ ASYNC_FAILURES = (
 )
 NO_DLQ = {
     "api": "Invoked synchronously by API Gateway: the caller gets the error; there is no event to keep.",
+    "authorizer": "Invoked synchronously by API Gateway as the HTTP API's authorizer: a failure is the "
+    "caller's 500; there is no event to keep.",
 }
 
 
@@ -184,18 +187,22 @@ class AvsevStack(Stack):
             margin=config.ab_margin,
         )
         # The serving API, then operations.
-        api = Api(
-            self,
-            "Api",
-            config=config,
-            targets={
-                key: fns[key].target for key, spec in specs.items() if spec.invocation == "api"
-            },
-        )
+        targets = {key: fns[key].target for key, spec in specs.items() if spec.invocation == "api"}
+        api: Api | HttpApiGateway
+        if config.api == "http":
+            api = HttpApiGateway(
+                self,
+                "HttpApi",
+                config=config,
+                targets=targets,
+                authorizer=fns["authorizer"].function,
+            )
+        else:
+            api = Api(self, "Api", config=config, targets=targets)
         for handover in handovers:  # the alias exists once the controller has answered
             api.node.add_dependency(handover)
         self.validation_alarm = self._build_operations(
-            api=api.api,
+            api=api,
             functions={key: fn.function for key, fn in fns.items()},
             alerts=alerts,
             waf=config.waf,
@@ -211,7 +218,8 @@ class AvsevStack(Stack):
             alerts=alerts,
             retraining=retraining,
         )
-        self._acknowledge(config=config, api=api.api)
+        if isinstance(api, Api):
+            self._acknowledge(config=config, api=api.api)
 
         self.config = config
         self.functions = fns
@@ -572,16 +580,24 @@ class AvsevStack(Stack):
     def _build_operations(
         self,
         *,
-        api: apigw.RestApi,
+        api: Api | HttpApiGateway,
         functions: dict[str, lambda_.Function],
         alerts: Alerts,
         waf: bool,
         validation_error_rate: float,
     ) -> cw.Alarm:
         """The optional WAF, the dashboard, and the validation-error-rate alarm."""
-        if waf:
-            Firewall(self, "Waf", stage_arn=api.deployment_stage.stage_arn)
-        Dashboard(self, "Ops", functions=functions, api_name=api.rest_api_name)
+        if waf and isinstance(api, Api):  # AWS WAF protects REST APIs, not HTTP APIs
+            Firewall(self, "Waf", stage_arn=api.api.deployment_stage.stage_arn)
+        Dashboard(
+            self,
+            "Ops",
+            functions=functions,
+            api_dimensions={"ApiName": api.api.rest_api_name}
+            if isinstance(api, Api)
+            else api.metric_dimensions,
+            api_metrics=tuple(api.metric_names.values()),
+        )
         # Validation errors as a rate of all requests: notifies, never rolls back (see Canary).
         alarm = cw.Alarm(
             self,
@@ -591,11 +607,8 @@ class AvsevStack(Stack):
             "for 3 of 5 minutes (a schema break, or a misbehaving client); does not roll back",
             metric=cw.Metric(
                 namespace="AWS/ApiGateway",
-                metric_name="4XXError",
-                dimensions_map={
-                    "ApiName": api.rest_api_name,
-                    "Stage": api.deployment_stage.stage_name,
-                },
+                metric_name=api.metric_names["4xx"],
+                dimensions_map=api.metric_dimensions,
                 statistic="Average",
                 period=Duration.minutes(1),
             ),
@@ -613,7 +626,7 @@ class AvsevStack(Stack):
         *,
         config: AppConfig,
         model_version: str,
-        api: Api,
+        api: Api | HttpApiGateway,
         records: Records,
         batch: Batch,
         functions: dict[str, ServingFunction],
@@ -622,8 +635,14 @@ class AvsevStack(Stack):
     ) -> None:
         outputs = {
             "Stage": config.stage,
-            "ApiUrl": api.api.url,
-            "ApiKeyId": api.key.key_id,
+            "ApiUrl": api.url,
+            # the client's key: `aws apigateway get-api-key --include-value --api-key <ApiKeyId>`,
+            # or for the HTTP API `aws secretsmanager get-secret-value --secret-id <ApiKeySecret>`
+            **(
+                {"ApiKeyId": api.key.key_id}
+                if isinstance(api, Api)
+                else {"ApiKeySecret": api.key_secret.secret_arn}
+            ),
             "DataBucket": records.bucket.bucket_name,
             "BatchBucket": batch.bucket.bucket_name,
             "ModelVersion": model_version,

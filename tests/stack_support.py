@@ -17,14 +17,15 @@ import pytest
 AVSEV = Path(sys.executable).parent / "avsev"
 
 
-def serving(*bundles: Path) -> Iterator[Any]:
+def serving(*bundles: Path, context: dict[str, Any] | None = None) -> Iterator[Any]:
     """Yield a running local stack that serves these bundles (the first is live), on its own
-    embedded AWS even when the shell points AWS_ENDPOINT_URL elsewhere; a fixture's body."""
+    embedded AWS even when the shell points AWS_ENDPOINT_URL elsewhere; a fixture's body.
+    `context`: CDK context for its synth (`{"api": "http"}`)."""
     from avsev.local.stack import LocalStack
 
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("AWS_ENDPOINT_URL", raising=False)
-        with LocalStack(list(bundles)) as s:
+        with LocalStack(list(bundles), context=context) as s:
             yield s
 
 

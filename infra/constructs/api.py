@@ -196,6 +196,13 @@ class Api(Construct):
             "DefaultKey", description="the first client's key (add one per client)"
         )
         self.plan.add_api_key(self.key)
+        self.url = self.api.url
+        self.metric_dimensions = {
+            "ApiName": self.api.rest_api_name,
+            "Stage": self.api.deployment_stage.stage_name,
+        }
+        """CloudWatch dimensions of this API's metrics: `Count`, `4XXError`, `5XXError`."""
+        self.metric_names = {"count": "Count", "4xx": "4XXError", "5xx": "5XXError"}
         if not self.logging:
             for rule in (
                 "AwsSolutions-APIG1",

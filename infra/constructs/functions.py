@@ -47,8 +47,9 @@ OFFLINE_PARTS = [
 """Training, compiling and the local stack never ship to Lambda (the NTSB reader does: batch scoring)."""
 
 
-Invocation = Literal["api", "async"]
-"""How a function is called: by API Gateway (synchronously: the caller gets the error), or by
+Invocation = Literal["api", "authorizer", "async"]
+"""How a function is called: by API Gateway (synchronously: the caller gets the error), as the
+HTTP API's Lambda authorizer (synchronously, before the route's function), or by
 EventBridge, CloudFormation or itself (asynchronously: retried, then kept in the failure
 queue)."""
 

@@ -157,8 +157,16 @@ class Dashboard(Construct):
     the A/B deltas and their always-valid p, drift per feature; then errors and the API."""
 
     def __init__(
-        self, scope: Construct, id: str, *, functions: dict[str, lambda_.Function], api_name: str
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        functions: dict[str, lambda_.Function],
+        api_dimensions: dict[str, str],
+        api_metrics: tuple[str, ...] = ("Count", "4XXError", "5XXError"),
     ) -> None:
+        """`api_dimensions`, `api_metrics`: the API's metrics (a REST API's by `ApiName`; an
+        HTTP API's by `ApiId`, named `Count`, `4xx`, `5xx`)."""
         super().__init__(scope, id)
         ns = METRICS_NAMESPACE
         stage = Stack.of(self).stack_name  # the handlers' `service` dimension
@@ -318,11 +326,11 @@ class Dashboard(Construct):
                     cw.Metric(
                         namespace="AWS/ApiGateway",
                         metric_name=m,
-                        dimensions_map={"ApiName": api_name},
+                        dimensions_map=api_dimensions,
                         statistic="Sum",
                         period=Duration.minutes(1),
                     )
-                    for m in ("Count", "4XXError", "5XXError")
+                    for m in api_metrics
                 ],
                 width=12,
             ),

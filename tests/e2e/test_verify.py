@@ -121,6 +121,39 @@ def test_a_stack_target_comes_from_its_outputs_and_alarms(fake_aws):
     assert (target.stack_version, target.controller) == ("4", "avsev-prod-autopilot")
 
 
+def test_an_http_api_stack_gives_its_key_from_the_secret(fake_aws):
+    """The HTTP API option has no API Gateway key: output `ApiKeySecret` names the secret
+    its authorizer compares `X-Api-Key` with."""
+    import json
+
+    import boto3
+    from avsev import verify
+    from moto import mock_aws
+
+    with mock_aws():
+        secret = boto3.client("secretsmanager").create_secret(
+            Name="avsev-prod-key", SecretString="key-of-the-http-api"
+        )
+        outputs = {
+            "ApiUrl": "https://abc.execute-api.us-east-1.amazonaws.com/",
+            "ApiKeySecret": secret["ARN"],
+            "DataBucket": "data-bucket",
+            "PredictFunction": "avsev-prod-predict",
+        }
+        boto3.client("cloudformation").create_stack(
+            StackName="avsev-prod",
+            TemplateBody=json.dumps(
+                {
+                    "Resources": {"Q": {"Type": "AWS::SQS::Queue"}},
+                    "Outputs": {k: {"Value": v} for k, v in outputs.items()},
+                }
+            ),
+        )
+        target = verify.target_from_stack("avsev-prod", lambda s: boto3.client(s))
+    assert target.api_key == "key-of-the-http-api"
+    assert target.base_url == "https://abc.execute-api.us-east-1.amazonaws.com"
+
+
 def test_requests_to_aws_are_signed_with_sigv4_and_keep_the_api_key(fake_aws):
     from avsev.verify import _signed
 

@@ -83,6 +83,8 @@ class Env:
     COST_MATRIX = "COST_MATRIX"
     ALARM_PREFIX = "ALARM_PREFIX"
     FOLLOWER_FUNCTIONS = "FOLLOWER_FUNCTIONS"
+    API_KEY_SECRET_ARN = "API_KEY_SECRET_ARN"
+    """The HTTP API's key (a Secrets Manager secret) its Lambda authorizer compares against."""
     RETRAIN_PROJECT = "RETRAIN_PROJECT"
     """The CodeBuild project that runs a retraining (`avsev lifecycle run`)."""
     # Tuning, each with its default in the function's settings (the stack sets none of them):

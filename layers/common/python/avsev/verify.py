@@ -76,7 +76,11 @@ def target_from_stack(stack: str, aws: Callable[[str], Any]) -> Target:
 
     cfn = aws("cloudformation")
     out = stack_outputs(cfn, stack)
-    key = aws("apigateway").get_api_key(apiKey=out["ApiKeyId"], includeValue=True)["value"]
+    key = (
+        aws("secretsmanager").get_secret_value(SecretId=out["ApiKeySecret"])["SecretString"]
+        if "ApiKeySecret" in out  # the HTTP API option: its authorizer's key
+        else aws("apigateway").get_api_key(apiKey=out["ApiKeyId"], includeValue=True)["value"]
+    )
     alarms = [
         r["PhysicalResourceId"]
         for page in cfn.get_paginator("list_stack_resources").paginate(StackName=stack)

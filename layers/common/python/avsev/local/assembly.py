@@ -147,9 +147,25 @@ class Version:
 
 
 @dataclass(frozen=True)
+class Authorizer:
+    """An HTTP API's Lambda authorizer (`AWS::ApiGatewayV2::Authorizer`, type REQUEST)."""
+
+    logical_id: str
+    function: str
+    """Logical id of the authorizer's function."""
+    function_key: str
+    identity_source: tuple[str, ...]
+    """`$request.header.X-Api-Key`, ...: all must be present or API Gateway answers 401."""
+    ttl_seconds: int
+    """How long an answer is cached, per identity source value (0: not cached)."""
+    simple_responses: bool
+    payload_format: str
+
+
+@dataclass(frozen=True)
 class Route:
     logical_id: str
-    """The AWS::ApiGateway::Method."""
+    """The AWS::ApiGateway::Method, or the AWS::ApiGatewayV2::Route."""
     path: str
     method: str
     authorization: str
@@ -161,6 +177,12 @@ class Route:
     function_key: str | None
     qualifier: str | None
     """The alias or version the integration names (`live`), None for the unqualified function."""
+    api: str = "rest"
+    """rest (an AWS::ApiGateway::RestApi method) or http (an AWS::ApiGatewayV2 route)."""
+    payload_format: str = "1.0"
+    """The event the integration sends: 1.0 (REST proxy) or 2.0 (HTTP API)."""
+    authorizer: Authorizer | None = None
+    """The HTTP API route's Lambda authorizer (AuthorizationType CUSTOM)."""
 
 
 @dataclass(frozen=True)
@@ -568,10 +590,96 @@ class Assembly:
             for logical_id, r in self.of_type("AWS::Lambda::Version")
         }
 
+    def _lambda_target(self, uri: Any, where: str) -> tuple[Function, str | None]:
+        """The function (and qualifier) an integration or authorizer URI invokes: an API
+        Gateway `...:lambda:path/.../functions/<arn>/invocations` URI, or the function's ARN."""
+        text = str(self.static.resolve(uri, where))
+        m = re.search(r":lambda:path/[^/]+/functions/(.+)/invocations$", text)
+        if m is None and ":lambda:" not in text:
+            raise AssemblyError(f"{where}: integration {text} invokes no function")
+        return self.function_by_arn(m.group(1) if m else text)
+
+    @cached_property
+    def api_type(self) -> str:
+        """http when the template's API is an HTTP API (`AWS::ApiGatewayV2::Api`), else rest."""
+        return "http" if any(self.of_type("AWS::ApiGatewayV2::Api")) else "rest"
+
+    @cached_property
+    def authorizers(self) -> dict[str, Authorizer]:
+        """The HTTP API's Lambda authorizers, by logical id."""
+        out = {}
+        for logical_id, r in self.of_type("AWS::ApiGatewayV2::Authorizer"):
+            props = r["Properties"]
+            if props.get("AuthorizerType") != "REQUEST":
+                raise AssemblyError(
+                    f"{logical_id}: authorizer type {props.get('AuthorizerType')} is not emulated"
+                )
+            function, _ = self._lambda_target(props["AuthorizerUri"], logical_id)
+            out[logical_id] = Authorizer(
+                logical_id=logical_id,
+                function=function.logical_id,
+                function_key=function.key,
+                identity_source=tuple(props.get("IdentitySource", [])),
+                ttl_seconds=int(props.get("AuthorizerResultTtlInSeconds", 0)),
+                simple_responses=bool(props.get("EnableSimpleResponses", False)),
+                payload_format=str(props.get("AuthorizerPayloadFormatVersion", "2.0")),
+            )
+        return out
+
+    def _http_routes(self) -> list[Route]:
+        """Every route of the HTTP API: its route key (`POST /predict`), its authorizer, and
+        the function (and qualifier) its Lambda proxy integration invokes."""
+        integrations = dict(self.of_type("AWS::ApiGatewayV2::Integration"))
+        out = []
+        for logical_id, r in self.of_type("AWS::ApiGatewayV2::Route"):
+            props = r["Properties"]
+            method, _, path = str(props["RouteKey"]).partition(" ")
+            target = self.static.resolve(props.get("Target", ""), logical_id)
+            integration_id = next(
+                (i for i in integrations if str(target).endswith(f"/{self.physical_name(i)}")),
+                None,
+            )
+            function: Function | None = None
+            qualifier = None
+            kind = ""
+            payload = "2.0"
+            if integration_id is not None:
+                integration = integrations[integration_id]["Properties"]
+                kind = integration.get("IntegrationType", "")
+                payload = str(integration.get("PayloadFormatVersion", "2.0"))
+                if kind == "AWS_PROXY":
+                    function, qualifier = self._lambda_target(
+                        integration["IntegrationUri"], integration_id
+                    )
+            authorization = props.get("AuthorizationType", "NONE")
+            authorizer = (
+                self.authorizers[_ref_target(props["AuthorizerId"], logical_id)]
+                if authorization == "CUSTOM"
+                else None
+            )
+            out.append(
+                Route(
+                    logical_id=logical_id,
+                    path=path or "/",
+                    method=method,
+                    authorization=authorization,
+                    api_key_required=False,
+                    integration=kind,
+                    function=function.logical_id if function else None,
+                    function_key=function.key if function else None,
+                    qualifier=qualifier,
+                    api="http",
+                    payload_format=payload,
+                    authorizer=authorizer,
+                )
+            )
+        return out
+
     @cached_property
     def routes(self) -> list[Route]:
         """Every method of the REST API(s): its path (the Resource chain up to the root),
-        authorization, API key requirement and the function (and qualifier) it invokes."""
+        authorization, API key requirement and the function (and qualifier) it invokes; and
+        every route of an HTTP API (see `_http_routes`)."""
         resources = dict(self.of_type("AWS::ApiGateway::Resource"))
 
         def path_of(parent: Any, where: str) -> str:
@@ -615,7 +723,7 @@ class Assembly:
                     qualifier=qualifier,
                 )
             )
-        return out
+        return out + self._http_routes()
 
     @cached_property
     def schedules(self) -> list[Schedule]:

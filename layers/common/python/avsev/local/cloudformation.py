@@ -39,7 +39,7 @@ follows CloudFormation's documented behaviour where the local stack relies on it
   version map stays the previous one). A failed first deploy deletes what it created
   (ROLLBACK_COMPLETE); the next deploy creates the stack afresh.
 
-What is provisioned: S3 buckets, SNS topics, Lambda functions (a stub package; the code is the
+What is provisioned: S3 buckets, SNS topics, Secrets Manager secrets, Lambda functions (a stub package; the code is the
 staged asset the local stack runs in process), Lambda versions (`publish_version` for every
 `AWS::Lambda::Version` logical id not deployed before), aliases, CloudWatch alarms, EventBridge
 rules with their targets, and custom resources. Layers are their staged folders (what `/opt`
@@ -1062,7 +1062,37 @@ class CustomResourceKind(Kind):
         )
 
 
+class SecretKind(Kind):
+    """A Secrets Manager secret, its value given (`SecretString`) or generated as
+    `GenerateSecretString` asks (length, punctuation excluded or not); Ref is its ARN
+    (https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/aws-resource-secretsmanager-secret.html).
+    An update keeps the value: CloudFormation generates one only on create."""
+
+    def create(self, logical_id: str, record: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        import secrets
+        import string
+
+        props = record["Properties"]
+        value = props.get("SecretString")
+        if value is None:
+            spec = props.get("GenerateSecretString", {})
+            alphabet = string.ascii_letters + string.digits
+            if not spec.get("ExcludePunctuation", False):
+                alphabet += "!#$%&()*+,-.:;<=>?@[]^_{|}~"
+            length = int(spec.get("PasswordLength", 32))
+            value = "".join(secrets.choice(alphabet) for _ in range(length))
+        name = str(props.get("Name") or self.run.assembly.physical_name(logical_id))
+        arn = self.c("secretsmanager").create_secret(Name=name, SecretString=value)["ARN"]
+        return arn, {"Id": arn}
+
+    def delete(self, logical_id: str, record: dict[str, Any]) -> None:
+        self.c("secretsmanager").delete_secret(
+            SecretId=record["PhysicalResourceId"], ForceDeleteWithoutRecovery=True
+        )
+
+
 HANDLERS: dict[str, type[Kind]] = {
+    "AWS::SecretsManager::Secret": SecretKind,
     "AWS::S3::Bucket": BucketKind,
     "AWS::SNS::Topic": TopicKind,
     "AWS::Lambda::LayerVersion": LayerKind,

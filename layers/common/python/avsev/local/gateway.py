@@ -14,7 +14,23 @@ MISSING_AUTHENTICATION_TOKEN, "Missing Authentication Token"
 (https://docs.aws.amazon.com/apigateway/latest/developerguide/supported-gateway-response-types.html),
 with the methods the path has in `Allow` as a hint of our own.
 
-Not emulated: SigV4 (`AuthorizationType: AWS_IAM`) is not checked, only the API key."""
+Not emulated: SigV4 (`AuthorizationType: AWS_IAM`) is not checked, only the API key.
+
+The HTTP API option (`-c api=http`: the template's routes are `AWS::ApiGatewayV2::Route`s) is
+answered as an HTTP API answers (`Http`): payload format 2.0 events (`http_api_event`); a path
+or method no route has: 404 `{"message":"Not Found"}`
+(https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-develop-routes.html);
+a route's Lambda REQUEST authorizer run as API Gateway runs it
+(https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-lambda-authorizer.html):
+an identity source missing or empty is 401 `{"message":"Unauthorized"}` without calling the
+authorizer ("Only when this is true does the authorizer invoke the authorizer Lambda function.
+Otherwise, it returns a 401 Unauthorized response without calling the Lambda function":
+https://docs.aws.amazon.com/apigatewayv2/latest/api-reference/apis-apiid-authorizers.html);
+an answer `isAuthorized: false` is 403 `{"message":"Forbidden"}`; an authorizer that fails is
+500 `{"message":"Internal Server Error"}`; each answer is cached by the identity source values
+for the authorizer's TTL, and its `context` reaches the function as
+`requestContext.authorizer.lambda`. A function that fails is 500 `{"message":"Internal Server
+Error"}`."""
 
 from __future__ import annotations
 
@@ -23,6 +39,7 @@ import functools
 import importlib.resources
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, Protocol
@@ -30,11 +47,11 @@ from urllib.parse import parse_qsl, urlsplit
 
 from avsev.local import dashboard
 from avsev.serving.errors import ApiError, ErrorDetail, error_json
-from avsev.serving.events import proxy_event
+from avsev.serving.events import http_api_event, proxy_event
 from avsev.serving.limits import MAX_BODY_BYTES, body_too_large
 
 if TYPE_CHECKING:
-    from avsev.local.assembly import Route
+    from avsev.local.assembly import Authorizer, Route
 
 
 class Backend(dashboard.Source, Protocol):
@@ -106,6 +123,9 @@ class Gateway(BaseHTTPRequestHandler):
     stack: Backend
     openapi: bytes | None = None
     openapi_lock = threading.Lock()
+    authorized: dict[tuple[str, tuple[str, ...]], tuple[float, bool, dict[str, Any]]]
+    """The HTTP API authorizers' cached answers: (authorizer, identity values) → (expiry on
+    time.monotonic, authorized, context)."""
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # access logs would drown the console
@@ -271,6 +291,9 @@ class Gateway(BaseHTTPRequestHandler):
                 return
         routes = self.stack.routes
         route = routes.get((path, method))
+        if any(r.api == "http" for r in routes.values()):
+            self._http_api(method, path, url.query, body, route)
+            return
         needs_key = route is None or route.api_key_required
         if needs_key and self.headers.get("X-Api-Key") != self.stack.api_key:
             self._error(ApiError(403, "forbidden", "missing or invalid X-Api-Key header"))
@@ -320,6 +343,109 @@ class Gateway(BaseHTTPRequestHandler):
             headers.get("Content-Type", "application/json"),
         )
 
+    # ---- the HTTP API option ---------------------------------------------------------------
+    def _message(self, status: int, message: str) -> None:
+        """API Gateway's own answers on an HTTP API: `{"message": ...}`."""
+        self._send(status, json.dumps({"message": message}).encode())
+
+    def _http_api(
+        self, method: str, path: str, query: str, body: bytes, route: Route | None
+    ) -> None:
+        """A request to an HTTP API (see the module docstring)."""
+        if path == "/_local/flush" and method == "POST":  # the local stack's own, behind the key
+            if self.headers.get("X-Api-Key") != self.stack.api_key:
+                self._message(403, "Forbidden")
+                return
+            self._send(200, json.dumps({"flushed": self.stack.flush()}).encode())
+            return
+        if route is None or route.function_key is None:
+            self._message(404, "Not Found")
+            return
+        try:
+            raw: str | bytes = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raw = body
+        names = {k.lower(): k for k in self.headers}
+        headers = {low: ",".join(self.headers.get_all(k, [])) for low, k in names.items()}
+        event = http_api_event(
+            method,
+            path,
+            raw=raw if body else None,
+            query=dict(parse_qsl(query)) or None,
+            route_key=f"{route.method} {route.path}",
+        )
+        event["headers"] = headers  # as sent, lower-cased, repeated values joined by commas
+        event["rawQueryString"] = query
+        context: dict[str, Any] | None = None
+        if route.authorizer is not None:
+            decision = self._authorize(route, route.authorizer, event)
+            if decision is None:
+                return
+            context = decision
+        if context is not None:
+            event["requestContext"]["authorizer"] = {"lambda": context}
+        try:
+            response = self.stack.invoke(route.function_key, event, route.qualifier)
+        except Exception:
+            self._message(500, "Internal Server Error")
+            return
+        if "statusCode" not in response:  # payload 2.0: a bare JSON answer is a 200 of it
+            self._send(200, json.dumps(response).encode())
+            return
+        out_headers = dict(response.get("headers") or {})
+        out = response.get("body") or ""
+        data = base64.b64decode(out) if response.get("isBase64Encoded") else out.encode()
+        self._send(
+            int(response["statusCode"]),
+            data,
+            out_headers,
+            str(
+                out_headers.get("Content-Type")
+                or out_headers.get("content-type")
+                or "application/json"
+            ),
+        )
+
+    def _authorize(
+        self, route: Route, authorizer: Authorizer, event: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """The authorizer's context when it lets the request through; None once the request
+        is answered 401, 403 or 500."""
+        values = tuple(identity_value(source, event) for source in authorizer.identity_source)
+        if not all(values):
+            self._message(401, "Unauthorized")
+            return None
+        key = (authorizer.logical_id, values)
+        cached = self.authorized.get(key)
+        if cached is not None and cached[0] > time.monotonic():
+            allowed, context = cached[1], cached[2]
+        else:
+            request = {k: v for k, v in event.items() if k not in ("body", "isBase64Encoded")}
+            request.update(
+                type="REQUEST",
+                routeArn=f"arn:aws:execute-api:local:local:local/$default/{route.method}{route.path}",
+                identitySource=list(values),
+            )
+            try:
+                answer = self.stack.invoke(authorizer.function_key, request, None)
+            except Exception:
+                self._message(500, "Internal Server Error")
+                return None
+            if not authorizer.simple_responses or not isinstance(answer.get("isAuthorized"), bool):
+                self._message(500, "Internal Server Error")
+                return None
+            allowed, context = answer["isAuthorized"], dict(answer.get("context") or {})
+            if authorizer.ttl_seconds > 0:
+                self.authorized[key] = (
+                    time.monotonic() + authorizer.ttl_seconds,
+                    allowed,
+                    context,
+                )
+        if not allowed:
+            self._message(403, "Forbidden")
+            return None
+        return context
+
     def _openapi(self) -> bytes:
         cls = type(self)
         with cls.openapi_lock:
@@ -335,6 +461,17 @@ class Gateway(BaseHTTPRequestHandler):
         raise AttributeError(name)
 
 
+def identity_value(source: str, event: dict[str, Any]) -> str:
+    """One identity source's value in a payload 2.0 event (`$request.header.X`,
+    `$request.querystring.x`); empty when absent."""
+    kind, _, name = source.removeprefix("$request.").partition(".")
+    if kind == "header":
+        return str((event.get("headers") or {}).get(name.lower(), ""))
+    if kind == "querystring":
+        return str((event.get("queryStringParameters") or {}).get(name, ""))
+    raise ValueError(f"identity source {source}: not emulated")
+
+
 class GatewayServer(ThreadingHTTPServer):
     """One thread a connection, and a listen backlog deep enough for a burst of clients:
     socketserver's default of 5 resets connections beyond it under load (the kernel caps
@@ -348,7 +485,7 @@ def serve(stack: Backend, host: str, port: int) -> ThreadingHTTPServer:
     handler = type(
         "StackGateway",
         (Gateway,),
-        {"stack": stack, "openapi": None, "openapi_lock": threading.Lock()},
+        {"stack": stack, "openapi": None, "openapi_lock": threading.Lock(), "authorized": {}},
     )
     server = GatewayServer((host, port), handler)
     threading.Thread(target=server.serve_forever, name="avsev-gateway", daemon=True).start()

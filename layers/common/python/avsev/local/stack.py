@@ -128,7 +128,8 @@ class Handler:
 
 
 class LocalStack:
-    """Start with `start()`; `base_url` and `api_key` are then what a client uses.
+    """Start with `start()`; `base_url` and `api_key` are then what a client uses (with the
+    HTTP API option, `-c api=http`, the key is the value of the stack's key secret).
 
     `bundles` are deployed in order (see the module docstring); `stage` names the stack
     (`avsev-<stage>`); `context` adds CDK context (`-c key=value`) to every synth."""
@@ -289,6 +290,13 @@ class LocalStack:
         result = self.cfn.deploy(assembly)
         self.assembly = assembly
         self.deploys.append(result)
+        if "ApiKeySecret" in result.outputs:
+            # the HTTP API option: its authorizer's key is the stack's secret, as in AWS
+            self.api_key = str(
+                _client("secretsmanager").get_secret_value(SecretId=result.outputs["ApiKeySecret"])[
+                    "SecretString"
+                ]
+            )
         if bundle is not None and Path(bundle).resolve() not in self.bundles:
             self.bundles.append(Path(bundle).resolve())
             self.cards.append(read_card(Path(bundle)))
