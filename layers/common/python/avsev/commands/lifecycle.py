@@ -30,11 +30,6 @@ def who() -> str:
     return os.environ.get("AVSEV_USER") or getpass.getuser()
 
 
-def summary(lifecycle: Any, recent: int = 5) -> dict[str, Any]:
-    """What `status` prints and `avsev rollout status` shows of the loop."""
-    return dict(lifecycle.summary(recent))
-
-
 def cmd_lifecycle(args: argparse.Namespace) -> int:
     try:
         out = run(args)
@@ -56,7 +51,7 @@ def run(args: argparse.Namespace) -> Any:
     )
     lifecycle = Lifecycle(aws("s3"), args.bucket, start=start)
     if args.action == "status":
-        return summary(lifecycle)
+        return lifecycle.summary()
     if args.action == "audit":
         return lifecycle.audit()
     if args.action == "run":

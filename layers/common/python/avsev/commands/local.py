@@ -177,7 +177,11 @@ def _tick_retrain(
         "action": result.decision.action,
         "reason": result.decision.reason,
         "runs": [
-            {k: v for k, v in r.items() if k in ("run", "attempt", "failed", "no_candidate", "version", "decision")}
+            {
+                k: v
+                for k, v in r.items()
+                if k in ("run", "attempt", "failed", "no_candidate", "version", "decision")
+            }
             for r in result.runs
         ],
         "deployed": result.deployed,

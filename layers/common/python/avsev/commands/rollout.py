@@ -71,12 +71,11 @@ def cmd_rollout(args: argparse.Namespace) -> int:
                 clock=_local_clock(args),
             )
             if args.action == "status":
-                from avsev.commands.lifecycle import summary
                 from avsev.rollout.lifecycle import Lifecycle
 
                 result = r.status() | {
                     "autopilot": pilot.status(),
-                    "retraining": summary(Lifecycle(aws("s3"), args.bucket)),
+                    "retraining": Lifecycle(aws("s3"), args.bucket).summary(),
                 }
             else:
                 if not args.version:

@@ -248,28 +248,23 @@ class Lifecycle:
 
     # ---- the switch ---------------------------------------------------------------------
     def pause(self, reason: str, by: str) -> Decision:
-        state, etag = self.read()
-        now = self.clock()
-        self._write(
-            state.model_copy(
-                update={"paused": True, "pause_reason": reason, "changed_by": by, "changed_at": now}
-            ),
-            etag,
-        )
-        self._audit("pause", by, reason=reason)
-        return Decision("paused", reason)
+        return self._switch(True, reason, by)
 
     def resume(self, by: str, reason: str = "") -> Decision:
+        return self._switch(False, reason, by)
+
+    def _switch(self, paused: bool, reason: str, by: str) -> Decision:
+        """Pause (with its reason, shown to whoever finds the loop paused) or resume."""
         state, etag = self.read()
-        now = self.clock()
-        self._write(
-            state.model_copy(
-                update={"paused": False, "pause_reason": None, "changed_by": by, "changed_at": now}
-            ),
-            etag,
-        )
-        self._audit("resume", by, reason=reason)
-        return Decision("resumed", reason)
+        update = {
+            "paused": paused,
+            "pause_reason": reason if paused else None,
+            "changed_by": by,
+            "changed_at": self.clock(),
+        }
+        self._write(state.model_copy(update=update), etag)
+        self._audit("pause" if paused else "resume", by, reason=reason)
+        return Decision("paused" if paused else "resumed", reason)
 
     # ---- decisions ----------------------------------------------------------------------
     def consider(self, found: list[Trigger], *, by: str = "schedule") -> Decision:
