@@ -39,6 +39,7 @@ def function_specs(config: AppConfig) -> dict[str, FunctionSpec]:
             shadow=True,
             invocation="api",
             records=PREDICTIONS,
+            record_metrics="predictions",
             rollout=Rollout(
                 smoke_route="/predict/batch",
                 p95_latency_ms=config.p95_latency_ms,
@@ -52,6 +53,7 @@ def function_specs(config: AppConfig) -> dict[str, FunctionSpec]:
             model=True,
             invocation="api",
             records=PREDICTIONS,
+            record_metrics="explanations",
             rollout=Rollout(
                 smoke_route="/predict/explain",
                 p95_latency_ms=config.p95_latency_ms * 4,  # TreeSHAP: several times predict's
@@ -65,6 +67,7 @@ def function_specs(config: AppConfig) -> dict[str, FunctionSpec]:
             description="POST /outcomes",
             invocation="api",
             records=OUTCOMES,
+            record_metrics="outcomes",
         ),
         # Monitoring jobs: the rollup aggregates new records in Athena (it needs the card's drift
         # bins, and imports the monitoring jobs module: numpy/scipy); A/B and drift read only rollups.

@@ -55,6 +55,7 @@ from infra.constructs.rollout import CandidateAlarms, LiveAlias
 from infra.constructs.tables import RecordTables
 from infra.nag import acknowledge, ref
 
+TRACING = {"active": lambda_.Tracing.ACTIVE, "passthrough": lambda_.Tracing.PASS_THROUGH}
 ARCHITECTURES = {"arm64": lambda_.Architecture.ARM_64, "x86_64": lambda_.Architecture.X86_64}
 
 ASYNC_FAILURES = (
@@ -122,6 +123,7 @@ class AvsevStack(Stack):
             specs=specs,
             layers=layers,
             arch=arch,
+            tracing=TRACING[config.tracing_mode],
             shared_env={
                 Env.DATA_BUCKET: records.bucket.bucket_name,
                 Env.ALERTS_TOPIC_ARN: alerts.topic.topic_arn,
@@ -236,9 +238,12 @@ class AvsevStack(Stack):
         specs: dict[str, FunctionSpec],
         layers: Layers,
         arch: lambda_.Architecture,
+        tracing: lambda_.Tracing,
         shared_env: dict[str, str],
     ) -> dict[str, ServingFunction]:
-        """One function per spec, with the shared resources it names in its environment."""
+        """One function per spec, with the shared resources it names in its environment;
+        `tracing` for those API Gateway invokes (the scheduled and asynchronous ones trace
+        actively: a few runs a day)."""
         return {
             key: ServingFunction(
                 self,
@@ -247,6 +252,9 @@ class AvsevStack(Stack):
                 layers=layers,
                 arch=arch,
                 environment={name: shared_env[name] for name in spec.environment},
+                tracing=tracing
+                if spec.invocation in ("api", "authorizer")
+                else lambda_.Tracing.ACTIVE,
             )
             for key, spec in specs.items()
         }

@@ -6,7 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from avsev.monitoring.record_metrics import RECORD_METRICS, namespace
 from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -31,6 +33,7 @@ Log-level filtering needs the JSON log format
 APPLICATION_LOG_LEVEL = lambda_.ApplicationLogLevel.INFO
 """The record lines and EMF blobs the functions print carry no "level": Lambda takes them as
 INFO, so INFO (not WARN) keeps every record for the subscription filter and every metric."""
+UNITS = {"Count": cw.Unit.COUNT, "Milliseconds": cw.Unit.MILLISECONDS}
 COMMON_LAYER = ROOT / "layers/common"
 """The avsev library's layer folder (its python/ lands on Lambda's sys.path)."""
 
@@ -105,6 +108,9 @@ class FunctionSpec:
     physical_name: str | None = None
     """`<stack>-<physical_name>`: for a function that must know its own name (it invokes itself)."""
     rollout: Rollout | None = None
+    record_metrics: str | None = None
+    """The metrics its record lines give (`avsev.monitoring.record_metrics.RECORD_METRICS`):
+    metric filters on its log group."""
 
 
 class Layers(Construct):
@@ -193,7 +199,12 @@ class ServingFunction(Construct):
         layers: Layers,
         arch: lambda_.Architecture,
         environment: dict[str, str],
+        tracing: lambda_.Tracing = lambda_.Tracing.ACTIVE,
     ) -> None:
+        """`tracing`: Active (Lambda samples and records traces) or PassThrough (only a
+        request an upstream service sampled is traced; `AppConfig.tracing_mode`). Powertools'
+        Tracer is off with PassThrough (POWERTOOLS_TRACE_DISABLED): nothing loads the X-Ray
+        SDK for requests that are not traced."""
         super().__init__(scope, id)
         stack = Stack.of(self)
         bundles = {
@@ -241,8 +252,13 @@ class ServingFunction(Construct):
             logging_format=LOG_FORMAT,
             system_log_level_v2=SYSTEM_LOG_LEVEL,
             application_log_level_v2=APPLICATION_LOG_LEVEL,
-            tracing=lambda_.Tracing.ACTIVE,
+            tracing=tracing,
             environment={
+                **(
+                    {"POWERTOOLS_TRACE_DISABLED": "true"}
+                    if tracing == lambda_.Tracing.PASS_THROUGH
+                    else {}
+                ),
                 # the `service` dimension of the handlers' metrics: one per stage
                 Env.SERVICE_NAME: stack.stack_name,
                 Env.METRICS_NAMESPACE: METRICS_NAMESPACE,
@@ -257,6 +273,19 @@ class ServingFunction(Construct):
             f"Resource::{ref(self.log_group)}:*",
             "Resource::*",
         )
+        for metric in RECORD_METRICS.get(spec.record_metrics or "", ()):
+            # free; the metric is a custom metric (avsev.monitoring.record_metrics)
+            logs.MetricFilter(
+                self,
+                f"Metric{metric.name}",
+                log_group=self.log_group,
+                filter_pattern=logs.FilterPattern.literal(metric.filter_pattern),
+                metric_namespace=namespace(METRICS_NAMESPACE, stack.stack_name),
+                metric_name=metric.name,
+                metric_value=metric.value,
+                unit=UNITS[metric.unit],
+                dimensions=metric.dimensions or None,
+            )
         self.alias: lambda_.IFunction | None = None
         """Alias `live` once the stack hands this function's versions over (LiveAlias)."""
         self.stack = stack

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from avsev.monitoring.record_metrics import namespace
 from avsev.serving.limits import MAX_BODY_BYTES
 from avsev.serving.routes import ROUTES
 from aws_cdk import Annotations, Duration, Stack
@@ -170,6 +171,8 @@ class Dashboard(Construct):
         super().__init__(scope, id)
         ns = METRICS_NAMESPACE
         stage = Stack.of(self).stack_name  # the handlers' `service` dimension
+        # the metrics of the record lines (metric filters): the stage is their namespace
+        records = namespace(ns, stage)
         predict = functions["predict"].function_name
         by_version = "{AWS/Lambda,ExecutedVersion,FunctionName,Resource}"
         rollout = f'{{{ns},FunctionName,service}} FunctionName="{predict}" service="{stage}"'
@@ -298,12 +301,12 @@ class Dashboard(Construct):
             ),
             cw.GraphWidget(
                 title="Predictions per minute by model version",
-                left=[_search(f'Namespace="{ns}" service="{stage}" MetricName="Predictions"', "")],
+                left=[_search(f'Namespace="{records}" MetricName="Predictions"', "")],
                 width=12,
             ),
             cw.GraphWidget(
                 title="Predicted class per minute (all versions)",
-                left=[_search(f'Namespace="{ns}" service="{stage}" MetricName=~"^Predicted"', "")],
+                left=[_search(f'Namespace="{records}" MetricName=~"^Predicted"', "")],
                 width=12,
             ),
             cw.GraphWidget(

@@ -239,3 +239,37 @@ def test_the_authorizer_ships_the_pinned_sdk_and_is_small(http):
         if k.startswith("AuthorizerFunction")
     )
     assert fn["MemorySize"] == 256 and fn["Timeout"] == 10 and len(fn["Layers"]) == 2
+
+
+def test_http_api_functions_pass_tracing_through_by_default(http, cdk_bundle, tmp_path):
+    """An HTTP API does not trace; Lambda's own sampling (1 a second and 5%) cannot be
+    configured (https://docs.aws.amazon.com/lambda/latest/dg/services-xray.html): the
+    functions it invokes pass tracing through, with Powertools' Tracer off; the scheduled
+    ones still trace. `-c tracing=active` turns it back on."""
+    specs = {"Predict", "Explain", "Outcomes", "Authorizer"}
+    modes = {
+        k.split("Function")[0]: (
+            f["Properties"]["TracingConfig"]["Mode"],
+            f["Properties"]["Environment"]["Variables"].get("POWERTOOLS_TRACE_DISABLED"),
+        )
+        for k, f in resources(http, "AWS::Lambda::Function").items()
+    }
+    for name, (mode, disabled) in modes.items():
+        if name in specs:
+            assert (mode, disabled) == ("PassThrough", "true"), name
+        else:
+            assert (mode, disabled) == ("Active", None), name
+    active = assertions.Template.from_stack(
+        synth(cdk_bundle, tmp_path, api="http", tracing="active")[1]
+    )
+    assert {
+        f["Properties"]["TracingConfig"]["Mode"]
+        for f in resources(active, "AWS::Lambda::Function").values()
+    } == {"Active"}
+    from infra.app import build_app
+
+    with pytest.raises(ValueError, match="tracing='sometimes'"):
+        build_app(
+            {"arch": ARCH, "bundle": str(cdk_bundle), "tracing": "sometimes"},
+            outdir=str(tmp_path / "bad"),
+        )

@@ -1412,3 +1412,64 @@ def test_the_retraining_loop_decides_daily_and_retrains_on_codebuild(template):
 
     outputs = template.to_json()["Outputs"]
     assert outputs["RetrainProject"]["Value"] == {"Ref": project_id}
+
+
+# ---- metrics from the record lines (metric filters) -----------------------------------
+
+
+def test_record_metrics_are_metric_filters_on_the_serving_log_groups(template):
+    """Predictions, Predicted<Label>, InferenceLatency (predict), Explanations (explain) and
+    Outcomes (outcomes) come from the record lines by metric filters on each function's log
+    group (https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-resource-logs-metricfilter.html),
+    in the stage's namespace, with the version dimensions taken from the record."""
+    functions = resources(template, "AWS::Lambda::Function")
+    group_of = {
+        k.split("Function")[0]: f["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+        for k, f in functions.items()
+    }
+    filters: dict[str, dict[str, dict]] = {}
+    for f in resources(template, "AWS::Logs::MetricFilter").values():
+        p = f["Properties"]
+        (t,) = p["MetricTransformations"]
+        owner = next(k for k, g in group_of.items() if p["LogGroupName"] == {"Ref": g})
+        filters.setdefault(owner, {})[t["MetricName"]] = {**t, "pattern": p["FilterPattern"]}
+    served = '$.record_type = "prediction" && $.shadow IS FALSE'
+    versions = [
+        {"Key": "ModelVersion", "Value": "$.model_version"},
+        {"Key": "FunctionVersion", "Value": "$.function_version"},
+    ]
+    assert set(filters) == {"Predict", "Explain", "Outcomes"}
+    predict = filters["Predict"]
+    assert set(predict) == {
+        "Predictions",
+        "PredictedFatal",
+        "PredictedSerious",
+        "PredictedMinor",
+        "PredictedNone",
+        "InferenceLatency",
+    }
+    assert predict["Predictions"]["pattern"] == "{ " + served + " }"
+    assert predict["Predictions"]["MetricValue"] == "1"
+    assert predict["PredictedFatal"]["pattern"] == "{ " + served + ' && $.predicted = "Fatal" }'
+    latency = predict["InferenceLatency"]
+    assert latency["pattern"] == "{ " + served + " && $.latency_ms = * }"
+    assert (latency["MetricValue"], latency["Unit"]) == ("$.latency_ms", "Milliseconds")
+    assert filters["Explain"]["Explanations"]["pattern"] == "{ " + served + " }"
+    assert filters["Outcomes"]["Outcomes"]["pattern"] == '{ $.record_type = "outcome" }'
+    assert "Dimensions" not in filters["Outcomes"]["Outcomes"]
+    for metric in (*predict.values(), filters["Explain"]["Explanations"]):
+        assert metric["Dimensions"] == versions
+    every = [m for group in filters.values() for m in group.values()]
+    assert {m["MetricNamespace"] for m in every} == {"Avsev/avsev-prod"}
+    # the dashboard reads them there: a dimension cannot be a constant such as `service`
+    body = json.dumps(
+        next(iter(resources(template, "AWS::CloudWatch::Dashboard").values()))["Properties"]
+    )
+    assert 'Namespace=\\\\\\"Avsev/avsev-prod\\\\\\" MetricName=\\\\\\"Predictions\\\\\\"' in body
+
+
+def test_rest_functions_trace_actively_by_default(template):
+    """REST: API Gateway samples at the stage and the functions record what it samples."""
+    for k, f in resources(template, "AWS::Lambda::Function").items():
+        assert f["Properties"]["TracingConfig"] == {"Mode": "Active"}, k
+        assert "POWERTOOLS_TRACE_DISABLED" not in f["Properties"]["Environment"]["Variables"]

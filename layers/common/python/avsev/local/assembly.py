@@ -135,6 +135,8 @@ class Function:
     logging: dict[str, Any] = field(default_factory=dict)
     """Its LoggingConfig (log format, application and system log levels), as the template has it."""
     traced: bool = False
+    metric_filters: tuple[dict[str, Any], ...] = ()
+    """The properties of the AWS::Logs::MetricFilter resources on its log group."""
 
 
 @dataclass(frozen=True)
@@ -518,6 +520,22 @@ class Assembly:
             for logical_id, r in self.of_type("AWS::Lambda::LayerVersion")
         }
 
+    def _metric_filters(self, log_group: Any) -> tuple[dict[str, Any], ...]:
+        """The metric filters on a log group (its `{"Ref": ...}`), their names resolved."""
+        if not (isinstance(log_group, dict) and "Ref" in log_group):
+            return ()
+        return tuple(
+            {
+                **r["Properties"],
+                "MetricTransformations": [
+                    self.static.resolve_static(t, logical_id)
+                    for t in r["Properties"].get("MetricTransformations", [])
+                ],
+            }
+            for logical_id, r in self.of_type("AWS::Logs::MetricFilter")
+            if r["Properties"].get("LogGroupName") == log_group
+        )
+
     @cached_property
     def functions(self) -> dict[str, Function]:
         out: dict[str, Function] = {}
@@ -556,6 +574,9 @@ class Assembly:
                     k: v for k, v in (props.get("LoggingConfig") or {}).items() if k != "LogGroup"
                 },
                 traced=(props.get("TracingConfig") or {}).get("Mode") == "Active",
+                metric_filters=self._metric_filters(
+                    (props.get("LoggingConfig") or {}).get("LogGroup")
+                ),
             )
         return out
 

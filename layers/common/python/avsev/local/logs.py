@@ -1,7 +1,8 @@
-"""What CloudWatch Logs, the subscription filter, Firehose and EMF extraction do in AWS,
-done locally: the handlers' stdout lines are routed — prediction and outcome records to S3
-in Firehose's layout and format (Parquet, and what record format conversion rejects under
-`firehose-errors/`), EMF blobs to CloudWatch metrics, the rest to the console."""
+"""What CloudWatch Logs, the subscription filter, Firehose, metric filters and EMF extraction
+do in AWS, done locally: the handlers' stdout lines are routed — prediction and outcome
+records to S3 in Firehose's layout and format (Parquet, and what record format conversion
+rejects under `firehose-errors/`), EMF blobs and what the log group's metric filters extract
+to CloudWatch metrics, the rest to the console."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import datetime as dt
 import io
 import json
 import math
+import re
 import sys
 import tempfile
 import threading
@@ -177,6 +179,145 @@ def platform_lines(
     ]
 
 
+class FilterPatternError(ValueError):
+    """A metric filter pattern outside the subset the local stack evaluates."""
+
+
+PATTERN_SUBSET = (
+    'a JSON pattern `{ TERM && TERM ... }`, each TERM one of `$.field = "text"` (no wildcard), '
+    "`$.field = *`, `$.field IS TRUE`, `$.field IS FALSE`"
+)
+_SELECTOR = r"\$(?:\.[A-Za-z_][A-Za-z0-9_]*)+"
+_TERM = re.compile(
+    rf'^(?P<sel>{_SELECTOR})\s*(?:=\s*(?:"(?P<text>[^"*\\]*)"|(?P<any>\*))|\s+IS\s+(?P<bool>TRUE|FALSE))$'
+)
+_MISSING = object()
+
+
+def _field(doc: Any, selector: str) -> Any:
+    """`$.a.b` of a JSON object; `_MISSING` when it has none."""
+    for key in selector.split(".")[1:]:
+        if not isinstance(doc, dict) or key not in doc:
+            return _MISSING
+        doc = doc[key]
+    return doc
+
+
+@dataclass(frozen=True)
+class Term:
+    selector: str
+    equals: str | None = None
+    """The string the field equals."""
+    exists: bool = False
+    """`= *`: the field is there, whatever its value."""
+    boolean: bool | None = None
+    """`IS TRUE` / `IS FALSE`: the field is that JSON boolean."""
+
+    def matches(self, doc: dict[str, Any]) -> bool:
+        value = _field(doc, self.selector)
+        if value is _MISSING:
+            return False
+        if self.exists:
+            return True
+        if self.boolean is not None:
+            return value is self.boolean
+        return isinstance(value, str) and value == self.equals
+
+
+def parse_pattern(pattern: str) -> tuple[Term, ...]:
+    """The terms of a JSON filter pattern joined by && (what the stack's metric filters use,
+    https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/FilterAndPatternSyntax.html: a
+    string compared with `=` matches exactly, `= *` matches a field that is present, `IS
+    TRUE`/`IS FALSE` a JSON boolean). Anything else (||, regular expressions, numeric
+    comparisons, wildcards in a string, text patterns) is refused rather than guessed."""
+    text = pattern.strip()
+    if not (text.startswith("{") and text.endswith("}")):
+        raise FilterPatternError(f"filter pattern {pattern!r}: not supported locally; use {PATTERN_SUBSET}")
+    terms = []
+    for part in text[1:-1].split("&&"):
+        m = _TERM.match(part.strip())
+        if m is None:
+            raise FilterPatternError(
+                f"filter pattern {pattern!r}: term {part.strip()!r} is not supported locally; "
+                f"use {PATTERN_SUBSET}"
+            )
+        terms.append(
+            Term(
+                m["sel"],
+                equals=m["text"],
+                exists=m["any"] is not None,
+                boolean=None if m["bool"] is None else m["bool"] == "TRUE",
+            )
+        )
+    return tuple(terms)
+
+
+MetricPoint = tuple[str, str, str, tuple[tuple[str, str], ...], float]
+"""Namespace, metric name, unit, dimensions (name, value), value."""
+
+
+@dataclass(frozen=True)
+class MetricFilter:
+    """A log group's metric filter (`AWS::Logs::MetricFilter`), applied to each log event as
+    CloudWatch Logs does: a matching JSON event gives one data point, its value a number or
+    a field of the event; each dimension's value is a field of the event, and a dimension
+    whose field the event lacks is left out
+    (https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-properties-logs-metricfilter-dimension.html,
+    https://docs.aws.amazon.com/AmazonCloudWatchLogs/latest/APIReference/API_MetricTransformation.html)."""
+
+    pattern: str
+    namespace: str
+    name: str
+    value: str = "1"
+    unit: str = "None"
+    dimensions: tuple[tuple[str, str], ...] = ()
+    terms: tuple[Term, ...] = ()
+
+    @classmethod
+    def from_properties(cls, props: dict[str, Any]) -> MetricFilter:
+        """From an AWS::Logs::MetricFilter's properties (its one metric transformation);
+        `FilterPatternError` for a pattern outside the local subset."""
+        transformations = props.get("MetricTransformations") or []
+        if len(transformations) != 1:
+            raise FilterPatternError("a metric filter has exactly one metric transformation")
+        t = transformations[0]
+        pattern = str(props.get("FilterPattern", ""))
+        value = str(t.get("MetricValue", "1"))
+        if not (re.fullmatch(_SELECTOR, value) or re.fullmatch(r"-?\d+(\.\d+)?", value)):
+            raise FilterPatternError(f"metric value {value!r}: a number or a `$.field`")
+        dims = tuple((str(d["Key"]), str(d["Value"])) for d in t.get("Dimensions") or [])
+        for key, selector in dims:
+            if not re.fullmatch(_SELECTOR, selector):
+                raise FilterPatternError(f"dimension {key}={selector!r}: a `$.field` of the event")
+        return cls(
+            pattern=pattern,
+            namespace=str(t["MetricNamespace"]),
+            name=str(t["MetricName"]),
+            value=value,
+            unit=str(t.get("Unit", "None")),
+            dimensions=dims,
+            terms=parse_pattern(pattern),
+        )
+
+    def measure(self, doc: dict[str, Any]) -> MetricPoint | None:
+        """The data point this log event gives, or None."""
+        if not all(term.matches(doc) for term in self.terms):
+            return None
+        if self.value.startswith("$"):
+            raw = _field(doc, self.value)
+            if isinstance(raw, bool) or not isinstance(raw, int | float):
+                return None
+            value = float(raw)
+        else:
+            value = float(self.value)
+        dims = tuple(
+            (key, str(found))
+            for key, selector in self.dimensions
+            if (found := _field(doc, selector)) is not _MISSING and found is not None
+        )
+        return (self.namespace, self.name, self.unit, dims, value)
+
+
 @dataclass(frozen=True)
 class Invoked:
     """The function an invocation runs, as far as its log is concerned."""
@@ -186,6 +327,8 @@ class Invoked:
     version: str = "$LATEST"
     traced: bool = False
     request_id: str = "00000000-0000-4000-8000-000000000000"
+    metric_filters: tuple[MetricFilter, ...] = ()
+    """Its log group's metric filters."""
 
 
 LOCAL_LOG_GROUP = "/aws/lambda/avsev-local"
@@ -331,41 +474,41 @@ def _millis(at: dt.datetime) -> int:
 
 
 class EmfForwarder:
-    """Embedded-metric-format blobs → CloudWatch PutMetricData (as Lambda's EMF extraction)."""
+    """Embedded-metric-format blobs (as Lambda's EMF extraction) and the data points of metric
+    filters → CloudWatch PutMetricData."""
 
     def __init__(self, cloudwatch_factory: Callable[[], Any]) -> None:
         self._factory = cloudwatch_factory
         self._client: Any = None
         self._pending: list[dict[str, Any]] = []
+        self._points: list[MetricPoint] = []
         self._lock = threading.Lock()
 
     def put(self, blob: dict[str, Any]) -> None:
         with self._lock:
             self._pending.append(blob)
 
+    def put_point(self, point: MetricPoint) -> None:
+        """One data point of a metric filter."""
+        with self._lock:
+            self._points.append(point)
+
+    def statistics(
+        self,
+    ) -> dict[tuple[str, str, str, tuple[tuple[str, str], ...]], list[float]]:
+        """What is pending, by namespace, metric, unit and dimensions: the values."""
+        with self._lock:
+            return self._aggregate(list(self._pending), list(self._points))
+
     def flush(self) -> int:
         with self._lock:
             pending, self._pending = self._pending, []
-        if not pending:
+            points, self._points = self._points, []
+        if not pending and not points:
             return 0
         if self._client is None:
             self._client = self._factory()
-        # Aggregate per metric and dimensions into statistic sets, as CloudWatch stores them.
-        stats: dict[tuple[str, str, str, tuple[tuple[str, str], ...]], list[float]] = {}
-        for blob in pending:
-            for directive in blob["_aws"].get("CloudWatchMetrics", []):
-                dims = tuple(
-                    (d, str(blob[d]))
-                    for group in directive.get("Dimensions", [])
-                    for d in group
-                    if d in blob
-                )
-                for m in directive.get("Metrics", []):
-                    values: Any = blob.get(m["Name"])
-                    key = (directive["Namespace"], m["Name"], m.get("Unit", "None"), dims)
-                    stats.setdefault(key, []).extend(
-                        float(v) for v in (values if isinstance(values, list) else [values])
-                    )
+        stats = self._aggregate(pending, points)
         by_namespace: dict[str, list[dict[str, Any]]] = {}
         for (namespace, name, unit, dims), values in stats.items():
             by_namespace.setdefault(namespace, []).append(
@@ -386,6 +529,30 @@ class EmfForwarder:
                 self._client.put_metric_data(Namespace=namespace, MetricData=data[i : i + 500])
         return len(stats)
 
+    @staticmethod
+    def _aggregate(
+        pending: list[dict[str, Any]], points: list[MetricPoint]
+    ) -> dict[tuple[str, str, str, tuple[tuple[str, str], ...]], list[float]]:
+        # Aggregate per metric and dimensions into statistic sets, as CloudWatch stores them.
+        stats: dict[tuple[str, str, str, tuple[tuple[str, str], ...]], list[float]] = {}
+        for namespace, name, unit, dims, value in points:
+            stats.setdefault((namespace, name, unit, dims), []).append(value)
+        for blob in pending:
+            for directive in blob["_aws"].get("CloudWatchMetrics", []):
+                dims = tuple(
+                    (d, str(blob[d]))
+                    for group in directive.get("Dimensions", [])
+                    for d in group
+                    if d in blob
+                )
+                for m in directive.get("Metrics", []):
+                    values: Any = blob.get(m["Name"])
+                    key = (directive["Namespace"], m["Name"], m.get("Unit", "None"), dims)
+                    stats.setdefault(key, []).extend(
+                        float(v) for v in (values if isinstance(values, list) else [values])
+                    )
+        return stats
+
 
 class LogRouter(io.TextIOBase):
     """A stdout that sorts whole lines: records, EMF metrics, everything else.
@@ -403,10 +570,13 @@ class LogRouter(io.TextIOBase):
         console: TextIO | None = None,
         *,
         logging_config: LoggingConfig | None = None,
+        metric_filters: Sequence[MetricFilter] = (),
     ) -> None:
         super().__init__()
         self.firehose = firehose
         self.emf = emf
+        self.metric_filters = tuple(metric_filters)
+        """The log group's metric filters outside an invocation (within one: the function's)."""
         self.console = console or sys.__stdout__
         self.logging_config = logging_config or LoggingConfig()
         """What Lambda drops before CloudWatch Logs (log-level filtering, JSON format only)."""
@@ -438,6 +608,7 @@ class LogRouter(io.TextIOBase):
             return
         self._batch.lines = {}
         self._batch.config = function.logging if function else None
+        self._batch.filters = function.metric_filters if function else None
         started = time.perf_counter()
         try:
             yield
@@ -445,6 +616,7 @@ class LogRouter(io.TextIOBase):
             batch: dict[str, list[str]] = self._batch.lines
             self._batch.lines = None
             self._batch.config = None
+            self._batch.filters = None
             for kind, lines in batch.items():
                 self.firehose.put_batch(kind, lines, log_group=log_group, log_stream=log_stream)
             if function is not None:
@@ -490,13 +662,19 @@ class LogRouter(io.TextIOBase):
         self.logged_events[kind] += 1
 
     def _route(self, line: str) -> str | None:
-        """The record type of a record line (for the stream); other lines are sent on."""
+        """The record type of a record line (for the stream); other lines are sent on. Every
+        JSON line that reaches the log goes through the log group's metric filters."""
         if line.startswith("{"):
             try:
                 doc = json.loads(line)
             except json.JSONDecodeError:
                 doc = None
             if isinstance(doc, dict):
+                filters = getattr(self._batch, "filters", None)
+                for metric_filter in self.metric_filters if filters is None else filters:
+                    point = metric_filter.measure(doc)
+                    if point is not None:
+                        self.emf.put_point(point)
                 record_type = doc.get("record_type")
                 if record_type in ("prediction", "outcome"):
                     self._meter("record", line)

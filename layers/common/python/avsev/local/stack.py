@@ -50,6 +50,7 @@ from avsev.local.logs import (
     Invoked,
     LoggingConfig,
     LogRouter,
+    MetricFilter,
     Sink,
     stdout_of_this_thread,
 )
@@ -93,6 +94,8 @@ class Handler:
     """The function's LoggingConfig: what Lambda keeps of its log (see `LogRouter.invocation`)."""
     memory_mb: int = 128
     traced: bool = False
+    metric_filters: tuple[MetricFilter, ...] = ()
+    """Its log group's metric filters (what CloudWatch Logs extracts from its lines)."""
 
     def __call__(self, event: dict[str, Any]) -> dict[str, Any]:
         name = self.function_name or self.function
@@ -111,6 +114,7 @@ class Handler:
                 version=self.version,
                 traced=self.traced,
                 request_id=context.aws_request_id,
+                metric_filters=self.metric_filters,
             )
             if self.logging is not None
             else None
@@ -203,6 +207,9 @@ class LocalStack:
         }
         use_endpoint(self.endpoint)
         self.assembly = Assembly.read(first.folder, first.stack)
+        for function in self.assembly.functions.values():  # refused now, not at an invocation
+            for props in function.metric_filters:
+                MetricFilter.from_properties(props)
         self.router = LogRouter(
             FirehoseBuffer(lambda: _client("s3"), self.bucket),
             EmfForwarder(lambda: _client("cloudwatch")),
@@ -406,6 +413,9 @@ class LocalStack:
             if spec is not None:
                 loaded.logging = LoggingConfig.from_properties(spec.logging)
                 loaded.memory_mb, loaded.traced = spec.memory, spec.traced
+                loaded.metric_filters = tuple(
+                    MetricFilter.from_properties(f) for f in spec.metric_filters
+                )
             self.handlers[(function, version)] = loaded
             return loaded
 
