@@ -286,6 +286,14 @@ class ServingFunction(Construct):
                 unit=UNITS[metric.unit],
                 dimensions=metric.dimensions or None,
             )
+        if tracing == lambda_.Tracing.PASS_THROUGH:
+            acknowledge(
+                self.function,
+                "Serverless-LambdaTracing",
+                "Invoked by an HTTP API, which does not trace: Active tracing would sample by "
+                "Lambda's own fixed rule (1 a second and 5%); PassThrough records what a caller "
+                "sampled (-c tracing=active turns Active on).",
+            )
         self.alias: lambda_.IFunction | None = None
         """Alias `live` once the stack hands this function's versions over (LiveAlias)."""
         self.stack = stack

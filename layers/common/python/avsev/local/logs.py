@@ -232,7 +232,9 @@ def parse_pattern(pattern: str) -> tuple[Term, ...]:
     comparisons, wildcards in a string, text patterns) is refused rather than guessed."""
     text = pattern.strip()
     if not (text.startswith("{") and text.endswith("}")):
-        raise FilterPatternError(f"filter pattern {pattern!r}: not supported locally; use {PATTERN_SUBSET}")
+        raise FilterPatternError(
+            f"filter pattern {pattern!r}: not supported locally; use {PATTERN_SUBSET}"
+        )
     terms = []
     for part in text[1:-1].split("&&"):
         m = _TERM.match(part.strip())
