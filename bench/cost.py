@@ -1,8 +1,10 @@
 """The per-request inputs of `avsev cost`, measured with the local stack's Lambda emulation:
 the predict, explain and outcomes handlers (REST events in, warm, one process) on real rows,
 their stdout through the local stack's log router (`avsev.local.logs.LogRouter`, what
-CloudWatch Logs, the subscription filters and EMF extraction do locally), which counts the
-bytes each kind of line puts in the log: record lines, EMF metrics, anything else. Lambda's
+CloudWatch Logs, the subscription filters, the log groups' metric filters and EMF extraction
+do locally), which counts the bytes each kind of line puts in the log: record lines, EMF
+metrics, anything else; the metric series are those the metric filters and EMF documents
+give. Lambda's
 system lines (START/END/REPORT or their JSON form) are rendered for each logging setting by
 `avsev.local.logs.platform_lines` from the measured duration.
 
@@ -22,6 +24,7 @@ import json
 import os
 import platform
 import statistics
+import sys
 import tempfile
 import time
 import uuid
@@ -49,9 +52,23 @@ def main() -> None:
     args = parser.parse_args()
     calls = 200 if args.quick else 2000
 
+    from avsev.constants import METRICS_NAMESPACE
     from avsev.data import default_data_path, load
     from avsev.local.lambda_runtime import LocalContext, load_handler_module, proxy_event
-    from avsev.local.logs import EmfForwarder, FirehoseBuffer, LogRouter, stdout_of_this_thread
+    from avsev.local.logs import (
+        EmfForwarder,
+        FirehoseBuffer,
+        LogRouter,
+        MetricFilter,
+        stdout_of_this_thread,
+    )
+    from avsev.monitoring.record_metrics import RECORD_METRICS, namespace
+
+    sys.path.insert(0, str(ROOT))
+    from infra.catalog import function_specs
+    from infra.config import AppConfig
+
+    specs = function_specs(AppConfig())
     from avsev.pipeline.build import build_bundle
     from avsev.pipeline.train import save, train
     from avsev.serving.runtime import host_arch
@@ -119,7 +136,17 @@ def main() -> None:
             # bytes: through the log router, one invocation each
             firehose = FirehoseBuffer(lambda: None, "unused", max_lines=10**9)
             emf = EmfForwarder(lambda: None)
-            router = LogRouter(firehose, emf, console=open(os.devnull, "w"))  # noqa: SIM115
+            # the metric filters of the function's log group (infra/catalog.py), as deployed
+            filters = [
+                MetricFilter.from_properties(m.properties(namespace(METRICS_NAMESPACE, "bench")))
+                for m in RECORD_METRICS[specs[function].record_metrics or ""]
+            ]
+            router = LogRouter(
+                firehose,
+                emf,
+                console=open(os.devnull, "w"),  # noqa: SIM115
+                metric_filters=filters,
+            )
             for e in evs:
                 ctx = LocalContext(function_version="12", log_group_name=f"/aws/lambda/{function}")
                 with stdout_of_this_thread(router), router.invocation(ctx.log_group_name):
@@ -131,6 +158,8 @@ def main() -> None:
                     )
                     for m in directive["Metrics"]:
                         series.add((directive["Namespace"], m["Name"], dims))
+            for ns, name, _, dims, _ in emf._points:
+                series.add((ns, name, dims))
             record_lines = sum(len(r.lines) for r in firehose._records)
             rows_per_request = BATCH_ROWS if route == "batch" else 1
             routes[route] = {

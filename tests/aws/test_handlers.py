@@ -52,16 +52,10 @@ def test_predict_answers_records_and_counts(functions, real_bundle, capsys):
     assert rec.model_version == "1.0.0" and rec.shadow is False
     assert rec.features["weather_condition"] == "IMC" and rec.features["make"] == "cessna"
     assert rec.predicted == body["prediction_label"]
-    # EMF metrics: predictions by version and class, latency
-    emf = [d for d in lines(out) if "_aws" in d]
-    assert len(emf) == 1
-    metric_names = {m["Name"] for m in emf[0]["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
-    assert {
-        "Predictions",
-        f"Predicted{body['prediction_label']}",
-        "InferenceLatency",
-    } <= metric_names
-    assert emf[0]["ModelVersion"] == "1.0.0"
+    # no EMF document: the metrics (predictions by version and class, latency) are metric
+    # filters on this record line (avsev.monitoring.record_metrics; tests/aws/test_record_metrics.py)
+    assert [d for d in lines(out) if "_aws" in d] == []
+    assert rec.latency_ms > 0
 
 
 def test_batch_scores_every_report_in_one_call(functions, real_data, real_bundle, capsys):

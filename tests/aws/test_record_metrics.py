@@ -24,7 +24,7 @@ from avsev.local.logs import (
     parse_pattern,
     stdout_of_this_thread,
 )
-from avsev.monitoring.record_metrics import RECORD_METRICS, RecordMetric
+from avsev.monitoring.record_metrics import RECORD_METRICS
 from avsev.serving import records as record_format
 from avsev.verify import REPORT
 from lambda_support import load_function
@@ -32,24 +32,9 @@ from lambda_support import load_function
 NAMESPACE = "Avsev/avsev-test"
 
 
-def template_properties(metric: RecordMetric) -> dict:
-    """An AWS::Logs::MetricFilter's properties for the metric, as CloudFormation has them."""
-    transformation = {
-        "MetricNamespace": NAMESPACE,
-        "MetricName": metric.name,
-        "MetricValue": metric.value,
-        "Unit": metric.unit,
-    }
-    if metric.dimensions:
-        transformation["Dimensions"] = [
-            {"Key": k, "Value": v} for k, v in metric.dimensions.items()
-        ]
-    return {"FilterPattern": metric.filter_pattern, "MetricTransformations": [transformation]}
-
-
 def filters(group: str) -> tuple[MetricFilter, ...]:
     return tuple(
-        MetricFilter.from_properties(template_properties(m)) for m in RECORD_METRICS[group]
+        MetricFilter.from_properties(m.properties(NAMESPACE)) for m in RECORD_METRICS[group]
     )
 
 

@@ -85,13 +85,14 @@ def test_stdout_is_left_alone_and_what_functions_print_is_still_sorted(stack):
     # When a prediction is served
     status, _, _ = Client(stack.base_url, stack.api_key).call("POST", "/predict", REPORT)
     assert status == 200 and sys.stdout is outside
-    # Then the function's metrics, printed as EMF during its invocation, reach CloudWatch
+    # Then the metrics of its record line (the template's metric filters on its log group)
+    # reach CloudWatch, in the stage's namespace, by model and function version
     stack.flush()
-    names = {
-        m["MetricName"]
-        for m in boto3.client("cloudwatch").list_metrics(Namespace="Avsev")["Metrics"]
-    }
-    assert names, "no EMF metric was forwarded"
+    found = boto3.client("cloudwatch").list_metrics(
+        Namespace=f"Avsev/{stack.stack_name}", MetricName="Predictions"
+    )["Metrics"]
+    assert found, "no metric was extracted from the record line"
+    assert {d["Name"] for d in found[0]["Dimensions"]} == {"ModelVersion", "FunctionVersion"}
 
 
 def test_weighted_routing_and_one_step_rollback(stack, rollouts):

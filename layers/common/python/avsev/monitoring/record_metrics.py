@@ -33,7 +33,7 @@ the batch's time where the EMF document added one sample of the whole.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import get_args
+from typing import Any, get_args
 
 from avsev.serving.schema import Severity
 
@@ -64,6 +64,21 @@ class RecordMetric:
     @property
     def filter_pattern(self) -> str:
         return "{ " + self.pattern + " }"
+
+    def properties(self, metric_namespace: str) -> dict[str, Any]:
+        """Its AWS::Logs::MetricFilter's properties (but the log group), as the template has
+        them: what the local log router reads (`avsev.local.logs.MetricFilter`)."""
+        transformation: dict[str, Any] = {
+            "MetricNamespace": metric_namespace,
+            "MetricName": self.name,
+            "MetricValue": self.value,
+            "Unit": self.unit,
+        }
+        if self.dimensions:
+            transformation["Dimensions"] = [
+                {"Key": k, "Value": v} for k, v in self.dimensions.items()
+            ]
+        return {"FilterPattern": self.filter_pattern, "MetricTransformations": [transformation]}
 
 
 def _predictions() -> tuple[RecordMetric, ...]:
