@@ -162,6 +162,33 @@ def test_cost_per_prediction_worked_by_hand():
     )
 
 
+def test_xray_is_priced_when_predictions_are_traced():
+    """Predict with Active tracing is sampled (1 a second, then 5%); with PassThrough it is
+    traced only when a REST stage sampled the request; an HTTP API samples nothing."""
+
+    def xray(predict_mode: str, stage_traced: bool | None, http: bool = False) -> float:
+        resources = {k: dict(v) for k, v in TEMPLATE["Resources"].items()}
+        predict = dict(resources["PredictFunction3C4D"]["Properties"])
+        predict["TracingConfig"] = {"Mode": predict_mode}
+        resources["PredictFunction3C4D"] = {"Type": "AWS::Lambda::Function", "Properties": predict}
+        if stage_traced is not None:
+            resources["Stage"] = {
+                "Type": "AWS::ApiGateway::Stage",
+                "Properties": {"TracingEnabled": stage_traced},
+            }
+        if http:
+            del resources["Api"]
+            resources["HttpApi"] = {"Type": "AWS::ApiGatewayV2::Api", "Properties": {}}
+        return cost.estimate({"Resources": resources}, INPUTS, PRICES).per_month[100]["X-Ray"]
+
+    sampled = (1 + 0.05 * 99) * MONTH_S * 5.0 / 1e6  # traces a month × $5 a million
+    assert xray("Active", True) == pytest.approx(sampled)
+    assert xray("PassThrough", True) == pytest.approx(sampled)  # the stage samples
+    assert xray("PassThrough", False) == 0.0
+    assert xray("PassThrough", None, http=True) == 0.0
+    assert xray("Active", None, http=True) == pytest.approx(sampled)
+
+
 def test_xray_traces_follow_the_default_sampling_rule():
     assert cost.xray_traces_per_second(0.5, PRICES) == 0.5
     assert cost.xray_traces_per_second(101, PRICES) == pytest.approx(1 + 0.05 * 100)

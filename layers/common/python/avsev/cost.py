@@ -12,12 +12,24 @@ The model, per request of a route:
   price; billed duration is the measured handler time scaled to the function's CPU share
   (Lambda gives a function CPU in proportion to its memory, one vCPU at 1,769 MB:
   https://docs.aws.amazon.com/lambda/latest/dg/configuration-memory.html), rounded up to 1 ms;
-- CloudWatch Logs: every byte that reaches the log group (the record lines, the EMF metrics,
-  other lines and Lambda's system lines at the function's log format and system log level,
-  each event counted with its 26-byte overhead), ingested once and stored for the retention;
+- CloudWatch Logs: every byte that reaches the log group (the record lines, the EMF metrics
+  of rare events, other lines and Lambda's system lines at the function's log format and
+  system log level, each event counted with its 26-byte overhead), ingested once and stored
+  for the retention. The serving metrics come from the record lines by metric filters, which
+  cost nothing themselves (their metrics are custom metrics, below;
+  https://aws.amazon.com/cloudwatch/pricing/);
 - Firehose: the record lines of one invocation are one Firehose record, billed rounded up to
-  5 KB, and converted to Parquet; Athena: the bytes scanned per record by the scheduled jobs;
-- X-Ray: traces recorded by the default sampling rule (1 a second, then 5%).
+  5 KB, and converted to Parquet. CloudWatch Logs sends a subscription's log events to
+  Firehose gzipped, several events of a log stream in one record when it batches them
+  (https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/SubscriptionFilters.html), and
+  Firehose bills each record in 5 KB increments
+  (https://aws.amazon.com/firehose/pricing/); how many events CloudWatch Logs puts in a
+  record is not documented, so each invocation's records are taken as a record of their own:
+  an upper bound, which is the cost at low rates;
+- Athena: the bytes scanned per record by the scheduled jobs;
+- X-Ray: traces recorded by the default sampling rule (1 a second, then 5%), when the predict
+  function traces actively, or a REST API's stage traces (it samples; the function records
+  what it sampled, https://docs.aws.amazon.com/lambda/latest/api/API_TracingConfig.html).
 
 Fixed costs a month: custom metric series, alarms and dashboards in the template. The
 scheduled functions' own runs are left out (a few hundred short runs a month).
@@ -67,6 +79,14 @@ class StackSettings:
     schedules: tuple[str, ...]
     alarms: int
     dashboards: int
+    api_traced: bool = False
+    """A REST API stage with X-Ray tracing on (an HTTP API has none)."""
+
+    @property
+    def traced(self) -> bool:
+        """Whether predictions are traced: predict traces actively, or the stage samples."""
+        fn = self.functions.get(PREDICT)
+        return bool(fn and fn.traced) or self.api_traced
 
 
 def _function_name(logical_id: str) -> str:
@@ -117,6 +137,10 @@ def settings_from_template(template: Mapping[str, Any]) -> StackSettings:
         ),
         alarms=len(of_type("AWS::CloudWatch::Alarm")),
         dashboards=len(of_type("AWS::CloudWatch::Dashboard")),
+        api_traced=any(
+            r.get("Properties", {}).get("TracingEnabled") is True
+            for r in of_type("AWS::ApiGateway::Stage").values()
+        ),
     )
 
 
@@ -243,13 +267,12 @@ def monthly(
     """USD a month at `rps` predictions a second, by service (fixed costs included)."""
     seconds = prices["hours_per_month"] * 3600
     out = {k: v * rps * seconds for k, v in predict.usd.items()}
-    fn = settings.functions[PREDICT]
     out["X-Ray"] = (
         xray_traces_per_second(rps, prices)
         * seconds
         * prices["xray"]["usd_per_million_traces"]
         / 1e6
-        if fn.traced
+        if settings.traced
         else 0.0
     )
     out.update(fixed_monthly(settings, inputs, prices))
@@ -391,6 +414,13 @@ def estimate(
     )
 
 
+def _tracing(settings: StackSettings) -> str:
+    fn = settings.functions[PREDICT]
+    if fn.traced:
+        return "active"
+    return "passthrough, sampled by the REST stage" if settings.api_traced else "passthrough"
+
+
 def render(e: Estimate) -> str:
     """The tables `avsev cost` prints (Markdown)."""
     predict = e.routes[PREDICT]
@@ -400,7 +430,7 @@ def render(e: Estimate) -> str:
         f"Settings: {e.settings.api} API; predict {fn.memory_mb} MB {fn.arch}, log format "
         f"{fn.logging.log_format}, system log level {fn.logging.system_log_level or '-'}, "
         f"application log level {fn.logging.application_log_level or '-'}, retention "
-        f"{fn.retention_days} days, tracing {'on' if fn.traced else 'off'}; "
+        f"{fn.retention_days} days, tracing {_tracing(e.settings)}; "
         f"{e.settings.delivery_streams} Firehose streams; schedules: {', '.join(e.settings.schedules)}.",
         f"Prices: us-east-1 list prices as of {e.prices_as_of} (avsev/prices.json).",
         "",
