@@ -94,10 +94,12 @@ def test_cost_quick(tmp_path):
     r = json.loads(out.read_text())
     assert set(r["routes"]) == {"predict", "batch", "explain", "outcomes"} and "quick" in r
     for route in r["routes"].values():
-        assert positive(route["app_bytes"]["record"]) and positive(route["app_bytes"]["metrics"])
+        assert positive(route["app_bytes"]["record"])
+        # an answered request writes no EMF document: its metrics are metric filters
+        assert route["app_bytes"]["metrics"] == 0
         assert positive(route["handler_ms_p50"])
         assert route["records_per_request"] == route["rows_per_request"]
-    assert positive(r["metric_series"])
+    assert positive(r["metric_series"])  # from the metric filters on the record lines
 
 
 @pytest.mark.slow
