@@ -1,6 +1,7 @@
 """`avsev cost`: what a prediction costs (the model of it is `avsev.cost`).
 
 avsev cost --template T.json             # or --bundle B to synthesize the app first
+avsev cost --bundle B -c api=http        # a context of the app (cdk's -c), as deployed
 """
 
 from __future__ import annotations
@@ -31,8 +32,15 @@ def cmd_cost(args: argparse.Namespace) -> int:
         if not args.bundle:
             print("avsev cost: error: give --template, or --bundle to synthesize", file=sys.stderr)
             return 2
+        context = {}
+        for item in args.context:
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                print(f"avsev cost: error: -c {item!r}: give key=value", file=sys.stderr)
+                return 2
+            context[key] = value
         try:
-            synth = synthesize(args.bundle, stage=args.stage, arch=args.arch)
+            synth = synthesize(args.bundle, stage=args.stage, arch=args.arch, context=context)
         except SynthError as e:
             print(f"avsev cost: error: {e}", file=sys.stderr)
             return 2
@@ -61,5 +69,13 @@ def register(sub: Subcommands) -> None:
     p.add_argument("--bundle", help="model bundle to synthesize the app with (without --template)")
     p.add_argument("--stage", default="prod")
     p.add_argument("--arch", default="arm64", help="with --bundle: the architecture to deploy")
+    p.add_argument(
+        "-c",
+        "--context",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="with --bundle: a context of the app, as `cdk synth -c` (api=http, tracing=...)",
+    )
     p.add_argument("--inputs", default=str(_cost_default("INPUTS")), help="bench/cost.py's output")
     p.add_argument("--prices", default=str(_cost_default("PRICES")), help="the dated price table")
