@@ -244,3 +244,38 @@ def test_application_log_level_filters_json_lines_by_their_level():
     warn = LoggingConfig("JSON", "WARN", "WARN")
     assert not warn.keeps_application(record) and warn.keeps_application(warning)
     assert LoggingConfig().keeps_application(debug)  # Text format: nothing is filtered
+
+
+def test_avsev_cost_synthesizes_the_variant_its_context_names(monkeypatch, tmp_path, capsys):
+    """`avsev cost --bundle B -c api=http` synthesizes with that context, as `cdk synth -c`;
+    a context that is not key=value is refused, naming it."""
+    import json
+
+    from avsev.cli import main
+    from avsev.local import synth as synth_module
+
+    template = tmp_path / "avsev-prod.template.json"
+    http = {k: v for k, v in TEMPLATE["Resources"].items() if k != "Api"}
+    http["HttpApi"] = {"Type": "AWS::ApiGatewayV2::Api", "Properties": {}}
+    template.write_text(json.dumps({"Resources": http}))
+    inputs = tmp_path / "inputs.json"
+    inputs.write_text(json.dumps(INPUTS))
+    prices = tmp_path / "prices.json"
+    prices.write_text(json.dumps(PRICES))
+    seen = {}
+
+    class Synthesized:
+        folder = tmp_path
+        stack = "avsev-prod"
+
+    def fake_synthesize(bundle, *, stage, arch, context=None):
+        seen.update(bundle=bundle, context=context)
+        return Synthesized()
+
+    monkeypatch.setattr(synth_module, "synthesize", fake_synthesize)
+    args = ["cost", "--bundle", "B", "--inputs", str(inputs), "--prices", str(prices)]
+    assert main([*args, "-c", "api=http", "-c", "tracing=active"]) == 0
+    assert seen == {"bundle": "B", "context": {"api": "http", "tracing": "active"}}
+    assert "Settings: HTTP API" in capsys.readouterr().out
+    assert main([*args, "-c", "api"]) == 2
+    assert "-c 'api': give key=value" in capsys.readouterr().err
