@@ -125,22 +125,22 @@ def ab_counts(served: Iterable[ServedRow], labels: Iterable[LabelRow]) -> ABCoun
                 v.expected[i, column] += float(p or 0.0)
             v.p_max_sum += float(r.p_max)
             v.entropy_sum += float(r.entropy or 0.0)
-    for r in labels:
-        n = r.n
-        if r.kind == "served":
-            v = counts.version(r.version)
-            v.confusion[IDX[r.actual], IDX[r.predicted]] += n
-            if r.nll is not None:
-                v.nll_sum += float(r.nll)
-                v.nll2_sum += float(r.nll2 or 0.0)
-                bin_ = v.confidence_bins.setdefault(int(r.conf_bin or 0), [0.0, 0.0, 0.0])
+    for lr in labels:
+        n = lr.n
+        if lr.kind == "served":
+            v = counts.version(lr.version)
+            v.confusion[IDX[lr.actual], IDX[lr.predicted]] += n
+            if lr.nll is not None:
+                v.nll_sum += float(lr.nll)
+                v.nll2_sum += float(lr.nll2 or 0.0)
+                bin_ = v.confidence_bins.setdefault(int(lr.conf_bin or 0), [0.0, 0.0, 0.0])
                 bin_[0] += n
-                bin_[1] += n if r.predicted == r.actual else 0
-                bin_[2] += float(r.conf_sum or 0.0)
+                bin_[1] += n if lr.predicted == lr.actual else 0
+                bin_[2] += float(lr.conf_sum or 0.0)
         else:
-            pair = (r.version, r.shadow_version or "")
+            pair = (lr.version, lr.shadow_version or "")
             table = counts.shadow_pairs.setdefault(pair, np.zeros((2, 2), dtype=np.int64))
-            table[int(r.predicted == r.actual), int(r.shadow_predicted == r.actual)] += n
+            table[int(lr.predicted == lr.actual), int(lr.shadow_predicted == lr.actual)] += n
     return counts
 
 

@@ -252,9 +252,7 @@ def drift_report_of(
         )
         report.performance_without_labels = PerformanceWithoutLabels(
             **estimate.model_dump(exclude_unset=True),
-            calibration_check=calibration_check(
-                version.confidence_bins, card_ece, recalibration
-            ),
+            calibration_check=calibration_check(version.confidence_bins, card_ece, recalibration),
         )
     return report
 

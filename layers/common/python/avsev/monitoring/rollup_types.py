@@ -154,7 +154,9 @@ def _hour(value: Any, field: str, row: int | None = None) -> int:
 V = TypeVar("V")
 
 
-def _maybe(check: Callable[[Any, str, int | None], V], value: Any, field: str, row: int | None) -> V | None:
+def _maybe(
+    check: Callable[[Any, str, int | None], V], value: Any, field: str, row: int | None
+) -> V | None:
     return None if value is None else check(value, field, row)
 
 
@@ -296,7 +298,9 @@ class LabelRow:
     def parse(cls, doc: Mapping[str, Any], row: int | None = None) -> LabelRow:
         kind = doc["kind"]
         if kind not in LABEL_KINDS:
-            raise RollupError("kind", f"{kind!r} is not a kind of labels row", "served, shadow", row=row)
+            raise RollupError(
+                "kind", f"{kind!r} is not a kind of labels row", "served, shadow", row=row
+            )
         shadow = kind == "shadow"
         return cls(
             kind=kind,
@@ -343,9 +347,7 @@ class Stamped:
 
     KIND: ClassVar[str]
 
-    def stamped(
-        self, computed_at: str, day: str, skipped_objects: list[dict[str, str]]
-    ) -> Self:
+    def stamped(self, computed_at: str, day: str, skipped_objects: list[dict[str, str]]) -> Self:
         return dataclasses.replace(
             self, computed_at=computed_at, day=day, skipped_objects=list(skipped_objects)
         )
@@ -381,7 +383,9 @@ class Stamped:
         }
 
 
-def _rows(doc: Mapping[str, Any], columns: Sequence[str], required: frozenset[str]) -> tuple[list[Mapping[str, Any]], tuple[str, ...]]:
+def _rows(
+    doc: Mapping[str, Any], columns: Sequence[str], required: frozenset[str]
+) -> tuple[list[Mapping[str, Any]], tuple[str, ...]]:
     """A rollup's rows, each checked to have the rollup's columns (the first row's keys:
     one query answers all of a file's rows)."""
     rows = doc["rows"]
@@ -433,9 +437,7 @@ class ServedRollup(Stamped):
         d = _object(doc, "rollup")
         _keys(d, "", ("rows", *STAMP_KEYS), {"rows"})
         rows, columns = _rows(d, SERVED_COLUMNS, SERVED_REQUIRED)
-        return cls(
-            rows=_parse_rows(rows, ServedRow.parse), columns=columns, **cls._parse_stamp(d)
-        )
+        return cls(rows=_parse_rows(rows, ServedRow.parse), columns=columns, **cls._parse_stamp(d))
 
     def to_doc(self) -> dict[str, Any]:
         return {"rows": [r.to_doc(self.columns) for r in self.rows], **self._stamp_doc()}
@@ -522,7 +524,12 @@ class DriftRollup(Stamped):
     @classmethod
     def from_doc(cls, doc: Any) -> DriftRollup:
         d = _object(doc, "rollup")
-        _keys(d, "", ("rows", "predicted", "fields", "sample", *STAMP_KEYS), {"rows", "predicted", "fields"})
+        _keys(
+            d,
+            "",
+            ("rows", "predicted", "fields", "sample", *STAMP_KEYS),
+            {"rows", "predicted", "fields"},
+        )
         fields = {
             name: FieldCounts.from_doc(f, f"fields.{name}")
             for name, f in _object(d["fields"], "fields").items()

@@ -381,7 +381,9 @@ def read_rollup(s3: Any, bucket: str, key: str, kind: type[R]) -> R | None:
     return parse_rollup(kind, doc, key)
 
 
-def write_rollup(s3: Any, bucket: str, key: str, rollup: ServedRollup | LabelsRollup | DriftRollup) -> None:
+def write_rollup(
+    s3: Any, bucket: str, key: str, rollup: ServedRollup | LabelsRollup | DriftRollup
+) -> None:
     s3.put_object(
         Bucket=bucket,
         Key=key,
