@@ -212,8 +212,16 @@ def test_functions_run_on_a_scheduled_event(
     stored = json.loads(aws["s3"].get_object(Bucket=BUCKET, Key=drift["report"])["Body"].read())
     assert stored["rows"] == 300 and stored["dataset_drift"] is drift["dataset_drift"]
     assert drift["alert_sent"] is stored["drift_found"]
+    # the handlers answer the same JSON as ever (the jobs' typed results converted)
+    assert list(json.loads(json.dumps(drift))) == ["dataset_drift", "report", "alert_sent"]
     ab = load_handler_module("ab_analysis", env).handler(event, LocalContext(function_name="ab"))
-    assert ab["decision"] == "insufficient_data"
+    assert json.dumps(ab) == json.dumps(
+        {
+            "decision": "insufficient_data",
+            "report": "reports/ab/2026-11-20T06/report.json",
+            "alert_sent": False,
+        }
+    )
 
 
 # ---- rollouts -----------------------------------------------------------------------------

@@ -4,6 +4,7 @@ record is scanned, late outcomes, and bad objects and records that are skipped w
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 import tempfile
 from pathlib import Path
@@ -241,6 +242,8 @@ def test_rollup_function_on_a_scheduled_event(
     module = load_handler_module("rollup", env)
     module.AthenaEngine = lambda client, wg, db: AthenaEngine(client, wg, db, poll_seconds=0)
     out = module.handler(event, LocalContext(function_name="rollup"))
+    assert list(json.loads(json.dumps(out))) == ["computed", "bytes_scanned"]
+    assert isinstance(out["bytes_scanned"], int)
     assert rollups.rollup_key("served", T0.date()) in out["computed"]
     assert rollups.rollup_key("drift", T0.date(), real_bundle.version) in out["computed"]
     report = run_ab_analysis(
