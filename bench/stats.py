@@ -497,7 +497,8 @@ def check_rollups(p: Pool, cols: Columns, sizes: tuple[int, ...]) -> int:
         card, _ = split_reference(p.card, p.rows, p.spec, seed=size)
         idx = np.random.default_rng(size).choice(len(p.rows), size, replace=False)
         answers = [SEVERITIES[i] for i in cols.predicted[idx]]
-        (real,) = drift_rollups_of_rows(card, [[p.rows[i] for i in idx]], predicted=[answers])
+        (rolled,) = drift_rollups_of_rows(card, [[p.rows[i] for i in idx]], predicted=[answers])
+        real = rolled.to_doc()
         fast = rollup_of(card["reference_profile"], cols, idx, cols.predicted[idx])
         assert (real["rows"], real["predicted"]) == (fast["rows"], fast["predicted"]), size
         assert ("sample" in real) == ("sample" in fast), size
@@ -526,7 +527,12 @@ def drift(
     rows (default: the pool's booster)."""
     from avsev.monitoring.evaluation import split_halves, split_reference, top_feature
     from avsev.monitoring.jobs import drift_report_of
+    from avsev.monitoring.rollup_types import DriftRollup
     from avsev.serving.schema import SEVERITIES
+
+    def report_of(card: dict[str, Any], doc: dict[str, Any]) -> Any:
+        """The drift report of one window's rollup, as `rollup_of` builds it."""
+        return drift_report_of(card, [DriftRollup.from_doc(doc)], [])
 
     top = top_feature(p.card)
     cols = columns(p.rows, p.spec, top, answers or booster_answers(p))
@@ -562,7 +568,7 @@ def drift(
             rng = np.random.default_rng([size, w])
             idx = rng.choice(other, size, replace=size > len(other))
             same = rollup_of(reference, cols, idx, cols.predicted[idx])
-            report = drift_report_of(card, [same], [])
+            report = report_of(card, same)
             for name, f in (report.features or {}).items():
                 if f.test != "skipped":
                     t["features"].setdefault(name, []).append(int(bool(f.drift)))
@@ -584,19 +590,19 @@ def drift(
                 )
             blanked = with_field(same, top, part, values)
             blanked["predicted"] = _tally(answered, list(SEVERITIES))
-            t["blank"] += bool(drift_report_of(card, [blanked], []).dataset_drift)
+            t["blank"] += bool(report_of(card, blanked).dataset_drift)
             # a number shifted by half its reference SD
             part, values = numeric_rollup(
                 reference["fields"][POWER_NUMBER], cols.numeric[POWER_NUMBER][idx] + 0.5 * sd
             )
-            shifted = drift_report_of(card, [with_field(same, POWER_NUMBER, part, values)], [])
+            shifted = report_of(card, with_field(same, POWER_NUMBER, part, values))
             t["shift"] += bool(shifted.features and shifted.features[POWER_NUMBER].drift)
             # a category's share up 15 points (of all rows), taken from another category
             c = cols.codes[field][idx].copy()
             at = np.flatnonzero(c == src)
             c[rng.choice(at, min(len(at), int(0.15 * size)), replace=False)] = dst
-            moved = drift_report_of(
-                card, [with_field(same, field, categorical_rollup(c, cols.labels[field]), None)], []
+            moved = report_of(
+                card, with_field(same, field, categorical_rollup(c, cols.labels[field]), None)
             )
             t["move"] += bool(moved.features and moved.features[field].drift)
     for size, t in tallies.items():

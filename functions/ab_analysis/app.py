@@ -95,17 +95,17 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         candidate=candidate,
         since=since,
     )
-    report = out["report"]
+    report = out.report
     logger.info(
         "ab analysis",
         extra={
             "decision": report.decision,
             "reason": report.reason,
-            "alert_sent": out["alert_sent"],
+            "alert_sent": out.alert_sent,
         },
     )
     return {
         "decision": report.decision,
-        "report": out["keys"]["json"],
-        "alert_sent": out["alert_sent"],
+        "report": out.keys["json"],
+        "alert_sent": out.alert_sent,
     }

@@ -60,7 +60,7 @@ def _daily(event: dict[str, Any], s3: Any, workdir: Path) -> dict[str, Any]:
         workdir,
         days=SETTINGS.daily_days,
         chunk_rows=SETTINGS.chunk_rows,
-    )
+    ).as_dict()
 
 
 def _files(event: Any, s3: Any, workdir: Path, context: Any) -> dict[str, Any]:

@@ -46,18 +46,18 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         dataset_drift_share=SETTINGS.share,
         service=SETTINGS.service,
     )
-    report = out["report"]
+    report = out.report
     logger.info(
         "drift check",
         extra={
             "dataset_drift": report.dataset_drift,
             "rows": report.rows,
             "drifted": report.drifted_features,
-            "alert_sent": out["alert_sent"],
+            "alert_sent": out.alert_sent,
         },
     )
     return {
         "dataset_drift": report.dataset_drift,
-        "report": out["keys"]["json"],
-        "alert_sent": out["alert_sent"],
+        "report": out.keys["json"],
+        "alert_sent": out.alert_sent,
     }

@@ -47,9 +47,10 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     logger.info(
         "rollup",
         extra={
-            "computed": len(out["computed"]),
-            "bytes_scanned": out["bytes_scanned"],
-            "skipped_objects": out["skipped_objects"],
+            "computed": len(out.computed),
+            "bytes_scanned": out.bytes_scanned,
+            "skipped_objects": out.skipped_objects,
+            "refused_rollups": out.refused,
         },
     )
-    return {"computed": out["computed"], "bytes_scanned": out["bytes_scanned"]}
+    return {"computed": out.computed, "bytes_scanned": out.bytes_scanned}

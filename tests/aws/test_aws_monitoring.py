@@ -115,21 +115,21 @@ def test_drift_check_writes_report_metrics_and_alerts_once(aws, real_data, real_
     again = run_drift_check(clients(aws), BUCKET, real_bundle.card, AT, topic_arn=aws["topic"])
     # Then one report key for the window, the drift found, metrics published, one alert
     assert (
-        first["keys"] == again["keys"]
-        and first["keys"]["json"] == "reports/drift/2026-11-20/report.json"
+        first.keys == again.keys
+        and first.keys["json"] == "reports/drift/2026-11-20/report.json"
     )
     report = json.loads(
-        aws["s3"].get_object(Bucket=BUCKET, Key=first["keys"]["json"])["Body"].read()
+        aws["s3"].get_object(Bucket=BUCKET, Key=first.keys["json"])["Body"].read()
     )
     assert report["rows"] == 800 and "dec_latitude" in report["drifted_features"]
     assert (
         "# Drift report"
         in aws["s3"]
-        .get_object(Bucket=BUCKET, Key=first["keys"]["markdown"])["Body"]
+        .get_object(Bucket=BUCKET, Key=first.keys["markdown"])["Body"]
         .read()
         .decode()
     )
-    assert first["alert_sent"] and not again["alert_sent"]
+    assert first.alert_sent and not again.alert_sent
     assert alerts_received(aws) == 1
     metrics = aws["cloudwatch"].list_metrics(Namespace="Avsev", MetricName="DriftScore")["Metrics"]
     assert {d["Value"] for m in metrics for d in m["Dimensions"] if d["Name"] == "Feature"} >= {
@@ -141,10 +141,10 @@ def test_drift_check_writes_report_metrics_and_alerts_once(aws, real_data, real_
 def test_empty_bucket_gives_insufficient_data_reports(aws, real_bundle):
     rollup(aws, real_bundle.card)
     drift = run_drift_check(clients(aws), BUCKET, real_bundle.card, AT, topic_arn=aws["topic"])
-    assert drift["report"].status == "insufficient_data" and not drift["alert_sent"]
+    assert drift.report.status == "insufficient_data" and not drift.alert_sent
     ab = run_ab_analysis(clients(aws), BUCKET, AT, topic_arn=aws["topic"])
-    assert ab["report"].decision == "insufficient_data"
-    assert aws["s3"].head_object(Bucket=BUCKET, Key=ab["keys"]["json"])
+    assert ab.report.decision == "insufficient_data"
+    assert aws["s3"].head_object(Bucket=BUCKET, Key=ab.keys["json"])
     assert alerts_received(aws) == 0
 
 
@@ -157,17 +157,17 @@ def test_ab_analysis_reads_partitions_publishes_and_alerts_on_rollback(aws):
     aws["s3"].put_object(Bucket=BUCKET, Key=f"predictions/dt={day}/garbage", Body=b"not json\n{}\n")
     rollup(aws)
     out = run_ab_analysis(clients(aws), BUCKET, AT, topic_arn=aws["topic"])
-    report = out["report"]
+    report = out.report
     assert report.decision == "rollback"
     (skipped,) = report.skipped.skipped_objects
     assert skipped["object"] == f"predictions/dt={day}/garbage"
     assert "not a readable Parquet object" in skipped["reason"]
     assert report.versions["1.1.0"].labelled == 600
-    assert out["keys"]["json"] == "reports/ab/2026-11-20T06/report.json"
-    assert out["alert_sent"] and alerts_received(aws) == 1
+    assert out.keys["json"] == "reports/ab/2026-11-20T06/report.json"
+    assert out.alert_sent and alerts_received(aws) == 1
     names = {m["MetricName"] for m in aws["cloudwatch"].list_metrics(Namespace="Avsev")["Metrics"]}
     assert {"AccuracyDelta", "WeightedF1Delta", "RollbackAdvised"} <= names
-    assert not run_ab_analysis(clients(aws), BUCKET, AT, topic_arn=aws["topic"])["alert_sent"]
+    assert not run_ab_analysis(clients(aws), BUCKET, AT, topic_arn=aws["topic"]).alert_sent
 
 
 def test_the_controllers_parity_checks_are_recorded_but_counted_nowhere(
@@ -186,7 +186,7 @@ def test_the_controllers_parity_checks_are_recorded_but_counted_nowhere(
     put_records(aws["s3"], served + parity, AT.date(), "p")
     rollup(aws, real_bundle.card)
     out = run_drift_check(clients(aws), BUCKET, real_bundle.card, AT, days=1)
-    report = json.loads(aws["s3"].get_object(Bucket=BUCKET, Key=out["keys"]["json"])["Body"].read())
+    report = json.loads(aws["s3"].get_object(Bucket=BUCKET, Key=out.keys["json"])["Body"].read())
     assert report["rows"] == 300
 
 
@@ -212,8 +212,16 @@ def test_functions_run_on_a_scheduled_event(
     stored = json.loads(aws["s3"].get_object(Bucket=BUCKET, Key=drift["report"])["Body"].read())
     assert stored["rows"] == 300 and stored["dataset_drift"] is drift["dataset_drift"]
     assert drift["alert_sent"] is stored["drift_found"]
+    # the handlers answer the same JSON as ever (the jobs' typed results converted)
+    assert list(json.loads(json.dumps(drift))) == ["dataset_drift", "report", "alert_sent"]
     ab = load_handler_module("ab_analysis", env).handler(event, LocalContext(function_name="ab"))
-    assert ab["decision"] == "insufficient_data"
+    assert json.dumps(ab) == json.dumps(
+        {
+            "decision": "insufficient_data",
+            "report": "reports/ab/2026-11-20T06/report.json",
+            "alert_sent": False,
+        }
+    )
 
 
 # ---- rollouts -----------------------------------------------------------------------------

@@ -231,6 +231,26 @@ def test_daily_run_scores_what_arrived_recently(s3, batch_fn, real_data_path):
     assert "J1" in set(out["ev_id"])
 
 
+def test_the_daily_run_returns_a_typed_result_and_stores_what_the_function_answers(
+    s3, batch_fn, tmp_path
+):
+    from avsev.batch import DailyResult, run_daily
+
+    s3.put_object(Bucket=BUCKET, Key="incoming/b.jsonl", Body=b'{"ev_id": "J1", "make": "Piper"}\n')
+    s3.put_object(Bucket=BUCKET, Key="incoming/c.parquet", Body=b"not parquet")
+    now = pd.Timestamp.now(tz="UTC").isoformat()
+    result = run_daily(s3, batch_fn.BUNDLE, BUCKET, now, tmp_path, days=1)
+    assert isinstance(result, DailyResult)
+    assert result.files == ["incoming/b.jsonl", "incoming/c.parquet"]
+    assert result.summary.scored == 1 and result.scored_at == now
+    (error,) = result.file_errors
+    assert error.startswith("incoming/c.parquet: ")
+    key = result.summary.outputs["summary"].removeprefix(f"s3://{BUCKET}/")
+    stored = s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+    assert stored == json.dumps(result.as_dict(), indent=1).encode()
+    assert list(json.loads(stored))[-3:] == ["files", "file_errors", "scored_at"]
+
+
 def test_offline_score_command(real_bundle_dir, real_data_path, tmp_path, capsys):
     from avsev.cli import main
 

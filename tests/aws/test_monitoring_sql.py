@@ -4,6 +4,7 @@ record is scanned, late outcomes, and bad objects and records that are skipped w
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 import tempfile
 from pathlib import Path
@@ -101,9 +102,9 @@ def test_each_record_is_scanned_a_bounded_number_of_times_and_late_outcomes_coun
             for key in engine.sent:
                 sent[key] = sent.get(key, 0) + 1
             if hour == 24 * 3 - 1:  # the end of day 2: no outcome yet
-                report = run_ab_analysis(Clients(s3, boto3.client("cloudwatch"), None), BUCKET, at)[
-                    "report"
-                ]
+                report = run_ab_analysis(
+                    Clients(s3, boto3.client("cloudwatch"), None), BUCKET, at
+                ).report
                 assert report.records.labelled == 0
     # Then day 0's predictions were scanned for `served` each hour of day 0 and once after;
     # for `labels` each hour of days 0 and 1, then once a day (days 2, 3, 4)
@@ -112,7 +113,7 @@ def test_each_record_is_scanned_a_bounded_number_of_times_and_late_outcomes_coun
     # and the outcomes that came three days late count
     report = run_ab_analysis(
         Clients(s3, boto3.client("cloudwatch"), None), BUCKET, T0 + dt.timedelta(days=4)
-    )["report"]
+    ).report
     assert report.records.labelled == 600
     assert report.versions["1.1.0"].labelled == 300
 
@@ -121,8 +122,8 @@ def test_a_closed_day_is_rolled_up_once_more_and_then_left_alone(s3):
     day0 = T0.date()
     put(s3, records("1.0.0", 50, 0.6, 1)[0], day0, "p")
     at = T0 + dt.timedelta(days=1, hours=1)
-    first = rollup_with_duckdb(s3, BUCKET, None, at, days=2)["computed"]
-    again = rollup_with_duckdb(s3, BUCKET, None, at + dt.timedelta(hours=1), days=2)["computed"]
+    first = rollup_with_duckdb(s3, BUCKET, None, at, days=2).computed
+    again = rollup_with_duckdb(s3, BUCKET, None, at + dt.timedelta(hours=1), days=2).computed
     assert rollups.rollup_key("served", day0) in first
     assert rollups.rollup_key("served", day0) not in again  # final: day 0 is over
     assert rollups.rollup_key("labels", day0) in again  # yesterday's labels: every run
@@ -143,7 +144,7 @@ def test_newer_schema_unknown_fields_empty_partitions_and_days_without_outcomes(
     s3.put_object(Bucket=BUCKET, Key=f"predictions/dt={day0 - dt.timedelta(days=1)}/", Body=b"")
     at = T0 + dt.timedelta(hours=2)
     rollup_with_duckdb(s3, BUCKET, None, at)
-    report = run_ab_analysis(Clients(s3, boto3.client("cloudwatch"), None), BUCKET, at)["report"]
+    report = run_ab_analysis(Clients(s3, boto3.client("cloudwatch"), None), BUCKET, at).report
     assert report.records.skipped_newer_schema == 7
     assert report.versions["1.0.0"].requests == 100  # the 7 newer records are not served rows
     assert report.records.labelled == 0  # a day with no outcomes is no error
@@ -241,11 +242,13 @@ def test_rollup_function_on_a_scheduled_event(
     module = load_handler_module("rollup", env)
     module.AthenaEngine = lambda client, wg, db: AthenaEngine(client, wg, db, poll_seconds=0)
     out = module.handler(event, LocalContext(function_name="rollup"))
+    assert list(json.loads(json.dumps(out))) == ["computed", "bytes_scanned"]
+    assert isinstance(out["bytes_scanned"], int)
     assert rollups.rollup_key("served", T0.date()) in out["computed"]
     assert rollups.rollup_key("drift", T0.date(), real_bundle.version) in out["computed"]
     report = run_ab_analysis(
         Clients(s3, boto3.client("cloudwatch"), None), BUCKET, T0 + dt.timedelta(hours=1)
-    )["report"]
+    ).report
     assert report.versions["1.0.0"].labelled == 120
 
 
@@ -289,7 +292,7 @@ def test_outcome_records_are_the_latest_per_event(s3):
     rollup_with_duckdb(s3, BUCKET, None, T0 + dt.timedelta(hours=2))
     report = run_ab_analysis(
         Clients(s3, boto3.client("cloudwatch"), None), BUCKET, T0 + dt.timedelta(hours=2)
-    )["report"]
+    ).report
     assert report.versions["1.0.0"].accuracy == 0.0  # every later outcome says it was wrong
 
 

@@ -51,7 +51,7 @@ def written(clients: Clients, case: str) -> dict[str, str]:
     """The report's JSON (its time stamp blanked) and markdown, as written to S3."""
     out = CASES[case](clients)
     files = {
-        kind: clients.s3.get_object(Bucket=BUCKET, Key=out["keys"][kind])["Body"].read().decode()
+        kind: clients.s3.get_object(Bucket=BUCKET, Key=out.keys[kind])["Body"].read().decode()
         for kind in ("json", "markdown")
     }
     return {"json": STAMP.sub('"generated_at": "-"', files["json"]), "markdown": files["markdown"]}

@@ -133,8 +133,8 @@ def live(stack, real_data):
     clients = Clients(s3, cw, sns)
     now = dt.datetime.now(dt.UTC)
     rollup_with_duckdb(s3, BUCKET, stack.cards[0], now)
-    ab = run_ab_analysis(clients, BUCKET, now, champion="1.0.0", candidate="1.1.0")["report"]
-    drift = run_drift_check(clients, BUCKET, stack.cards[0], now)["report"]
+    ab = run_ab_analysis(clients, BUCKET, now, champion="1.0.0", candidate="1.1.0").report
+    drift = run_drift_check(clients, BUCKET, stack.cards[0], now).report
     return {"served": served, "ab": ab, "drift": drift}
 
 

@@ -416,7 +416,7 @@ def test_old_objects_without_the_columns_are_still_queried(tmp_path):
     rows = engine.query("SELECT request_id, completeness, warnings FROM predictions")
     assert sorted(r["request_id"] for r in rows) == ["r0", "r1", "r2"]
     assert all(r["completeness"] is None and r["warnings"] is None for r in rows)
-    assert sum(r["n"] for r in rollups.served_rollup(engine, day)["rows"]) == 3
+    assert sum(r.n for r in rollups.served_rollup(engine, day).rows) == 3
 
     # old and new objects side by side
     warning = {"code": "missing_important_field", "field": "make", "detail": "d"}
@@ -436,4 +436,4 @@ def test_old_objects_without_the_columns_are_still_queried(tmp_path):
     assert rows["r0"]["completeness"] is None and rows["r0"]["w"] is None
     assert rows["r3"]["completeness"] == 0.75 and rows["r3"]["w"] == 1
     assert rows["r3"]["first"] == "make" and rows["r4"]["w"] == 0
-    assert sum(r["n"] for r in rollups.served_rollup(engine, day)["rows"]) == 5
+    assert sum(r.n for r in rollups.served_rollup(engine, day).rows) == 5

@@ -7,12 +7,13 @@ from __future__ import annotations
 import datetime as dt
 
 from avsev.monitoring.jobs import ab_report_of, experiment_start
+from avsev.monitoring.rollup_types import LabelsRollup, ServedRollup
 from avsev.rollout.aliases import step_began
 
 STEP = dt.datetime(2026, 11, 10, 9, 30, tzinfo=dt.UTC)
 
 
-def docs(day: dt.date, hour: int | None, n: int) -> tuple[dict, dict]:
+def docs(day: dt.date, hour: int | None, n: int) -> tuple[ServedRollup, LabelsRollup]:
     """One day's served and labels rollups: `n` labelled rows of each version at `hour`."""
     served, labels = [], []
     for version in ("1.0.0", "1.1.0"):
@@ -28,10 +29,13 @@ def docs(day: dt.date, hour: int | None, n: int) -> tuple[dict, dict]:
                 **({} if hour is None else {"hour": hour}),
             }
         )
-    return {"day": day.isoformat(), "rows": served}, {"day": day.isoformat(), "rows": labels}
+    return (
+        ServedRollup.from_doc({"rows": served, "day": day.isoformat()}),
+        LabelsRollup.from_doc({"rows": labels, "day": day.isoformat()}),
+    )
 
 
-def labelled(since: dt.datetime | None, *parts: tuple[dict, dict]) -> int:
+def labelled(since: dt.datetime | None, *parts: tuple[ServedRollup, LabelsRollup]) -> int:
     report = ab_report_of([s for s, _ in parts], [l_ for _, l_ in parts], since=since)
     return report.versions["1.1.0"].labelled
 

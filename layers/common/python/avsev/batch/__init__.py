@@ -8,7 +8,7 @@
 - `daily`: what arrived under `incoming/` recently, in one dated output
 """
 
-from avsev.batch.daily import run_daily
+from avsev.batch.daily import DailyResult, run_daily
 from avsev.batch.names import IN_PREFIX, INCOMING_PREFIX, OUT_PREFIX, TMP_PREFIX, OutputName
 from avsev.batch.reading import CHUNK_ROWS, Chunk, read_chunks
 from avsev.batch.s3jobs import Job, NotAJob, ObjectGone, jobs_from_event, process
@@ -23,6 +23,7 @@ __all__ = [
     "REJECTED_COLUMNS",
     "TMP_PREFIX",
     "Chunk",
+    "DailyResult",
     "Job",
     "NotAJob",
     "ObjectGone",

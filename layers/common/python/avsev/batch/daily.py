@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,25 @@ def recent_keys(s3: Any, bucket: str, since: dt.datetime, until: dt.datetime) ->
     )
 
 
+@dataclass(frozen=True)
+class DailyResult:
+    """A daily run: its summary (counts and outputs), the files it read, those it could not
+    read (each `key: why`), and the run's time."""
+
+    summary: Summary
+    files: list[str]
+    file_errors: list[str]
+    scored_at: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """The run's `.summary.json` (and what the batch function answers)."""
+        return self.summary.as_dict() | {
+            "files": self.files,
+            "file_errors": self.file_errors,
+            "scored_at": self.scored_at,
+        }
+
+
 def run_daily(
     s3: Any,
     bundle: Bundle,
@@ -35,7 +55,7 @@ def run_daily(
     *,
     days: int = 30,
     chunk_rows: int = CHUNK_ROWS,
-) -> dict[str, Any]:
+) -> DailyResult:
     """Score what arrived under incoming/ in the last `days` days into one dated output;
     a file that cannot be read is named in `file_errors`, the others are still scored."""
     when = dt.datetime.fromisoformat(at.replace("Z", "+00:00"))
@@ -66,6 +86,7 @@ def run_daily(
             errors.append(f"{key}: {e}")
     keys_out = publish(s3, bucket, out, rejected, names, staging=names.staging(""))
     total.outputs = {k: f"s3://{bucket}/{v}" for k, v in keys_out.items()}
-    doc = total.as_dict() | {"files": keys, "file_errors": errors, "scored_at": at}
-    s3.put_object(Bucket=bucket, Key=keys_out["summary"], Body=json.dumps(doc, indent=1).encode())
-    return doc
+    result = DailyResult(summary=total, files=keys, file_errors=errors, scored_at=at)
+    body = json.dumps(result.as_dict(), indent=1).encode()
+    s3.put_object(Bucket=bucket, Key=keys_out["summary"], Body=body)
+    return result

@@ -22,14 +22,12 @@ from avsev.batch.reading import CHUNK_ROWS, Chunk, read_chunks
 from avsev.data import DataError
 from avsev.parquet import read_parquet, write_parquet
 from avsev.serving.bundle import Bundle
+from avsev.serving.schema import SEVERITIES
 
 OUTPUT_COLUMNS = [
     "ev_id",
     "predicted_severity",
-    "prob_fatal",
-    "prob_serious",
-    "prob_minor",
-    "prob_none",
+    *(f"prob_{s.lower()}" for s in SEVERITIES),
     "model_version",
     "scored_at",
     "completeness",

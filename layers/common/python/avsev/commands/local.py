@@ -11,9 +11,12 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from avsev.commands._shared import Subcommands, aws, print_json
+
+if TYPE_CHECKING:
+    from avsev.monitoring.jobs import ABResult, DriftResult
 
 
 def _local_bundle(build_root: Path) -> tuple[Path, str]:
@@ -99,7 +102,7 @@ def cmd_local_up(args: argparse.Namespace) -> int:
     return 0
 
 
-def _tick(job: str, state: dict[str, Any], now: Any = None) -> dict[str, Any]:
+def _tick(job: str, state: dict[str, Any], now: Any = None) -> ABResult | DriftResult:
     import datetime as dt
     import json as json_
     import urllib.request
@@ -214,8 +217,8 @@ def _tick_rollout(state: dict[str, Any], advance_minutes: float) -> dict[str, An
     )
     return {
         "report": pilot.tick() | {"simulated_time": now.isoformat(timespec="seconds")},
-        "keys": ab["keys"],
-        "alert_sent": ab["alert_sent"],
+        "keys": ab.keys,
+        "alert_sent": ab.alert_sent,
     }
 
 
@@ -310,9 +313,9 @@ def cmd_local_tick(args: argparse.Namespace) -> int:
         out = _tick_rollout(read_state(), args.advance)
         print_json(out["report"])
         return 0
-    out = _tick(args.job, read_state())
-    print_json(out["report"])
-    print(f"report: {out['keys']['markdown']}; alert sent: {out['alert_sent']}", file=sys.stderr)
+    tick = _tick(args.job, read_state())
+    print_json(tick.report)
+    print(f"report: {tick.keys['markdown']}; alert sent: {tick.alert_sent}", file=sys.stderr)
     return 0
 
 

@@ -88,8 +88,8 @@ def cmd_ab_report(args: argparse.Namespace) -> int:
         cost=parse_cost_matrix(args.cost_matrix),
         margin=args.margin,
     )
-    print_json(out["report"])
-    print(f"report: s3://{args.bucket}/{out['keys']['markdown']}", file=sys.stderr)
+    print_json(out.report)
+    print(f"report: s3://{args.bucket}/{out.keys['markdown']}", file=sys.stderr)
     return 0
 
 

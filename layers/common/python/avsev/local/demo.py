@@ -71,7 +71,13 @@ def run(out: Path, *, requests: int = 3000, seed: int = 0) -> dict[str, Any]:
     from avsev.data import default_data_path, load
     from avsev.local.retraining import retrain_tick
     from avsev.local.stack import LocalStack
-    from avsev.monitoring.jobs import Clients, rollup_with_duckdb, run_ab_analysis, run_drift_check
+    from avsev.monitoring.jobs import (
+        ABResult,
+        Clients,
+        rollup_with_duckdb,
+        run_ab_analysis,
+        run_drift_check,
+    )
     from avsev.pipeline.build import build_bundle
     from avsev.pipeline.train import save, time_split, train
     from avsev.rollout.aliases import s3_audit_entries
@@ -198,7 +204,7 @@ def run(out: Path, *, requests: int = 3000, seed: int = 0) -> dict[str, Any]:
                 clock=lambda: simulated,
             )
 
-        def ab_job() -> dict[str, Any]:
+        def ab_job() -> ABResult:
             """The hourly rollup (SQL in DuckDB over the Parquet records, by their real
             arrival day) and the A/B job for the simulated hour, on the alias's two versions."""
             current = pilot()
@@ -219,7 +225,7 @@ def run(out: Path, *, requests: int = 3000, seed: int = 0) -> dict[str, Any]:
                 since=since,
             )
 
-        def autopilot(bundle: Path, model: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        def autopilot(bundle: Path, model: str) -> tuple[dict[str, Any], ABResult]:
             """Deploy a bundle (the stack hands its new version to the autopilot, at 10%);
             traffic and an hourly tick until it has promoted, rolled back or stopped. The last
             tick and A/B job."""
@@ -228,16 +234,16 @@ def run(out: Path, *, requests: int = 3000, seed: int = 0) -> dict[str, Any]:
             note(f"deployed: version {version} (model {model}) at 10% ({deployed.status})")
             return canary()
 
-        def canary() -> tuple[dict[str, Any], dict[str, Any]]:
+        def canary() -> tuple[dict[str, Any], ABResult]:
             nonlocal simulated
             tick: dict[str, Any] = {}
-            ab: dict[str, Any] = {}
+            ab: ABResult | None = None
             for _ in range(max(12, 6000 // chunk)):  # up to ~600 candidate rows at 10%
                 served = traffic(chunk)
                 simulated += dt.timedelta(minutes=61 if "10%" in _step() else 31)
                 ab = ab_job()
                 tick = pilot().tick()
-                report = ab["report"]
+                report = ab.report
                 p = report.comparison.always_valid_p if report.comparison else None
                 note(
                     f"+{chunk} requests {served}; A/B {report.decision}"
@@ -246,6 +252,7 @@ def run(out: Path, *, requests: int = 3000, seed: int = 0) -> dict[str, Any]:
                 )
                 if tick["state"] in ("promoted", "rolled_back", "stopped", "idle"):
                     break
+            assert ab is not None  # the loop runs at least once
             return tick, ab
 
         def _step() -> str:
@@ -263,7 +270,7 @@ def run(out: Path, *, requests: int = 3000, seed: int = 0) -> dict[str, Any]:
 
         say("5. Autopilot: a better candidate, 10% → 50% → 100% on evidence")
         promoted, ab_promote = autopilot(bundles[1], "1.1.0")
-        report = ab_promote["report"]
+        report = ab_promote.report
         for v, s in report.versions.items():
             if s.accuracy is not None and s.weighted_f1 is not None and s.weighted_f1_ci95:
                 note(
@@ -280,7 +287,7 @@ def run(out: Path, *, requests: int = 3000, seed: int = 0) -> dict[str, Any]:
 
         drift = run_drift_check(
             clients, bucket, stack.cards[0], dt.datetime.now(dt.UTC), topic_arn=stack.topic_arn
-        )["report"]
+        ).report
         say(
             "7. Drift check",
             f"{drift.rows} recent rows of model 1.0.0 vs its training reference: dataset drift "
@@ -301,7 +308,7 @@ def run(out: Path, *, requests: int = 3000, seed: int = 0) -> dict[str, Any]:
         rollup_with_duckdb(clients.s3, bucket, serving, dt.datetime.now(dt.UTC))
         newer = run_drift_check(
             clients, bucket, serving, dt.datetime.now(dt.UTC), topic_arn=stack.topic_arn
-        )["report"]
+        ).report
         note(
             f"drift check of model 1.1.0: dataset drift {newer.dataset_drift}; drifted "
             f"features {newer.drifted_features}"
@@ -361,12 +368,12 @@ def run(out: Path, *, requests: int = 3000, seed: int = 0) -> dict[str, Any]:
         )
         for name, written in (
             ("ab_report.json", report),
-            ("ab_report_rollback.json", ab_rollback["report"]),
+            ("ab_report_rollback.json", ab_rollback.report),
             ("drift_report.json", drift),
         ):
             (out / name).write_text(json.dumps(written.dump(), indent=1, default=str))
         for key, name in (
-            (ab_promote["keys"]["markdown"], "ab_report.md"),
+            (ab_promote.keys["markdown"], "ab_report.md"),
             (f"reports/drift/{dt.datetime.now(dt.UTC).date()}/report.md", "drift_report.md"),
         ):
             (out / name).write_bytes(clients.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
@@ -377,7 +384,7 @@ def run(out: Path, *, requests: int = 3000, seed: int = 0) -> dict[str, Any]:
     )
     return {
         "ab": report,
-        "ab_rollback": ab_rollback["report"],
+        "ab_rollback": ab_rollback.report,
         "autopilot": {"1.1.0": promoted, "1.2.0": rolled},
         "retrained": retrained,
         "audit": audit,

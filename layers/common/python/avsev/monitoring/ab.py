@@ -38,6 +38,7 @@ from avsev.monitoring.reports import (
     ShadowMcNemar,
     VersionSummary,
 )
+from avsev.monitoring.rollup_types import LabelRow, ServedRow
 from avsev.monitoring.rollups import latency_value
 from avsev.monitoring.stats import mcnemar_counts
 from avsev.serving.schema import SEVERITIES
@@ -54,6 +55,7 @@ LATENCY_MIN_DIFF_MS = 1.0
 BOOTSTRAP = 1000
 FISHER_BELOW = 5
 IDX = {s: i for i, s in enumerate(SEVERITIES)}
+K = len(SEVERITIES)
 
 
 @dataclass
@@ -64,9 +66,9 @@ class VersionCounts:
     mix: dict[str, int] = field(default_factory=dict)
     latency: dict[int, int] = field(default_factory=dict)
     """Latency histogram: log-scale bin (see rollups.latency_value) → served requests."""
-    confusion: np.ndarray = field(default_factory=lambda: np.zeros((4, 4), dtype=np.int64))
+    confusion: np.ndarray = field(default_factory=lambda: np.zeros((K, K), dtype=np.int64))
     """Labelled served predictions: rows actual class, columns predicted class."""
-    expected: np.ndarray = field(default_factory=lambda: np.zeros((4, 4)))
+    expected: np.ndarray = field(default_factory=lambda: np.zeros((K, K)))
     """Served probabilities summed under each predicted class (the expected confusion)."""
     p_max_sum: float = 0.0
     entropy_sum: float = 0.0
@@ -100,46 +102,45 @@ class ABCounts:
         return self.versions.setdefault(name, VersionCounts())
 
 
-def ab_counts(served: Iterable[Mapping[str, Any]], labels: Iterable[Mapping[str, Any]]) -> ABCounts:
+def ab_counts(served: Iterable[ServedRow], labels: Iterable[LabelRow]) -> ABCounts:
     """Sum the `served` and `labels` rollup rows of a window (see avsev.monitoring.rollups)."""
     counts = ABCounts()
     for r in served:
-        n = int(r["n"])
-        if r.get("newer_schema"):
+        n = r.n
+        if r.newer_schema:
             counts.newer_schema += n
             continue
         counts.predictions += n
-        if r["shadow"]:
+        if r.shadow:
             continue
-        v = counts.version(r["model_version"])
+        assert r.model_version is not None and r.predicted is not None  # checked when read
+        v = counts.version(r.model_version)
         v.requests += n
-        v.mix[r["predicted"]] = v.mix.get(r["predicted"], 0) + n
-        b = int(r["latency_bin"])
+        v.mix[r.predicted] = v.mix.get(r.predicted, 0) + n
+        b = int(r.latency_bin or 0)
         v.latency[b] = v.latency.get(b, 0) + n
-        if r.get("p_max") is not None:
-            column = IDX[r["predicted"]]
-            for i, key in enumerate(("p_fatal", "p_serious", "p_minor", "p_none")):
-                v.expected[i, column] += float(r[key] or 0.0)
-            v.p_max_sum += float(r["p_max"])
-            v.entropy_sum += float(r["entropy"] or 0.0)
-    for r in labels:
-        n = int(r["n"])
-        if r["kind"] == "served":
-            v = counts.version(r["version"])
-            v.confusion[IDX[r["actual"]], IDX[r["predicted"]]] += n
-            if r.get("nll") is not None:
-                v.nll_sum += float(r["nll"])
-                v.nll2_sum += float(r["nll2"])
-                bin_ = v.confidence_bins.setdefault(int(r["conf_bin"]), [0.0, 0.0, 0.0])
+        if r.p_max is not None:
+            column = IDX[r.predicted]
+            for i, p in enumerate(r.probability_sums or ()):
+                v.expected[i, column] += float(p or 0.0)
+            v.p_max_sum += float(r.p_max)
+            v.entropy_sum += float(r.entropy or 0.0)
+    for lr in labels:
+        n = lr.n
+        if lr.kind == "served":
+            v = counts.version(lr.version)
+            v.confusion[IDX[lr.actual], IDX[lr.predicted]] += n
+            if lr.nll is not None:
+                v.nll_sum += float(lr.nll)
+                v.nll2_sum += float(lr.nll2 or 0.0)
+                bin_ = v.confidence_bins.setdefault(int(lr.conf_bin or 0), [0.0, 0.0, 0.0])
                 bin_[0] += n
-                bin_[1] += n if r["predicted"] == r["actual"] else 0
-                bin_[2] += float(r["conf_sum"])
+                bin_[1] += n if lr.predicted == lr.actual else 0
+                bin_[2] += float(lr.conf_sum or 0.0)
         else:
-            pair = (r["version"], r["shadow_version"])
+            pair = (lr.version, lr.shadow_version or "")
             table = counts.shadow_pairs.setdefault(pair, np.zeros((2, 2), dtype=np.int64))
-            table[
-                int(r["predicted"] == r["actual"]), int(r["shadow_predicted"] == r["actual"])
-            ] += n
+            table[int(lr.predicted == lr.actual), int(lr.shadow_predicted == lr.actual)] += n
     return counts
 
 

@@ -43,8 +43,10 @@ from avsev.monitoring.reports import (
     ModelRef,
     PredictionDrift,
 )
+from avsev.monitoring.rollup_types import DriftRollup
 from avsev.monitoring.rollups import SMALL_SAMPLE
 from avsev.serving.features import OTHER
+from avsev.serving.schema import SEVERITIES
 
 ALPHA = 0.025
 """The level of every per-feature test (values, missing share) and of the prediction-drift
@@ -255,36 +257,38 @@ class DriftCounts:
     rows: int = 0
     predicted: dict[str, int] = field(default_factory=dict)
     fields: dict[str, dict[str, Any]] = field(default_factory=dict)
-    confusion: np.ndarray = field(default_factory=lambda: np.zeros((4, 4), dtype=np.int64))
+    confusion: np.ndarray = field(
+        default_factory=lambda: np.zeros((len(SEVERITIES), len(SEVERITIES)), dtype=np.int64)
+    )
     """Labelled served predictions of this version (rows actual, columns predicted)."""
 
 
 def drift_counts(
-    rollups: Sequence[Mapping[str, Any]], confusion: np.ndarray | None = None
+    rollups: Sequence[DriftRollup], confusion: np.ndarray | None = None
 ) -> DriftCounts:
     """Sum the drift rollups of a window (see avsev.monitoring.rollups.drift_rollup)."""
     out = DriftCounts()
     if confusion is not None:
         out.confusion = confusion
-    keep_values = sum(int(r["rows"]) for r in rollups) <= SMALL_SAMPLE
+    keep_values = sum(r.rows for r in rollups) <= SMALL_SAMPLE
     for r in rollups:
-        out.rows += int(r["rows"])
-        for k, v in r["predicted"].items():
-            out.predicted[k] = out.predicted.get(k, 0) + int(v)
-        for name, f in r["fields"].items():
+        out.rows += r.rows
+        for k, v in r.predicted.items():
+            out.predicted[k] = out.predicted.get(k, 0) + v
+        for name, f in r.fields.items():
             agg = out.fields.setdefault(
                 name, {"missing": 0, "bins": {}, "grid": {}, "counts": {}, "sum": 0.0, "n": 0}
             )
-            agg["missing"] += int(f["missing"])
-            agg["sum"] += float(f["sum"])
-            agg["n"] += int(f["n"])
-            if "grid_width" in f:
-                agg["grid_width"] = f["grid_width"]
-            for part in ("bins", "grid", "counts"):
-                for k, v in f[part].items():
-                    agg[part][k] = agg[part].get(k, 0) + int(v)
+            agg["missing"] += f.missing
+            agg["sum"] += float(f.sum)
+            agg["n"] += f.n
+            if f.grid_width is not None:
+                agg["grid_width"] = f.grid_width
+            for part, part_counts in (("bins", f.bins), ("grid", f.grid), ("counts", f.counts)):
+                for k, v in part_counts.items():
+                    agg[part][k] = agg[part].get(k, 0) + v
             if keep_values:
-                values = r.get("sample", {}).get(name)
+                values = (r.sample or {}).get(name)
                 if values is not None:
                     agg.setdefault("values", []).extend(values)
     return out

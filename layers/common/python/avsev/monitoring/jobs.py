@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,15 @@ from avsev.monitoring.performance import (
 )
 from avsev.monitoring.query import Engine, local_engine
 from avsev.monitoring.reports import ABReport, DriftReport, PerformanceWithoutLabels, WindowGaps
+from avsev.monitoring.rollup_types import (
+    DriftRollup,
+    LabelRow,
+    LabelsRollup,
+    R,
+    RollupError,
+    ServedRollup,
+    ServedRow,
+)
 from avsev.monitoring.store import alert_once, metric, put_metrics, write_report
 
 NAMESPACE = METRICS_NAMESPACE
@@ -36,6 +45,38 @@ class Clients:
     cloudwatch: Any
     sns: Any
     lambda_: Any = None
+
+
+@dataclass(frozen=True)
+class RollupResult:
+    """What a rollup run did: the rollups it (re)wrote, the record objects the engine could
+    not read, the bytes it scanned (Athena; None for DuckDB)."""
+
+    computed: list[str]
+    skipped_objects: list[dict[str, str]]
+    bytes_scanned: int | None
+    refused: list[dict[str, str]]
+    """Stored rollups that were not rollups of their kind (each `{"object", "reason"}`):
+    computed again when due, as if missing."""
+
+
+@dataclass(frozen=True)
+class ABResult:
+    """An A/B run: its report, where it was written (`store.report_keys`), whether it alerted."""
+
+    report: ABReport
+    keys: dict[str, str]
+    alert_sent: bool
+
+
+@dataclass(frozen=True)
+class DriftResult:
+    """A drift check: its report, where it was written (`store.report_keys`), whether it
+    alerted."""
+
+    report: DriftReport
+    keys: dict[str, str]
+    alert_sent: bool
 
 
 def window(at: dt.datetime, days: int, *, hourly: bool) -> tuple[dt.date, dt.date, str]:
@@ -59,21 +100,24 @@ def run_rollup(
     at: dt.datetime,
     *,
     days: int = 7,
-) -> dict[str, Any]:
+) -> RollupResult:
     """Compute the rollups of the days a report window can cover that are missing or not
     final yet (see avsev.monitoring.rollups for which and how often). The engine does the
-    scanning; this process holds one day's aggregates at a time."""
+    scanning; this process holds one day's aggregates at a time. A stored rollup that is not
+    one of its kind is computed again as if missing (and named in `refused`)."""
     computed: list[str] = []
-    stamp = {"computed_at": at.isoformat()}
+    refused: list[dict[str, str]] = []
     for day in window_days(at, days):
-        todo: list[tuple[str, Callable[[], dict[str, Any]], bool]] = [
+        todo: list[tuple[str, type[Any], Callable[[], Any], bool]] = [
             (
                 rollups.rollup_key("served", day),
+                ServedRollup,
                 functools.partial(rollups.served_rollup, engine, day),
                 True,
             ),
             (
                 rollups.rollup_key("labels", day),
+                LabelsRollup,
                 functools.partial(rollups.labels_rollup, engine, day, at.date()),
                 False,
             ),
@@ -82,6 +126,7 @@ def run_rollup(
             todo.append(
                 (
                     rollups.rollup_key("drift", day, card["version"]),
+                    DriftRollup,
                     functools.partial(
                         rollups.drift_rollup,
                         engine,
@@ -92,42 +137,48 @@ def run_rollup(
                     True,
                 )
             )
-        for key, compute, prediction_side in todo:
-            existing = rollups.read_rollup(s3, bucket, key)
+        for key, kind, compute, prediction_side in todo:
+            try:
+                existing = rollups.read_rollup(s3, bucket, key, kind)
+            except RollupError as e:
+                refused.append(e.skipped())
+                existing = None
             due = (rollups.needs_served if prediction_side else rollups.needs_labels)(
                 existing, day, at
             )
             if not due:
                 continue
             skipped = [o for o in engine.skipped.objects if f"dt={day.isoformat()}/" in o["object"]]
-            rollups.write_rollup(
-                s3,
-                bucket,
-                key,
-                compute() | stamp | {"day": day.isoformat(), "skipped_objects": skipped},
-            )
+            rollup = compute().stamped(at.isoformat(), day.isoformat(), skipped)
+            rollups.write_rollup(s3, bucket, key, rollup)
             computed.append(key)
-    return {
-        "computed": computed,
-        "skipped_objects": engine.skipped.objects,
-        "bytes_scanned": getattr(engine, "bytes_scanned", None),
-    }
+    return RollupResult(
+        computed=computed,
+        skipped_objects=engine.skipped.objects,
+        bytes_scanned=getattr(engine, "bytes_scanned", None),
+        refused=refused,
+    )
 
 
 def _read_window(
-    s3: Any, bucket: str, kind: str, days: list[dt.date], version: str | None = None
-) -> tuple[list[dict[str, Any]], WindowGaps]:
-    """The rollups of a window, and what the report must say it lacked or skipped."""
-    docs: list[dict[str, Any]] = []
+    s3: Any, bucket: str, kind: type[R], days: list[dt.date], version: str | None = None
+) -> tuple[list[R], WindowGaps]:
+    """The rollups of a window, and what the report must say it lacked or skipped (a stored
+    rollup refused as not one of its kind counts as lacking, and is named with why)."""
+    docs: list[R] = []
     missing: list[str] = []
     skipped: list[dict[str, str]] = []
     for day in days:
-        doc = rollups.read_rollup(s3, bucket, rollups.rollup_key(kind, day, version))
+        try:
+            doc = rollups.read_rollup(s3, bucket, rollups.rollup_key(kind.KIND, day, version), kind)
+        except RollupError as e:
+            doc = None
+            skipped.append(e.skipped())
         if doc is None:
             missing.append(day.isoformat())
             continue
-        docs.append({**doc, "day": day.isoformat()})
-        skipped += doc.get("skipped_objects", [])
+        docs.append(doc.on_day(day.isoformat()))
+        skipped += doc.skipped_objects or []
     return docs, WindowGaps(days_without_rollup=missing, skipped_objects=skipped)
 
 
@@ -137,24 +188,30 @@ def experiment_start(since: dt.datetime) -> dt.datetime:
     return since.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
 
 
-def _in_experiment(doc: Mapping[str, Any], row: Mapping[str, Any], since: dt.datetime) -> bool:
-    """Is a rollup row's hour in the experiment? A row of a rollup without hours (written
-    before they were kept) counts from the step's day on."""
-    day = doc.get("day")
+def _in_experiment(day: str | None, hour: int | None, since: dt.datetime) -> bool:
+    """Is a rollup row's hour (of the rollup's day) in the experiment? A row of a rollup
+    without hours (written before they were kept) counts from the step's day on."""
     if day is None:
         return True
     begins = experiment_start(since)
-    if row.get("hour") is None:
+    if hour is None:
         return dt.date.fromisoformat(day) >= begins.date()
-    at = dt.datetime.fromisoformat(day).replace(tzinfo=dt.UTC) + dt.timedelta(
-        hours=int(row["hour"])
-    )
+    at = dt.datetime.fromisoformat(day).replace(tzinfo=dt.UTC) + dt.timedelta(hours=hour)
     return at >= begins
 
 
+def _rows_since(
+    docs: Iterable[ServedRollup | LabelsRollup], since: dt.datetime | None
+) -> Iterable[Any]:
+    for d in docs:
+        for r in d.rows:
+            if since is None or _in_experiment(d.day, r.hour, since):
+                yield r
+
+
 def ab_report_of(
-    served: list[dict[str, Any]],
-    labels: list[dict[str, Any]],
+    served: list[ServedRollup],
+    labels: list[LabelsRollup],
     *,
     since: dt.datetime | None = None,
     **kwargs: Any,
@@ -162,25 +219,23 @@ def ab_report_of(
     """The A/B report of a window's `served` and `labels` rollups; with `since` (when the
     rollout's current step began), only the rows predicted from that hour on: the experiment's
     evidence accumulates from its start and is never a sliding window."""
-    counts = ab.ab_counts(
-        [r for d in served for r in d["rows"] if since is None or _in_experiment(d, r, since)],
-        [r for d in labels for r in d["rows"] if since is None or _in_experiment(d, r, since)],
-    )
-    return ab.ab_report(counts, **kwargs)
+    served_rows: list[ServedRow] = list(_rows_since(served, since))
+    label_rows: list[LabelRow] = list(_rows_since(labels, since))
+    return ab.ab_report(ab.ab_counts(served_rows, label_rows), **kwargs)
 
 
 def drift_report_of(
     card: Mapping[str, Any],
-    docs: list[dict[str, Any]],
-    labels: list[dict[str, Any]],
-    served: list[dict[str, Any]] | None = None,
+    docs: list[DriftRollup],
+    labels: list[LabelsRollup],
+    served: list[ServedRollup] | None = None,
     **kwargs: Any,
 ) -> DriftReport:
     """The drift report of a window's `drift` rollups (the card's version), with concept drift
     from its `labels` rollups and the label-free performance estimate from its `served`
     rollups, checked against labels where they exist."""
     counts_by_version = ab.ab_counts(
-        [r for d in served or [] for r in d["rows"]], [r for d in labels for r in d["rows"]]
+        [r for d in served or [] for r in d.rows], [r for d in labels for r in d.rows]
     ).versions
     version = counts_by_version.get(card["version"])
     counts = drift.drift_counts(docs, version.confusion if version else None)
@@ -197,9 +252,7 @@ def drift_report_of(
         )
         report.performance_without_labels = PerformanceWithoutLabels(
             **estimate.model_dump(exclude_unset=True),
-            calibration_check=calibration_check(
-                version.confidence_bins, card_ece, recalibration
-            ),
+            calibration_check=calibration_check(version.confidence_bins, card_ece, recalibration),
         )
     return report
 
@@ -214,12 +267,12 @@ def run_drift_check(
     topic_arn: str | None = None,
     dataset_drift_share: float = drift.DATASET_DRIFT_SHARE,
     service: str = SERVICE,
-) -> dict[str, Any]:
+) -> DriftResult:
     start, end, ident = window(at, days, hourly=False)
     span = list(store.days(start, end))
-    docs, gaps = _read_window(clients.s3, bucket, "drift", span, card["version"])
-    label_docs, _ = _read_window(clients.s3, bucket, "labels", span)
-    served_docs, _ = _read_window(clients.s3, bucket, "served", span)
+    docs, gaps = _read_window(clients.s3, bucket, DriftRollup, span, card["version"])
+    label_docs, _ = _read_window(clients.s3, bucket, LabelsRollup, span)
+    served_docs, _ = _read_window(clients.s3, bucket, ServedRollup, span)
     report = drift_report_of(
         card,
         docs,
@@ -251,7 +304,7 @@ def run_drift_check(
             f"{report.drifted_features}, prediction drift {report.prediction_drift and report.prediction_drift.drift}, "
             f"concept drift {report.concept_drift and report.concept_drift.drift}. Report: s3://{bucket}/{keys['markdown']}",
         )
-    return {"report": report, "keys": keys, "alert_sent": sent}
+    return DriftResult(report=report, keys=keys, alert_sent=sent)
 
 
 def run_ab_analysis(
@@ -268,7 +321,7 @@ def run_ab_analysis(
     margin: float | None = None,
     service: str = SERVICE,
     since: dt.datetime | None = None,
-) -> dict[str, Any]:
+) -> ABResult:
     """The hourly A/B report. With `since` (when the rollout's current step began, from the
     audit) the evidence is the experiment's: every labelled prediction from that hour on,
     however long ago; without, the last `days` days (no rollout: the versions that served)."""
@@ -283,8 +336,8 @@ def run_ab_analysis(
             "evidence": "since the rollout's current step began",
         }
     span = list(store.days(start, end))
-    served, gaps = _read_window(clients.s3, bucket, "served", span)
-    labels, label_gaps = _read_window(clients.s3, bucket, "labels", span)
+    served, gaps = _read_window(clients.s3, bucket, ServedRollup, span)
+    labels, label_gaps = _read_window(clients.s3, bucket, LabelsRollup, span)
     report = ab_report_of(
         served,
         labels,
@@ -299,7 +352,8 @@ def run_ab_analysis(
     report.as_of = at.isoformat(timespec="seconds")
     report.skipped = WindowGaps(
         days_without_rollup=gaps.days_without_rollup,
-        skipped_objects=gaps.skipped_objects,
+        skipped_objects=gaps.skipped_objects
+        + [s for s in label_gaps.skipped_objects if s not in gaps.skipped_objects],
         days_without_label_rollup=label_gaps.days_without_rollup,
     )
     keys = write_report(clients.s3, bucket, AB_REPORTS, ident, report, ab.markdown(report))
@@ -332,12 +386,12 @@ def run_ab_analysis(
             f"The A/B report for {ident} advises rollback of {report.candidate}: {report.reason}. "
             f"Run `avsev rollout rollback`. Report: s3://{bucket}/{keys['markdown']}",
         )
-    return {"report": report, "keys": keys, "alert_sent": sent}
+    return ABResult(report=report, keys=keys, alert_sent=sent)
 
 
 def rollup_with_duckdb(
     s3: Any, bucket: str, card: Mapping[str, Any] | None, at: dt.datetime, *, days: int = 7
-) -> dict[str, Any]:
+) -> RollupResult:
     """The rollup job with DuckDB as its engine (the local stack, the CLI): the window's
     record objects are copied from S3 with boto3 to a temporary folder first."""
     with tempfile.TemporaryDirectory(prefix="avsev-records-") as folder:

@@ -17,8 +17,13 @@ from avsev.monitoring import rollups
 from avsev.monitoring.jobs import ab_report_of, drift_report_of
 from avsev.monitoring.query import DuckDBEngine, write_records_parquet
 from avsev.monitoring.reports import ABReport, DriftReport
+from avsev.monitoring.rollup_types import DriftRollup
 from avsev.monitoring.tables import OUTCOMES, PREDICTIONS, partition
 from avsev.serving.records import SCHEMA_VERSION, Record, to_line
+from avsev.serving.schema import SEVERITIES
+
+NO_INJURY = SEVERITIES[-1]
+"""The class a sample's rows are taken to be predicted as when no answers are given."""
 
 
 def write_tables(root: Path, records: Iterable[Record]) -> list[dt.date]:
@@ -81,7 +86,8 @@ def drift_reports_of_rows(
 ) -> list[DriftReport]:
     """The drift report of each sample of report rows, each taken as one day of predictions
     served by the card's version (the drift evaluation over many seeds: one engine for all).
-    `predicted`: each row's predicted class, per sample ("None" when not given)."""
+    `predicted`: each row's predicted class, per sample (the last class, no injury, when not
+    given)."""
     docs = drift_rollups_of_rows(card, samples, predicted=predicted)
     return [drift_report_of(card, [doc], [], **kwargs) for doc in docs]
 
@@ -91,7 +97,7 @@ def drift_rollups_of_rows(
     samples: Sequence[Sequence[Mapping[str, Any]]],
     *,
     predicted: Sequence[Sequence[str]] | None = None,
-) -> list[dict[str, Any]]:
+) -> list[DriftRollup]:
     """The drift rollup of each sample of report rows, as `drift_reports_of_rows` takes each
     sample: one day of predictions served by the card's version, through the drift SQL."""
     first = dt.date(2000, 1, 1)
@@ -114,7 +120,7 @@ def drift_rollups_of_rows(
                             for k, v in row.items()
                             if k != "ev_id"
                         },
-                        "predicted": predicted[i][j] if predicted else "None",
+                        "predicted": predicted[i][j] if predicted else NO_INJURY,
                         "latency_ms": 0.0,
                     }
                 )

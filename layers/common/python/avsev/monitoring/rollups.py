@@ -29,6 +29,7 @@ Duplicates (Firehose delivers at least once) are dropped per day partition by
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import math
@@ -37,6 +38,19 @@ from typing import Any
 
 from avsev.constants import PARITY_CHECK_REQUESTS, ROLLUPS_PREFIX
 from avsev.monitoring.query import Engine
+from avsev.monitoring.rollup_types import (
+    PROBABILITY_SUMS,
+    DriftRollup,
+    FieldCounts,
+    LabelRow,
+    LabelsRollup,
+    R,
+    RollupError,
+    ServedRollup,
+    ServedRow,
+    Stamped,
+    parse_rollup,
+)
 from avsev.monitoring.tables import SCHEMA_VERSION_SUPPORTED
 from avsev.serving.schema import SEVERITIES
 
@@ -55,8 +69,11 @@ def _day(day: dt.date) -> str:
     return day.isoformat()
 
 
-_CLASS_COLUMNS = {s: f'"{s.lower()}"' if s == "None" else s.lower() for s in SEVERITIES}
-"""Each class's field in the records' `probabilities` struct (`none` is a keyword: quoted)."""
+_SQL_KEYWORDS = frozenset({"none"})
+_CLASS_COLUMNS = {
+    s: f'"{s.lower()}"' if s.lower() in _SQL_KEYWORDS else s.lower() for s in SEVERITIES
+}
+"""Each class's field in the records' `probabilities` struct (a keyword, as `none`, quoted)."""
 CONFIDENCE_BINS = 15
 """Top-label confidence bins for the calibration check (ECE) on labelled rows."""
 
@@ -68,7 +85,10 @@ def _max_probability(pr: str) -> str:
 def _probability_sums(pr: str) -> str:
     """Sums of the served probabilities: per class, of the top one, and of the entropy (for
     the label-free performance estimate)."""
-    per_class = [f"SUM({pr}.{c}) AS p_{c.strip(chr(34))}" for c in _CLASS_COLUMNS.values()]
+    per_class = [
+        f"SUM({pr}.{c}) AS {name}"
+        for c, name in zip(_CLASS_COLUMNS.values(), PROBABILITY_SUMS, strict=True)
+    ]
     entropy = " + ".join(
         f"(CASE WHEN {pr}.{c} > 0 THEN {pr}.{c} * ln({pr}.{c}) ELSE 0 END)"
         for c in _CLASS_COLUMNS.values()
@@ -276,79 +296,62 @@ def all_queries(reference: Mapping[str, Any], version: str, day: dt.date) -> dic
 # ---------------------------------------------------------------- computing a day's rollups
 
 
-def served_rollup(engine: Engine, day: dt.date) -> dict[str, Any]:
+def served_rollup(engine: Engine, day: dt.date) -> ServedRollup:
     rows = engine.query(served_sql(day))
-    return {"rows": [_plain(r) for r in rows]}
+    return ServedRollup(rows=[ServedRow.parse(r, i) for i, r in enumerate(rows)])
 
 
-def labels_rollup(engine: Engine, day: dt.date, until: dt.date) -> dict[str, Any]:
+def labels_rollup(engine: Engine, day: dt.date, until: dt.date) -> LabelsRollup:
     rows = engine.query(labels_sql(day, until))
-    return {"rows": [_plain(r) for r in rows]}
+    return LabelsRollup(rows=[LabelRow.parse(r, i) for i, r in enumerate(rows)])
 
 
 def drift_rollup(
     engine: Engine, reference: Mapping[str, Any], day: dt.date, version: str
-) -> dict[str, Any]:
+) -> DriftRollup:
     """Counts per feature, keyed by field name (not by query alias)."""
     rows = engine.query(drift_sql(reference, day, version))
     names = list(reference["fields"])
-    out: dict[str, Any] = {
-        "rows": 0,
-        "predicted": {},
-        "fields": {
-            n: {"missing": 0, "bins": {}, "grid": {}, "counts": {}, "sum": 0.0, "n": 0}
-            for n in names
-        },
-    }
+    fields = {n: FieldCounts() for n in names}
+    predicted: dict[str, int] = {}
+    total = 0
     keys = drift_keys(reference)
     for r in rows:
         grouped = [(alias, name, what) for alias, name, what in keys if r[f"is_{alias}"] == 0]
         if r["is_predicted"] == 0:
-            out["predicted"][str(r["predicted"])] = int(r["n"])
+            predicted[str(r["predicted"])] = int(r["n"])
         elif grouped:
             alias, name, what = grouped[0]
             value = r[alias]
-            target = out["fields"][name]
+            target = fields[name]
             if value is None:
                 if what != "grid":  # one missing count per field
-                    target["missing"] = int(r["n"])
+                    fields[name] = dataclasses.replace(target, missing=int(r["n"]))
             elif what == "bin":
-                target["bins"][str(int(value))] = int(r["n"])
+                target.bins[str(int(value))] = int(r["n"])
             elif what == "grid":
-                target["grid"][str(int(value))] = int(r["n"])
+                target.grid[str(int(value))] = int(r["n"])
             else:
-                target["counts"][str(value)] = int(r["n"])
+                target.counts[str(value)] = int(r["n"])
         else:  # the grand total
-            out["rows"] = int(r["n"])
+            total = int(r["n"])
             for i, name in enumerate(names):
                 if f"sum{i}" in r:
-                    out["fields"][name]["sum"] = float(r[f"sum{i}"] or 0.0)
-                    out["fields"][name]["n"] = int(r[f"n{i}"] or 0)
+                    fields[name] = dataclasses.replace(
+                        fields[name], sum=float(r[f"sum{i}"] or 0.0), n=int(r[f"n{i}"] or 0)
+                    )
     for name, ref in reference["fields"].items():
         if ref["kind"] == "numeric":
-            out["fields"][name]["grid_width"] = grid_width(ref)
-    if 0 < out["rows"] <= SMALL_SAMPLE:
-        sample = engine.query(drift_sample_sql(reference, day, version))
-        out["sample"] = {
-            name: [r[name] for r in sample if r[name] is not None]
+            fields[name] = dataclasses.replace(fields[name], grid_width=grid_width(ref))
+    sample = None
+    if 0 < total <= SMALL_SAMPLE:
+        kept = engine.query(drift_sample_sql(reference, day, version))
+        sample = {
+            name: [r[name] for r in kept if r[name] is not None]
             for name, ref in reference["fields"].items()
             if ref["kind"] == "numeric"
         }
-    return out
-
-
-def _plain(row: Mapping[str, Any]) -> dict[str, Any]:
-    """JSON-safe values (DuckDB may answer numpy-ish or Decimal numbers)."""
-    out: dict[str, Any] = {}
-    for k, v in row.items():
-        if isinstance(v, bool) or v is None or isinstance(v, str):
-            out[k] = v
-        elif isinstance(v, int):
-            out[k] = int(v)
-        else:
-            f = float(v)
-            out[k] = int(f) if f.is_integer() and k in ("n", "latency_bin", "conf_bin") else f
-    return out
+    return DriftRollup(rows=total, predicted=predicted, fields=fields, sample=sample)
 
 
 # ---------------------------------------------------------------- storing and planning
@@ -363,41 +366,54 @@ def _quote_key(version: str) -> str:
     return "".join(c if c.isalnum() or c in ".-_" else "_" for c in version)
 
 
-def read_rollup(s3: Any, bucket: str, key: str) -> dict[str, Any] | None:
+def read_rollup(s3: Any, bucket: str, key: str, kind: type[R]) -> R | None:
+    """The rollup stored at `key`, or None when there is none. A stored object that is not
+    a rollup of `kind` (not JSON, a key missing or unknown, a value not allowed) is refused:
+    RollupError naming the object, the key and what is allowed."""
     try:
         body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     except s3.exceptions.NoSuchKey:
         return None
     try:
         doc = json.loads(body)
-    except ValueError:
-        return None
-    return doc if isinstance(doc, dict) else None
+    except ValueError as e:
+        raise RollupError("(document)", f"not JSON: {e}", "a JSON object", key=key) from None
+    return parse_rollup(kind, doc, key)
 
 
-def write_rollup(s3: Any, bucket: str, key: str, doc: Mapping[str, Any]) -> None:
+def write_rollup(
+    s3: Any, bucket: str, key: str, rollup: ServedRollup | LabelsRollup | DriftRollup
+) -> None:
     s3.put_object(
         Bucket=bucket,
         Key=key,
-        Body=json.dumps(doc, separators=(",", ":")).encode(),
+        Body=json.dumps(rollup.to_doc(), separators=(",", ":")).encode(),
         ContentType="application/json",
     )
 
 
-def needs_served(existing: Mapping[str, Any] | None, day: dt.date, now: dt.datetime) -> bool:
-    """A prediction-side rollup is final once computed after its day ended."""
-    if existing is None:
+def _computed(existing: Stamped) -> dt.datetime | None:
+    try:
+        return dt.datetime.fromisoformat(existing.computed_at) if existing.computed_at else None
+    except ValueError:
+        return None
+
+
+def needs_served(existing: Stamped | None, day: dt.date, now: dt.datetime) -> bool:
+    """A prediction-side rollup is final once computed after its day ended (one without a
+    readable `computed_at` is computed again)."""
+    computed = None if existing is None else _computed(existing)
+    if computed is None:
         return True
-    computed = dt.datetime.fromisoformat(existing["computed_at"])
     return computed.date() <= day
 
 
-def needs_labels(existing: Mapping[str, Any] | None, day: dt.date, now: dt.datetime) -> bool:
+def needs_labels(existing: Stamped | None, day: dt.date, now: dt.datetime) -> bool:
     """Today and yesterday: every run; older days in the horizon: once a day."""
+    computed = None if existing is None else _computed(existing)
     if day > now.date() - dt.timedelta(days=LABEL_HORIZON_DAYS):
-        if existing is None or day >= now.date() - dt.timedelta(days=1):
+        if computed is None or day >= now.date() - dt.timedelta(days=1):
             return True
-        computed = dt.datetime.fromisoformat(existing["computed_at"])
         return computed.date() < now.date()
     return existing is None
 
