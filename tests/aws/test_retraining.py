@@ -173,3 +173,77 @@ def test_a_retraining_that_crashes_half_way_publishes_nothing_is_retried_once_th
         "retrain-failed",
         "retrain-gave-up",
     ]
+
+
+def produced(version: str, *, approved: bool) -> dict:
+    """What a retraining returns (the candidate's gates and the registry's decision)."""
+    gates = [
+        {"name": "calibration", "passed": approved, "reason": "ECE 0.05 vs 0.03"},
+        {"name": "parity", "passed": True, "reason": "within 1e-6"},
+    ]
+    status = "approved" if approved else "pending"
+    return {
+        "version": version,
+        "bundle": f"/work/retrain/bundles/avsev-severity-{version}",
+        "decision": {"status": status, "reason": "gates"},
+        "gates": gates,
+    }
+
+
+def test_the_loop_deploys_an_approved_candidate_by_its_registry_version_and_never_a_held_one(s3):
+    """What the retraining build does after `avsev lifecycle run` (`make deploy MODEL=<version>`
+    for an approved candidate, nothing but an alert for a held one), the local loop does: every
+    outcome in the loop's audit."""
+    deploys: list[str] = []
+    alerts: list[tuple[str, str]] = []
+    outcomes = iter([produced("1.1.0", approved=True), produced("1.2.0", approved=False)])
+
+    def deploy(version: str) -> dict:
+        deploys.append(version)
+        if version == "1.3.0":
+            raise RuntimeError("the parity check failed: the stack rolled back")
+        return {"status": "UPDATE_COMPLETE", "versions": {"predict": "2"}, "created": []}
+
+    def tick(at: dt.datetime) -> object:
+        return retrain_tick(
+            s3=s3,
+            bucket=BUCKET,
+            registry=None,
+            data_path=Path("unused"),
+            champion_bundle=Path("unused"),
+            card={"version": "1.0.0"},
+            at=at,
+            deploy=deploy,
+            alert=lambda subject, message: alerts.append((subject, message)),
+            by_hand="new labels",
+            execute=lambda run, work: next(outcomes),
+        )
+
+    approved = tick(AT)
+    assert deploys == ["1.1.0"] and approved.deployed["status"] == "UPDATE_COMPLETE"
+    assert alerts == []
+    held = tick(AT + dt.timedelta(days=4))
+    assert deploys == ["1.1.0"] and held.deployed is None  # a held candidate never deploys
+    assert len(alerts) == 1 and "calibration" in alerts[0][1]
+    outcomes = iter([produced("1.3.0", approved=True)])
+    failed = tick(AT + dt.timedelta(days=8))
+    assert deploys == ["1.1.0", "1.3.0"] and failed.deployed is None
+    assert "not deployed" in alerts[1][0] and "parity" in alerts[1][1]
+
+    audit = Lifecycle(s3, BUCKET).audit()
+    assert [e["action"] for e in audit] == [
+        "retrain-start",
+        "retrain-end",
+        "candidate-deployed",
+        "retrain-start",
+        "retrain-end",
+        "candidate-held",
+        "retrain-start",
+        "retrain-end",
+        "candidate-deploy-failed",
+    ]
+    deployed, held_entry, failed_entry = audit[2], audit[5], audit[8]
+    assert deployed["version"] == "1.1.0" and deployed["run_id"] == audit[0]["run_id"]
+    assert deployed["deploy"] == {"status": "UPDATE_COMPLETE", "versions": {"predict": "2"}}
+    assert held_entry["version"] == "1.2.0" and held_entry["status"] == "pending"
+    assert failed_entry["version"] == "1.3.0" and "parity" in failed_entry["reason"]

@@ -81,15 +81,19 @@ def test_demo_runs_the_whole_story(tmp_path, capsys):
     # outcomes and judges the candidate against the serving model 1.1.0 on the newest labelled
     # traffic. On those blank-heavy reports its probabilities are over-confident: the
     # calibration gate holds it (pending in the registry, the gate and its reason named, an
-    # alert sent), so it is never deployed.
+    # alert sent): the loop, which deploys an approved candidate itself, never deploys it, and
+    # it never answers a request.
     retrained = result["retrained"]
     assert retrained["version"] == "1.3.0" and retrained["decision"] == "ended"
     failed = [g["name"] for g in retrained["gates"] if not g["passed"]]
     assert failed == ["calibration"] and retrained["status"] == "pending"
     assert "autopilot" not in retrained
     assert "8. Retraining loop" in told and "gate calibration: FAIL" in told
+    assert "model 1.3.0 is not deployed: it never serves" in told
+    assert "1.3.0" not in result["served"] and result["served"]["1.1.0"] > 0
     loop = [json.loads(line) for line in (out / "retraining_audit.jsonl").read_text().splitlines()]
-    assert [e["action"] for e in loop] == ["retrain-start", "retrain-end"]
+    assert [e["action"] for e in loop] == ["retrain-start", "retrain-end", "candidate-held"]
+    assert loop[2]["version"] == "1.3.0" and loop[2]["status"] == "pending"
     assert {t["kind"] for t in loop[0]["triggers"]} >= {"age"}
     assert loop[1]["detail"]["version"] == "1.3.0"
     assert loop[1]["detail"]["decision"]["status"] == "pending"

@@ -145,7 +145,8 @@ def _tick_retrain(
     state: dict[str, Any], advance_minutes: float, *, by_hand: str | None = None
 ) -> dict[str, Any]:
     """The retraining loop's daily look on the local stack's simulated clock (or a retraining
-    asked by hand): each run it starts is executed here, an approved candidate deployed."""
+    asked by hand): each run it starts is executed here, an approved candidate deployed by its
+    registry version (the autopilot's ticks, `avsev local tick rollout`, take it from 10%)."""
     import datetime as dt
 
     from avsev.data import default_data_path
@@ -170,7 +171,8 @@ def _tick_retrain(
         champion_bundle=champion,
         card=read_card(champion),
         at=now,
-        deploy=lambda bundle: _local_deploy(str(bundle), context={}),
+        # the build's `make deploy MODEL=<version>`: the approved version, from the registry
+        deploy=lambda version: _local_deploy(version, context={}),
         alert=lambda subject, message: sns.publish(
             TopicArn=state["topic_arn"], Subject=subject[:100], Message=message
         ),

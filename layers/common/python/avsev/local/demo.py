@@ -8,7 +8,9 @@ stack hands its new version to the rollout autopilot, which takes a better candi
 is simulated (an hour passes per tick), the traffic and the evidence are real. Then newer
 reports arrive with fields left blank: the drift check sees it, the retraining loop retrains on
 the file and the outcomes collected so far, the gates judge the candidate against the model
-serving, and the autopilot canaries the approved one. Reports, the rollout and retraining
+serving, and the loop itself deploys an approved one by its registry version (as the retraining
+build does in AWS), which the stack hands to the autopilot; a held one is announced and never
+served. Nobody acts in that act: the demo only advances the clock and runs the scheduled ticks. Reports, the rollout and retraining
 audits and pictures are left in the output folder; everything started is stopped.
 """
 
@@ -163,6 +165,7 @@ def run(out: Path, *, requests: int = 3000, seed: int = 0) -> dict[str, Any]:
         simulated = dt.datetime.now(dt.UTC)  # the autopilot's clock: hours pass in seconds
         blank: tuple[str, ...] = ()  # fields the clients leave blank in most of their reports
         blanker = random.Random(seed + 1)
+        answered: dict[str, int] = {}  # every prediction served, by model version
 
         def traffic(n: int) -> dict[str, int]:
             """n predictions of the next test rows, then their outcomes (the truth learned
@@ -179,6 +182,7 @@ def run(out: Path, *, requests: int = 3000, seed: int = 0) -> dict[str, Any]:
                 if status != 200:
                     raise RuntimeError(f"request failed: {status} {body}")
                 served[version] = served.get(version, 0) + 1
+                answered[version] = answered.get(version, 0) + 1
             for start in range(0, n, 500):
                 batch = [
                     {"ev_id": rows[i]["ev_id"], "actual_severity": labels[i]}
@@ -313,6 +317,13 @@ def run(out: Path, *, requests: int = 3000, seed: int = 0) -> dict[str, Any]:
             f"drift check of model 1.1.0: dataset drift {newer.dataset_drift}; drifted "
             f"features {newer.drifted_features}"
         )
+
+        def deploy_approved(version: str) -> Any:
+            """What the retraining build runs for an approved candidate, `make deploy
+            MODEL=<version>`: the app fetches the version from the registry (which refuses one
+            that is not approved) and the stack hands its new function version to the autopilot."""
+            return stack.deploy(context={"model": version, "registry": f"s3://{bucket}/registry/"})
+
         loop = retrain_tick(
             s3=clients.s3,
             bucket=bucket,
@@ -321,6 +332,7 @@ def run(out: Path, *, requests: int = 3000, seed: int = 0) -> dict[str, Any]:
             champion_bundle=bundles[1],
             card=serving,
             at=simulated,
+            deploy=deploy_approved,
             alert=lambda subject, message: clients.sns.publish(
                 TopicArn=stack.topic_arn, Subject=subject[:100], Message=message
             ),
@@ -348,11 +360,18 @@ def run(out: Path, *, requests: int = 3000, seed: int = 0) -> dict[str, Any]:
             status = run_["decision"]["status"]
             note(f"registry: {status} ({run_['decision'].get('reason', '')})")
             retrained |= {"version": run_["version"], "status": status, "gates": run_["gates"]}
-            if status == "approved":
-                tick, _ = autopilot(Path(run_["bundle"]), run_["version"])
-                retrained["autopilot"] = tick
+            if status == "approved" and loop.deployed is not None:
+                canary_version = pilot().r.state().candidate_version
+                note(
+                    f"the loop deployed model {run_['version']} from the registry: version "
+                    f"{canary_version} at 10% ({loop.deployed.status}); the autopilot's ticks take it on"
+                )
+                retrained["autopilot"], _ = canary()
                 note(f"alias live now {pilot().r.state().weights}")
+            else:
+                note(f"model {run_['version']} is not deployed: it never serves")
         lifecycle_audit = Lifecycle(clients.s3, bucket).audit()
+        note("the loop's audit: " + " → ".join(e["action"] for e in lifecycle_audit))
         (out / "retraining_audit.jsonl").write_text(
             "".join(json.dumps(e, default=str) + "\n" for e in lifecycle_audit)
         )
@@ -387,6 +406,7 @@ def run(out: Path, *, requests: int = 3000, seed: int = 0) -> dict[str, Any]:
         "ab_rollback": ab_rollback.report,
         "autopilot": {"1.1.0": promoted, "1.2.0": rolled},
         "retrained": retrained,
+        "served": answered,
         "audit": audit,
         "drift": drift,
     }

@@ -5,8 +5,14 @@ In AWS the decider starts a CodeBuild build and returns; the build runs `avsev l
 (train on the file and the labelled traffic, compile, gates, publish) and its end event comes
 back to the decider, which ends the run or starts it once more. Here `retrain_tick` does the
 same in order: the decider's look (or a request by hand), then each started run executed in
-this process, then its end handed to the decider. An approved candidate is deployed like any
-model (`deploy`: the local `cdk deploy`), which hands its new version to the autopilot at 10%.
+this process, then its end handed to the decider.
+
+What the build does next, this does too: an approved candidate is deployed by its registry
+version (`deploy(version)`: in AWS the build's `make deploy MODEL=<version>`, here the local
+`cdk deploy` with the same context), so the app fetches it from the registry, which refuses a
+version that is not approved. The stack's custom resource then hands its new version to the
+autopilot at 10%, whose ticks take it on. A candidate its gates hold is announced and never
+deployed. Either way the loop's audit says what became of the candidate.
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ def retrain_tick(
     champion_bundle: Path,
     card: Mapping[str, Any],
     at: dt.datetime,
-    deploy: Callable[[Path], Any] | None = None,
+    deploy: Callable[[str], Any] | None = None,
     alert: Callable[[str, str], None] | None = None,
     policy: Policy | None = None,
     by_hand: str | None = None,
@@ -49,7 +55,8 @@ def retrain_tick(
     train_options: Mapping[str, Any] | None = None,
 ) -> TickResult:
     """One look of the decider at `at` (or a retraining asked by hand, with its reason), then
-    every run it started, executed here. `execute` replaces the retraining itself (tests)."""
+    every run it started, executed here, and its approved candidate deployed by `deploy`
+    (given a registry version). `execute` replaces the retraining itself (tests)."""
     from avsev.pipeline.retrain import RetrainingFailed, held_message, run_retraining
 
     queued: list[Run] = []
@@ -110,9 +117,29 @@ def retrain_tick(
             detail={"version": produced.get("version"), "decision": produced.get("decision")},
             by="local",
         )
+        version = str(produced.get("version"))
         status = (produced.get("decision") or {}).get("status")
-        if status == "approved" and deploy is not None:
-            result.deployed = deploy(Path(produced["bundle"]))
-        elif status != "approved" and alert is not None:
-            alert(*held_message(produced))
+        if status != "approved":
+            lifecycle.candidate(run.run_id, version, "held", by="local", status=status)
+            if alert is not None:
+                alert(*held_message(produced))
+        elif deploy is not None:
+            try:
+                result.deployed = deploy(version)
+            except Exception as e:  # the deploy failed and rolled back: nothing serves it
+                reason = f"{type(e).__name__}: {e}"
+                lifecycle.candidate(run.run_id, version, "deploy-failed", by="local", reason=reason)
+                if alert is not None:
+                    alert(f"avsev retrained model {version} not deployed", reason)
+                continue
+            lifecycle.candidate(
+                run.run_id, version, "deployed", by="local", deploy=_summary(result.deployed)
+            )
     return result
+
+
+def _summary(deployed: Any) -> Any:
+    """What the audit keeps of a deploy's result (a `DeployResult` or the CLI's dict)."""
+    if isinstance(deployed, Mapping):
+        return {k: deployed[k] for k in ("status", "versions") if k in deployed}
+    return {k: getattr(deployed, k) for k in ("status", "versions") if hasattr(deployed, k)}

@@ -345,6 +345,20 @@ class Lifecycle:
             return Decision("ended", f"retraining {run_id} published", state.run)
         return self._fail(state, etag, str(detail.get("reason", "failed")), by=by, detail=detail)
 
+    def candidate(
+        self,
+        run_id: str,
+        version: str,
+        outcome: Literal["deployed", "held", "deploy-failed"],
+        *,
+        by: str = "engine",
+        **detail: Any,
+    ) -> dict[str, Any]:
+        """What became of a run's candidate after its gates: deployed (handed to the rollout
+        autopilot, whose audit takes it from there), held by a gate or a person's approval
+        (it never serves), or a deploy that failed and rolled back."""
+        return self._audit(f"candidate-{outcome}", by, run_id=run_id, version=version, **detail)
+
     def _fail(
         self,
         state: State,
