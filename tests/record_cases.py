@@ -1,9 +1,13 @@
-"""The reports and the fixed clock the record lines' golden file was written with
-(tests/data/records/golden.jsonl, from the serving code before scoring had one path)."""
+"""The reports and the fixed clock the record lines are compared with, and the serving code as
+it was before scoring had one path and records one writer (tests/data/records/
+service_before.py.txt, kept as data): the reference the lines are held to, byte for byte."""
 
 from __future__ import annotations
 
 import datetime as dt
+import importlib.machinery
+import importlib.util
+import sys
 import types
 from pathlib import Path
 from typing import Any
@@ -11,7 +15,7 @@ from typing import Any
 import pytest
 from avsev.serving.schema import AccidentReport
 
-GOLDEN = Path(__file__).resolve().parent / "data/records/golden.jsonl"
+BEFORE = Path(__file__).resolve().parent / "data/records/service_before.py.txt"
 STAMP = dt.datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=dt.UTC)
 
 
@@ -41,3 +45,14 @@ def fixed_clock(monkeypatch: pytest.MonkeyPatch, modules: list[Any]) -> None:
             monkeypatch.setattr(m, "now", lambda: STAMP)
         if hasattr(m, "time"):
             monkeypatch.setattr(m, "time", clock)
+
+
+def service_before() -> types.ModuleType:
+    """The serving module as it was (its own copy: patching it patches nothing else)."""
+    loader = importlib.machinery.SourceFileLoader("avsev_service_before", str(BEFORE))
+    spec = importlib.util.spec_from_loader(loader.name, loader)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[loader.name] = module  # (its dataclasses look their module up)
+    loader.exec_module(module)
+    return module

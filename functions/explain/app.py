@@ -23,7 +23,7 @@ def explain(body: Annotated[ExplainRequest, Body()]) -> Explanation:
     explanation, scored = service.explain(
         body, request_id(app), function_version(app), top_k=body.top_k
     )
-    scored.log()
+    app.record(scored.records)
     metrics.add_metric(name="Explanations", unit=MetricUnit.Count, value=1)
     return explanation
 

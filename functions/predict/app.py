@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from avsev.serving.http import function_version, make_resolver, request_id
 from avsev.serving.observability import logger, metrics, tracer, version_dimensions
 from avsev.serving.schema import BatchPrediction, BatchRequest, Prediction, PredictRequest
-from avsev.serving.service import PredictionService, Scored, record_lines
+from avsev.serving.service import PredictionService, Scored
 from avsev.serving.settings import Settings
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Body
@@ -38,7 +38,7 @@ def _count_labels(labels: list[str], latency_ms: float) -> None:
 @app.post("/predict", summary="Predict the severity of one accident")
 def predict(report: Annotated[PredictRequest, Body()]) -> Prediction:
     scored = service.predict([report], [request_id(app)], function_version(app))
-    scored.log()
+    app.record(scored.records)
     _count(scored)
     return scored.predictions[0]
 
@@ -57,8 +57,8 @@ def predict_batch(batch: Annotated[BatchRequest, Body()]) -> Response[str]:
     # Answered as JSON built once (BatchPrediction's exact body), not re-validated per row.
     rid = request_id(app)
     ids = [f"{rid}#{i}" for i in range(len(batch.reports))]
-    scored = service.predict_batch(batch.reports, ids, function_version(app))
-    record_lines(scored.records_text)
+    scored = service.predict(batch.reports, ids, function_version(app))
+    app.record(scored.records)
     _count_labels(scored.labels, scored.latency_ms)
     return Response(
         status_code=HTTPStatus.OK, content_type=content_types.APPLICATION_JSON, body=scored.body
