@@ -457,7 +457,7 @@ def handlers_part(args: argparse.Namespace, sizes: Sizes) -> int:
             model_dir, "1.0.0", out_root=bundle_root, arch=host_arch(), parallel_comp=2
         )
     spec = load_bundle(bundle_dir).spec
-    out = handler_figures(bundle_dir, model_dir, data, spec, sizes, cold=False, steps=False)
+    out = handler_figures(bundle_dir, model_dir, data, spec, sizes, cold_starts=False, steps=False)
     out["handler_p50_ratio_to_xgboost"] = out["handler_p50_us"] / out["handler_p50_us_xgboost"]
     out["batch_1000_ratio_to_xgboost"] = out["batch_1000_ms"] / out["batch_1000_ms_xgboost"]
     path = (
@@ -591,11 +591,11 @@ def handler_figures(
     spec: Any,
     sizes: Sizes,
     *,
-    cold: bool = True,
+    cold_starts: bool = True,
     steps: bool = True,
 ) -> dict[str, Any]:
     """The predict handler from REST event to response (warm), a batch of 1,000 (`steps`: and
-    where its time goes), and (`cold`) each function's cold start in a new process, beside the
+    where its time goes), and (`cold_starts`) each function's cold start in a new process, beside the
     same handler on xgboost."""
     import contextlib
 
@@ -640,7 +640,7 @@ def handler_figures(
             )
     out["batch_1000_ms"] = batch["avsev"] * 1e3
     out["batch_1000_ms_xgboost"] = batch["xgboost"] * 1e3
-    if not cold:
+    if not cold_starts:
         return out
 
     first = json.dumps(picks[0])
