@@ -17,6 +17,7 @@ records to the error prefix
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import sys
 from collections.abc import Iterable, Sequence
@@ -107,6 +108,9 @@ class PredictionRecords:
     warnings: Sequence[Sequence[dict[str, Any]]]
     """Each row's warnings, as dicts of `InputWarning`'s fields in its order (as the input
     checks give them)."""
+    features: Sequence[dict[str, Any]] | None = None
+    """Each report's `fields()`, when the scoring has them already (none: read from the
+    reports as they are serialized)."""
 
     def docs(self) -> list[dict[str, Any]]:
         """One dict per record, its keys in `PredictionRecord`'s order; `features` is the
@@ -123,6 +127,7 @@ class PredictionRecords:
             self.shadow,
         )
         latency = self.latency_ms
+        features = self.reports if self.features is None else self.features
         return [
             {
                 **head,
@@ -133,15 +138,16 @@ class PredictionRecords:
                 "model_version": version,
                 "function_version": fv,
                 "shadow": shadow,
-                "features": r,
+                "features": f,
                 "probabilities": p,
                 "predicted": label,
                 "latency_ms": latency,
                 "completeness": c,
                 "warnings": w,
             }
-            for r, rid, p, label, c, w in zip(
+            for r, f, rid, p, label, c, w in zip(
                 self.reports,
+                features,
                 self.request_ids,
                 self.probabilities,
                 self.predicted,
@@ -154,12 +160,19 @@ class PredictionRecords:
     def records(self) -> list[PredictionRecord]:
         """The records as validated models (what `parse_records` reads back from `lines`)."""
         return [
-            PredictionRecord.model_validate({**d, "features": d["features"].fields()})
-            for d in self.docs()
+            PredictionRecord.model_validate({**d, "features": r.fields()})
+            for d, r in zip(self.docs(), self.reports, strict=True)
         ]
 
 
 _RECORD_START = '},{"record_type":'
+
+
+@functools.cache
+def _not_features(kind: type[AccidentReport]) -> dict[str, Any]:
+    """`to_json`'s exclusion of the fields of a report type that are not model inputs
+    (`ev_id`, `top_k`) from every record's features (not to be changed: it is shared)."""
+    return {"__all__": {"features": set(kind.model_fields) - REPORT_FIELDS}}
 
 
 def _prediction_lines(batch: PredictionRecords) -> str:
@@ -167,15 +180,19 @@ def _prediction_lines(batch: PredictionRecords) -> str:
     ends and the next begins. `},{"record_type":` cannot occur inside a JSON string (every
     quote there is escaped) nor inside a record (its nested objects have no such key); a JSON
     text has no raw newline. A report's fields other than the model's inputs (`ev_id`,
-    `top_k`) and its missing values are left out of `features`, as `fields()` leaves them;
-    no other field of these records is ever None."""
+    `top_k`) and its missing values are left out of `features`, as `fields()` leaves them
+    (the reports of one scoring are of one type: one request's body model); no other field
+    of these records is ever None."""
     if not batch.reports:
         return ""
-    kinds = {type(r) for r in batch.reports}
-    not_features = set().union(*(k.model_fields for k in kinds)) - REPORT_FIELDS
-    text = pydantic_core.to_json(
-        batch.docs(), exclude_none=True, exclude={"__all__": {"features": not_features}}
-    ).decode()
+    if batch.features is None:  # the reports themselves: their other fields left out
+        text = pydantic_core.to_json(
+            batch.docs(),
+            exclude_none=True,
+            exclude=_not_features(type(batch.reports[0])),
+        ).decode()
+    else:
+        text = pydantic_core.to_json(batch.docs(), exclude_none=True).decode()
     return text[1:-1].replace(_RECORD_START, '}\n{"record_type":') + "\n"
 
 

@@ -3,8 +3,11 @@ thousand (a single report is a batch of one).
 
 The reports' fields are read and encoded column by column, scored in one C call, and each
 row's probabilities rounded and its label decided in C (`Model.decide`); no pydantic model is
-built per row. A shadow model scores the same rows beside the served one, reusing their
-encoding when the two read the same features; what it gives is recorded, never returned.
+built per row. A single report takes the row-wise kernels of the same steps instead (encode
+one row, score it, check it: `ROW_WISE_MAX`), whose fixed cost is a fraction of the column-wise
+ones'; both give the same scores, checks and rounding (tests hold them equal). A shadow model
+scores the same rows beside the served one, reusing their encoding when the two read the same
+features; what it gives is recorded, never returned.
 """
 
 from __future__ import annotations
@@ -19,6 +22,9 @@ from typing import Any
 from avsev.serving.bundle import Bundle
 from avsev.serving.records import PredictionRecords
 from avsev.serving.schema import AccidentReport
+
+ROW_WISE_MAX = 1
+"""Up to this many reports, the row-wise kernels (the column-wise ones pay off from a few rows)."""
 
 
 def _per_class(classes: Sequence[str], flat: list[float]) -> list[dict[str, float]]:
@@ -45,19 +51,18 @@ class Scores:
     warnings: list[list[dict[str, Any]]]
     latency_ms: float
     """Reading, encoding and scoring the rows (all of them)."""
-    given: list[dict[str, Any]]
-    """Each report's field values, by name."""
-    columns: dict[str, list[Any]]
-    """The values of each field the model reads, column by column."""
-    encoded: Any
-    """`spec.encode_columns(columns)`."""
+    inputs: tuple[Any, Any]
+    """What the model read: (the fields of each report, by `fields()`; the encoded rows)
+    row-wise, (the values of each field it reads; `spec.encode_columns` of them)
+    column-wise."""
+    row_wise: bool
 
     def answers(self, request_ids: Sequence[str]) -> list[dict[str, Any]]:
         """The answers, as plain dicts with `Prediction`'s fields in its order."""
         version = self.bundle.version
         return [
             {
-                "ev_id": g["ev_id"],
+                "ev_id": r.ev_id,
                 "prediction_label": label,
                 "probabilities": p,
                 "model_version": version,
@@ -65,8 +70,8 @@ class Scores:
                 "completeness": c,
                 "warnings": w,
             }
-            for g, label, p, rid, c, w in zip(
-                self.given,
+            for r, label, p, rid, c, w in zip(
+                self.reports,
                 self.labels,
                 self.probabilities,
                 request_ids,
@@ -98,6 +103,7 @@ class Scores:
             latency_ms=round(self.latency_ms / max(len(self.reports), 1), 4),
             completeness=self.completeness,
             warnings=self.warnings,
+            features=self.inputs[0] if self.row_wise else None,
         )
 
 
@@ -113,30 +119,48 @@ class Scorer:
         features (a shadow beside the served model)."""
         t0 = time.perf_counter()
         bundle = self.bundle
-        spec = bundle.spec
+        spec, model, classes = bundle.spec, bundle.model, bundle.classes
         n = len(reports)
-        if like is not None and like.bundle.spec == spec:
-            given, columns, encoded = like.given, like.columns, like.encoded
+        same = like is not None and like.bundle.spec == spec
+        if n <= ROW_WISE_MAX:
+            if same:
+                fields, rows = like.inputs  # type: ignore[union-attr]
+            else:
+                fields = [r.fields() for r in reports]
+                rows = [spec.encode(f) for f in fields]
+            probas = [model.predict(row) for row in rows]
+            latency_ms = (time.perf_counter() - t0) * 1e3
+            completeness, warnings = bundle.inputs.assess_rows(fields, rows)
+            probabilities = [
+                {c: round(float(p), 6) for c, p in zip(classes, proba, strict=True)}
+                for proba in probas
+            ]
+            labels = [classes[proba.index(max(proba))] for proba in probas]  # the first maximum
+            inputs: tuple[Any, Any] = (fields, rows)
         else:
-            given = like.given if like is not None else [vars(r) for r in reports]
-            columns = {s: [g[s] for g in given] for s in spec.sources}
-            encoded = spec.encode_columns(columns)
-        out = bundle.model.predict_buffer(spec.pack(encoded, n), n)
-        latency_ms = (time.perf_counter() - t0) * 1e3
-        completeness, warnings = bundle.inputs.assess(columns, encoded, n)
-        classes = bundle.classes
-        rounded, best = bundle.model.decide(out, n, digits=6)
+            if same:
+                columns, encoded = like.inputs  # type: ignore[union-attr]
+            else:
+                given = [vars(r) for r in reports]  # a pydantic model's field values, by name
+                columns = {s: [g[s] for g in given] for s in spec.sources}
+                encoded = spec.encode_columns(columns)
+            out = model.predict_buffer(spec.pack(encoded, n), n)
+            latency_ms = (time.perf_counter() - t0) * 1e3
+            completeness, warnings = bundle.inputs.assess(columns, encoded, n)
+            rounded, best = model.decide(out, n, digits=6)
+            probabilities = _per_class(classes, rounded)
+            labels = [classes[b] for b in best]
+            inputs = (columns, encoded)
         return Scores(
             bundle=bundle,
             reports=reports,
-            labels=[classes[b] for b in best],
-            probabilities=_per_class(classes, rounded),
+            labels=labels,
+            probabilities=probabilities,
             completeness=completeness,
             warnings=warnings,  # type: ignore[arg-type]
             latency_ms=latency_ms,
-            given=given,
-            columns=columns,
-            encoded=encoded,
+            inputs=inputs,
+            row_wise=n <= ROW_WISE_MAX,
         )
 
 
