@@ -61,10 +61,13 @@ def xgboost_predict_function(bundle_dir: str, model_json: str) -> Any:
     from dataclasses import replace
 
     from avsev.local.lambda_runtime import load_handler_module
+    from avsev.serving.scoring import Scorer
 
     module = load_handler_module("predict", {"MODEL_BUNDLE_PATH": bundle_dir})
     b = module.service.bundle
-    module.service.bundle = replace(b, model=XGBoostModel(model_json, len(b.spec), len(b.classes)))
+    module.service.scorer = Scorer(
+        replace(b, model=XGBoostModel(model_json, len(b.spec), len(b.classes)))
+    )
     return module
 
 

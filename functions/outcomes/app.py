@@ -6,8 +6,8 @@ from typing import Annotated, Any
 
 from avsev.serving.http import make_resolver, request_id
 from avsev.serving.observability import logger, metrics, tracer
+from avsev.serving.records import outcome_records
 from avsev.serving.schema import OutcomesAccepted, OutcomesRequest
-from avsev.serving.service import PredictionService, record
 from aws_lambda_powertools.event_handler.openapi.params import Body
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -18,7 +18,7 @@ app = make_resolver()
 @app.post("/outcomes", summary="Record the true severity of one or many events")
 def outcomes(body: Annotated[OutcomesRequest, Body()]) -> OutcomesAccepted:
     rid = request_id(app)
-    record(PredictionService.outcomes(body.outcomes, rid))  # Outcomes: a metric filter on them
+    app.record(outcome_records(body.outcomes, rid))  # Outcomes: a metric filter on them
     return OutcomesAccepted(accepted=len(body.outcomes), request_id=rid)
 
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from avsev.serving.http import function_version, make_resolver, request_id
 from avsev.serving.observability import logger, metrics, tracer, version_dimensions
 from avsev.serving.schema import BatchPrediction, BatchRequest, Prediction, PredictRequest
-from avsev.serving.service import PredictionService, record_lines
+from avsev.serving.service import PredictionService
 from avsev.serving.settings import Settings
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Body
@@ -22,7 +22,7 @@ app = make_resolver(service.version)
 @app.post("/predict", summary="Predict the severity of one accident")
 def predict(report: Annotated[PredictRequest, Body()]) -> Prediction:
     scored = service.predict([report], [request_id(app)], function_version(app))
-    scored.log()  # its metrics: metric filters on the record (avsev.monitoring.record_metrics)
+    app.record(scored.records)  # its metrics: metric filters on the record (avsev.monitoring.record_metrics)
     return scored.predictions[0]
 
 
@@ -40,8 +40,8 @@ def predict_batch(batch: Annotated[BatchRequest, Body()]) -> Response[str]:
     # Answered as JSON built once (BatchPrediction's exact body), not re-validated per row.
     rid = request_id(app)
     ids = [f"{rid}#{i}" for i in range(len(batch.reports))]
-    scored = service.predict_batch(batch.reports, ids, function_version(app))
-    record_lines(scored.records_text)  # one record a row: the metrics count rows
+    scored = service.predict(batch.reports, ids, function_version(app))
+    app.record(scored.records)  # one record a row: the metrics count rows
     return Response(
         status_code=HTTPStatus.OK, content_type=content_types.APPLICATION_JSON, body=scored.body
     )

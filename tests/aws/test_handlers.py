@@ -271,48 +271,28 @@ def test_settings_fail_with_the_variable_named(tmp_path):
 
 
 def test_batch_answer_and_records_equal_the_per_row_model_path(
-    real_data, real_bundle_dir, synthetic_bundle_dir, monkeypatch
+    real_data, real_bundle_dir, synthetic_bundle_dir
 ):
     """The batch route builds its answer and records without a pydantic model per row: the
     body must be BatchPrediction's and every record line PredictionRecord's, byte for byte."""
-    import datetime as dt
-    import types
-
-    from avsev.serving import service as service_module
     from avsev.serving.bundle import load_bundle
     from avsev.serving.records import to_line
     from avsev.serving.schema import BatchPrediction
     from avsev.serving.service import PredictionService
+    from record_cases import case_reports
 
-    # Given real reports (missing values, dates, odd make spellings), one with nothing but its
-    # id, and one whose free text looks like a record boundary; a fixed clock
-    rows = [
-        {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.items()}
-        for r in real_data.reports()[-300:]
-    ]
-    rows += [
-        # out of the training range, and a category the real data never has
-        {"ev_id": "OLD.2", "event_date": "1975-01-01", "engine_type": "Hybrid Rocket"},
-        {"ev_id": "ONLY-ID"},
-        {"ev_id": "ODD.1", "make": 'Pipér "x"},{"record_type":"prediction', "aircraft_age": 3},
-    ]
-    reports = [AccidentReport.model_validate(r) for r in rows]
+    # Given real reports and edge cases (out of range, an unseen category, nothing but an id,
+    # free text that looks like a record boundary)
+    reports = case_reports(real_data)
     ids = [f"req-1#{i}" for i in range(len(reports))]
-    stamp = dt.datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=dt.UTC)
-    monkeypatch.setattr(service_module, "now", lambda: stamp)
-    ticks = iter(range(10**6))
-    monkeypatch.setattr(
-        service_module, "time", types.SimpleNamespace(perf_counter=lambda: next(ticks) * 1e-3)
-    )
     service = PredictionService(
         load_bundle(real_bundle_dir), shadow=load_bundle(synthetic_bundle_dir)
     )
-    # When the batch is scored both ways
-    new = service.predict_batch(reports, ids, "7")
-    old = service.predict(reports, ids, "7")
+    # When the batch is scored
+    new = service.predict(reports, ids, "7")
     # Then the answer is BatchPrediction's JSON, keys in the same order
     expected = BatchPrediction(
-        predictions=old.predictions, model_version="1.0.0", count=len(reports)
+        predictions=new.predictions, model_version="1.0.0", count=len(reports)
     ).model_dump(mode="json")
     got = json.loads(new.body)
     assert got == expected
@@ -321,19 +301,18 @@ def test_batch_answer_and_records_equal_the_per_row_model_path(
     assert [list(p["probabilities"]) for p in got["predictions"]] == [
         list(p["probabilities"]) for p in expected["predictions"]
     ]
-    assert new.labels == [p.prediction_label for p in old.predictions]
+    assert new.labels == [p.prediction_label for p in new.predictions]
     # And every record line (served and shadow) is the record model's, byte for byte
     assert len(new.lines) == 2 * len(reports)
-    assert new.records_text == old.lines  # the per-row path's served and shadow lines
-    assert new.lines[: len(reports)] == [to_line(r) for r in old.records]
+    assert new.lines == [to_line(r) for batch in new.records for r in batch.records()]
     for line in new.lines:  # each line is exactly what the record model writes
         assert to_line(PredictionRecord.model_validate_json(line)) == line
     parsed, _, skipped = parse_records(new.lines)
     assert skipped == 0
-    assert parsed[-len(reports) - 1].features == reports[-1].fields()
-    assert parsed[-len(reports) - 2].features == {}
+    assert parsed[-len(reports) - 2].features == reports[-2].fields()
+    assert parsed[-len(reports) - 3].features == {}
     # with their completeness and warnings (blank, out-of-range and unseen inputs among them)
-    assert parsed[-len(reports) - 2].completeness == 0.0
+    assert parsed[-len(reports) - 3].completeness == 0.0
     assert {w["code"] for p in got["predictions"] for w in p["warnings"]} == {
         "missing_important_field",
         "out_of_training_range",

@@ -29,9 +29,8 @@ from avsev.monitoring.query import (
     to_duckdb,
     write_records_parquet,
 )
-from avsev.serving.records import OutcomeRecord
+from avsev.serving.records import OutcomeRecord, outcome_records
 from avsev.serving.schema import Outcome
-from avsev.serving.service import PredictionService
 from lambda_support import scheduled_event
 from moto import mock_aws
 from moto.athena.models import QueryResults, athena_backends
@@ -320,7 +319,7 @@ def test_of_two_conflicting_outcomes_in_one_body_the_later_wins(s3, athena_bridg
     ]
     outs = [
         o.model_copy(update={"timestamp": T0 + dt.timedelta(hours=1)})
-        for o in PredictionService.outcomes(body, "one-request")
+        for o in outcome_records(body, "one-request")
     ]
     # half the events stored in body order, half reversed (the answer is not the storage order)
     put(s3, outs[:40] + outs[40:][::-1], T0.date(), "o")

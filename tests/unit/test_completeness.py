@@ -328,9 +328,10 @@ def test_the_shadow_record_has_the_shadow_models_own_checks(
         for r in (typical, {**typical, top: None}, {"ev_id": "X", "aircraft_age": 0})
     ]
     ids = ["a", "b", "c"]
+    alone = [service.predict([r], [i], "1").lines for r, i in zip(reports, ids, strict=True)]
     for lines in (
-        service.predict(reports, ids, "1").lines.splitlines(),
-        service.predict_batch(reports, ids, "1").lines,
+        service.predict(reports, ids, "1").lines,
+        [s[0] for s in alone] + [s[1] for s in alone],  # one at a time: served, then shadow
     ):
         records, _, skipped = parse_records(lines)
         assert skipped == 0 and len(records) == 6

@@ -1,6 +1,7 @@
 """The resolver every HTTP function uses: one set of routes, answered for API Gateway REST
 API events (Lambda proxy, v1) and HTTP API events (payload format 2.0), validation on, errors
-mapped once, the model version on every answer.
+mapped once, the model version on every answer, and the records a route keeps written once
+the answer is made.
 
 Built on Powertools' public API only: the routes live on a `Router` (an `Api`), included into
 an `APIGatewayRestResolver` and an `APIGatewayHttpResolver`, each with request validation
@@ -17,7 +18,7 @@ import binascii
 import inspect
 import re
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import Any, TypeVar
 
@@ -53,6 +54,7 @@ from avsev.serving.limits import (
     unsupported_media_type,
 )
 from avsev.serving.observability import logger, metrics
+from avsev.serving.records import PredictionRecords, Record, emit
 
 MODEL_VERSION_HEADER = "X-Model-Version"
 API_TITLE = "Aviation accident severity API"
@@ -226,11 +228,13 @@ def count(error: ApiError) -> None:
 
 class Api(Router):
     """One function's routes (`@app.post(...)`, `@app.get(...)` as on any Powertools router),
-    answered for both event shapes by `resolve`, with the model version on every answer."""
+    answered for both event shapes by `resolve`, with the model version on every answer and
+    the records the route kept (`record`) written, one JSON line each."""
 
     def __init__(self, model_version: str | None = None) -> None:
         super().__init__()
         self.model_version = model_version
+        self._records: list[Record | PredictionRecords] = []
         self.handlers: dict[tuple[str, str], Callable[..., Any]] = {}
         """(METHOD, rule) → the route's handler."""
         self._patterns: dict[str, re.Pattern[str]] = {}
@@ -310,11 +314,29 @@ class Api(Router):
             raise not_a_json_object()
         return body
 
+    def record(self, records: Iterable[Record | PredictionRecords]) -> None:
+        """Keep records of this request, for `resolve` to write once the answer is made."""
+        self._records.extend(records)
+
     def resolve(self, event: Any, context: Any) -> dict[str, Any]:
         """The proxy response to `event`: a REST API or HTTP API event goes to its resolver
         once its body's media type and encoding are ones the function reads (a 415 otherwise);
         any other event is logged (no traceback) and answered 400. Every answer carries the
-        model version."""
+        model version; the records the route kept are written (`records.emit`)."""
+        self._records.clear()
+        try:
+            response = self._resolve(event, context)
+        finally:
+            kept, self._records = self._records, []
+            emit(kept)
+        if self.model_version:
+            if "multiValueHeaders" in response:
+                response["multiValueHeaders"][MODEL_VERSION_HEADER] = [self.model_version]
+            else:
+                response.setdefault("headers", {})[MODEL_VERSION_HEADER] = self.model_version
+        return response
+
+    def _resolve(self, event: Any, context: Any) -> dict[str, Any]:
         shape = event_shape(event)
         if isinstance(shape, ApiError):
             keys = sorted(event)[:20] if isinstance(event, dict) else []
@@ -330,11 +352,6 @@ class Api(Router):
                 response = self._refuse(error, proxy.request_context.request_id)
             else:
                 response = self.resolver(shape).resolve(_json_media_as_written(event), context)
-        if self.model_version:
-            if "multiValueHeaders" in response:
-                response["multiValueHeaders"][MODEL_VERSION_HEADER] = [self.model_version]
-            else:
-                response.setdefault("headers", {})[MODEL_VERSION_HEADER] = self.model_version
         return response
 
     @staticmethod

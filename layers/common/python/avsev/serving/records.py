@@ -1,6 +1,7 @@
 """The one record format: every prediction, shadow prediction and outcome is one JSON line.
 
-Serving functions print them to stdout (CloudWatch Logs); a subscription filter sends them
+Serving functions print them to stdout (CloudWatch Logs), each written by `lines`, the one
+writer of record lines; a subscription filter sends them
 through Firehose, which converts them to Parquet by the record tables' schema
 (`avsev.monitoring.tables`), to S3 (`predictions/dt=YYYY-MM-DD/`, `outcomes/dt=...`), where
 the monitoring queries read them. `parse_records` reads the lines back (tests, tools).
@@ -16,14 +17,26 @@ records to the error prefix
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import gc
 import json
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal, TextIO
 
+import pydantic_core
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from avsev.serving.schema import InputWarning, Severity, UtcDateTime
+from avsev.serving.schema import (
+    REPORT_FIELDS,
+    AccidentReport,
+    InputWarning,
+    Outcome,
+    Severity,
+    UtcDateTime,
+    utc_text,
+)
 
 SCHEMA_VERSION = 1
 """Changes only when a reader of the previous version would misread a record. Adding an
@@ -74,12 +87,153 @@ class OutcomeRecord(BaseModel):
 Record = PredictionRecord | OutcomeRecord
 
 
+@dataclass(frozen=True)
+class PredictionRecords:
+    """The prediction records of one scoring (one model, one request), column by column: the
+    fields of a `PredictionRecord` per row, those all rows share once. `lines` writes them
+    without a model object per row; `records()` gives the models."""
+
+    reports: Sequence[AccidentReport]
+    """Each row's report: its `ev_id`, and its `fields()` as the record's `features`."""
+    request_ids: Sequence[str]
+    timestamp: dt.datetime
+    model_name: str
+    model_version: str
+    function_version: str
+    shadow: bool
+    probabilities: Sequence[dict[str, float]]
+    predicted: Sequence[str]
+    latency_ms: float
+    """Per row: the scoring's latency over its rows."""
+    completeness: Sequence[float]
+    warnings: Sequence[Sequence[dict[str, Any]]]
+    """Each row's warnings, as dicts of `InputWarning`'s fields in its order (as the input
+    checks give them)."""
+    features: Sequence[dict[str, Any]] | None = None
+    """Each report's `fields()`, when the scoring has them already (none: read from the
+    reports as they are serialized)."""
+
+    def docs(self) -> list[dict[str, Any]]:
+        """One dict per record, its keys in `PredictionRecord`'s order; `features` is the
+        report itself (`lines` serializes it as `fields()` gives it)."""
+        stamp = utc_text(self.timestamp)  # as the record's serializer writes it, once
+        name, version, fv, shadow = (
+            self.model_name,
+            self.model_version,
+            self.function_version,
+            self.shadow,
+        )
+        latency = self.latency_ms
+        features = self.reports if self.features is None else self.features
+        return [
+            {
+                "record_type": "prediction",
+                "schema_version": SCHEMA_VERSION,
+                "request_id": rid,
+                "ev_id": r.ev_id,
+                "timestamp": stamp,
+                "model_name": name,
+                "model_version": version,
+                "function_version": fv,
+                "shadow": shadow,
+                "features": f,
+                "probabilities": p,
+                "predicted": label,
+                "latency_ms": latency,
+                "completeness": c,
+                "warnings": w,
+            }
+            for r, f, rid, p, label, c, w in zip(
+                self.reports,
+                features,
+                self.request_ids,
+                self.probabilities,
+                self.predicted,
+                self.completeness,
+                self.warnings,
+                strict=True,
+            )
+        ]
+
+    def records(self) -> list[PredictionRecord]:
+        """The records as validated models (what `parse_records` reads back from `lines`)."""
+        return [
+            PredictionRecord.model_validate({**d, "features": r.fields()})
+            for d, r in zip(self.docs(), self.reports, strict=True)
+        ]
+
+
+_RECORD_START = '},{"record_type":'
+
+
+@functools.cache
+def _not_features(kind: type[AccidentReport]) -> dict[str, Any]:
+    """`to_json`'s exclusion of the fields of a report type that are not model inputs
+    (`ev_id`, `top_k`) from every record's features (not to be changed: it is shared)."""
+    return {"__all__": {"features": set(kind.model_fields) - REPORT_FIELDS}}
+
+
+def _prediction_lines(batch: PredictionRecords) -> str:
+    """`batch` as JSON lines, serialized in one call: the records' array, cut where one record
+    ends and the next begins. `},{"record_type":` cannot occur inside a JSON string (every
+    quote there is escaped) nor inside a record (its nested objects have no such key); a JSON
+    text has no raw newline. A report's fields other than the model's inputs (`ev_id`,
+    `top_k`) and its missing values are left out of `features`, as `fields()` leaves them
+    (the reports of one scoring are of one type: one request's body model); no other field
+    of these records is ever None."""
+    if not batch.reports:
+        return ""
+    # Thousands of small acyclic objects in a batch, freed by reference counting: a cyclic
+    # collection in the middle (one per ~700 allocations) would only walk the heap.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        if batch.features is None:  # the reports themselves: their other fields left out
+            text = pydantic_core.to_json(
+                batch.docs(), exclude_none=True, exclude=_not_features(type(batch.reports[0]))
+            ).decode()
+        else:
+            text = pydantic_core.to_json(batch.docs(), exclude_none=True).decode()
+    finally:
+        if collecting:
+            gc.enable()
+    return text[1:-1].replace(_RECORD_START, '}\n{"record_type":') + "\n"
+
+
+def lines(records: Iterable[Record | PredictionRecords]) -> str:
+    """The one writer of record lines: each record as one JSON line, ended by a newline,
+    byte for byte what its model's `model_dump_json` gives (tests hold them equal). A
+    `PredictionRecords` batch is serialized at once, with no model object per row."""
+    return "".join(
+        _prediction_lines(r) if isinstance(r, PredictionRecords) else r.model_dump_json() + "\n"
+        for r in records
+    )
+
+
 def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
 def to_line(record: Record) -> str:
-    return record.model_dump_json()
+    """One record's line (without its newline), as `lines` writes it."""
+    return lines([record])[:-1]
+
+
+def outcome_records(outcomes: Sequence[Outcome], request_id: str) -> list[OutcomeRecord]:
+    """One record per outcome, stamped with the time received and its place in the body
+    (what orders an event's outcomes: the later in the body wins over the earlier)."""
+    stamp = now()
+    return [
+        OutcomeRecord(
+            request_id=request_id,
+            ev_id=o.ev_id,
+            timestamp=stamp,
+            actual_severity=o.actual_severity,
+            observed_at=o.observed_at,
+            seq=i,
+        )
+        for i, o in enumerate(outcomes)
+    ]
 
 
 _sink: TextIO | None = None
@@ -91,10 +245,13 @@ def set_sink(stream: TextIO | None) -> None:
     _sink = stream
 
 
-def emit(records: Iterable[Record], stream: TextIO | None = None) -> None:
-    """Write records as JSON lines (stdout in Lambda: one log event each)."""
+def emit(records: Iterable[Record | PredictionRecords], stream: TextIO | None = None) -> None:
+    """Write records as JSON lines (`lines`; stdout in Lambda: one log event each)."""
+    text = lines(records)
+    if not text:
+        return
     out = stream or _sink or sys.stdout
-    out.write("".join(to_line(r) + "\n" for r in records))
+    out.write(text)
     out.flush()
 
 
