@@ -262,11 +262,11 @@ def main() -> int:
         },
         "model": {
             "data": data.summary()["path"],
-            "trees": bundle.card["model"]["n_trees"],
-            "max_depth": bundle.card["model"]["max_depth"],
+            "trees": bundle.card.model.n_trees,
+            "max_depth": bundle.card.model.max_depth,
             "features": len(spec),
-            "cflags": bundle.card["model"]["cflags"],
-            "evaluator": bundle.card["model"].get("evaluator"),
+            "cflags": bundle.card.model.cflags,
+            "evaluator": bundle.card.model.evaluator,
         },
     }
     if args.quick:

@@ -25,6 +25,10 @@ import tempfile
 import time
 import tracemalloc
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from avsev.serving.card import Card
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "monitoring_results.json"
@@ -42,20 +46,26 @@ def _real_data() -> Path:
     return path
 
 
-def make_card(rows: list[dict]) -> dict:
+def make_card(rows: list[dict]) -> Card:
     """A card with the real rows' reference profile (what drift compares against)."""
     from avsev.monitoring.profile import reference_profile
+    from avsev.serving.card import Card
     from avsev.serving.features import fit_spec
+    from avsev.serving.runtime import host_arch
 
     spec = fit_spec(rows)
-    return {
+    doc = {
         "name": "avsev-severity",
         "version": "1.0.0",
+        "arch": host_arch(),
+        "classes": ["Fatal", "Serious", "Minor", "None"],
         "feature_spec": spec.to_dict(),
         "reference_profile": reference_profile(rows, spec),
         "prediction_mix": {"Fatal": 0.2, "Serious": 0.1, "Minor": 0.1, "None": 0.6},
         "metrics": {"test": {"weighted_f1": 0.53}},
+        "files": {},  # no compiled model: the bench measures the monitoring jobs
     }
+    return Card.from_dict(doc)
 
 
 def generate(root: Path, rows: list[dict], n: int) -> None:
@@ -146,7 +156,7 @@ def measure(root: Path, n: int, data: Path) -> dict:
     ab = ab_report_of(served, labels)
     ab_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    drift_docs = [rollups.drift_rollup(engine, card["reference_profile"], until, card["version"])]
+    drift_docs = [rollups.drift_rollup(engine, card.reference().to_dict(), until, card.version)]
     drift = drift_report_of(card, drift_docs, labels[-1:])
     drift_s = time.perf_counter() - t0
     _, job_peak = tracemalloc.get_traced_memory()

@@ -44,9 +44,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from avsev.serving.card import Card
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "stats_results.json"
@@ -106,7 +109,7 @@ def wilson(k: int, n: int) -> dict[str, Any]:
 
 @dataclass
 class Pool:
-    card: dict[str, Any]
+    card: Card
     rows: list[dict[str, Any]]
     """All real rows (the drift simulation splits them)."""
     proba: np.ndarray
@@ -118,6 +121,9 @@ class Pool:
 def pool(sizes: Sizes) -> Pool:
     from avsev.data import default_data_path, load
     from avsev.pipeline.train import dmatrix, matrix, time_split, train
+    from avsev.serving.card import Card
+    from avsev.serving.runtime import host_arch
+    from avsev.serving.schema import SEVERITIES
 
     data = load(default_data_path())
     rows = data.reports()
@@ -129,10 +135,13 @@ def pool(sizes: Sizes) -> Pool:
         **fit.info,
         "name": "avsev-severity",
         "version": "1.0.0",
+        "arch": host_arch(),
+        "classes": list(SEVERITIES),
         "metrics": fit.metrics,
         "feature_spec": fit.spec.to_dict(),
+        "files": {},  # not compiled: the pool predicts with the booster
     }
-    return Pool(card, rows, np.asarray(proba, dtype=float), fit.spec, fit.booster)
+    return Pool(Card.from_dict(card), rows, np.asarray(proba, dtype=float), fit.spec, fit.booster)
 
 
 # ---- A/B ---------------------------------------------------------------------------------
@@ -499,7 +508,7 @@ def check_rollups(p: Pool, cols: Columns, sizes: tuple[int, ...]) -> int:
         answers = [SEVERITIES[i] for i in cols.predicted[idx]]
         (rolled,) = drift_rollups_of_rows(card, [[p.rows[i] for i in idx]], predicted=[answers])
         real = rolled.to_doc()
-        fast = rollup_of(card["reference_profile"], cols, idx, cols.predicted[idx])
+        fast = rollup_of(card.reference().to_dict(), cols, idx, cols.predicted[idx])
         assert (real["rows"], real["predicted"]) == (fast["rows"], fast["predicted"]), size
         assert ("sample" in real) == ("sample" in fast), size
         for name, f in fast["fields"].items():
@@ -530,7 +539,7 @@ def drift(
     from avsev.monitoring.rollup_types import DriftRollup
     from avsev.serving.schema import SEVERITIES
 
-    def report_of(card: dict[str, Any], doc: dict[str, Any]) -> Any:
+    def report_of(card: Card, doc: dict[str, Any]) -> Any:
         """The drift report of one window's rollup, as `rollup_of` builds it."""
         return drift_report_of(card, [DriftRollup.from_doc(doc)], [])
 
@@ -559,7 +568,7 @@ def drift(
     for w in range(max(sizes.windows(s) for s in sizes.drift_sizes)):
         card, _ = split_reference(p.card, p.rows, p.spec, seed=w)
         _, other = split_halves(len(p.rows), w)
-        reference = card["reference_profile"]
+        reference = card.reference().to_dict()
         sd = float(reference["fields"][POWER_NUMBER]["std"])
         for size in sizes.drift_sizes:
             if w >= sizes.windows(size):

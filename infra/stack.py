@@ -7,12 +7,11 @@ returns what a later step needs. What a function needs is a field of its `Functi
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 from avsev.monitoring.tables import OUTCOMES, PREDICTIONS
 from avsev.rollout.handover import golden_property
+from avsev.serving.bundle import read_card
 from aws_cdk import CfnOutput, Duration, Stack
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cloudwatch as cw
@@ -71,20 +70,16 @@ NO_DLQ = {
 
 def model_version(config: AppConfig) -> str:
     """The served bundle's version, once both bundles are checked against the stack's arch."""
-    card = _card(config.bundle)
-    if card["arch"] != config.arch:
+    card = read_card(config.bundle)
+    if card.arch != config.arch:
         raise ValueError(
-            f"bundle {config.bundle} is built for {card['arch']}, the stack for {config.arch}"
+            f"bundle {config.bundle} is built for {card.arch}, the stack for {config.arch}"
         )
     if config.shadow_bundle is not None:
-        shadow = _card(config.shadow_bundle)
-        if shadow["arch"] != config.arch:
-            raise ValueError(f"shadow bundle {config.shadow_bundle} is built for {shadow['arch']}")
-    return str(card["version"])
-
-
-def _card(bundle: Path) -> dict[str, Any]:
-    return dict(json.loads((bundle / "card.json").read_text()))
+        shadow = read_card(config.shadow_bundle)
+        if shadow.arch != config.arch:
+            raise ValueError(f"shadow bundle {config.shadow_bundle} is built for {shadow.arch}")
+    return card.version
 
 
 class AvsevStack(Stack):
@@ -175,7 +170,7 @@ class AvsevStack(Stack):
             specs=specs,
             controller=fns["autopilot"].function,
             model_version=version,
-            golden=golden_property(_card(config.bundle)),
+            golden=golden_property(read_card(config.bundle)),
         )
         # Retries, the failure queue and schedules of the asynchronous functions. Placed after
         # the grants above and before the A/B job's alias read, so every role's statements keep

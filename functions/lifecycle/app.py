@@ -56,7 +56,7 @@ def lifecycle() -> Lifecycle:
     return Lifecycle(
         boto3.client("s3"),
         SETTINGS.bucket,
-        start=codebuild_starter(boto3.client("codebuild"), SETTINGS.project, CARD["version"]),
+        start=codebuild_starter(boto3.client("codebuild"), SETTINGS.project, CARD.version),
         alert=alert,
         policy=SETTINGS.policy(),
     )

@@ -228,10 +228,8 @@ def test_a_version_that_fails_the_parity_check_never_serves(deploys):
     deploys.deploy("1.0.0")
     version = deploys.publish("predict", "1.1.0")
     card = read_card(deploys.bundles["1.1.0"])
-    card["golden"][0]["probabilities"] = [0.25, 0.25, 0.25, 0.25]
-    tampered = json.dumps(
-        {"version": card["version"], "classes": card["classes"], "golden": card["golden"]}
-    )
+    card.golden[0].probabilities = [0.25, 0.25, 0.25, 0.25]
+    tampered = json.dumps(card.golden_set().to_dict())
     out = deploys.request("predict", version, "1.1.0", Golden=tampered)
     assert out["Status"] == "FAILED"
     assert f"version {version} of predict fails the parity check" in out["Reason"]

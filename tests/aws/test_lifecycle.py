@@ -23,6 +23,7 @@ from avsev.rollout.lifecycle import (
     triggers,
 )
 from aws_events import sample, scheduled
+from card_support import card_with
 from lambda_support import FakeContext, load_function
 from moto import mock_aws
 
@@ -32,6 +33,7 @@ CARD = {
     "version": "1.0.0",
     "created": "2026-01-01T00:00:00+00:00",
     "metrics": {"test": {"accuracy": 0.60}},
+    "data": None,  # no data window: age counts from `created`
 }
 
 
@@ -96,7 +98,7 @@ def kinds(found: list[Trigger]) -> set[str]:
 
 def test_each_trigger_fires_on_its_cause_only():
     policy = Policy(max_age=dt.timedelta(days=90), estimate_drop=0.05, every=dt.timedelta(days=30))
-    fresh = {**CARD, "created": (T0 - dt.timedelta(days=10)).isoformat()}
+    fresh = card_with(**CARD | {"created": (T0 - dt.timedelta(days=10)).isoformat()})
     last = State(last_started_at=T0 - dt.timedelta(days=1))
     assert triggers(report(estimated=0.58), fresh, T0, last, policy) == []
     assert kinds(triggers(report(drift=True), fresh, T0, last, policy)) == {"drift"}
@@ -104,16 +106,16 @@ def test_each_trigger_fires_on_its_cause_only():
     assert triggers(report(drift=True, status="insufficient_data"), fresh, T0, last, policy) == []
     assert kinds(triggers(report(estimated=0.54), fresh, T0, last, policy)) == {"estimate"}
     old = {**CARD, "created": (T0 - dt.timedelta(days=91)).isoformat()}
-    assert kinds(triggers(None, old, T0, last, policy)) == {"age"}
+    assert kinds(triggers(None, card_with(**old), T0, last, policy)) == {"age"}
     # age counts from the newest report the model learned from, when the card says it
     built_late = {
         **old,
         "created": T0.isoformat(),
         "data": {"event_date_range": ["2001-01-01", "2025-11-01"]},
     }
-    assert kinds(triggers(None, built_late, T0, last, policy)) == {"age"}
+    assert kinds(triggers(None, card_with(**built_late), T0, last, policy)) == {"age"}
     fresh_data = {**built_late, "data": {"event_date_range": ["2001-01-01", "2026-02-01"]}}
-    assert triggers(None, fresh_data, T0, last, policy) == []
+    assert triggers(None, card_with(**fresh_data), T0, last, policy) == []
     due = State(last_started_at=T0 - dt.timedelta(days=30))
     assert kinds(triggers(None, fresh, T0, due, policy)) == {"schedule"}
     assert kinds(triggers(None, fresh, T0, State(), Policy(max_age=dt.timedelta(days=90)))) == set()
@@ -306,7 +308,7 @@ def test_the_decider_starts_codebuild_on_drift_and_ends_the_run_on_its_event(dec
     from avsev.monitoring.store import write_report
 
     s3 = boto3.client("s3")
-    version = module.CARD["version"]
+    version = module.CARD.version
     # a drift report about another model version says nothing about this one
     write_report(
         s3,

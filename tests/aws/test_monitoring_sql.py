@@ -40,7 +40,7 @@ BUCKET = "avsev-data"
 
 def test_every_query_parses_in_trino_and_duckdb_and_runs_in_duckdb(real_bundle):
     card = real_bundle.card
-    queries = rollups.all_queries(card["reference_profile"], card["version"], T0.date())
+    queries = rollups.all_queries(card.reference().to_dict(), card.version, T0.date())
     engine = DuckDBEngine({})  # empty, typed tables
     for name, sql in queries.items():
         assert sqlglot.parse_one(sql, read="trino"), name

@@ -18,12 +18,12 @@ def test_the_right_version_passes_on_both_routes(functions, real_bundle):
     for route, fn in (("/predict/batch", "predict"), ("/predict/explain", "explain")):
         result = smoke_test(invoker(functions[fn]), card, route)
         assert result.passed, result.problems
-        assert result.checked == len(card["golden"]) and result.worst_abs_diff < 1e-5
+        assert result.checked == len(card.golden) and result.worst_abs_diff < 1e-5
 
 
 def test_a_version_serving_another_model_fails(functions, real_bundle):
-    card = json.loads(json.dumps(real_bundle.card))
-    card["golden"][0]["probabilities"] = [
+    card = real_bundle.card.model_copy(deep=True)
+    card.golden[0].probabilities = [
         0.25,
         0.25,
         0.25,
@@ -31,7 +31,7 @@ def test_a_version_serving_another_model_fails(functions, real_bundle):
     ]  # what a different model would give
     result = smoke_test(invoker(functions["predict"]), card, "/predict/batch")
     assert not result.passed and any("differ from the card" in p for p in result.problems)
-    card = json.loads(json.dumps(real_bundle.card)) | {"version": "9.9.9"}
+    card = real_bundle.card.model_copy(update={"version": "9.9.9"})
     assert (
         "serves model 1.0.0, the card is 9.9.9"
         in smoke_test(invoker(functions["predict"]), card, "/predict/batch").problems
@@ -40,7 +40,7 @@ def test_a_version_serving_another_model_fails(functions, real_bundle):
 
 def test_errors_and_short_answers_fail(real_bundle):
     card = real_bundle.card
-    assert len(golden_events(card, "/predict/explain")) == len(card["golden"])
+    assert len(golden_events(card, "/predict/explain")) == len(card.golden)
     result = check_answers(card, [{"statusCode": 500, "body": "boom"}])
     assert not result.passed and "status 500: boom" in result.problems
 
@@ -123,7 +123,7 @@ def request(card, url: str) -> dict:
         "ResourceProperties": {
             "FunctionName": "predict",
             "Version": "7",
-            "ModelVersion": card["version"],
+            "ModelVersion": card.version,
             "SmokeRoute": "/predict/batch",
             "Golden": golden_property(card),
         },
@@ -161,8 +161,8 @@ def test_the_controller_answers_failed_on_wrong_answers(monkeypatch, real_bundle
         answer = functions["predict"].handler(json.loads(kw["Payload"]), FakeContext())
         return {"Payload": io.BytesIO(json.dumps(answer).encode())}
 
-    card = json.loads(json.dumps(real_bundle.card))
-    card["golden"][0]["probabilities"] = [0.25] * len(card["classes"])
+    card = real_bundle.card.model_copy(deep=True)
+    card.golden[0].probabilities = [0.25] * len(card.classes)
     module = controller(monkeypatch, Recorder(invoke))
     with Receiver() as cfn:
         module.handler(request(card, cfn.url), FakeContext())

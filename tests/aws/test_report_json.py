@@ -17,6 +17,7 @@ from pathlib import Path
 import boto3
 import pytest
 from avsev.monitoring.jobs import Clients, run_ab_analysis, run_drift_check
+from avsev.serving.card import Card
 from contract import assert_same_json, assert_same_text, json_differences
 from moto import mock_aws
 
@@ -25,7 +26,7 @@ BUCKET = "avsev-data"
 AT = dt.datetime(2026, 11, 20, 6, 0, tzinfo=dt.UTC)
 SMALL_AT = dt.datetime(2026, 11, 22, 6, 0, tzinfo=dt.UTC)
 EMPTY_AT = AT - dt.timedelta(days=30)
-CARD = json.loads((DATA / "card.json").read_text())
+CARD = Card.from_dict(json.loads((DATA / "card.json").read_text()))
 CASES = {
     "ab": lambda c: run_ab_analysis(c, BUCKET, AT),
     "ab_accuracy": lambda c: run_ab_analysis(c, BUCKET, AT, decision_metric="accuracy"),

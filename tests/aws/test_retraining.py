@@ -92,7 +92,7 @@ def test_a_retraining_publishes_a_candidate_with_its_lineage_and_gates(
         run_id="retrain-test",
         train_options=QUICK,
     )
-    champion = read_card(real_bundle_dir)["version"]
+    champion = read_card(real_bundle_dir).version
     assert out["version"] == "1.1.0" and champion == "1.0.0"  # a retrain is a MINOR version
     shown = registry.show("1.1.0")
     lineage = shown["lineage"]["retraining"]

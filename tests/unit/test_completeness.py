@@ -27,6 +27,7 @@ from avsev.serving.features import OTHER, Feature, FeatureSpec
 from avsev.serving.records import PredictionRecord, parse_records
 from avsev.serving.schema import CATEGORIES, AccidentReport
 from avsev.serving.service import PredictionService
+from card_support import card_with
 from lambda_support import call, rest_event
 
 # ---- the rule, on a small spec -------------------------------------------------------------
@@ -40,9 +41,9 @@ SPEC = FeatureSpec(
         Feature("make", "make", "categorical", categories=("cessna", "piper", OTHER)),
     )
 )
-CARD = {
-    "importance": {"event_date": 5.0, "aircraft_age": 3.0, "weather_condition": 1.0, "make": 1.0}
-}
+CARD = card_with(
+    importance={"event_date": 5.0, "aircraft_age": 3.0, "weather_condition": 1.0, "make": 1.0}
+)
 
 
 def assess(check: InputCheck, fields: dict) -> tuple[float, list[dict[str, str]]]:
@@ -111,7 +112,7 @@ def test_completeness_is_the_given_share_of_importance_and_warnings_name_the_fie
 
 
 def test_a_card_without_importance_weighs_fields_equally_and_names_none_important():
-    check = InputCheck.from_card(SPEC, {})
+    check = InputCheck.from_card(SPEC, card_with(importance=None))
     assert check.weights == {s: 0.25 for s in SPEC.sources} and check.important == ()
     assert assess(check, {"aircraft_age": 5, "make": "cessna"}) == (0.5, [])
 

@@ -42,7 +42,7 @@ def test_blanking_half_of_the_top_feature_is_dataset_drift(measured, real_bundle
     """Issue 13: the importance-weighted rule (dataset drift when the drifted features carry
     ≥ 40% of the model's importance) catches what the count rule (≥ 50% of features) cannot:
     half of the top feature gone blank. Its false alarms are in the same-data rate above."""
-    assert real_bundle.card.get("importance"), "the card carries the features' mean |SHAP|"
+    assert real_bundle.card.importance, "the card carries the features' mean |SHAP|"
     (name,) = [k for k in measured if k.endswith("_half_blank_dataset_drift_rate")]
     assert name.startswith("broad_phase_of_flight")
     assert measured[name] >= 0.95
@@ -86,8 +86,8 @@ def test_unseen_categories_missing_rates_and_small_data_never_crash(real_bundle)
             request_id=f"r{i}",
             ev_id=f"EV{i}",
             timestamp=at,
-            model_name=card["name"],
-            model_version=card["version"],
+            model_name=card.name,
+            model_version=card.version,
             function_version="1",
             features=row,
             probabilities={"Fatal": 1.0, "Serious": 0.0, "Minor": 0.0, "None": 0.0},

@@ -15,6 +15,7 @@ from avsev.monitoring.performance import (
     fit_recalibration,
 )
 from avsev.monitoring.rollups import CONFIDENCE_BINS
+from card_support import card_with
 
 
 def window(rows: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -103,10 +104,11 @@ def test_without_recalibration_the_check_is_unchanged():
 
 
 def test_the_card_carries_the_recalibration(fitted):
-    card = {"calibration": {RECALIBRATION_KEY: fitted.to_dict()}}
+    card = card_with(calibration={RECALIBRATION_KEY: fitted.to_dict()})
     assert Recalibration.from_card(card) == fitted
-    assert Recalibration.from_card({"calibration": {"top_label_ece": 0.02}}) is None
-    assert Recalibration.from_card({}) is None
+    assert Recalibration.from_card(card_with(calibration={"top_label_ece": 0.02})) is None
+    assert Recalibration.from_card(card_with(calibration=None)) is None
+    assert Recalibration.from_card(None) is None
 
 
 def test_a_constant_confidence_fits_a_shift():
@@ -119,9 +121,9 @@ def test_a_constant_confidence_fits_a_shift():
 def test_train_stores_the_recalibration_fitted_on_validation(synthetic_model_dir):
     import json
 
-    card = json.loads((synthetic_model_dir / "training.json").read_text())
-    r = Recalibration.from_card(card)
+    training = json.loads((synthetic_model_dir / "training.json").read_text())
+    r = Recalibration.from_card(card_with(calibration=training["calibration"]))  # as the build
     assert r is not None
-    assert r.rows == card["split"]["valid"]
+    assert r.rows == training["split"]["valid"]
     assert r.fitted_on.startswith("validation rows")
     assert 0.0 < r.accuracy[1] < 3.0

@@ -274,7 +274,7 @@ def test_a_much_bigger_model_fails_serving_cost(real_data, build, candidate, hol
     result = gates.serving_cost(big, small_, reports)
     assert not result.passed
     assert result.details["tree_ratio"] == pytest.approx(
-        big.card["model"]["n_trees"] / small_.card["model"]["n_trees"]
+        big.card.model.n_trees / small_.card.model.n_trees
     )
     assert "trees" in result.reason and "budget" in result.reason
     assert gates.serving_cost(small_, big, reports).passed  # smaller is within budget

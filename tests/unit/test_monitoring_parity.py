@@ -164,7 +164,7 @@ def test_drift_report_matches_the_in_memory_report(real_data, real_bundle, rows)
     for r in sample[: rows // 3]:  # move a third of the rows north: some drift to find
         if r.get("dec_latitude") is not None:
             r["dec_latitude"] = min(90.0, r["dec_latitude"] + 3.0)
-    old = drift_inmemory.drift_report(card, sample)
+    old = drift_inmemory.drift_report(card.to_dict(), sample)
     new = drift_reports_of_rows(card, [sample])[0].dump()
 
     assert new["rows"] == old["rows"]

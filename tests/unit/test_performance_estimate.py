@@ -17,7 +17,9 @@ import pytest
 from avsev.monitoring.drift import markdown
 from avsev.monitoring.offline import reports_from_records
 from avsev.pipeline.train import dmatrix, matrix, time_split, train
+from avsev.serving.card import Card
 from avsev.serving.records import OutcomeRecord, PredictionRecord
+from avsev.serving.runtime import host_arch
 from avsev.serving.schema import SEVERITIES
 
 AT = dt.datetime(2026, 11, 20, 12, tzinfo=dt.UTC)
@@ -27,14 +29,18 @@ AT = dt.datetime(2026, 11, 20, 12, tzinfo=dt.UTC)
 def held_out(real_data):
     """The held-out fit's booster, spec and card (as `avsev build` writes the card's fields)."""
     fit = train(real_data, refit=False)
-    card = {
-        "name": "avsev-severity",
-        "version": "1.0.0",
-        "classes": list(SEVERITIES),
-        "feature_spec": fit.spec.to_dict(),
-        "metrics": fit.metrics,
-        **{k: fit.info[k] for k in ("importance", "calibration", "split", "reference_profile")},
-    }
+    card = Card.from_dict(
+        {
+            "name": "avsev-severity",
+            "version": "1.0.0",
+            "arch": host_arch(),
+            "classes": list(SEVERITIES),
+            "feature_spec": fit.spec.to_dict(),
+            "metrics": fit.metrics,
+            **{k: fit.info[k] for k in ("importance", "calibration", "split", "reference_profile")},
+            "files": {},  # not compiled: the booster predicts
+        }
+    )
     return fit.booster, fit.spec, card
 
 
@@ -56,8 +62,8 @@ def served(model, rows, labels, rate: float, seed: int):
                 request_id=f"r{i}",
                 ev_id=f"EV{i}",
                 timestamp=AT,
-                model_name=card["name"],
-                model_version=card["version"],
+                model_name=card.name,
+                model_version=card.version,
                 function_version="1",
                 features={k: v for k, v in row.items() if k != "ev_id" and v is not None},
                 probabilities={s: float(x) for s, x in zip(SEVERITIES, p, strict=True)},

@@ -31,7 +31,7 @@ def _local_bundle(build_root: Path) -> tuple[Path, str]:
     built = []
     for card in [*build_root.glob(f"{arch}/*/card.json"), *build_root.glob("*/card.json")]:
         try:
-            if read_card(card.parent).get("arch") == arch:
+            if read_card(card.parent).arch == arch:
                 built.append(card)
         except BundleError:  # a damaged or foreign folder is not a candidate
             continue

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from avsev.local.aws import STATE_FILE, client
+from avsev.serving.card import Card
 
 WINDOW_MINUTES = 15
 """Minutes the traffic panels show."""
@@ -108,7 +109,7 @@ class Source(Protocol):
     """What the dashboard reads of the running stack (the local stack is one)."""
 
     base_url: str
-    cards: list[dict[str, Any]]
+    cards: list[Card]
     traffic: Traffic
 
     @property

@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
     from avsev.monitoring.reports import ABReport, DriftReport
+    from avsev.serving.card import Card
 
 ROOT = Path(__file__).resolve().parents[5]
 
@@ -425,15 +426,18 @@ def keep_records(s3: Any, bucket: str, folder: Path) -> int:
     return count
 
 
-def pictures(out: Path, card: dict[str, Any], ab: ABReport, drift: DriftReport) -> None:
+def pictures(out: Path, card: Card, ab: ABReport, drift: DriftReport) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
-    cm = np.array(card["metrics"]["test"]["confusion"]["matrix"])
-    labels = card["metrics"]["test"]["confusion"]["labels"]
+    confusion = card.metrics.test.confusion
+    if confusion is None:
+        raise ValueError(f"model {card.version}: the card has no test confusion matrix")
+    cm = np.array(confusion.matrix)
+    labels = confusion.labels
     fig, ax = plt.subplots(figsize=(5, 4.2))
     ax.imshow(cm, cmap="Blues")
     for i in range(len(labels)):
@@ -443,7 +447,7 @@ def pictures(out: Path, card: dict[str, Any], ab: ABReport, drift: DriftReport) 
     ax.set_yticks(range(len(labels)), labels)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title(f"model {card['version']}: confusion on the test split")
+    ax.set_title(f"model {card.version}: confusion on the test split")
     fig.tight_layout()
     fig.savefig(out / "confusion_matrix.png", dpi=110)
     plt.close(fig)

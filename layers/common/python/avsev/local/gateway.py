@@ -104,7 +104,7 @@ def openapi_document(stack: Backend) -> dict[str, Any]:
     doc = merge(
         [m.app.get_openapi_json_schema(title="part", version="0") for m in modules.values()],
         title="Aviation accident severity API (local)",
-        version=stack.cards[0]["version"],
+        version=stack.cards[0].version,
     )
     doc["servers"] = [{"url": stack.base_url}]
     doc["components"]["securitySchemes"] = {

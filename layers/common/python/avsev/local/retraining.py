@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from avsev.rollout.lifecycle import Decision, Lifecycle, Policy, Run, Trigger, check
+from avsev.serving.card import Card
 
 
 @dataclass
@@ -43,7 +44,7 @@ def retrain_tick(
     registry: Any,
     data_path: Path,
     champion_bundle: Path,
-    card: Mapping[str, Any],
+    card: Card,
     at: dt.datetime,
     deploy: Callable[[str], Any] | None = None,
     alert: Callable[[str, str], None] | None = None,

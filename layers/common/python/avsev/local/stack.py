@@ -378,7 +378,7 @@ class LocalStack:
     def models(self, function: str = "predict") -> dict[str, str]:
         """Each published version → its model version."""
         return {
-            v: str(read_card(Path(b))["version"]) for v, b in self.version_bundles(function).items()
+            v: read_card(Path(b)).version for v, b in self.version_bundles(function).items()
         }
 
     def _router(self) -> LogRouter:

@@ -45,6 +45,7 @@ from avsev.monitoring.reports import (
 )
 from avsev.monitoring.rollup_types import DriftRollup
 from avsev.monitoring.rollups import SMALL_SAMPLE
+from avsev.serving.card import Card
 from avsev.serving.features import OTHER
 from avsev.serving.schema import SEVERITIES
 
@@ -398,9 +399,9 @@ def missing_drift(ref_rate: float, ref_rows: int, cur_missing: int, cur_rows: in
     )
 
 
-def _importance(card: Mapping[str, Any], fields: Sequence[str]) -> dict[str, float] | None:
+def _importance(card: Card, fields: Sequence[str]) -> dict[str, float] | None:
     """Each profiled field's share of the model's mean |SHAP| (the card's `importance`)."""
-    raw = card.get("importance")
+    raw = card.importance
     if not raw:
         return None
     values = {f: float(raw.get(f, 0.0)) for f in fields}
@@ -443,22 +444,22 @@ def concept_drift(reference_f1: float | None, confusion: np.ndarray) -> ConceptD
 
 
 def drift_report(
-    card: Mapping[str, Any],
+    card: Card,
     counts: DriftCounts,
     *,
     dataset_drift_share: float = DATASET_DRIFT_SHARE,
     window: Mapping[str, Any] | None = None,
 ) -> DriftReport:
     """The drift report of a window's counts against a card."""
-    reference = card["reference_profile"]
+    reference = card.reference().to_dict()
     open_categories = {
-        f["source"]: [c for c in f.get("categories", []) if c != OTHER]
-        for f in card["feature_spec"]["features"]
-        if OTHER in f.get("categories", [])
+        f.source: [c for c in f.categories or [] if c != OTHER]
+        for f in card.feature_spec.features
+        if OTHER in (f.categories or [])
     }
     base: dict[str, Any] = {
         "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "model": ModelRef(name=card["name"], version=card["version"]),
+        "model": ModelRef(name=card.name, version=card.version),
         "window": dict(window or {}),
         "rows": counts.rows,
         "method": (
@@ -487,12 +488,8 @@ def drift_report(
     )
     for name, w in (importance or {}).items():
         features[name].importance = round(w, 4)
-    pred = prediction_drift(
-        card.get("prediction_mix", {}), counts.predicted, reference.get("rows", 0)
-    )
-    concept = concept_drift(
-        card.get("metrics", {}).get("test", {}).get("weighted_f1"), counts.confusion
-    )
+    pred = prediction_drift(card.prediction_mix, counts.predicted, reference.get("rows", 0))
+    concept = concept_drift(card.metrics.test.weighted_f1, counts.confusion)
     dataset = bool(checked) and (
         share >= dataset_drift_share
         or (weighted is not None and weighted >= WEIGHTED_DATASET_DRIFT)

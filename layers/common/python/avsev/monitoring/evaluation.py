@@ -3,8 +3,7 @@ known shift, over many seeds (tests/unit/test_drift.py holds them to their targe
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -12,18 +11,19 @@ import numpy as np
 from avsev.monitoring.offline import drift_reports_of_rows
 from avsev.monitoring.profile import reference_profile
 from avsev.monitoring.reports import DriftReport
+from avsev.serving.card import Card, ReferenceProfile
 from avsev.serving.features import FeatureSpec
 
 Row = dict[str, Any]
 
 
 def split_reference(
-    card: Mapping[str, Any], rows: Sequence[Row], spec: FeatureSpec, seed: int = 0
-) -> tuple[dict[str, Any], list[Row]]:
+    card: Card, rows: Sequence[Row], spec: FeatureSpec, seed: int = 0
+) -> tuple[Card, list[Row]]:
     """A card whose reference profile is one random half of `rows`; the other half is returned."""
     reference, other = split_halves(len(rows), seed)
-    out = copy.deepcopy(dict(card))
-    out["reference_profile"] = reference_profile([rows[i] for i in reference], spec, seed=seed)
+    profile = reference_profile([rows[i] for i in reference], spec, seed=seed)
+    out = card.model_copy(update={"reference_profile": ReferenceProfile.model_validate(profile)})
     return out, [rows[i] for i in other]
 
 
@@ -72,15 +72,15 @@ def blank_field(field: str, share: float = 0.5) -> Callable[[list[Row], int], No
     return apply
 
 
-def top_feature(card: Mapping[str, Any]) -> str:
+def top_feature(card: Card) -> str:
     """The profiled field the model leans on most (the card's importance)."""
-    fields = card["reference_profile"]["fields"]
-    importance = card.get("importance") or {}
+    fields = card.reference().fields
+    importance = card.importance or {}
     return max(fields, key=lambda f: float(importance.get(f, 0.0)))
 
 
 def rates(
-    card: Mapping[str, Any],
+    card: Card,
     rows: Sequence[Row],
     *,
     seeds: int = 100,
@@ -90,7 +90,9 @@ def rates(
 ) -> dict[str, Any]:
     """Dataset-drift false-alarm rate on unchanged samples, and how often a half-SD shift of
     one number and a 15-point change of one category's share are caught."""
-    sd = card["reference_profile"]["fields"][numeric]["std"]
+    sd = card.reference().fields[numeric].std
+    if sd is None:
+        raise ValueError(f"{numeric} is not a number in the card's reference profile")
     scenarios: dict[
         str, tuple[Callable[[list[Row], int], None] | None, Callable[[DriftReport], bool]]
     ] = {
@@ -104,7 +106,7 @@ def rates(
             lambda rep: _drifted(rep, category[0]),
         ),
     }
-    if card.get("importance"):
+    if card.importance:
         top = top_feature(card)
         scenarios[f"{top}_half_blank_dataset_drift_rate"] = (
             blank_field(top),

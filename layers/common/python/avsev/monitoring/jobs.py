@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import tempfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from avsev.monitoring.rollup_types import (
     ServedRow,
 )
 from avsev.monitoring.store import alert_once, metric, put_metrics, write_report
+from avsev.serving.card import Card
 
 NAMESPACE = METRICS_NAMESPACE
 # SERVICE is the metrics' `service` dimension by default; deployed jobs pass their stack's name
@@ -96,7 +97,7 @@ def run_rollup(
     engine: Engine,
     s3: Any,
     bucket: str,
-    card: Mapping[str, Any] | None,
+    card: Card | None,
     at: dt.datetime,
     *,
     days: int = 7,
@@ -125,14 +126,14 @@ def run_rollup(
         if card is not None:
             todo.append(
                 (
-                    rollups.rollup_key("drift", day, card["version"]),
+                    rollups.rollup_key("drift", day, card.version),
                     DriftRollup,
                     functools.partial(
                         rollups.drift_rollup,
                         engine,
-                        card["reference_profile"],
+                        card.reference().to_dict(),
                         day,
-                        card["version"],
+                        card.version,
                     ),
                     True,
                 )
@@ -225,7 +226,7 @@ def ab_report_of(
 
 
 def drift_report_of(
-    card: Mapping[str, Any],
+    card: Card,
     docs: list[DriftRollup],
     labels: list[LabelsRollup],
     served: list[ServedRollup] | None = None,
@@ -237,11 +238,11 @@ def drift_report_of(
     counts_by_version = ab.ab_counts(
         [r for d in served or [] for r in d.rows], [r for d in labels for r in d.rows]
     ).versions
-    version = counts_by_version.get(card["version"])
+    version = counts_by_version.get(card.version)
     counts = drift.drift_counts(docs, version.confusion if version else None)
     report = drift.drift_report(card, counts, **kwargs)
     if version is not None and report.status == "checked":
-        card_ece = card.get("calibration", {}).get("top_label_ece")
+        card_ece = card.calibration.top_label_ece if card.calibration else None
         recalibration = Recalibration.from_card(card)
         estimate = expected_performance(
             version.requests,
@@ -260,7 +261,7 @@ def drift_report_of(
 def run_drift_check(
     clients: Clients,
     bucket: str,
-    card: dict[str, Any],
+    card: Card,
     at: dt.datetime,
     *,
     days: int = 1,
@@ -270,7 +271,7 @@ def run_drift_check(
 ) -> DriftResult:
     start, end, ident = window(at, days, hourly=False)
     span = list(store.days(start, end))
-    docs, gaps = _read_window(clients.s3, bucket, DriftRollup, span, card["version"])
+    docs, gaps = _read_window(clients.s3, bucket, DriftRollup, span, card.version)
     label_docs, _ = _read_window(clients.s3, bucket, LabelsRollup, span)
     served_docs, _ = _read_window(clients.s3, bucket, ServedRollup, span)
     report = drift_report_of(
@@ -299,7 +300,7 @@ def run_drift_check(
             bucket,
             keys["alert"],
             topic_arn,
-            f"avsev drift: model {card['version']}, {ident}",
+            f"avsev drift: model {card.version}, {ident}",
             f"Drift found in window {ident}: dataset drift {report.dataset_drift}, drifted features "
             f"{report.drifted_features}, prediction drift {report.prediction_drift and report.prediction_drift.drift}, "
             f"concept drift {report.concept_drift and report.concept_drift.drift}. Report: s3://{bucket}/{keys['markdown']}",
@@ -390,7 +391,7 @@ def run_ab_analysis(
 
 
 def rollup_with_duckdb(
-    s3: Any, bucket: str, card: Mapping[str, Any] | None, at: dt.datetime, *, days: int = 7
+    s3: Any, bucket: str, card: Card | None, at: dt.datetime, *, days: int = 7
 ) -> RollupResult:
     """The rollup job with DuckDB as its engine (the local stack, the CLI): the window's
     record objects are copied from S3 with boto3 to a temporary folder first."""

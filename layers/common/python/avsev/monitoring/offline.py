@@ -19,6 +19,7 @@ from avsev.monitoring.query import DuckDBEngine, write_records_parquet
 from avsev.monitoring.reports import ABReport, DriftReport
 from avsev.monitoring.rollup_types import DriftRollup
 from avsev.monitoring.tables import OUTCOMES, PREDICTIONS, partition
+from avsev.serving.card import Card
 from avsev.serving.records import SCHEMA_VERSION, Record, to_line
 from avsev.serving.schema import SEVERITIES
 
@@ -48,7 +49,7 @@ class OfflineReports:
 def reports_from_records(
     records: Iterable[Record],
     *,
-    card: Mapping[str, Any] | None = None,
+    card: Card | None = None,
     window: Mapping[str, Any] | None = None,
     dataset_drift_share: float | None = None,
     **ab_kwargs: Any,
@@ -65,10 +66,8 @@ def reports_from_records(
         ab = ab_report_of(served, labels, window=window, **ab_kwargs)
         drift = None
         if card is not None:
-            docs = [
-                rollups.drift_rollup(engine, card["reference_profile"], d, card["version"])
-                for d in days
-            ]
+            reference = card.reference().to_dict()
+            docs = [rollups.drift_rollup(engine, reference, d, card.version) for d in days]
             extra = (
                 {} if dataset_drift_share is None else {"dataset_drift_share": dataset_drift_share}
             )
@@ -78,7 +77,7 @@ def reports_from_records(
 
 
 def drift_reports_of_rows(
-    card: Mapping[str, Any],
+    card: Card,
     samples: Sequence[Sequence[Mapping[str, Any]]],
     *,
     predicted: Sequence[Sequence[str]] | None = None,
@@ -93,7 +92,7 @@ def drift_reports_of_rows(
 
 
 def drift_rollups_of_rows(
-    card: Mapping[str, Any],
+    card: Card,
     samples: Sequence[Sequence[Mapping[str, Any]]],
     *,
     predicted: Sequence[Sequence[str]] | None = None,
@@ -113,7 +112,7 @@ def drift_rollups_of_rows(
                         "request_id": f"s{i}-{j}",
                         "ev_id": f"s{i}-{j}",
                         "timestamp": f"{day.isoformat()}T00:00:00Z",
-                        "model_version": card["version"],
+                        "model_version": card.version,
                         "shadow": False,
                         "features": {
                             k: (v.isoformat() if hasattr(v, "isoformat") else v)
@@ -130,10 +129,9 @@ def drift_rollups_of_rows(
                 lines, PREDICTIONS, root / PREDICTIONS / partition(day) / "part-0.parquet"
             )
         engine = DuckDBEngine.over_folder(root)
+        reference = card.reference().to_dict()
         docs = [
-            rollups.drift_rollup(
-                engine, card["reference_profile"], first + dt.timedelta(days=i), card["version"]
-            )
+            rollups.drift_rollup(engine, reference, first + dt.timedelta(days=i), card.version)
             for i in range(len(samples))
         ]
         engine.connection.close()

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from avsev.monitoring.reports import CalibrationCheck, ExpectedPerformance, TrustVerdict
+from avsev.serving.card import Card
 from avsev.serving.schema import SEVERITIES
 
 DECISION_METRICS = ("log_loss", "accuracy", "expected_cost")
@@ -178,17 +179,16 @@ class Recalibration:
         }
 
     @staticmethod
-    def from_card(card: Mapping[str, Any] | None) -> Recalibration | None:
+    def from_card(card: Card | None) -> Recalibration | None:
         """The card's recalibration (in `calibration`), or None when it has none."""
-        doc = ((card or {}).get("calibration") or {}).get(RECALIBRATION_KEY)
-        if not doc:
+        doc = card.recalibration() if card is not None else None
+        if doc is None:
             return None
-        acc, ll = doc["accuracy"], doc["log_loss"]
         return Recalibration(
-            (float(acc["intercept"]), float(acc["slope"])),
-            (float(ll["intercept"]), float(ll["slope"])),
-            int(doc.get("rows") or 0),
-            str(doc.get("fitted_on") or ""),
+            (doc.accuracy.intercept, doc.accuracy.slope),
+            (doc.log_loss.intercept, doc.log_loss.slope),
+            doc.rows or 0,
+            doc.fitted_on or "",
         )
 
 

@@ -16,14 +16,15 @@ import numpy as np
 from avsev.pipeline.compile import DEFAULT_CFLAGS, compile_model, crosscheck
 from avsev.pipeline.train import load_trained, matrix
 from avsev.serving.bundle import (
-    CARD_FILE,
     LIBRARY_FILE,
     SEMVER,
     TREES_FILE,
     Bundle,
     load_bundle,
     sha256_file,
+    write_card,
 )
+from avsev.serving.card import Card
 from avsev.serving.features import FeatureSpec
 from avsev.serving.runtime import ABI_VERSION, host_arch
 from avsev.serving.schema import AccidentReport
@@ -82,9 +83,8 @@ def build_bundle(
             cflags=cflags,
             parallel_comp=parallel_comp,
         )
-        card = _card(training, name=name, version=version, facts=facts)
-        card["files"] = {f: sha256_file(staging / f) for f in (LIBRARY_FILE, TREES_FILE)}
-        _write_json(staging / CARD_FILE, card)
+        files = {f: sha256_file(staging / f) for f in (LIBRARY_FILE, TREES_FILE)}
+        write_card(staging, _card(training, name=name, version=version, facts=facts, files=files))
         _verify(staging, training, spec, arch, verify_arch=verify_arch)
         staging.chmod(0o755)
         staging.rename(final)
@@ -95,9 +95,16 @@ def build_bundle(
 
 
 def _card(
-    training: dict[str, Any], *, name: str, version: str, facts: dict[str, Any]
-) -> dict[str, Any]:
-    return {
+    training: dict[str, Any],
+    *,
+    name: str,
+    version: str,
+    facts: dict[str, Any],
+    files: dict[str, str],
+) -> Card:
+    """The bundle's card from the training output and the compiler's facts; raises CardError
+    naming the field when the training output lacks or garbles one."""
+    doc = {
         "name": name,
         "version": version,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -124,13 +131,9 @@ def _card(
         "reference_profile": training["reference_profile"],
         "prediction_mix": training["prediction_mix"],
         "golden": training["golden"],
+        "files": files,
     }
-
-
-def _write_json(path: Path, doc: dict[str, Any]) -> None:
-    import json
-
-    path.write_text(json.dumps(doc, indent=1, default=str))
+    return Card.from_dict(doc)
 
 
 def _verify(

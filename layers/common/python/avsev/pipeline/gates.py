@@ -275,8 +275,8 @@ def parity(
         bundle = load_bundle(bundle_dir, explain=False)
     except BundleError as e:
         return GateResult("parity", False, None, PARITY_TOLERANCE, f"bundle does not load: {e}")
-    worst = golden_difference(bundle, bundle.card.get("golden") or [])
-    where = f"{len(bundle.card.get('golden') or [])} golden rows"
+    worst = golden_difference(bundle, [g.to_dict() for g in bundle.card.golden])
+    where = f"{len(bundle.card.golden)} golden rows"
     if model_dir is not None and holdout is not None:
         from avsev.pipeline.train import dmatrix, load_trained, matrix
 
@@ -505,7 +505,7 @@ def serving_cost(
             if k:  # the first pass warms the caches
                 times[who].append((time.perf_counter() - t0) / max(len(rows), 1))
     ratio = min(times["candidate"]) / min(times["champion"])
-    trees = {who: int(b.card.get("model", {}).get("n_trees") or 0) for who, b in bundles.items()}
+    trees = {who: b.card.model.n_trees or 0 for who, b in bundles.items()}
     tree_ratio = trees["candidate"] / max(trees["champion"], 1)
     problems = []
     if ratio > time_budget:

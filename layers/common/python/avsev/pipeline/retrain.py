@@ -198,17 +198,17 @@ def run_retraining(
     if len(traffic) < MIN_HOLDOUT:
         raise RetrainingFailed(
             f"{len(traffic)} labelled rows of traffic from {first} to {last}: at least "
-            f"{MIN_HOLDOUT} are needed to judge a candidate against model {champion['version']}"
+            f"{MIN_HOLDOUT} are needed to judge a candidate against model {champion.version}"
         )
     data = retraining_data(load(data_path), traffic, window=(first, last))
 
     def retrain(out: Path) -> Path:
         return save(train(data.train, seed=seed, **(train_options or {})), out)
 
-    version = next_version(registry.versions(), str(champion["version"]))
+    version = next_version(registry.versions(), champion.version)
     model_dir = retrain(work / "model")
     bundle = build_bundle(
-        model_dir, version, out_root=work / "bundles", arch=champion["arch"], parallel_comp=2
+        model_dir, version, out_root=work / "bundles", arch=champion.arch, parallel_comp=2
     )
     results = run_gates(
         bundle,
@@ -217,12 +217,12 @@ def run_retraining(
         training=data.train,
         retrain=retrain,
         model_dir=model_dir,
-        compile_arch=champion["arch"],
+        compile_arch=champion.arch,
         parallel_comp=2,
     )
     lineage = {
         **data.lineage,
-        "champion": champion["version"],
+        "champion": champion.version,
         "run_id": run_id,
         "seed": seed,
         "train_options": dict(train_options or {}),

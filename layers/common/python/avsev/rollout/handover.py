@@ -31,6 +31,7 @@ from typing import Any
 from avsev.constants import LIVE_ALIAS
 from avsev.rollout.autopilot import Autopilot
 from avsev.rollout.smoke import lambda_invoker, smoke_test
+from avsev.serving.card import Card, GoldenSet
 
 LEADER = "leader"
 FOLLOWER = "follower"
@@ -44,7 +45,7 @@ class HandoverRequest:
     version: str
     model_version: str
     smoke_route: str
-    golden: dict[str, Any]
+    golden: GoldenSet
     role: str = LEADER
     alias: str = LIVE_ALIAS
 
@@ -65,16 +66,16 @@ class HandoverRequest:
             version=str(props["Version"]),
             model_version=str(props["ModelVersion"]),
             smoke_route=str(props["SmokeRoute"]),
-            golden=json.loads(props["Golden"]),
+            golden=GoldenSet.from_dict(json.loads(props["Golden"])),
             role=role,
             alias=str(props.get("AliasName", LIVE_ALIAS)),
         )
 
 
-def golden_property(card: dict[str, Any]) -> str:
+def golden_property(card: Card) -> str:
     """What the stack puts in `Golden`: the card's version, classes and golden requests."""
     return json.dumps(
-        {"version": card["version"], "classes": card["classes"], "golden": card["golden"]},
+        card.golden_set().to_dict(),
         sort_keys=True,
         separators=(",", ":"),
     )

@@ -32,6 +32,7 @@ from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict
 
 from avsev.constants import LIFECYCLE_PREFIX, MAX_MODEL_AGE_DAYS
+from avsev.serving.card import Card
 
 STATE_KEY = f"{LIFECYCLE_PREFIX}state.json"
 AUDIT_PREFIX = f"{LIFECYCLE_PREFIX}audit/"
@@ -92,7 +93,7 @@ class StateChanged(Exception):
 
 def triggers(
     report: Any | None,
-    card: Mapping[str, Any],
+    card: Card,
     at: dt.datetime,
     state: State,
     policy: Policy = Policy(),
@@ -113,7 +114,7 @@ def triggers(
         if report is not None and report.performance_without_labels is not None
         else None
     )
-    tested = (card.get("metrics") or {}).get("test", {}).get("accuracy")
+    tested = card.metrics.test.accuracy
     if estimated is not None and tested is not None and tested - estimated > policy.estimate_drop:
         found.append(
             Trigger(
@@ -129,7 +130,7 @@ def triggers(
             found.append(
                 Trigger(
                     "age",
-                    f"model {card.get('version')} learned from reports up to {newest.date()}: "
+                    f"model {card.version} learned from reports up to {newest.date()}: "
                     f"{age.days} days old (max {policy.max_age.days})",
                 )
             )
@@ -140,14 +141,10 @@ def triggers(
     return found
 
 
-def model_data_end(card: Mapping[str, Any]) -> dt.datetime | None:
+def model_data_end(card: Card) -> dt.datetime | None:
     """When a model's knowledge ends: the newest report date it trained on (what the
     staleness measurement counts age from), else when it was built."""
-    dates = (card.get("data") or {}).get("event_date_range")
-    if dates:
-        return dt.datetime.fromisoformat(str(dates[1])).replace(tzinfo=dt.UTC)
-    created = card.get("created")
-    return dt.datetime.fromisoformat(created) if created else None
+    return card.data_end()
 
 
 @dataclass(frozen=True)
@@ -464,7 +461,7 @@ def build_end(event: Mapping[str, Any]) -> BuildEnd | None:
     )
 
 
-def check(lifecycle: Lifecycle, card: Mapping[str, Any], at: dt.datetime) -> Decision:
+def check(lifecycle: Lifecycle, card: Card, at: dt.datetime) -> Decision:
     """The scheduled look: the latest drift report (when it is about the serving model), the
     model's age and the schedule; a retraining starts if they call for one and nothing holds
     it. A report about another model version says nothing about this one."""
@@ -474,7 +471,7 @@ def check(lifecycle: Lifecycle, card: Mapping[str, Any], at: dt.datetime) -> Dec
 
     latest = read_latest(lifecycle.s3, lifecycle.bucket, DRIFT_REPORTS)
     report = DriftReport.model_validate(latest) if latest else None
-    if report is not None and report.model.version != card.get("version"):
+    if report is not None and report.model.version != card.version:
         report = None
     found = triggers(report, card, at, lifecycle.state(), lifecycle.policy)
     return lifecycle.consider(found)

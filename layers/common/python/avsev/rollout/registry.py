@@ -34,7 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from avsev.constants import REGISTRY_PREFIX
-from avsev.serving.bundle import sha256_file
+from avsev.serving.bundle import CARD_FILE, BundleError, read_card, sha256_file
+from avsev.serving.card import Metrics
 
 SEMVER = re.compile(r"^\d+\.\d+\.\d+$")
 ALIASES = ("production", "candidate")
@@ -185,15 +186,15 @@ class Registry:
             except RegistryError as e:
                 out.append({"version": version, "status": "corrupt", "problem": str(e)})
                 continue
-            metrics = entry["card"].get("metrics", {}).get("test", {})
+            metrics = Metrics.model_validate(entry["card"].get("metrics") or {}).test
             out.append(
                 {
                     "version": version,
                     "status": status,
                     "aliases": sorted(a for a, v in aliases.items() if v == version),
                     "published_at": entry.get("published_at"),
-                    "weighted_f1": metrics.get("weighted_f1"),
-                    "log_loss": metrics.get("log_loss"),
+                    "weighted_f1": metrics.weighted_f1,
+                    "log_loss": metrics.log_loss,
                 }
             )
         return out
@@ -227,11 +228,14 @@ class Registry:
     ) -> dict[str, Any]:
         """Store a built bundle as an immutable version with its lineage (`lineage`: more of
         it, e.g. a retraining's data snapshot and outcome window)."""
-        card_path = bundle / "card.json"
-        if not card_path.is_file():
-            raise RegistryError(f"{bundle}: not a bundle (no card.json)")
-        card = json.loads(card_path.read_text())
-        version = str(card.get("version", ""))
+        if not (bundle / CARD_FILE).is_file():
+            raise RegistryError(f"{bundle}: not a bundle (no {CARD_FILE})")
+        try:
+            card = read_card(bundle)
+        except BundleError as e:
+            raise RegistryError(str(e)) from e
+        doc = card.to_dict()
+        version = card.version
         _check_version(version)
         files = {f.name: sha256_file(f) for f in sorted(bundle.iterdir()) if f.is_file()}
         missing = [f for f in BUNDLE_FILES if f not in files]
@@ -247,25 +251,25 @@ class Registry:
             )
         recorded: dict[str, Any] = {
             "git": git_lineage(source_root or Path.cwd()),
-            "params": card.get("model", {}).get("params"),
-            "data": card.get("data"),
+            "params": card.model.params,
+            "data": doc.get("data"),
             **(lineage or {}),
         }
-        data_path = training_data or Path(str(card.get("data", {}).get("path") or ""))
+        data_path = training_data or Path(card.data.path or "")
         if data_path.is_file():
             recorded["training_data"] = {
                 "path": str(data_path),
                 "sha256": sha256_file(data_path),
                 "bytes": data_path.stat().st_size,
-                "rows": card.get("data", {}).get("rows"),
+                "rows": card.data.rows,
             }
         entry = {
             "version": version,
-            "name": card.get("name"),
-            "arch": card.get("arch"),
+            "name": card.name,
+            "arch": card.arch,
             "files": files,
             "card": {
-                k: card.get(k) for k in ("name", "version", "arch", "created", "metrics", "classes")
+                k: doc.get(k) for k in ("name", "version", "arch", "created", "metrics", "classes")
             },
             "lineage": recorded,
             "published_by": _who(),

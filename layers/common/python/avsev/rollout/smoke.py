@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from avsev.constants import PARITY_CHECK_REQUESTS
+from avsev.serving.card import Card, GoldenSet
 from avsev.serving.events import proxy_event
 
 TOLERANCE = 1e-5
@@ -24,9 +25,9 @@ class SmokeResult:
     problems: list[str] = field(default_factory=list)
 
 
-def golden_events(card: dict[str, Any], route: str) -> list[dict[str, Any]]:
+def golden_events(card: Card | GoldenSet, route: str) -> list[dict[str, Any]]:
     """The card's golden requests as REST events: one batch, or one request each."""
-    reports = [{"ev_id": f"golden-{i}", **g["request"]} for i, g in enumerate(card["golden"])]
+    reports = [{"ev_id": f"golden-{i}", **g.request} for i, g in enumerate(card.golden)]
     if route == "/predict/batch":
         bodies: list[dict[str, Any]] = [{"reports": reports}]
     else:
@@ -37,7 +38,7 @@ def golden_events(card: dict[str, Any], route: str) -> list[dict[str, Any]]:
     ]
 
 
-def check_answers(card: dict[str, Any], responses: list[dict[str, Any]]) -> SmokeResult:
+def check_answers(card: Card | GoldenSet, responses: list[dict[str, Any]]) -> SmokeResult:
     """Compare the answers to the golden requests with the card's probabilities."""
     problems: list[str] = []
     answers: list[dict[str, Any]] = []
@@ -49,24 +50,24 @@ def check_answers(card: dict[str, Any], responses: list[dict[str, Any]]) -> Smok
             continue
         body = json.loads(response["body"])
         answers.extend(body.get("predictions", [body]))
-    golden = card["golden"]
+    golden = card.golden
     if len(answers) != len(golden):
         problems.append(f"{len(answers)} answers for {len(golden)} golden requests")
     worst = 0.0
     for g, answer in zip(golden, answers, strict=False):
-        if answer.get("model_version") != card["version"]:
+        if answer.get("model_version") != card.version:
             problems.append(
-                f"serves model {answer.get('model_version')}, the card is {card['version']}"
+                f"serves model {answer.get('model_version')}, the card is {card.version}"
             )
-        got = [answer["probabilities"][c] for c in card["classes"]]
-        worst = max(worst, *(abs(a - b) for a, b in zip(got, g["probabilities"], strict=True)))
+        got = [answer["probabilities"][c] for c in card.classes]
+        worst = max(worst, *(abs(a - b) for a, b in zip(got, g.probabilities, strict=True)))
     if worst > TOLERANCE:
         problems.append(f"probabilities differ from the card by {worst:.2e} (> {TOLERANCE})")
     return SmokeResult(not problems, len(answers), worst, sorted(set(problems)))
 
 
 def smoke_test(
-    invoke: Callable[[dict[str, Any]], dict[str, Any]], card: dict[str, Any], route: str
+    invoke: Callable[[dict[str, Any]], dict[str, Any]], card: Card | GoldenSet, route: str
 ) -> SmokeResult:
     """Send the golden requests through `invoke` (the new version) and check the answers."""
     return check_answers(card, [invoke(e) for e in golden_events(card, route)])

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from avsev.serving.card import Card, CardError
 from avsev.serving.completeness import InputCheck
 from avsev.serving.features import FeatureSpec
 from avsev.serving.runtime import CompiledModel, ModelError, elf_arch, host_arch
@@ -36,7 +37,7 @@ class Bundle:
     """A loaded, checked model bundle."""
 
     path: Path
-    card: dict[str, Any]
+    card: Card
     spec: FeatureSpec
     classes: tuple[str, ...]
     model: CompiledModel
@@ -48,42 +49,53 @@ class Bundle:
 
     @property
     def name(self) -> str:
-        return str(self.card["name"])
+        return self.card.name
 
     @property
     def version(self) -> str:
-        return str(self.card["version"])
+        return self.card.version
 
     def summary(self) -> dict[str, Any]:
         """What `GET /model` shows: name, version, features, classes, metrics."""
-        test = self.card.get("metrics", {}).get("test", {})
+        test = self.card.metrics.test
+        baseline = test.baseline_majority
         return {
             "name": self.name,
             "version": self.version,
-            "created": self.card.get("created"),
-            "arch": self.card.get("arch"),
+            "created": self.card.created,
+            "arch": self.card.arch,
             "classes": list(self.classes),
             "features": self.spec.to_dict()["features"],
             "metrics": {
-                k: test.get(k) for k in ("rows", "accuracy", "weighted_f1", "macro_f1", "log_loss")
-            }
-            | {"baseline_majority": test.get("baseline_majority")},
-            "trees": self.card.get("model", {}).get("n_trees"),
+                "rows": test.rows,
+                "accuracy": test.accuracy,
+                "weighted_f1": test.weighted_f1,
+                "macro_f1": test.macro_f1,
+                "log_loss": test.log_loss,
+                "baseline_majority": baseline.to_dict() if baseline is not None else None,
+            },
+            "trees": self.card.model.n_trees,
         }
 
 
-def read_card(path: Path) -> dict[str, Any]:
+def read_card(path: Path) -> Card:
+    """The bundle's card; raises BundleError naming the file and each missing or bad field."""
     card_path = path / CARD_FILE
     if not card_path.is_file():
         raise BundleError(f"{path}: no {CARD_FILE}; is this a model bundle?")
     try:
-        card = json.loads(card_path.read_text())
+        doc = json.loads(card_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise BundleError(f"{card_path}: not valid JSON ({e})") from e
-    for key in ("name", "version", "arch", "files", "feature_spec", "classes"):
-        if key not in card:
-            raise BundleError(f"{card_path}: missing key {key!r}")
-    return card
+    try:
+        return Card.from_dict(doc)
+    except CardError as e:
+        raise BundleError(f"{card_path}: {e}") from e
+
+
+def write_card(path: Path, card: Card) -> None:
+    """Write `card` as the bundle's card.json (the build's layout: one-space indent)."""
+    (path / CARD_FILE).write_text(json.dumps(card.to_dict(), indent=1, default=str))
 
 
 def load_bundle(path: str | Path, *, explain: bool = True, verify: bool = True) -> Bundle:
@@ -95,7 +107,7 @@ def load_bundle(path: str | Path, *, explain: bool = True, verify: bool = True) 
     if not path.is_dir():
         raise BundleError(f"{path}: bundle directory not found")
     card = read_card(path)
-    for name, digest in card["files"].items():
+    for name, digest in card.files.items():
         file = path / name
         if not file.is_file():
             raise BundleError(f"{file}: missing (listed in {CARD_FILE})")
@@ -106,15 +118,15 @@ def load_bundle(path: str | Path, *, explain: bool = True, verify: bool = True) 
         built_for = elf_arch(library)
     except ModelError as e:
         raise BundleError(str(e)) from e
-    if built_for != card["arch"]:
-        raise BundleError(f"{library}: built for {built_for}, but {CARD_FILE} says {card['arch']}")
+    if built_for != card.arch:
+        raise BundleError(f"{library}: built for {built_for}, but {CARD_FILE} says {card.arch}")
     if built_for != host_arch():
         raise BundleError(
             f"{library}: built for {built_for}, this machine is {host_arch()}; "
             f"build the bundle with --arch {host_arch()}"
         )
-    spec = FeatureSpec.from_dict(card["feature_spec"])
-    classes = tuple(card["classes"])
+    spec = card.spec()
+    classes = tuple(card.classes)
     trees = path / TREES_FILE if explain and (path / TREES_FILE).is_file() else None
     try:
         model = CompiledModel(library, trees)

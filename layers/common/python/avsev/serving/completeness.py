@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
+from avsev.serving.card import Card
 from avsev.serving.features import OTHER, Feature, FeatureSpec
 
 WarningCode = Literal["missing_important_field", "out_of_training_range", "unseen_category"]
@@ -42,10 +43,12 @@ WarningDict = dict[str, str]
 """{"code": one of `WarningCode`, "field": a report field, "detail": a sentence}."""
 
 
-def importance_weights(spec: FeatureSpec, card: Mapping[str, Any]) -> dict[str, float] | None:
+def importance_weights(
+    spec: FeatureSpec, importance: Mapping[str, float] | None
+) -> dict[str, float] | None:
     """Each report field the model reads → its share of the card's importance (summing to 1),
     in the spec's order; None when the card has no (positive) importance."""
-    raw = card.get("importance") or {}
+    raw = importance or {}
     values = {s: max(float(raw.get(s) or 0.0), 0.0) for s in spec.sources}
     total = sum(values.values())
     if total <= 0:
@@ -131,8 +134,8 @@ class InputCheck:
         object.__setattr__(self, "_same_spec", {})
 
     @classmethod
-    def from_card(cls, spec: FeatureSpec, card: Mapping[str, Any]) -> InputCheck:
-        weights = importance_weights(spec, card)
+    def from_card(cls, spec: FeatureSpec, card: Card) -> InputCheck:
+        weights = importance_weights(spec, card.importance)
         if weights is None:  # an older card: every field weighs the same, none is "important"
             sources = spec.sources
             return cls(spec, {s: 1 / len(sources) for s in sources} if sources else {}, ())
