@@ -1,10 +1,10 @@
 """The per-request inputs of `avsev cost`, measured with the local stack's Lambda emulation:
 the predict, explain and outcomes handlers (REST events in, warm, one process) on real rows,
-their stdout through the local stack's log router (`avsev.local.logs.LogRouter`, what
+their stdout through the local stack's log router (`avsev_tools.local.logs.LogRouter`, what
 CloudWatch Logs, the subscription filters and EMF extraction do locally), which counts the
 bytes each kind of line puts in the log: record lines, EMF metrics, anything else. Lambda's
 system lines (START/END/REPORT or their JSON form) are rendered for each logging setting by
-`avsev.local.logs.platform_lines` from the measured duration.
+`avsev_tools.local.logs.platform_lines` from the measured duration.
 
 Handler time is measured in a separate pass with stdout to /dev/null (the router's parsing
 is not Lambda's). Athena's bytes scanned per record come from bench/monitoring_results.json.
@@ -50,11 +50,16 @@ def main() -> None:
     calls = 200 if args.quick else 2000
 
     from avsev.data import default_data_path, load
-    from avsev.local.lambda_runtime import LocalContext, load_handler_module, proxy_event
-    from avsev.local.logs import EmfForwarder, FirehoseBuffer, LogRouter, stdout_of_this_thread
-    from avsev.pipeline.build import build_bundle
-    from avsev.pipeline.train import save, train
     from avsev.serving.runtime import host_arch
+    from avsev_tools.local.lambda_runtime import LocalContext, load_handler_module, proxy_event
+    from avsev_tools.local.logs import (
+        EmfForwarder,
+        FirehoseBuffer,
+        LogRouter,
+        stdout_of_this_thread,
+    )
+    from avsev_tools.pipeline.build import build_bundle
+    from avsev_tools.pipeline.train import save, train
 
     started = time.perf_counter()
     data = load(default_data_path())

@@ -6,8 +6,8 @@ from __future__ import annotations
 import math
 
 import pytest
-from avsev import cost
-from avsev.local.logs import EVENT_OVERHEAD_BYTES, LoggingConfig, platform_lines
+from avsev_tools import cost
+from avsev_tools.local.logs import EVENT_OVERHEAD_BYTES, LoggingConfig, platform_lines
 
 GIB = 2**30
 MONTH_S = 730 * 3600
