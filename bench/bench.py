@@ -51,7 +51,7 @@ class Sizes:
     `quick()` takes every code path on small sizes (a smoke run, not a measurement)."""
 
     train: Mapping[str, Any] = field(default_factory=dict)
-    """Keyword arguments to avsev.pipeline.train.train (none: the default parameters)."""
+    """Keyword arguments to avsev_tools.pipeline.train.train (none: the default parameters)."""
     single_rows: int = 3000
     batch_rows: int = 100_000
     list_rows: int = 20_000
@@ -217,11 +217,11 @@ def main() -> int:
 
     import xgboost as xgb
     from avsev.data import load
-    from avsev.pipeline.build import build_bundle
-    from avsev.pipeline.synthetic import generate
-    from avsev.pipeline.train import matrix, save, train
     from avsev.serving.bundle import load_bundle
     from avsev.serving.runtime import host_arch
+    from avsev_tools.pipeline.build import build_bundle
+    from avsev_tools.pipeline.synthetic import generate
+    from avsev_tools.pipeline.train import matrix, save, train
 
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -439,11 +439,11 @@ def handlers_part(args: argparse.Namespace, sizes: Sizes) -> int:
     """`--part handlers`: the warm handler figures only, on a model and bundle kept in the work
     directory (built on the first run)."""
     from avsev.data import load
-    from avsev.pipeline.build import build_bundle
-    from avsev.pipeline.synthetic import generate
-    from avsev.pipeline.train import save, train
     from avsev.serving.bundle import load_bundle
     from avsev.serving.runtime import host_arch
+    from avsev_tools.pipeline.build import build_bundle
+    from avsev_tools.pipeline.synthetic import generate
+    from avsev_tools.pipeline.train import save, train
 
     work = Path(args.work) / ("part-quick" if args.quick else "part")
     data = load(args.data) if Path(args.data).is_file() else generate(20_000)
@@ -510,7 +510,7 @@ def batch_file_figures(
         body = [lines[i % len(lines)] for i in range(rows)]
         path.write_text("\n".join([header, *body]) + "\n", encoding="latin-1")
     else:
-        from avsev.pipeline.synthetic import generate_frame
+        from avsev_tools.pipeline.synthetic import generate_frame
 
         generate_frame(rows).to_csv(path, index=False)
     code = (
@@ -599,7 +599,7 @@ def handler_figures(
     same handler on xgboost."""
     import contextlib
 
-    from avsev.local.lambda_runtime import LocalContext, load_handler_module, proxy_event
+    from avsev_tools.local.lambda_runtime import LocalContext, load_handler_module, proxy_event
 
     sys.path.insert(0, str(ROOT / "bench"))
     from xgboost_handler import xgboost_predict_function
@@ -654,7 +654,7 @@ def handler_figures(
         )
         cold[name] = cold_start(
             "import contextlib, io, json, os\n"
-            "from avsev.local.lambda_runtime import LocalContext, load_handler_module, proxy_event\n"
+            "from avsev_tools.local.lambda_runtime import LocalContext, load_handler_module, proxy_event\n"
             f"fn = load_handler_module({name!r}, {env!r})\n"
             "with contextlib.redirect_stdout(io.StringIO()):\n"
             f"    r = fn.handler(proxy_event('POST', {route!r}, json.loads({body!r})), LocalContext())\n"

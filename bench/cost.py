@@ -1,12 +1,12 @@
 """The per-request inputs of `avsev cost`, measured with the local stack's Lambda emulation:
 the predict, explain and outcomes handlers (REST events in, warm, one process) on real rows,
-their stdout through the local stack's log router (`avsev.local.logs.LogRouter`, what
+their stdout through the local stack's log router (`avsev_tools.local.logs.LogRouter`, what
 CloudWatch Logs, the subscription filters, the log groups' metric filters and EMF extraction
 do locally), which counts the bytes each kind of line puts in the log: record lines, EMF
 metrics, anything else; the metric series are those the metric filters and EMF documents
 give. Lambda's
 system lines (START/END/REPORT or their JSON form) are rendered for each logging setting by
-`avsev.local.logs.platform_lines` from the measured duration.
+`avsev_tools.local.logs.platform_lines` from the measured duration.
 
 Handler time is measured in a separate pass with stdout to /dev/null (the router's parsing
 is not Lambda's). Athena's bytes scanned per record come from bench/monitoring_results.json.
@@ -54,24 +54,24 @@ def main() -> None:
 
     from avsev.constants import METRICS_NAMESPACE
     from avsev.data import default_data_path, load
-    from avsev.local.lambda_runtime import LocalContext, load_handler_module, proxy_event
-    from avsev.local.logs import (
+    from avsev.monitoring.record_metrics import RECORD_METRICS, namespace
+    from avsev_tools.local.lambda_runtime import LocalContext, load_handler_module, proxy_event
+    from avsev_tools.local.logs import (
         EmfForwarder,
         FirehoseBuffer,
         LogRouter,
         MetricFilter,
         stdout_of_this_thread,
     )
-    from avsev.monitoring.record_metrics import RECORD_METRICS, namespace
 
     sys.path.insert(0, str(ROOT))
     from infra.catalog import function_specs
     from infra.config import AppConfig
 
     specs = function_specs(AppConfig())
-    from avsev.pipeline.build import build_bundle
-    from avsev.pipeline.train import save, train
     from avsev.serving.runtime import host_arch
+    from avsev_tools.pipeline.build import build_bundle
+    from avsev_tools.pipeline.train import save, train
 
     started = time.perf_counter()
     data = load(default_data_path())

@@ -36,10 +36,10 @@ AVSEV = Path(sys.executable).parent / "avsev"
 
 def bundle_for_host(work: Path, quick: bool = False) -> Path:
     from avsev.data import load
-    from avsev.pipeline.build import build_bundle
-    from avsev.pipeline.synthetic import generate
-    from avsev.pipeline.train import save, train
     from avsev.serving.runtime import host_arch
+    from avsev_tools.pipeline.build import build_bundle
+    from avsev_tools.pipeline.synthetic import generate
+    from avsev_tools.pipeline.train import save, train
 
     data = load(DATA) if DATA.is_file() else generate(20_000)
     small: dict[str, Any] = {"rounds": 20, "blank_rates": (0.0,), "refit": False} if quick else {}
@@ -49,7 +49,7 @@ def bundle_for_host(work: Path, quick: bool = False) -> Path:
 
 def request_bodies(n: int = 5000) -> list[bytes]:
     from avsev.data import load
-    from avsev.pipeline.synthetic import generate
+    from avsev_tools.pipeline.synthetic import generate
 
     data = load(DATA) if DATA.is_file() else generate(n)
     rows = data.reports()

@@ -40,10 +40,10 @@ def main() -> None:
     small: dict[str, Any] = {"rounds": 20, "blank_rates": (0.0,), "refit": False} if args.quick else {}
 
     from avsev.data import default_data_path, load
-    from avsev.local.lambda_runtime import LocalContext, load_handler_module, proxy_event
-    from avsev.pipeline.build import build_bundle
-    from avsev.pipeline.train import save, train
     from avsev.serving.runtime import host_arch
+    from avsev_tools.local.lambda_runtime import LocalContext, load_handler_module, proxy_event
+    from avsev_tools.pipeline.build import build_bundle
+    from avsev_tools.pipeline.train import save, train
 
     data = load(default_data_path())
     with tempfile.TemporaryDirectory(prefix="avsev-shadow-bench-") as folder:

@@ -1,6 +1,6 @@
 """How a model ages: log loss against model age on the real NTSB data.
 
-For every last training year Y (2008 … 2018), the shipped recipe (`avsev.pipeline.train.train`:
+For every last training year Y (2008 … 2018), the shipped recipe (`avsev_tools.pipeline.train.train`:
 early-stopped on its own newest rows, augmentation rate chosen on validation, refit on every
 row up to Y) is fit on the reports dated up to the end of Y, then scored on each later year
 Y+1 … Y+5 that the file has. A model scoring year Y+k is between k-1 and k years old.
@@ -83,7 +83,7 @@ def mean_ci(values: np.ndarray) -> dict[str, Any]:
 
 def run(quick: bool) -> dict[str, Any]:
     from avsev.data import default_data_path, load
-    from avsev.pipeline.train import dmatrix, matrix, train
+    from avsev_tools.pipeline.train import dmatrix, matrix, train
 
     data = load(default_data_path())
     years = np.array(

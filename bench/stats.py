@@ -120,10 +120,10 @@ class Pool:
 
 def pool(sizes: Sizes) -> Pool:
     from avsev.data import default_data_path, load
-    from avsev.pipeline.train import dmatrix, matrix, time_split, train
     from avsev.serving.card import Card
     from avsev.serving.runtime import host_arch
     from avsev.serving.schema import SEVERITIES
+    from avsev_tools.pipeline.train import dmatrix, matrix, time_split, train
 
     data = load(default_data_path())
     rows = data.reports()
@@ -408,7 +408,7 @@ def columns(
 
 def booster_answers(p: Pool) -> Callable[[list[dict[str, Any]]], np.ndarray]:
     """The pool's model answering rows (class indices)."""
-    from avsev.pipeline.train import dmatrix, matrix
+    from avsev_tools.pipeline.train import dmatrix, matrix
 
     def answers(rows: list[dict[str, Any]]) -> np.ndarray:
         proba = p.booster.predict(dmatrix(p.spec, matrix(p.spec, rows)))
@@ -742,7 +742,7 @@ def lean(p: Pool, sizes: Sizes) -> dict[str, Any]:
     the same validation rows (the standard one-parameter alternative, for comparison)."""
     from avsev.data import default_data_path, load
     from avsev.monitoring.performance import Recalibration
-    from avsev.pipeline.train import dmatrix, matrix, time_split
+    from avsev_tools.pipeline.train import dmatrix, matrix, time_split
     from scipy.optimize import minimize_scalar
 
     labels = np.asarray(load(default_data_path()).labels, dtype=int)

@@ -60,8 +60,8 @@ class XGBoostModel:
 def xgboost_predict_function(bundle_dir: str, model_json: str) -> Any:
     from dataclasses import replace
 
-    from avsev.local.lambda_runtime import load_handler_module
     from avsev.serving.scoring import Scorer
+    from avsev_tools.local.lambda_runtime import load_handler_module
 
     module = load_handler_module("predict", {"MODEL_BUNDLE_PATH": bundle_dir})
     b = module.service.bundle
@@ -72,7 +72,7 @@ def xgboost_predict_function(bundle_dir: str, model_json: str) -> Any:
 
 
 if __name__ == "__main__":
-    from avsev.local.lambda_runtime import LocalContext, proxy_event
+    from avsev_tools.local.lambda_runtime import LocalContext, proxy_event
 
     fn = xgboost_predict_function(sys.argv[1], sys.argv[2])
     with contextlib.redirect_stdout(io.StringIO()):

@@ -43,15 +43,15 @@ def real_data(shipped_data_path):
 
 @pytest.fixture(scope="session")
 def real_model_dir(real_data, tmp_path_factory) -> Path:
-    from avsev.pipeline.train import save, train
+    from avsev_tools.pipeline.train import save, train
 
     return save(train(real_data), tmp_path_factory.mktemp("real-model"))
 
 
 @pytest.fixture(scope="session")
 def synthetic_model_dir(tmp_path_factory) -> Path:
-    from avsev.pipeline.synthetic import generate
-    from avsev.pipeline.train import save, train
+    from avsev_tools.pipeline.synthetic import generate
+    from avsev_tools.pipeline.train import save, train
 
     return save(train(generate(6000, seed=1), rounds=60), tmp_path_factory.mktemp("syn-model"))
 
@@ -63,8 +63,8 @@ def bundle_root(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def real_bundle_dir(real_model_dir, bundle_root) -> Path:
-    from avsev.pipeline.build import build_bundle
     from avsev.serving.runtime import host_arch
+    from avsev_tools.pipeline.build import build_bundle
 
     return build_bundle(
         real_model_dir, "1.0.0", out_root=bundle_root, arch=host_arch(), parallel_comp=2
@@ -73,8 +73,8 @@ def real_bundle_dir(real_model_dir, bundle_root) -> Path:
 
 @pytest.fixture(scope="session")
 def synthetic_bundle_dir(synthetic_model_dir, bundle_root) -> Path:
-    from avsev.pipeline.build import build_bundle
     from avsev.serving.runtime import host_arch
+    from avsev_tools.pipeline.build import build_bundle
 
     return build_bundle(
         synthetic_model_dir, "0.1.0", out_root=bundle_root, arch=host_arch(), name="avsev-synthetic"
@@ -137,8 +137,8 @@ def fake_aws(monkeypatch):
 def candidate_bundle(real_model_dir, tmp_path_factory) -> Path:
     """Version 1.1.0 of the real model for the end-to-end tests, in a folder of its own
     (versions are immutable, and tests/infra builds another 1.1.0 beside its bundles)."""
-    from avsev.pipeline.build import build_bundle
     from avsev.serving.runtime import host_arch
+    from avsev_tools.pipeline.build import build_bundle
 
     out = tmp_path_factory.mktemp("candidate-bundles")
     return build_bundle(real_model_dir, "1.1.0", out_root=out, arch=host_arch())

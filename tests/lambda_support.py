@@ -1,4 +1,4 @@
-"""Test helpers around `avsev.local.lambda_runtime`."""
+"""Test helpers around `avsev_tools.local.lambda_runtime`."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 from types import ModuleType
 from typing import Any
 
-from avsev.local.lambda_runtime import (
+from avsev_tools.local.lambda_runtime import (
     LocalContext,
     load_handler_module,
     proxy_event,

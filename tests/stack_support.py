@@ -21,7 +21,7 @@ def serving(*bundles: Path, context: dict[str, Any] | None = None) -> Iterator[A
     """Yield a running local stack that serves these bundles (the first is live), on its own
     embedded AWS even when the shell points AWS_ENDPOINT_URL elsewhere; a fixture's body.
     `context`: CDK context for its synth (`{"api": "http"}`)."""
-    from avsev.local.stack import LocalStack
+    from avsev_tools.local.stack import LocalStack
 
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("AWS_ENDPOINT_URL", raising=False)

@@ -37,17 +37,8 @@ UNITS = {"Count": cw.Unit.COUNT, "Milliseconds": cw.Unit.MILLISECONDS}
 COMMON_LAYER = ROOT / "layers/common"
 """The avsev library's layer folder (its python/ lands on Lambda's sys.path)."""
 
-OFFLINE_PARTS = [
-    "avsev/pipeline",
-    "avsev/local",
-    "avsev/cli.py",
-    "avsev/commands",
-    "avsev/cost.py",
-    "avsev/prices.json",
-    "**/__pycache__",
-    "*.egg-info",
-]
-"""Training, compiling and the local stack never ship to Lambda (the NTSB reader does: batch scoring)."""
+LAYER_EXCLUDES = ["**/__pycache__", "*.egg-info"]
+"""The layer ships the library as it is; the offline tools live outside its tree (tools/avsev_tools)."""
 
 
 Invocation = Literal["api", "authorizer", "async"]
@@ -135,7 +126,7 @@ class Layers(Construct):
         codes = {
             "common": (
                 lambda_.Code.from_asset(
-                    str(COMMON_LAYER), exclude=[f"python/{p}" for p in OFFLINE_PARTS]
+                    str(COMMON_LAYER), exclude=LAYER_EXCLUDES
                 ),
                 "avsev library: serving, monitoring, rollout",
             ),

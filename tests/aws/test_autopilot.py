@@ -169,7 +169,7 @@ def test_refusals_and_hand_changes(world):
 
 
 def test_the_autopilot_function_ticks_on_a_scheduled_event(aws, function, monkeypatch):  # noqa: F811
-    from avsev.local.lambda_runtime import LocalContext, load_handler_module
+    from avsev_tools.local.lambda_runtime import LocalContext, load_handler_module
 
     world = World(aws, function)
     world.controller().start("2", AutopilotConfig(min_minutes=0))
@@ -448,7 +448,7 @@ def test_the_autopilot_function_reads_the_audit_and_the_alias_once_per_tick(
     """The scheduled function: a tick that holds, then the status it publishes for the
     dashboard from what the tick read: one read of the index, the alias, the report."""
     import boto3
-    from avsev.local.lambda_runtime import LocalContext, load_handler_module
+    from avsev_tools.local.lambda_runtime import LocalContext, load_handler_module
 
     world = World(aws, function)
     _earlier_runs(aws["s3"], 1000)

@@ -193,7 +193,7 @@ def test_the_controllers_parity_checks_are_recorded_but_counted_nowhere(
 def test_functions_run_on_a_scheduled_event(
     aws, real_data, real_bundle_dir, real_bundle, monkeypatch
 ):
-    from avsev.local.lambda_runtime import LocalContext, load_handler_module
+    from avsev_tools.local.lambda_runtime import LocalContext, load_handler_module
 
     put_records(aws["s3"], served_records(real_data, real_bundle, 300), AT.date(), "p")
     rollup(aws, real_bundle.card)
@@ -332,7 +332,7 @@ def test_guards_refuse_on_alarm_and_ab_rollback_unless_forced(aws, function):
 
 
 def test_audit_goes_to_s3_and_the_cli_drives_it(aws, function, capsys):
-    from avsev.cli import main
+    from avsev_tools.cli import main
 
     Rollouts(function, "predict", audit=s3_audit(aws["s3"], BUCKET)).start("2", 0.25)
     keys = [
@@ -366,7 +366,7 @@ def test_audit_goes_to_s3_and_the_cli_drives_it(aws, function, capsys):
 
 
 def test_offline_drift_command_on_an_export_file(real_bundle_dir, real_data_path, capsys):
-    from avsev.cli import main
+    from avsev_tools.cli import main
 
     assert main(["drift", "--bundle", str(real_bundle_dir), "--data", str(real_data_path)]) == 0
     report = json.loads(capsys.readouterr().out)

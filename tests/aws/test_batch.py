@@ -14,8 +14,8 @@ import pytest
 from avsev.batch import Job, OutputName, process
 from avsev.data import load
 from avsev.parquet import read_parquet
-from avsev.pipeline.train import matrix
 from avsev.serving.schema import AccidentReport
+from avsev_tools.pipeline.train import matrix
 from aws_events import eventbridge, s3_notification, sample, via_sns, via_sns_sqs, via_sqs
 from lambda_support import FakeContext, load_function, scheduled_event
 from moto import mock_aws
@@ -252,7 +252,7 @@ def test_the_daily_run_returns_a_typed_result_and_stores_what_the_function_answe
 
 
 def test_offline_score_command(real_bundle_dir, real_data_path, tmp_path, capsys):
-    from avsev.cli import main
+    from avsev_tools.cli import main
 
     out = tmp_path / "scored.csv"
     assert (

@@ -6,9 +6,9 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from avsev.local.lambda_runtime import LocalContext, load_handler_module
 from avsev.rollout.metrics import rollout_metrics
 from avsev.serving.observability import SERVICE
+from avsev_tools.local.lambda_runtime import LocalContext, load_handler_module
 from lambda_support import scheduled_event
 from test_autopilot import World
 from test_aws_monitoring import BUCKET, aws, function  # noqa: F401  (fixtures)

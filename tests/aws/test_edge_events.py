@@ -10,8 +10,8 @@ import json
 from pathlib import Path
 
 import pytest
-from avsev.local.lambda_runtime import http_api_event
 from avsev.serving.records import parse_records
+from avsev_tools.local.lambda_runtime import http_api_event
 from lambda_support import FakeContext, call, rest_event, scheduled_event
 
 EVENTS = Path(__file__).resolve().parents[1] / "data" / "events"

@@ -8,10 +8,10 @@ import re
 import numpy as np
 import pytest
 import xgboost as xgb
-from avsev.pipeline.train import matrix
 from avsev.serving.records import PredictionRecord, parse_records
 from avsev.serving.schema import AccidentReport
 from avsev.serving.settings import Settings, SettingsError
+from avsev_tools.pipeline.train import matrix
 from lambda_support import call, load_function, rest_event
 
 REPORT = {

@@ -124,8 +124,8 @@ class Deploys:
 
 @pytest.fixture(scope="module")
 def third_bundle(real_model_dir, tmp_path_factory):
-    from avsev.pipeline.build import build_bundle
     from avsev.serving.runtime import host_arch
+    from avsev_tools.pipeline.build import build_bundle
 
     out = tmp_path_factory.mktemp("bundles-1.2.0")
     return build_bundle(real_model_dir, "1.2.0", out_root=out, arch=host_arch())
@@ -135,7 +135,7 @@ def third_bundle(real_model_dir, tmp_path_factory):
 def deploys(aws, real_bundle_dir, candidate_bundle, third_bundle, monkeypatch):  # noqa: F811
     """Versions answer the parity check from the real handlers with the bundle their
     configuration names (the invocation moto cannot do)."""
-    from avsev.local.lambda_runtime import LocalContext, load_handler_module
+    from avsev_tools.local.lambda_runtime import LocalContext, load_handler_module
 
     third = third_bundle
     bundles = {"1.0.0": real_bundle_dir, "1.1.0": candidate_bundle, "1.2.0": third}

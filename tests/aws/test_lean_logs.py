@@ -10,8 +10,9 @@ import sys
 import uuid
 
 import pytest
-from avsev.local.lambda_runtime import LocalContext, proxy_event
-from avsev.local.logs import (
+from avsev.serving import records as record_format
+from avsev_tools.local.lambda_runtime import LocalContext, proxy_event
+from avsev_tools.local.logs import (
     EmfForwarder,
     FirehoseBuffer,
     Invoked,
@@ -19,8 +20,7 @@ from avsev.local.logs import (
     LogRouter,
     stdout_of_this_thread,
 )
-from avsev.serving import records as record_format
-from avsev.verify import REPORT
+from avsev_tools.verify import REPORT
 from conftest import ROOT
 from lambda_support import load_function
 

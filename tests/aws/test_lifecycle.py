@@ -378,7 +378,7 @@ def test_the_starter_sends_the_run_id_codebuild_hands_back(s3):
 def test_an_operator_watches_pauses_and_resumes_the_loop_from_the_cli(s3, capsys, monkeypatch):
     import json
 
-    from avsev.cli import main
+    from avsev_tools.cli import main
 
     monkeypatch.setenv("AVSEV_USER", "alice")
     assert main(["lifecycle", "pause", "--bucket", BUCKET]) == 2  # a pause says why

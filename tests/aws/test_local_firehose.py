@@ -57,7 +57,7 @@ def parquet_rows(s3, key: str, tmp_path) -> list[tuple]:
 
 
 def test_a_batch_with_an_offset_timestamp_goes_to_the_error_prefix_whole(s3, tmp_path):
-    from avsev.local.logs import FirehoseBuffer
+    from avsev_tools.local.logs import FirehoseBuffer
 
     firehose = FirehoseBuffer(lambda: s3, BUCKET)
     good = [outcome("g1", observed_at="2026-12-06 09:00:00"), outcome("g2", observed_at=1796558400)]
@@ -93,7 +93,7 @@ def test_a_batch_with_an_offset_timestamp_goes_to_the_error_prefix_whole(s3, tmp
 def test_the_log_router_sends_an_invocations_records_as_one_record_and_leaves_non_json_in_the_log(
     s3,
 ):
-    from avsev.local.logs import EmfForwarder, FirehoseBuffer, LogRouter
+    from avsev_tools.local.logs import EmfForwarder, FirehoseBuffer, LogRouter
 
     firehose = FirehoseBuffer(lambda: s3, BUCKET)
     console = io.StringIO()

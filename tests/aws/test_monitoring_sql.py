@@ -13,7 +13,6 @@ import boto3
 import pytest
 import sqlglot
 from ab_traffic import T0, records
-from avsev.local.lambda_runtime import LocalContext, load_handler_module
 from avsev.monitoring import rollups
 from avsev.monitoring.jobs import (
     Clients,
@@ -31,6 +30,7 @@ from avsev.monitoring.query import (
 )
 from avsev.serving.records import OutcomeRecord, outcome_records
 from avsev.serving.schema import Outcome
+from avsev_tools.local.lambda_runtime import LocalContext, load_handler_module
 from lambda_support import scheduled_event
 from moto import mock_aws
 from moto.athena.models import QueryResults, athena_backends

@@ -12,8 +12,10 @@ import uuid
 from collections import Counter
 
 import pytest
-from avsev.local.lambda_runtime import LocalContext, proxy_event
-from avsev.local.logs import (
+from avsev.monitoring.record_metrics import RECORD_METRICS
+from avsev.serving import records as record_format
+from avsev_tools.local.lambda_runtime import LocalContext, proxy_event
+from avsev_tools.local.logs import (
     EmfForwarder,
     FilterPatternError,
     FirehoseBuffer,
@@ -24,9 +26,7 @@ from avsev.local.logs import (
     parse_pattern,
     stdout_of_this_thread,
 )
-from avsev.monitoring.record_metrics import RECORD_METRICS
-from avsev.serving import records as record_format
-from avsev.verify import REPORT
+from avsev_tools.verify import REPORT
 from lambda_support import load_function
 
 NAMESPACE = "Avsev/avsev-test"

@@ -85,7 +85,7 @@ def rows(s3, key: str, tmp_path) -> list[dict]:
 
 
 def test_an_error_object_becomes_parquet_in_the_day_partition_once(s3, tmp_path):
-    from avsev.records_redrive import redrive
+    from avsev_tools.records_redrive import redrive
 
     # Given a failed subscription delivery: an offset timestamp failed the whole batch
     batch = cloudwatch_payload(
@@ -125,7 +125,7 @@ def test_an_error_object_becomes_parquet_in_the_day_partition_once(s3, tmp_path)
 def test_a_run_that_stopped_before_the_delete_is_finished_without_writing_twice(
     s3, tmp_path, monkeypatch
 ):
-    from avsev import records_redrive
+    from avsev_tools import records_redrive
 
     s3.put_object(
         Bucket=BUCKET,
@@ -154,7 +154,7 @@ def test_a_run_that_stopped_before_the_delete_is_finished_without_writing_twice(
 
 def test_a_line_that_still_fails_is_kept_and_reported_and_the_good_ones_land(s3, tmp_path):
     from avsev.monitoring.firehose import extract_messages
-    from avsev.records_redrive import redrive
+    from avsev_tools.records_redrive import redrive
 
     bad = outcome("bad", "2026-12-06T10:00:00Z").replace('"Fatal"', '"FATL"')
     plain = "\n".join([outcome("a", "2026-12-06T10:00:00Z"), bad, "not json at all"]).encode()
@@ -186,7 +186,7 @@ def test_a_line_that_still_fails_is_kept_and_reported_and_the_good_ones_land(s3,
 
 
 def test_the_table_filter_dry_run_and_odd_objects(s3):
-    from avsev.records_redrive import redrive, table_of
+    from avsev_tools.records_redrive import redrive, table_of
 
     with pytest.raises(ValueError, match="not an error object"):
         table_of("predictions/dt=2026-12-06/x")
@@ -205,7 +205,7 @@ def test_the_table_filter_dry_run_and_odd_objects(s3):
 
 
 def test_cli_reads_the_data_bucket_from_the_stack_outputs(s3, capsys):
-    from avsev.cli import main
+    from avsev_tools.cli import main
 
     s3.put_object(
         Bucket=BUCKET,

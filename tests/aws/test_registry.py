@@ -9,8 +9,8 @@ import shutil
 
 import boto3
 import pytest
-from avsev.cli import main
 from avsev.rollout.registry import APPROVED_EVENT, EVENT_SOURCE, Location, Registry, RegistryError
+from avsev_tools.cli import main
 from moto import mock_aws
 
 BUCKET = "avsev-registry"

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import boto3
 import pytest
-from avsev.pipeline.gates import GateResult, record
 from avsev.rollout.registry import Location, Registry, RegistryError
+from avsev_tools.pipeline.gates import GateResult, record
 from moto import mock_aws
 
 BUCKET = "avsev-registry"

@@ -10,15 +10,15 @@ from pathlib import Path
 
 import boto3
 import pytest
-from avsev.local.retraining import retrain_tick
 from avsev.monitoring.offline import write_tables
-from avsev.pipeline import build
-from avsev.pipeline.retrain import MIN_HOLDOUT, RetrainingFailed, run_retraining
 from avsev.rollout.lifecycle import Lifecycle, Policy
 from avsev.rollout.registry import Location, Registry
 from avsev.serving.bundle import read_card
 from avsev.serving.records import OutcomeRecord, PredictionRecord
 from avsev.serving.schema import SEVERITIES, AccidentReport
+from avsev_tools.local.retraining import retrain_tick
+from avsev_tools.pipeline import build
+from avsev_tools.pipeline.retrain import MIN_HOLDOUT, RetrainingFailed, run_retraining
 from moto import mock_aws
 
 BUCKET = "avsev-data"

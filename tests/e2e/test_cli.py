@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from avsev.cli import main
-from avsev.pipeline.synthetic import generate_frame
 from avsev.serving.runtime import host_arch
+from avsev_tools.cli import main
+from avsev_tools.pipeline.synthetic import generate_frame
 
 
 def test_train_build_evaluate_compare_on_synthetic_data(tmp_path, capsys):

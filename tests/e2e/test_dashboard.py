@@ -19,7 +19,7 @@ from pathlib import Path
 
 import boto3
 import pytest
-from avsev.local.dashboard import Traffic, percentile, to_json
+from avsev_tools.local.dashboard import Traffic, percentile, to_json
 from browser import CHROMIUM, chromium
 
 ROOT = Path(__file__).resolve().parents[2]

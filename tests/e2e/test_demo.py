@@ -38,7 +38,7 @@ def _rows(con, folder: Path) -> list[dict]:
 
 
 def test_demo_runs_the_whole_story(tmp_path, capsys):
-    from avsev.local.demo import run
+    from avsev_tools.local.demo import run
 
     out = tmp_path / "demo"
     result = run(out, requests=900)

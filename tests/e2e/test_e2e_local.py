@@ -80,7 +80,7 @@ def test_api_key_is_enforced_and_openapi_served(stack):
 
 def test_stdout_is_left_alone_and_what_functions_print_is_still_sorted(stack):
     # Given a running stack: the process's stdout is what it was (pytest's capture here)
-    assert type(sys.stdout).__module__ != "avsev.local.logs"
+    assert type(sys.stdout).__module__ != "avsev_tools.local.logs"
     outside = sys.stdout
     # When a prediction is served
     status, _, _ = Client(stack.base_url, stack.api_key).call("POST", "/predict", REPORT)

@@ -15,7 +15,7 @@ from collections import Counter
 from types import SimpleNamespace
 
 import pytest
-from avsev.local.assembly import Route
+from avsev_tools.local.assembly import Route
 
 KEY = "k"
 
@@ -61,7 +61,7 @@ class Backend:
 
 @pytest.fixture()
 def gateway():
-    from avsev.local.gateway import serve
+    from avsev_tools.local.gateway import serve
 
     servers = []
 

@@ -18,7 +18,7 @@ import threading
 from types import SimpleNamespace
 
 import pytest
-from avsev.local.assembly import Authorizer, Route
+from avsev_tools.local.assembly import Authorizer, Route
 
 KEY = "the-key"
 
@@ -81,7 +81,7 @@ class Backend:
 
 @pytest.fixture()
 def gateway():
-    from avsev.local.gateway import serve
+    from avsev_tools.local.gateway import serve
 
     servers = []
 

@@ -1,4 +1,4 @@
-"""The local CloudFormation (avsev.local.cloudformation) against a moto server, with a
+"""The local CloudFormation (avsev_tools.local.cloudformation) against a moto server, with a
 custom resource function of this test's own: requests as CloudFormation sends them (Create;
 Update only when the properties changed, with the old ones and the physical id answered; Delete
 of the old physical id after an update that answered a new one), the response read from the
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import boto3
 import pytest
-from avsev.local.assembly import Assembly
-from avsev.local.cloudformation import STATE_BUCKET, CloudFormation, DeployError
+from avsev_tools.local.assembly import Assembly
+from avsev_tools.local.cloudformation import STATE_BUCKET, CloudFormation, DeployError
 
 PROVIDER = '''
 import json, os, urllib.request

@@ -22,8 +22,8 @@ AVSEV = Path(sys.executable).parent / "avsev"
 def bundles(synthetic_model_dir, synthetic_bundle_dir, tmp_path_factory):
     """The session's synthetic bundle (0.1.0), a retrain of it as 0.2.0, and 0.3.0 whose card
     promises other probabilities than its model gives (its parity check fails)."""
-    from avsev.pipeline.build import build_bundle
     from avsev.serving.runtime import host_arch
+    from avsev_tools.pipeline.build import build_bundle
 
     out = tmp_path_factory.mktemp("deploy-bundles")
     second = build_bundle(

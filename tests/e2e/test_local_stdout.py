@@ -11,8 +11,8 @@ import sys
 import threading
 from types import SimpleNamespace
 
-from avsev.local.logs import EmfForwarder, LogRouter, stdout_of_this_thread
-from avsev.local.stack import Handler
+from avsev_tools.local.logs import EmfForwarder, LogRouter, stdout_of_this_thread
+from avsev_tools.local.stack import Handler
 
 EMF = {
     "_aws": {

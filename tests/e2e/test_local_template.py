@@ -1,5 +1,5 @@
 """The local stack is built from the synthesized template: the CDK app synthesized once (as
-`cdk synth` would, avsev.local.synth), its cloud assembly read (avsev.local.assembly), and the
+`cdk synth` would, avsev_tools.local.synth), its cloud assembly read (avsev_tools.local.assembly), and the
 local API gateway serving exactly the template's methods — their paths, the function and
 alias each integrates, the API key where a method requires it."""
 
@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def synthesized(synthetic_bundle_dir):
     """One synth for the session (the synth cache makes the stack's own synth of the same
     bundle a look-up)."""
-    from avsev.local.synth import synthesize
+    from avsev_tools.local.synth import synthesize
 
     started = time.perf_counter()
     synth = synthesize(synthetic_bundle_dir)
@@ -32,7 +32,7 @@ def synthesized(synthetic_bundle_dir):
 
 @pytest.fixture(scope="session")
 def assembly(synthesized):
-    from avsev.local.assembly import Assembly
+    from avsev_tools.local.assembly import Assembly
 
     return Assembly.read(synthesized.folder, synthesized.stack)
 
@@ -146,7 +146,7 @@ def call(port: int, method: str, path: str, key: str | None) -> int:
 
 
 def test_the_gateway_serves_each_method_as_the_template_says(assembly):
-    from avsev.local.gateway import serve
+    from avsev_tools.local.gateway import serve
 
     backend = Recorder(assembly)
     server = serve(backend, "127.0.0.1", 0)  # type: ignore[arg-type]

@@ -13,8 +13,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from avsev.commands.local import _local_bundle
 from avsev.serving.runtime import host_arch
+from avsev_tools.commands.local import _local_bundle
 
 AVSEV = Path(sys.executable).parent / "avsev"
 

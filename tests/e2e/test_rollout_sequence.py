@@ -10,16 +10,16 @@ from typing import Any
 
 import boto3
 import pytest
-from avsev.local.stack import LocalStack
 from avsev.rollout.aliases import Rollouts, s3_audit_entries
 from avsev.rollout.autopilot import autopilot_for
+from avsev_tools.local.stack import LocalStack
 from stack_support import promote_report
 
 
 @pytest.fixture(scope="module")
 def third_bundle(real_model_dir, tmp_path_factory):
-    from avsev.pipeline.build import build_bundle
     from avsev.serving.runtime import host_arch
+    from avsev_tools.pipeline.build import build_bundle
 
     out = tmp_path_factory.mktemp("sequence-1.2.0")
     return build_bundle(real_model_dir, "1.2.0", out_root=out, arch=host_arch())

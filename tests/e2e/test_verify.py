@@ -34,9 +34,9 @@ def test_verify_passes_every_check_on_the_local_stack(local_up):
 def test_verify_fails_the_checks_a_broken_deployment_breaks(local_up, monkeypatch, capsys):
     import json
 
-    from avsev import verify
-    from avsev.commands._shared import aws as _aws
-    from avsev.local.stack import use_endpoint
+    from avsev_tools import verify
+    from avsev_tools.commands._shared import aws as _aws
+    from avsev_tools.local.stack import use_endpoint
 
     _, state_file = local_up
     state = json.loads(state_file.read_text())
@@ -77,7 +77,7 @@ def test_verify_fails_the_checks_a_broken_deployment_breaks(local_up, monkeypatc
 
 
 def test_verify_needs_a_stack_or_local(capsys):
-    from avsev.cli import main
+    from avsev_tools.cli import main
 
     assert main(["verify"]) == 2
     assert "give a stack name" in capsys.readouterr().err
@@ -90,7 +90,7 @@ def test_a_stack_target_comes_from_its_outputs_and_alarms(fake_aws):
     import json
 
     import boto3
-    from avsev import verify
+    from avsev_tools import verify
     from moto import mock_aws
 
     with mock_aws():
@@ -127,7 +127,7 @@ def test_an_http_api_stack_gives_its_key_from_the_secret(fake_aws):
     import json
 
     import boto3
-    from avsev import verify
+    from avsev_tools import verify
     from moto import mock_aws
 
     with mock_aws():
@@ -155,7 +155,7 @@ def test_an_http_api_stack_gives_its_key_from_the_secret(fake_aws):
 
 
 def test_requests_to_aws_are_signed_with_sigv4_and_keep_the_api_key(fake_aws):
-    from avsev.verify import _signed
+    from avsev_tools.verify import _signed
 
     headers = _signed(
         "POST",
@@ -177,7 +177,7 @@ def test_the_record_is_found_by_a_query_of_the_predictions_table(fake_aws, tmp_p
 
     import boto3
     from avsev.monitoring.query import write_records_parquet
-    from avsev.verify import Session, Target, find_prediction_record
+    from avsev_tools.verify import Session, Target, find_prediction_record
     from moto import mock_aws
 
     now = dt.datetime.now(dt.UTC)
@@ -229,8 +229,8 @@ def _preflight(monkeypatch, tmp_path, template: dict, limit: int, unreserved: in
     import json
 
     import boto3
-    from avsev import cli
-    from avsev.commands import serve
+    from avsev_tools import cli
+    from avsev_tools.commands import serve
     from botocore.stub import Stubber
 
     (tmp_path / "cdk.out").mkdir()
@@ -285,7 +285,7 @@ def test_preflight_passes_a_template_that_reserves_nothing_in_any_account(
 
 
 def test_preflight_needs_a_synthesized_template(monkeypatch, tmp_path, capsys):
-    from avsev.cli import main
+    from avsev_tools.cli import main
 
     monkeypatch.chdir(tmp_path)
     assert main(["verify", "--preflight"]) == 2

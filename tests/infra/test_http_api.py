@@ -192,7 +192,7 @@ def test_avsev_cost_prices_the_http_template_at_the_http_api_price(http_synth, s
     for name, assembly in (("http", http_synth[2]), ("rest", synthesized[2])):
         path = assembly.get_stack_by_name("avsev-prod").template_full_path
         done = subprocess.run(
-            [sys.executable, "-m", "avsev.cli", "cost", "--template", path],
+            [sys.executable, "-m", "avsev_tools.cli", "cost", "--template", path],
             cwd=ROOT,
             capture_output=True,
             text=True,
@@ -205,7 +205,7 @@ def test_avsev_cost_prices_the_http_template_at_the_http_api_price(http_synth, s
         per_million(figures["http"]),
         per_million(figures["rest"]),
     )
-    prices = json.loads((ROOT / "layers/common/python/avsev/prices.json").read_text())
+    prices = json.loads((ROOT / "tools/avsev_tools/prices.json").read_text())
     http_price = prices["api_gateway_http"]["usd_per_million_requests"]
     rest_price = prices["api_gateway_rest"]["usd_per_million_requests"]
     assert (http_api, rest_api) == (http_price, rest_price)

@@ -23,7 +23,7 @@ MB = 1024 * 1024
 
 @pytest.fixture(scope="session")
 def cdk_bundle(synthetic_model_dir, tmp_path_factory) -> Path:
-    from avsev.pipeline.build import build_bundle
+    from avsev_tools.pipeline.build import build_bundle
 
     return build_bundle(
         synthetic_model_dir, "1.0.0", out_root=tmp_path_factory.mktemp("cdk-model"), arch=ARCH
@@ -131,8 +131,8 @@ def test_functions_log_json_without_lambdas_per_invocation_lines(template):
 
 
 def test_cost_reads_the_templates_settings(template):
-    from avsev.cost import settings_from_template
-    from avsev.local.logs import LoggingConfig
+    from avsev_tools.cost import settings_from_template
+    from avsev_tools.local.logs import LoggingConfig
 
     s = settings_from_template(template.to_json())
     assert s.api == "REST"
@@ -1085,7 +1085,7 @@ def test_a_shadow_version_deploys_beside_the_served_one(
 ):
     """`-c shadow=1.1.0`: the predict function carries a second bundle layer and scores it
     (SHADOW_BUNDLE_PATH); nothing else changes. A shadow that is not built is a clear error."""
-    from avsev.pipeline.build import build_bundle
+    from avsev_tools.pipeline.build import build_bundle
 
     with pytest.raises(ValueError, match="no bundle at"):
         synth(cdk_bundle, tmp_path / "missing", shadow="9.9.9")

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import xgboost as xgb
 from avsev.monitoring.profile import SAMPLE_SIZE
-from avsev.pipeline.build import BuildError, build_bundle
-from avsev.pipeline.compile import crosscheck
-from avsev.pipeline.train import matrix
 from avsev.serving.bundle import BundleError, load_bundle, sha256_file
 from avsev.serving.runtime import elf_arch, host_arch
+from avsev_tools.pipeline.build import BuildError, build_bundle
+from avsev_tools.pipeline.compile import crosscheck
+from avsev_tools.pipeline.train import matrix
 from conftest import have
 
 
@@ -116,7 +116,7 @@ def test_rounded_answers_equal_python_round(real_bundle, real_rows):
 
 
 def test_models_outside_the_branch_free_evaluator_fall_back_to_tl2cgen(real_model_dir, tmp_path):
-    from avsev.pipeline.compile import FOREST_FILE, compile_library, generate_forest
+    from avsev_tools.pipeline.compile import FOREST_FILE, compile_library, generate_forest
 
     # Given a model with another objective (categorical splits are in: test_categorical_splits)
     doc = json.loads((real_model_dir / "model.json").read_text())
@@ -126,7 +126,7 @@ def test_models_outside_the_branch_free_evaluator_fall_back_to_tl2cgen(real_mode
     source, why = generate_forest(other)
     assert "multi:softmax" in why
     # or trees deeper than the evaluator takes (every node is computed for every row)
-    from avsev.pipeline.compile import FOREST_MAX_DEPTH, _depth
+    from avsev_tools.pipeline.compile import FOREST_MAX_DEPTH, _depth
 
     doc = json.loads((real_model_dir / "model.json").read_text())
     trees = doc["learner"]["gradient_booster"]["model"]["trees"]

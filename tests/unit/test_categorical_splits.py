@@ -9,8 +9,8 @@ import json
 import numpy as np
 import pytest
 import xgboost as xgb
-from avsev.pipeline.compile import category_sets, category_words, compile_model, crosscheck
 from avsev.serving.runtime import CompiledModel, host_arch
+from avsev_tools.pipeline.compile import category_sets, category_words, compile_model, crosscheck
 from conftest import have
 
 N_CATS = 70

@@ -1,5 +1,5 @@
-"""The `avsev` command is assembled from its groups: each module of `avsev.commands` declares
-its own commands (names, arguments, the function that runs them), and `avsev.cli` only puts
+"""The `avsev` command is assembled from its groups: each module of `avsev_tools.commands` declares
+its own commands (names, arguments, the function that runs them), and `avsev_tools.cli` only puts
 them together and runs one."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from avsev import cli, commands
+from avsev_tools import cli, commands
 
 COMMANDS = [
     "train",
@@ -54,7 +54,7 @@ def _leaves(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> dict
 
 def _group_modules() -> list[ModuleType]:
     names = [m.name for m in pkgutil.iter_modules(commands.__path__) if not m.name.startswith("_")]
-    return [importlib.import_module(f"avsev.commands.{name}") for name in sorted(names)]
+    return [importlib.import_module(f"avsev_tools.commands.{name}") for name in sorted(names)]
 
 
 def test_help_lists_every_group_in_order(capsys):

@@ -6,8 +6,8 @@ from __future__ import annotations
 import math
 
 import pytest
-from avsev import cost
-from avsev.local.logs import EVENT_OVERHEAD_BYTES, LoggingConfig, platform_lines
+from avsev_tools import cost
+from avsev_tools.local.logs import EVENT_OVERHEAD_BYTES, LoggingConfig, platform_lines
 
 GIB = 2**30
 MONTH_S = 730 * 3600
@@ -251,8 +251,8 @@ def test_avsev_cost_synthesizes_the_variant_its_context_names(monkeypatch, tmp_p
     a context that is not key=value is refused, naming it."""
     import json
 
-    from avsev.cli import main
-    from avsev.local import synth as synth_module
+    from avsev_tools.cli import main
+    from avsev_tools.local import synth as synth_module
 
     template = tmp_path / "avsev-prod.template.json"
     http = {k: v for k, v in TEMPLATE["Resources"].items() if k != "Api"}

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from avsev.pipeline.train import time_split
+from avsev_tools.pipeline.train import time_split
 
 _SPEC = importlib.util.spec_from_file_location(
     "bench_stats", Path(__file__).resolve().parents[2] / "bench" / "stats.py"

@@ -7,9 +7,9 @@ import json
 import math
 
 import numpy as np
-from avsev.pipeline.train import matrix
 from avsev.serving.features import OTHER, FeatureSpec, fit_spec
 from avsev.serving.schema import AccidentReport
+from avsev_tools.pipeline.train import matrix
 
 
 def same(a: float, b: float) -> bool:

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from avsev.pipeline import gates
-from avsev.pipeline.build import BuildError, build_bundle
-from avsev.pipeline.compile import compile_model
-from avsev.pipeline.train import save, time_split, train
 from avsev.serving.bundle import load_bundle, sha256_file
 from avsev.serving.runtime import host_arch
+from avsev_tools.pipeline import gates
+from avsev_tools.pipeline.build import BuildError, build_bundle
+from avsev_tools.pipeline.compile import compile_model
+from avsev_tools.pipeline.train import save, time_split, train
 
 ROUNDS = 60
 

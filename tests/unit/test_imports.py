@@ -1,6 +1,8 @@
-"""The package's modules import one another without cycles: every import counts, the ones
+"""The two packages' modules import one another without cycles: every import counts, the ones
 inside functions and under TYPE_CHECKING too (a cycle hidden there is still two modules that
-cannot be understood, or changed, one without the other)."""
+cannot be understood, or changed, one without the other). The library the functions run
+(`avsev`, the common layer's tree) never imports the offline tools (`avsev_tools`): the layer
+ships without them."""
 
 from __future__ import annotations
 
@@ -12,15 +14,19 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[2] / "layers" / "common" / "python" / "avsev"
+ROOT = Path(__file__).resolve().parents[2]
+LIBRARY = ROOT / "layers" / "common" / "python" / "avsev"
+TOOLS = ROOT / "tools" / "avsev_tools"
 
 
-def module_name(path: Path) -> str:
-    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+def module_name(path: Path, package: Path) -> str:
+    parts = path.relative_to(package.parent).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-MODULES = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+MODULES = {
+    module_name(p, package): p for package in (LIBRARY, TOOLS) for p in sorted(package.rglob("*.py"))
+}
 
 
 def imports_of(name: str) -> set[str]:
@@ -37,7 +43,7 @@ def imports_of(name: str) -> set[str]:
             if node.level:
                 parent = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join([*parent, base] if base else parent)
-            # `from avsev.local import dashboard` imports the module avsev.local.dashboard
+            # `from avsev_tools.local import dashboard` imports the module avsev_tools.local.dashboard
             targets = [
                 f"{base}.{a.name}" if f"{base}.{a.name}" in MODULES else base for a in node.names
             ]
@@ -92,9 +98,9 @@ def test_the_cycle_finder_finds_a_cycle():
 
 
 def test_the_import_graph_reads_relative_and_from_imports():
-    graph = imports_of("avsev.local.gateway")
-    assert "avsev.local.dashboard" in graph  # `from avsev.local import dashboard`
-    assert "avsev.local.stack" not in graph
+    graph = imports_of("avsev_tools.local.gateway")
+    assert "avsev_tools.local.dashboard" in graph  # `from avsev_tools.local import dashboard`
+    assert "avsev_tools.local.stack" not in graph
 
 
 def test_no_import_cycle_among_the_packages_modules():
@@ -102,7 +108,23 @@ def test_no_import_cycle_among_the_packages_modules():
     assert cycles(graph) == []
 
 
-LOCAL = sorted(n for n in MODULES if n.startswith("avsev.local.") and MODULES[n].suffix == ".py")
+def test_the_library_never_imports_the_offline_tools():
+    assert imports_of("avsev_tools.local.demo") & {n for n in MODULES if n.startswith("avsev.")}
+    upward = {
+        name: sorted(t for t in imports_of(name) if t.startswith("avsev_tools"))
+        for name in MODULES
+        if name == "avsev" or name.startswith("avsev.")
+    }
+    assert {name: found for name, found in upward.items() if found} == {}
+
+
+def test_the_layer_tree_holds_no_offline_tool():
+    """What the common layer ships is its tree as it is (`infra/constructs/functions.py`)."""
+    assert not (LIBRARY / "cli.py").exists() and not (LIBRARY / "local").exists()
+    assert not (LIBRARY / "pipeline").exists() and not (LIBRARY / "commands").exists()
+
+
+LOCAL = sorted(n for n in MODULES if n.startswith("avsev_tools.local.") and MODULES[n].suffix == ".py")
 
 
 @pytest.mark.parametrize("name", LOCAL)

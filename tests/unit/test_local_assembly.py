@@ -7,14 +7,14 @@ import json
 from pathlib import Path
 
 import pytest
-from avsev.local.assembly import (
+from avsev_tools.local.assembly import (
     Assembly,
     AssemblyError,
     UnsupportedIntrinsic,
     function_key,
     local_name,
 )
-from avsev.local.cloudformation import dependency_order, stringify
+from avsev_tools.local.cloudformation import dependency_order, stringify
 
 
 def assembly(tmp_path: Path, resources: dict, **extra) -> Assembly:

@@ -10,16 +10,16 @@ import math
 import numpy as np
 import pytest
 import xgboost as xgb
-from avsev.pipeline.evaluate import calibration
-from avsev.pipeline.synthetic import generate
-from avsev.pipeline.train import (
+from avsev.serving.features import fit_spec
+from avsev_tools.pipeline.evaluate import calibration
+from avsev_tools.pipeline.synthetic import generate
+from avsev_tools.pipeline.train import (
     TEST_BLANK_SHARE,
     blank_augment,
     blank_field,
     field_importance,
     matrix,
 )
-from avsev.serving.features import fit_spec
 
 TODAY = {"log_loss": 0.9349, "gain_blank": 0.0444}
 """The previous model on the same split (ordinal categories, no augmentation, no refit)."""
@@ -182,7 +182,7 @@ def test_calibration_on_held_out_rows_is_in_the_card(doc, real_bundle_dir):
 def test_evaluate_prints_log_loss_gain_ece_and_per_class_f1(
     real_bundle_dir, real_data_path, capsys
 ):
-    from avsev.cli import main
+    from avsev_tools.cli import main
 
     assert main(["evaluate", "--bundle", str(real_bundle_dir), "--data", str(real_data_path)]) == 0
     out = capsys.readouterr()

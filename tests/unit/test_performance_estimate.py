@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 from avsev.monitoring.drift import markdown
 from avsev.monitoring.offline import reports_from_records
-from avsev.pipeline.train import dmatrix, matrix, time_split, train
 from avsev.serving.card import Card
 from avsev.serving.records import OutcomeRecord, PredictionRecord
 from avsev.serving.runtime import host_arch
 from avsev.serving.schema import SEVERITIES
+from avsev_tools.pipeline.train import dmatrix, matrix, time_split, train
 
 AT = dt.datetime(2026, 11, 20, 12, tzinfo=dt.UTC)
 

@@ -3,7 +3,7 @@ a leading underscore may change in any release without notice, so the project us
 what the library documents (Powertools' middlewares, exception handlers, `Response`, the
 resolver's public methods; CDK's public constructs).
 
-The rule, checked on `layers/common/python/avsev`, `functions/` and `infra/`: an access
+The rule, checked on `layers/common/python/avsev`, `tools/avsev_tools`, `functions/` and `infra/`: an access
 `x._name` (a single leading underscore; dunders are Python's, not the library's) or a
 subscript `x["_name"]` is refused when `x` comes from a third-party package, that is, when
 the root name of `x` is
@@ -28,8 +28,13 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-CHECKED = [ROOT / "layers" / "common" / "python" / "avsev", ROOT / "functions", ROOT / "infra"]
-PROJECT = {"avsev", "infra", "functions", "__future__"}
+CHECKED = [
+    ROOT / "layers" / "common" / "python" / "avsev",
+    ROOT / "tools" / "avsev_tools",
+    ROOT / "functions",
+    ROOT / "infra",
+]
+PROJECT = {"avsev", "avsev_tools", "infra", "functions", "__future__"}
 
 
 def sources() -> list[Path]:

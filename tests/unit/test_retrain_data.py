@@ -1,4 +1,4 @@
-"""What a retraining learns from (`avsev.pipeline.retrain`): real NTSB reports served as
+"""What a retraining learns from (`avsev_tools.pipeline.retrain`): real NTSB reports served as
 records, outcomes posted later, both written as the record tables and read back by SQL in
 DuckDB; the file's rows plus the labelled traffic, the newest held out."""
 
@@ -11,9 +11,9 @@ import pytest
 from avsev.constants import PARITY_CHECK_REQUESTS
 from avsev.monitoring.offline import write_tables
 from avsev.monitoring.query import DuckDBEngine
-from avsev.pipeline.retrain import MIN_HOLDOUT, labelled_traffic, retraining_data
 from avsev.serving.records import OutcomeRecord, PredictionRecord
 from avsev.serving.schema import SEVERITIES, AccidentReport
+from avsev_tools.pipeline.retrain import MIN_HOLDOUT, labelled_traffic, retraining_data
 
 DAY = dt.datetime(2026, 5, 4, 8, tzinfo=dt.UTC)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import xgboost as xgb
-from avsev.pipeline.train import matrix
+from avsev_tools.pipeline.train import matrix
 
 
 def test_shap_matches_xgboost_pred_contribs_on_real_rows(real_data, real_bundle, real_model_dir):

@@ -6,9 +6,9 @@ import datetime as dt
 import json
 
 import pytest
-from avsev.pipeline.synthetic import generate
-from avsev.pipeline.train import class_weights, time_split
 from avsev.serving.schema import SEVERITIES, AccidentReport
+from avsev_tools.pipeline.synthetic import generate
+from avsev_tools.pipeline.train import class_weights, time_split
 
 
 def test_time_split_puts_newest_rows_last():

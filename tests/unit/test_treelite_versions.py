@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from avsev.pipeline.treelite_versions import without_same_major_note
+from avsev_tools.pipeline.treelite_versions import without_same_major_note
 
 NOTE = (
     "[08:18:01] /x/serializer.cc:202: The model you are loading originated from a newer Treelite"
@@ -24,14 +24,14 @@ def test_only_the_same_major_note_is_held_back():
 
 @pytest.fixture(scope="module")
 def rows(real_data, real_bundle):
-    from avsev.pipeline.train import matrix
+    from avsev_tools.pipeline.train import matrix
 
     return matrix(real_bundle.spec, real_data.reports()[-2000:])
 
 
 def test_tl2cgen_still_embeds_an_older_treelite_4(real_model_dir, tmp_path, capfd):
     """Why the note is held back: the day tl2cgen embeds the same Treelite, this fails and
-    `avsev.pipeline.treelite_versions` can go."""
+    `avsev_tools.pipeline.treelite_versions` can go."""
     import tl2cgen
     import treelite
 
@@ -45,7 +45,7 @@ def test_tl2cgen_still_embeds_an_older_treelite_4(real_model_dir, tmp_path, capf
 
 
 def test_building_prints_no_version_note(real_model_dir, tmp_path, capfd):
-    from avsev.pipeline.compile import generate_sources
+    from avsev_tools.pipeline.compile import generate_sources
 
     capfd.readouterr()
     sources = generate_sources(real_model_dir / "model.json", tmp_path)

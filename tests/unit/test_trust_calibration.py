@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from avsev.monitoring.performance import TRUST_MIN_LABELLED, calibration_check
 from avsev.monitoring.rollups import CONFIDENCE_BINS
-from avsev.pipeline.train import time_split
+from avsev_tools.pipeline.train import time_split
 
 WINDOWS = 1000
 

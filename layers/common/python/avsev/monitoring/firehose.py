@@ -1,5 +1,5 @@
 """What the records' delivery streams do to one Firehose record, written once for the local
-stack's stand-in (`avsev.local.logs.FirehoseBuffer`) and for `avsev records redrive`.
+stack's stand-in (`avsev_tools.local.logs.FirehoseBuffer`) and for `avsev records redrive`.
 
 One Firehose record is one CloudWatch Logs subscription delivery: "Amazon CloudWatch combines
 multiple log events into one Firehose record"

@@ -67,7 +67,7 @@ class RecordMetric:
 
     def properties(self, metric_namespace: str) -> dict[str, Any]:
         """Its AWS::Logs::MetricFilter's properties (but the log group), as the template has
-        them: what the local log router reads (`avsev.local.logs.MetricFilter`)."""
+        them: what the local log router reads (`avsev_tools.local.logs.MetricFilter`)."""
         transformation: dict[str, Any] = {
             "MetricNamespace": metric_namespace,
             "MetricName": self.name,

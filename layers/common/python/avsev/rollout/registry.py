@@ -13,7 +13,7 @@ a refusal. Aliases move only to an approved version. An approval emits an EventB
 (`source: avsev.registry`, `detail-type: Model version approved`) that a deploy pipeline can
 follow. Every refusal says why and changes nothing.
 
-Quality gates (`avsev.pipeline.gates`, run offline) are recorded with a version
+Quality gates (`avsev_tools.pipeline.gates`, run offline) are recorded with a version
 (`record_gates`): with policy `auto` a pending version whose gates all pass is approved, with
 `manual` it waits for a person; a version with a failing gate stays pending with the failing
 gates as its reason, and cannot be approved until gates that pass are recorded.

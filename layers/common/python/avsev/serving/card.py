@@ -1,6 +1,6 @@
 """The model card (`card.json` in every bundle) as one typed model.
 
-The build writes it (`avsev.pipeline.build`), and everything that needs a fact about a model
+The build writes it (`avsev_tools.pipeline.build`), and everything that needs a fact about a model
 reads it through `Card`: serving (name, version, classes, feature spec, importance), the parity
 check (golden requests), monitoring (reference profile, prediction mix, test metrics,
 calibration and the estimate's recalibration), the retraining loop (data window, test
