@@ -71,6 +71,7 @@ sysdeps:
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy tests
 	for f in functions/*/app.py; do $(VENV)/bin/mypy --no-error-summary $$f || exit 1; done
 
 test: setup lint

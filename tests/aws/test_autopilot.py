@@ -6,6 +6,7 @@ and the audit, so every tick below uses a new controller)."""
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import pytest
 from avsev.monitoring.reports import (
@@ -319,7 +320,7 @@ def _earlier_runs(s3, entries: int) -> None:
     before T0."""
     audit = s3_audit(s3, BUCKET)
     at = T0 - dt.timedelta(days=400)
-    actions = [
+    actions: list[tuple[str, dict[str, Any]]] = [
         ("handover", {"candidate_version": "2", "model_version": "1.1.0"}),
         ("start", {"before": {"1": 1.0}, "after": {"1": 0.9, "2": 0.1}}),
         ("autopilot-start", {"candidate_version": "2", "config": {}}),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+from typing import Any
 
 import boto3
 import pytest
@@ -136,7 +137,7 @@ def test_the_batch_function_answers_every_event(batch, event):
         assert answer["error"]["details"] and answer["error"]["code"] == "invalid_event"
 
 
-times = st.one_of(
+times: st.SearchStrategy[Any] = st.one_of(  # wrong types on purpose
     st.datetimes(timezones=st.just(dt.UTC)).map(lambda t: t.isoformat().replace("+00:00", "Z")),
     st.datetimes().map(dt.datetime.isoformat),
     st.sampled_from(["9999-12-31T23:59:59Z", "0001-01-01T00:00:00Z", "", "now", "2026-13-01"]),

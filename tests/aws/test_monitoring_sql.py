@@ -74,11 +74,13 @@ class Counting:
     def __init__(self, inner):
         self.inner = inner
         self.skipped = inner.skipped
-        self.sent: list[str] = []
+        self.sent: list[tuple[str, str]] = []
 
     def query(self, sql: str):
         kind = "labels" if "FROM outcomes" in sql else "drift" if "GROUPING" in sql else "served"
-        day = re.search(r"dt = '([0-9-]+)'", sql).group(1)
+        found = re.search(r"dt = '([0-9-]+)'", sql)
+        assert found, sql
+        day = found.group(1)
         self.sent.append((kind, day))
         return self.inner.query(sql)
 

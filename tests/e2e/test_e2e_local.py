@@ -31,7 +31,7 @@ class Client:
 
     def __init__(self, base_url: str, api_key: str | None) -> None:
         url = urlsplit(base_url)
-        self.conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+        self.conn = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port, timeout=30)
         self.key = api_key
 
     def call(self, method: str, path: str, body=None) -> tuple[int, dict, dict]:

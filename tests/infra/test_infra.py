@@ -59,7 +59,7 @@ def template(synthesized) -> assertions.Template:
 
 
 def resources(template: assertions.Template, kind: str) -> dict[str, dict]:
-    return template.find_resources(kind)
+    return {k: dict(v) for k, v in template.find_resources(kind).items()}
 
 
 def as_list(x: object) -> list:

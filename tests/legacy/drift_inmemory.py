@@ -37,7 +37,9 @@ MIN_LABELLED = 30
 EPS = 1e-4
 
 
-def psi(ref_shares: Sequence[float], cur_shares: Sequence[float]) -> float:
+def psi(
+    ref_shares: Sequence[float] | np.ndarray, cur_shares: Sequence[float] | np.ndarray
+) -> float:
     """Population stability index over matching bins."""
     r = np.clip(np.asarray(ref_shares, dtype=float), EPS, None)
     c = np.clip(np.asarray(cur_shares, dtype=float), EPS, None)

@@ -4,6 +4,7 @@ shipped price table, and what Lambda's log settings leave in the log."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 from avsev_tools import cost
@@ -12,7 +13,7 @@ from avsev_tools.local.logs import EVENT_OVERHEAD_BYTES, LoggingConfig, platform
 GIB = 2**30
 MONTH_S = 730 * 3600
 
-TEMPLATE = {
+TEMPLATE: dict[str, Any] = {
     "Resources": {
         "PredictLogs1A2B": {"Type": "AWS::Logs::LogGroup", "Properties": {"RetentionInDays": 30}},
         "PredictFunction3C4D": {

@@ -45,7 +45,7 @@ def fenced_blocks(lines: list[str]) -> list[tuple[int, int, str]]:
 def prose(text: str) -> str:
     """The page without its fenced code blocks (where `[a](b)` is not a link)."""
     lines = text.splitlines()
-    inside = set()
+    inside: set[int] = set()
     for first, last, _ in fenced_blocks(lines):
         inside.update(range(first, last + 1))
     return "\n".join(line for i, line in enumerate(lines) if i not in inside)
