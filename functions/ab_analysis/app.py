@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 import boto3
@@ -14,7 +13,7 @@ from avsev.monitoring.performance import (
     check_decision_metric,
     parse_cost_matrix,
 )
-from avsev.rollout.aliases import Rollouts, s3_audit
+from avsev.rollout.aliases import Experiment, current_experiment
 from avsev.scheduled import EventRejected, rejected, scheduled_time
 from avsev.serving.observability import logger
 from aws_lambda_powertools.logging import correlation_paths
@@ -52,27 +51,6 @@ SETTINGS = Settings.from_env()
 COST = parse_cost_matrix(SETTINGS.cost_matrix)
 
 
-def _experiment(s3: Any) -> tuple[str | None, str | None, dt.datetime | None]:
-    """Champion and candidate model versions from the alias, and when the current step began
-    (the audit), when there is a rollout."""
-    if not SETTINGS.predict_function:
-        return None, None, None
-    state = Rollouts(boto3.client("lambda"), SETTINGS.predict_function).state()
-    if state.candidate_version is None:
-        return None, None, None
-    # the audit's index (a GET and a LIST, whatever the audit's age); this job only reads it
-    since = (
-        s3_audit(s3, SETTINGS.bucket)
-        .index(SETTINGS.predict_function)
-        .step_began(state.candidate_version)
-    )
-    return (
-        state.model_versions.get(state.stable_version),
-        state.model_versions.get(state.candidate_version),
-        since,
-    )
-
-
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.EVENT_BRIDGE)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     try:
@@ -80,7 +58,11 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     except EventRejected as e:
         return rejected(e, event)
     clients = Clients(boto3.client("s3"), boto3.client("cloudwatch"), boto3.client("sns"))
-    champion, candidate, since = _experiment(clients.s3)
+    experiment = (
+        current_experiment(boto3.client("lambda"), clients.s3, SETTINGS.bucket, SETTINGS.predict_function)
+        if SETTINGS.predict_function
+        else Experiment()
+    )
     out = run_ab_analysis(
         clients,
         SETTINGS.bucket,
@@ -91,9 +73,9 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         service=SETTINGS.service,
         cost=COST,
         topic_arn=SETTINGS.topic_arn,
-        champion=champion,
-        candidate=candidate,
-        since=since,
+        champion=experiment.champion,
+        candidate=experiment.candidate,
+        since=experiment.since,
     )
     report = out.report
     logger.info(

@@ -17,7 +17,14 @@ from avsev.monitoring.reports import (
     RecordCounts,
     ShadowMcNemar,
 )
-from avsev.rollout.aliases import RolloutError, Rollouts, s3_audit, s3_audit_entries
+from avsev.rollout.aliases import (
+    Experiment,
+    RolloutError,
+    Rollouts,
+    current_experiment,
+    s3_audit,
+    s3_audit_entries,
+)
 from avsev.rollout.autopilot import Autopilot, AutopilotConfig
 from lambda_support import scheduled_event
 from test_aws_monitoring import BUCKET, aws, function  # noqa: F401  (fixtures)
@@ -470,3 +477,21 @@ def test_the_autopilot_function_reads_the_audit_and_the_alias_once_per_tick(
         "s3.GetObject": 2,  # the index, the latest A/B report
         "cloudwatch.PutMetricData": 1,
     }
+
+
+def test_the_ab_jobs_read_the_experiment_from_the_alias_and_the_steps_start(world):
+    """The scheduled A/B function, `avsev local tick ab` and the demo compare the alias's two
+    versions over the current step only (`current_experiment`); without a rollout, nothing."""
+    s3 = world.aws["s3"]
+    assert current_experiment(world.lam, s3, BUCKET, "predict") == Experiment()
+    world.controller().start("2", AutopilotConfig(min_minutes=60))
+    world.later(65)
+    world.ab("promote", minutes_ago=5)
+    assert world.controller().tick()["state"] == "stepped"
+    state = world.controller().r.state()
+    experiment = current_experiment(world.lam, s3, BUCKET, "predict")
+    assert experiment.champion == state.model_versions[state.stable_version]
+    assert experiment.candidate == state.model_versions["2"]
+    step = s3_audit_entries(s3, BUCKET, "predict")[-1]
+    assert step["action"] == "step" and experiment.since is not None
+    assert experiment.since == dt.datetime.fromtimestamp(step["seq"] / 1e9, dt.UTC)

@@ -110,7 +110,7 @@ def _tick(job: str, state: dict[str, Any], now: Any = None) -> ABResult | DriftR
     import urllib.request
 
     from avsev.monitoring.jobs import Clients, rollup_with_duckdb, run_ab_analysis, run_drift_check
-    from avsev.rollout.aliases import Rollouts
+    from avsev.rollout.aliases import Rollouts, current_experiment
     from avsev.serving.bundle import read_card
 
     from avsev_tools.local.stack import use_endpoint
@@ -130,17 +130,17 @@ def _tick(job: str, state: dict[str, Any], now: Any = None) -> ABResult | DriftR
     rollup_with_duckdb(clients.s3, state["bucket"], card, now)
     if job == "drift":
         return run_drift_check(clients, state["bucket"], card, now, topic_arn=state["topic_arn"])
-    champion = alias.model_versions.get(alias.stable_version)
-    candidate = (
-        alias.model_versions.get(alias.candidate_version) if alias.candidate_version else None
+    experiment = current_experiment(
+        aws("lambda"), clients.s3, state["bucket"], state["functions"]["predict"]
     )
     return run_ab_analysis(
         clients,
         state["bucket"],
         now,
         topic_arn=state["topic_arn"],
-        champion=champion if candidate else None,
-        candidate=candidate,
+        champion=experiment.champion,
+        candidate=experiment.candidate,
+        since=experiment.since,
     )
 
 

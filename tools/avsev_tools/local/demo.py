@@ -78,7 +78,7 @@ def run(out: Path, *, requests: int = 3000, seed: int = 0) -> dict[str, Any]:
         run_ab_analysis,
         run_drift_check,
     )
-    from avsev.rollout.aliases import s3_audit_entries
+    from avsev.rollout.aliases import current_experiment, s3_audit_entries
     from avsev.rollout.autopilot import Autopilot, autopilot_for
     from avsev.rollout.lifecycle import Lifecycle
     from avsev.rollout.registry import Location, Registry
@@ -212,22 +212,18 @@ def run(out: Path, *, requests: int = 3000, seed: int = 0) -> dict[str, Any]:
         def ab_job() -> ABResult:
             """The hourly rollup (SQL in DuckDB over the Parquet records, by their real
             arrival day) and the A/B job for the simulated hour, on the alias's two versions."""
-            current = pilot()
-            state = current.r.state()
             rollup_with_duckdb(clients.s3, bucket, stack.cards[0], dt.datetime.now(dt.UTC))
-            since = (
-                current.index().step_began(state.candidate_version)
-                if state.candidate_version
-                else None
+            experiment = current_experiment(
+                boto3.client("lambda"), clients.s3, bucket, stack.functions["predict"]
             )
             return run_ab_analysis(
                 clients,
                 bucket,
                 simulated,
-                champion=state.model_versions.get(state.stable_version),
-                candidate=state.model_versions.get(state.candidate_version or ""),
+                champion=experiment.champion,
+                candidate=experiment.candidate,
                 topic_arn=stack.topic_arn,
-                since=since,
+                since=experiment.since,
             )
 
         def autopilot(bundle: Path, model: str) -> tuple[dict[str, Any], ABResult]:

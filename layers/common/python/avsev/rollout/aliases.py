@@ -334,6 +334,31 @@ def s3_audit(s3: Any, bucket: str, prefix: str = AUDIT_PREFIX) -> S3Audit:
     return S3Audit(s3, bucket, prefix)
 
 
+@dataclass(frozen=True)
+class Experiment:
+    """The A/B experiment the live alias runs: the champion's and the candidate's model
+    versions, and when the candidate's current step began (its evidence counts from then);
+    all None when no rollout runs."""
+
+    champion: str | None = None
+    candidate: str | None = None
+    since: dt.datetime | None = None
+
+
+def current_experiment(lambda_client: Any, s3: Any, bucket: str, function: str) -> Experiment:
+    """What the A/B job compares now: the alias's two versions and the step's start from the
+    audit's index (a GET and a LIST, whatever the audit's age). One reading for the scheduled
+    A/B function, the local stack's tick and the demo."""
+    state = Rollouts(lambda_client, function).state()
+    if state.candidate_version is None:
+        return Experiment()
+    return Experiment(
+        champion=state.model_versions.get(state.stable_version),
+        candidate=state.model_versions.get(state.candidate_version),
+        since=s3_audit(s3, bucket).index(function).step_began(state.candidate_version),
+    )
+
+
 def s3_audit_entries(
     s3: Any, bucket: str, function: str, prefix: str = AUDIT_PREFIX
 ) -> list[dict[str, Any]]:
