@@ -599,7 +599,12 @@ def handler_figures(
     same handler on xgboost."""
     import contextlib
 
-    from avsev_tools.local.lambda_runtime import LocalContext, load_handler_module, proxy_event
+    from avsev_tools.local.lambda_runtime import (
+        LocalContext,
+        http_api_event,
+        load_handler_module,
+        proxy_event,
+    )
 
     sys.path.insert(0, str(ROOT / "bench"))
     from xgboost_handler import xgboost_predict_function
@@ -630,6 +635,12 @@ def handler_figures(
             suffix = "" if name == "avsev" else "_xgboost"
             out[f"handler_p50_us{suffix}"] = lat["median_us"]
             out[f"handler_p99_us{suffix}"] = lat["p99_us"]
+        # the same reports as HTTP API events (payload 2.0, the `-c api=http` variant)
+        v2 = [http_api_event("POST", "/predict", r) for r in picks[: sizes.handler_picks]]
+        assert functions["avsev"].handler(v2[0], ctx)["statusCode"] == 200
+        out["handler_p50_us_http_api"] = time_each(per_event(functions["avsev"], ctx), v2)[
+            "median_us"
+        ]
         batch = interleaved_best(
             {name: on_event(fn, batch_event, ctx) for name, fn in functions.items()},
             rounds=sizes.handler_rounds,

@@ -19,6 +19,7 @@ from avsev.serving.schema import SEVERITIES, AccidentReport
 from avsev_tools.local.retraining import retrain_tick
 from avsev_tools.pipeline import build
 from avsev_tools.pipeline.retrain import MIN_HOLDOUT, RetrainingFailed, run_retraining
+from card_support import card_with
 from moto import mock_aws
 
 BUCKET = "avsev-data"
@@ -211,7 +212,7 @@ def test_the_loop_deploys_an_approved_candidate_by_its_registry_version_and_neve
             registry=None,
             data_path=Path("unused"),
             champion_bundle=Path("unused"),
-            card={"version": "1.0.0"},
+            card=card_with(version="1.0.0"),
             at=at,
             deploy=deploy,
             alert=lambda subject, message: alerts.append((subject, message)),

@@ -29,12 +29,13 @@ from avsev.monitoring.rollup_types import (
     RollupError,
     ServedRollup,
 )
+from avsev.serving.bundle import read_card
 from avsev.serving.schema import SEVERITIES
 from moto import mock_aws
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "reports"
 STORED: dict[str, dict] = json.loads((DATA / "rollups.json").read_text())
-CARD = json.loads((DATA / "card.json").read_text())
+CARD = read_card(DATA)  # its card.json
 BUCKET = "avsev-data"
 AT = dt.datetime(2026, 11, 20, 6, 0, tzinfo=dt.UTC)
 KINDS = {"served": ServedRollup, "labels": LabelsRollup, "drift": DriftRollup}
