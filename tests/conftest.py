@@ -12,6 +12,17 @@ from stack_support import serving
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True)
+def _fresh_metrics():
+    """Each test starts with no metric dimensions left over. Powertools' `Metrics` instances
+    share one store in the process, and an invocation that adds no metric is not flushed: in
+    Lambda each function has a process of its own, here the functions of all tests share one."""
+    from avsev.serving.observability import metrics
+
+    metrics.clear_metrics()
+    yield
+
+
 @pytest.fixture(scope="session")
 def shipped_data_path() -> Path:
     """Never skipped: the file ships with the repository (a missing one is a failure)."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -111,7 +112,7 @@ def _files(event: Any, s3: Any, workdir: Path, context: Any) -> dict[str, Any]:
     return summaries[0] if len(summaries) == 1 else {"status": "ok", "files": summaries}
 
 
-def _metrics(summary: dict[str, Any]) -> None:
+def _metrics(summary: Mapping[str, Any]) -> None:
     for name in ("rows_read", "scored", "rejected"):
         if name in summary:
             metrics.add_metric(

@@ -170,6 +170,23 @@ def test_paused_nothing_starts_until_resumed_and_both_are_audited(s3):
     assert actions[0] == ("pause", "alice") and ("resume", "alice") in actions
 
 
+def test_the_summary_reads_only_the_latest_entries_however_long_the_audit(s3):
+    """`avsev lifecycle status`, `avsev rollout status` and the dashboard show the loop's
+    latest entries: their cost must not grow with the loop's age (one GET per entry ever
+    written would). The keys are listed; only the shown entries are read."""
+    lc = loop(s3)
+    for i in range(40):
+        lc.pause(f"pause {i}", by="alice") if i % 2 == 0 else lc.resume(by="alice")
+    gets: list[str] = []
+    s3.meta.events.register(
+        "before-call.s3.GetObject", lambda params, **_: gets.append(params["url_path"])
+    )
+    summary = lc.summary(recent=3)
+    assert len(gets) == 1 + 3  # the state, then the three entries shown
+    assert [e["action"] for e in summary["recent"]] == ["resume", "pause", "resume"]
+    assert summary["recent"] == lc.audit()[-3:]
+
+
 def test_a_failed_run_is_retried_once_then_alerts(s3):
     engine, alerts, clock = Engine(), [], Clock()
     lc = loop(s3, clock, engine, alerts)

@@ -19,11 +19,14 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from avsev.serving.card import Card
 
 from avsev_tools.local.aws import STATE_FILE, client
+
+if TYPE_CHECKING:
+    from avsev.rollout.lifecycle import LifecycleSummary
 
 WINDOW_MINUTES = 15
 """Minutes the traffic panels show."""
@@ -199,9 +202,7 @@ def _autopilot(stack: Source) -> dict[str, Any]:
         function=stack.functions["predict"],
         clock=lambda: now,
     )
-    status = pilot.status()
-    status.pop("weights", None)  # the alias panel has them
-    return status
+    return {k: v for k, v in pilot.status().items() if k != "weights"}  # the alias panel has them
 
 
 def _ab(stack: Source) -> dict[str, Any] | None:
@@ -269,7 +270,7 @@ def _drift(stack: Source) -> dict[str, Any] | None:
     }
 
 
-def _retraining(stack: Source) -> dict[str, Any]:
+def _retraining(stack: Source) -> LifecycleSummary:
     from avsev.rollout.lifecycle import Lifecycle
 
     return Lifecycle(client("s3"), stack.bucket).summary(recent=3)

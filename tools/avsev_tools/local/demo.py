@@ -79,7 +79,7 @@ def run(out: Path, *, requests: int = 3000, seed: int = 0) -> dict[str, Any]:
         run_drift_check,
     )
     from avsev.rollout.aliases import current_experiment, s3_audit_entries
-    from avsev.rollout.autopilot import Autopilot, autopilot_for
+    from avsev.rollout.autopilot import Autopilot, TickResult, autopilot_for
     from avsev.rollout.lifecycle import Lifecycle
     from avsev.rollout.registry import Location, Registry
     from avsev.serving.bundle import read_card
@@ -226,7 +226,7 @@ def run(out: Path, *, requests: int = 3000, seed: int = 0) -> dict[str, Any]:
                 since=experiment.since,
             )
 
-        def autopilot(bundle: Path, model: str) -> tuple[dict[str, Any], ABResult]:
+        def autopilot(bundle: Path, model: str) -> tuple[TickResult, ABResult]:
             """Deploy a bundle (the stack hands its new version to the autopilot, at 10%);
             traffic and an hourly tick until it has promoted, rolled back or stopped. The last
             tick and A/B job."""
@@ -235,9 +235,9 @@ def run(out: Path, *, requests: int = 3000, seed: int = 0) -> dict[str, Any]:
             note(f"deployed: version {version} (model {model}) at 10% ({deployed.status})")
             return canary()
 
-        def canary() -> tuple[dict[str, Any], ABResult]:
+        def canary() -> tuple[TickResult, ABResult]:
             nonlocal simulated
-            tick: dict[str, Any] = {}
+            tick = TickResult(state="idle")
             ab: ABResult | None = None
             for _ in range(max(12, 6000 // chunk)):  # up to ~600 candidate rows at 10%
                 served = traffic(chunk)

@@ -11,7 +11,7 @@ from typing import Any
 from avsev.batch.names import INCOMING_PREFIX, OutputName
 from avsev.batch.reading import CHUNK_ROWS
 from avsev.batch.s3jobs import UNREADABLE_INPUT, publish
-from avsev.batch.scoring import Summary, score_stream
+from avsev.batch.scoring import Summary, SummaryDoc, score_stream
 from avsev.serving.bundle import Bundle
 
 
@@ -37,13 +37,11 @@ class DailyResult:
     file_errors: list[str]
     scored_at: str
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> SummaryDoc:
         """The run's `.summary.json` (and what the batch function answers)."""
-        return self.summary.as_dict() | {
-            "files": self.files,
-            "file_errors": self.file_errors,
-            "scored_at": self.scored_at,
-        }
+        doc = self.summary.as_dict()
+        doc |= {"files": self.files, "file_errors": self.file_errors, "scored_at": self.scored_at}
+        return doc
 
 
 def run_daily(

@@ -9,7 +9,7 @@ import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypedDict
 
 import pandas as pd
 from botocore.exceptions import ClientError
@@ -21,6 +21,7 @@ from avsev.batch.reading import CHUNK_ROWS
 from avsev.batch.scoring import (
     OUTPUT_COLUMNS,
     Summary,
+    SummaryDoc,
     append_rejected,
     score_stream,
     write_table,
@@ -91,7 +92,15 @@ def _missing(error: ClientError) -> bool:
     return error.response.get("Error", {}).get("Code") in ("404", "NoSuchKey")
 
 
-def already_done(s3: Any, job: Job) -> dict[str, Any] | None:
+class Continuing(TypedDict):
+    """An invocation that scored one part and handed the rest to the next (its event)."""
+
+    status: Literal["continuing"]
+    next_part: int
+    skip_rows: int
+
+
+def already_done(s3: Any, job: Job) -> SummaryDoc | None:
     """The summary of this very input (same ETag) when it was scored before; None for a job
     that names no ETag (which version it means is unknown until S3 is asked)."""
     if not job.etag:
@@ -104,7 +113,7 @@ def already_done(s3: Any, job: Job) -> dict[str, Any] | None:
         if _missing(e):
             return None
         raise
-    summary = json.loads(body)
+    summary: SummaryDoc = json.loads(body)
     return summary if summary.get("source_etag") == job.etag else None
 
 
@@ -195,7 +204,8 @@ def finish(s3: Any, bundle: Bundle, job: Job, workdir: Path) -> Summary:
     keys = publish(s3, job.bucket, out, rejected, job.names, staging=job.names.staging(job.etag))
     total.seconds = round(total.seconds, 3)
     total.outputs = {k: f"s3://{job.bucket}/{v}" for k, v in keys.items()}
-    doc = total.as_dict() | {"source_etag": job.etag, "scored_at": job.scored_at}
+    doc = total.as_dict()
+    doc |= {"source_etag": job.etag, "scored_at": job.scored_at}
     s3.put_object(
         Bucket=job.bucket,
         Key=keys["summary"],
@@ -328,14 +338,15 @@ def locate(s3: Any, job: Job) -> Job:
     raise ObjectGone(f"s3://{job.bucket}/{job.key} does not exist (deleted before the run?)")
 
 
-def error_summary(s3: Any, job: Job, error: Exception, model_version: str) -> dict[str, Any]:
+def error_summary(s3: Any, job: Job, error: Exception, model_version: str) -> SummaryDoc:
     """A file that cannot be scored: a summary that says why, and no output."""
     doc = Summary(
         source=f"s3://{job.bucket}/{job.key}",
         model_version=model_version,
         status="error",
         error=f"{type(error).__name__}: {error}",
-    ).as_dict() | {"source_etag": job.etag}
+    ).as_dict()
+    doc["source_etag"] = job.etag
     s3.put_object(
         Bucket=job.bucket,
         Key=job.names.final_keys()["summary"],
@@ -363,7 +374,7 @@ def process(
     *,
     chunk_rows: int = CHUNK_ROWS,
     keep_going: Callable[[int], bool] = lambda chunks: True,
-) -> tuple[dict[str, Any], Job | None]:
+) -> tuple[SummaryDoc | Continuing, Job | None]:
     """One invocation's work on a job: skip it if done, score a part, finish or hand on."""
     try:
         if job.part == 0:
@@ -373,16 +384,15 @@ def process(
                 done = already_done(s3, found) if found.etag != job.etag else None
                 job = found
             if done:
-                return done | {"status": "already_done"}, None
+                done["status"] = "already_done"
+                return done, None
         _, following = run_part(
             s3, bundle, job, workdir, chunk_rows=chunk_rows, keep_going=keep_going
         )
         if following is not None:
-            return {
-                "status": "continuing",
-                "next_part": following.part,
-                "skip_rows": following.skip_rows,
-            }, following
+            return Continuing(
+                status="continuing", next_part=following.part, skip_rows=following.skip_rows
+            ), following
         return finish(s3, bundle, job, workdir).as_dict(), None
     except UNREADABLE_INPUT as e:
         return error_summary(s3, job, e, bundle.version), None

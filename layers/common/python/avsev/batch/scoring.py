@@ -10,9 +10,9 @@ import csv
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Required, TypedDict
 
 import numpy as np
 import pandas as pd
@@ -38,6 +38,28 @@ OUTPUT_COLUMNS = [
 REJECTED_COLUMNS = ["row", "ev_id", "reason"]
 
 
+class SummaryDoc(TypedDict, total=False):
+    """A summary as it is stored (`.summary.json`) and answered: `Summary`'s fields, and what a
+    run adds (the input's ETag and when it was scored; the daily run's files)."""
+
+    source: Required[str]
+    model_version: Required[str]
+    rows_read: int
+    scored: int
+    rejected: int
+    seconds: float
+    status: str
+    """`ok`, `error` (the file could not be scored: `error` says why) or `already_done`."""
+    error: str | None
+    dropped_values: dict[str, dict[str, int]]
+    outputs: dict[str, str]
+    invocations: int
+    source_etag: str | None
+    scored_at: str
+    files: list[str]
+    file_errors: list[str]
+
+
 @dataclass
 class Summary:
     """What a run read, scored and rejected (the `.summary.json` beside its output)."""
@@ -54,11 +76,23 @@ class Summary:
     outputs: dict[str, str] = field(default_factory=dict)
     invocations: int = 1
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def as_dict(self) -> SummaryDoc:
+        return SummaryDoc(
+            source=self.source,
+            model_version=self.model_version,
+            rows_read=self.rows_read,
+            scored=self.scored,
+            rejected=self.rejected,
+            seconds=self.seconds,
+            status=self.status,
+            error=self.error,
+            dropped_values=self.dropped_values,
+            outputs=self.outputs,
+            invocations=self.invocations,
+        )
 
     @classmethod
-    def counts_of(cls, doc: dict[str, Any]) -> Summary:
+    def counts_of(cls, doc: SummaryDoc) -> Summary:
         """The counts of a summary read back (a part's, to be added up)."""
         return cls(
             doc["source"],

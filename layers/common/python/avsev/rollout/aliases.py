@@ -12,11 +12,11 @@ from __future__ import annotations
 import datetime as dt
 import getpass
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import PurePosixPath
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 from botocore.exceptions import ClientError
 
@@ -62,6 +62,49 @@ class AliasState:
         }
 
 
+class WeightChange(TypedDict):
+    """The audit entry of an accepted `UpdateAlias`: who moved which weights, from what to
+    what, and which guards a `--force` overrode."""
+
+    at: str
+    seq: int
+    """The writer's clock in ns: orders entries of the same second."""
+    action: str
+    function: str
+    alias: str
+    by: str
+    before: dict[str, float]
+    after: dict[str, float]
+    model_versions: dict[str, str | None]
+    forced: bool
+    force_reason: str | None
+    overridden_guards: list[str]
+
+
+class Transition(TypedDict):
+    """What a rollout command did: whether the alias changed, its weights after, and the
+    audit entry of the change (none when nothing changed)."""
+
+    action: str
+    changed: bool
+    weights: dict[str, float]
+    audit: NotRequired[WeightChange]
+
+
+class AliasStatus(TypedDict):
+    """`AliasState` as the CLI and the status functions print it, with its weights."""
+
+    function: str
+    alias: str
+    stable_version: str
+    candidate_version: str | None
+    candidate_weight: float
+    model_versions: dict[str, str | None]
+    alarms: dict[str, str]
+    revision: str | None
+    weights: dict[str, float]
+
+
 def model_version_of(configuration: dict[str, Any]) -> str | None:
     """The model version a function version serves: from its bundle path (…/<name>-<semver>)."""
     path = configuration.get("Environment", {}).get("Variables", {}).get("MODEL_BUNDLE_PATH")
@@ -83,7 +126,7 @@ class Rollouts:
         alarm_names: list[str] | None = None,
         alarm_prefix: str | None = None,
         ab_advice: Callable[[], str | None] | None = None,
-        audit: Callable[[dict[str, Any]], None] | None = None,
+        audit: Callable[[Mapping[str, Any]], None] | None = None,
         clock: Callable[[], dt.datetime] | None = None,
     ) -> None:
         self.lambda_ = lambda_client
@@ -155,9 +198,19 @@ class Rollouts:
             states[alarm["AlarmName"]] = "INSUFFICIENT_DATA" if stale else alarm["StateValue"]
         return states
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> AliasStatus:
         state = self.state()
-        return asdict(state) | {"weights": state.weights}
+        return AliasStatus(
+            function=state.function,
+            alias=state.alias,
+            stable_version=state.stable_version,
+            candidate_version=state.candidate_version,
+            candidate_weight=state.candidate_weight,
+            model_versions=state.model_versions,
+            alarms=state.alarms,
+            revision=state.revision,
+            weights=state.weights,
+        )
 
     # ---- guards ------------------------------------------------------------------------
     def _guard(
@@ -187,7 +240,7 @@ class Rollouts:
         weight: float,
         overridden: list[str],
         force: str | None,
-    ) -> dict[str, Any]:
+    ) -> Transition:
         after_weights = {candidate: round(weight, 6)} if candidate and weight > 0 else {}
         unchanged = (
             before.stable_version == stable
@@ -196,7 +249,7 @@ class Rollouts:
             and (not after_weights or abs(before.candidate_weight - weight) < 1e-9)
         )
         if unchanged:
-            return {"action": action, "changed": False, "weights": before.weights}
+            return Transition(action=action, changed=False, weights=before.weights)
         revision = self._pinned or before.revision
         try:
             self.lambda_.update_alias(
@@ -214,23 +267,23 @@ class Rollouts:
                 f"{revision}): {action} not made"
             ) from e
         after = self._after(before, stable, candidate if after_weights else None, weight)
-        entry = {
-            "at": self.clock().isoformat(timespec="seconds"),
-            "seq": time.time_ns(),  # orders entries of the same second
-            "action": action,
-            "function": self.function,
-            "alias": self.alias,
-            "by": _who(),
-            "before": before.weights,
-            "after": after.weights,
-            "model_versions": after.model_versions | before.model_versions,
-            "forced": bool(force),
-            "force_reason": force,
-            "overridden_guards": overridden,
-        }
+        entry = WeightChange(
+            at=self.clock().isoformat(timespec="seconds"),
+            seq=time.time_ns(),
+            action=action,
+            function=self.function,
+            alias=self.alias,
+            by=_who(),
+            before=before.weights,
+            after=after.weights,
+            model_versions=after.model_versions | before.model_versions,
+            forced=bool(force),
+            force_reason=force,
+            overridden_guards=overridden,
+        )
         if self.audit:
             self.audit(entry)
-        return {"action": action, "changed": True, "weights": after.weights, "audit": entry}
+        return Transition(action=action, changed=True, weights=after.weights, audit=entry)
 
     def _after(
         self, before: AliasState, stable: str, candidate: str | None, weight: float
@@ -262,7 +315,7 @@ class Rollouts:
         *,
         force: str | None = None,
         state: AliasState | None = None,
-    ) -> dict[str, Any]:
+    ) -> Transition:
         """Canary `version` at `weight`; `state` is the alias as the caller just read it (a
         controller's tick reads it once), else it is read here."""
         _check_weight(weight)
@@ -284,7 +337,7 @@ class Rollouts:
 
     def step(
         self, weight: float, *, force: str | None = None, state: AliasState | None = None
-    ) -> dict[str, Any]:
+    ) -> Transition:
         _check_weight(weight)
         state = state or self.state()
         if state.candidate_version is None:
@@ -296,19 +349,19 @@ class Rollouts:
 
     def promote(
         self, *, force: str | None = None, state: AliasState | None = None
-    ) -> dict[str, Any]:
+    ) -> Transition:
         state = state or self.state()
         if state.candidate_version is None:
-            return {"action": "promote", "changed": False, "weights": state.weights}
+            return Transition(action="promote", changed=False, weights=state.weights)
         overridden = self._guard("promote", state, force)
         return self._update("promote", state, state.candidate_version, None, 0.0, overridden, force)
 
-    def rollback(self, *, state: AliasState | None = None) -> dict[str, Any]:
+    def rollback(self, *, state: AliasState | None = None) -> Transition:
         """Back to 100% on the stable version in one call; never refused."""
         state = state or self.state()
         return self._update("rollback", state, state.stable_version, None, 0.0, [], None)
 
-    def switch(self, version: str, action: str = "switch") -> dict[str, Any]:
+    def switch(self, version: str, action: str = "switch") -> Transition:
         """`version` at 100% at once (a follower taking the model its leader promoted)."""
         state = self.state()
         return self._update(action, state, version, None, 0.0, [], None)

@@ -186,7 +186,7 @@ class S3Audit:
         )
 
     # ---- writing ------------------------------------------------------------------------
-    def __call__(self, entry: dict[str, Any]) -> None:
+    def __call__(self, entry: Mapping[str, Any]) -> None:
         """Record one entry, then bring its function's index up to date."""
         function = entry["function"]
         key = self.entry_key(entry)

@@ -31,15 +31,32 @@ import datetime as dt
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, Required, TypedDict
 
-from avsev.rollout.aliases import AliasChanged, AliasState, RolloutError, Rollouts
+from avsev.rollout.aliases import (
+    AliasChanged,
+    AliasState,
+    RolloutError,
+    Rollouts,
+    WeightChange,
+)
 from avsev.rollout.audit import ENDED, HANDOVER, STARTED, AuditIndex
 
 if TYPE_CHECKING:
     from avsev.monitoring.reports import ABReport
 
-__all__ = ["ENDED", "HANDOVER", "STARTED", "Autopilot", "AutopilotConfig", "autopilot_for"]
+__all__ = [
+    "ENDED",
+    "HANDOVER",
+    "STARTED",
+    "Autopilot",
+    "AutopilotConfig",
+    "AutopilotStatus",
+    "HandoverResult",
+    "StartResult",
+    "TickResult",
+    "autopilot_for",
+]
 
 FIRST_WEIGHT = 0.1
 SECOND_WEIGHT = 0.5
@@ -60,6 +77,83 @@ class AutopilotConfig:
 
 SHADOW_MIN_PAIRS = 100
 """Labelled served/shadow pairs the shadow gate waits for."""
+
+TickState = Literal[
+    "idle",
+    "superseded",
+    "shadow",
+    "rejected_in_shadow",
+    "started",
+    "ended",
+    "rolled_back",
+    "holding",
+    "stepped",
+    "promoted",
+    "stopped",
+]
+
+
+class TickResult(TypedDict, total=False):
+    """What one tick decided: its `state` and why; when it moved the alias, the transition's
+    `action`, `changed`, `weights` and `audit` entry (avsev.rollout.aliases.Transition)."""
+
+    state: Required[TickState]
+    reason: str
+    weight: float
+    held_minutes: float
+    waiting_for: str
+    followers: dict[str, str]
+    """Functions that followed a promoted model, and the version each took."""
+    action: str
+    changed: bool
+    weights: dict[str, float]
+    audit: WeightChange
+
+
+class StartResult(TypedDict, total=False):
+    """A run begun: at 10% (the transition's fields), or in shadow (`phase`, with no traffic
+    until the shadow gate passes)."""
+
+    autopilot: Required[str]
+    config: dict[str, Any]
+    phase: str
+    reason: str
+    action: str
+    changed: bool
+    weights: dict[str, float]
+    audit: WeightChange
+
+
+class HandoverResult(TypedDict, total=False):
+    """What a deploy's handover did with its version: `created` (the alias, on the first
+    deploy), `serving` (it is the stable version, or
+    a follower's that carries the model served), `in rollout` (already), `canary` (a run begun,
+    with the start's fields) or `waiting` (a follower's, until its leader promotes its model)."""
+
+    handover: Required[str]
+    version: str
+    autopilot: str
+    config: dict[str, Any]
+    phase: str
+    reason: str
+    action: str
+    changed: bool
+    weights: dict[str, float]
+    audit: WeightChange
+
+
+class AutopilotStatus(TypedDict, total=False):
+    """The alias's weights and the run, its step, how long it has held, and what evidence it
+    still waits for."""
+
+    weights: Required[dict[str, float]]
+    autopilot: Required[Literal["idle", "running"]]
+    candidate_version: str
+    step: str
+    held_minutes: float
+    minimum_minutes: float
+    max_hours: float
+    waiting_for: str
 
 
 class Autopilot:
@@ -85,6 +179,8 @@ class Autopilot:
         self.follower_index = follower_index
         self._seen: tuple[AuditIndex, AliasState, ABReport | None] | None = None
         """What the last tick read, when it changed nothing (its status needs no new read)."""
+        self._held: tuple[ABReport | None] | None = None
+        """The report a tick that changed nothing read (set by `_waiting`)."""
 
     # ---- the run, as the audit tells it -------------------------------------------------
     def current_run(self) -> dict[str, Any] | None:
@@ -118,7 +214,7 @@ class Autopilot:
     # ---- commands -----------------------------------------------------------------------
     def start(
         self, version: str, config: AutopilotConfig | None = None, *, force: str | None = None
-    ) -> dict[str, Any]:
+    ) -> StartResult:
         """Begin at 10% (every guard of a manual start applies) and hand over to the ticks."""
         if self.r.audit is None:
             raise RolloutError("the autopilot needs an audit trail (its state): give the bucket")
@@ -132,17 +228,17 @@ class Autopilot:
         if config.after_shadow:
             model = self._model_of(version)
             self._write(STARTED, candidate_version=version, config=asdict(config), phase="shadow")
-            return {
-                "autopilot": "started",
-                "phase": "shadow",
-                "config": asdict(config),
-                "reason": f"waiting for {SHADOW_MIN_PAIRS} labelled shadow pairs of model {model}",
-            }
+            return StartResult(
+                autopilot="started",
+                phase="shadow",
+                config=asdict(config),
+                reason=f"waiting for {SHADOW_MIN_PAIRS} labelled shadow pairs of model {model}",
+            )
         started = self.r.start(version, FIRST_WEIGHT, force=force)
         self._write(STARTED, candidate_version=version, config=asdict(config))
-        return {"autopilot": "started", "config": asdict(config), **started}
+        return StartResult(autopilot="started", config=asdict(config), **started)
 
-    def hand_over(self, version: str, model_version: str | None = None) -> dict[str, Any]:
+    def hand_over(self, version: str, model_version: str | None = None) -> HandoverResult:
         """A deploy published `version` and its parity check passed: it becomes the candidate.
 
         - already the stable version (a stack rolled back to what serves) → any run for another
@@ -164,9 +260,11 @@ class Autopilot:
                     candidate_version=run["candidate_version"],
                     outcome="rolled back: its deploy was rolled back",
                 )
-            return {"handover": "serving", "version": version, "weights": self.r.state().weights}
+            return HandoverResult(
+                handover="serving", version=version, weights=self.r.state().weights
+            )
         if run is not None and run["candidate_version"] == version:
-            return {"handover": "in rollout", "version": version, "weights": state.weights}
+            return HandoverResult(handover="in rollout", version=version, weights=state.weights)
         if run is not None or (state.candidate_version and state.candidate_weight > 0):
             superseded = run["candidate_version"] if run else state.candidate_version
             self.r.rollback(state=state)
@@ -175,11 +273,11 @@ class Autopilot:
             )
         self._write(HANDOVER, candidate_version=version, model_version=model_version)
         started = self.start(version)
-        return {"handover": "canary", "version": version, **started}
+        return HandoverResult(handover="canary", version=version, **started)
 
     def hand_over_follower(
         self, function: str, version: str, model_version: str | None
-    ) -> dict[str, Any]:
+    ) -> HandoverResult:
         """A follower's new version (explain): it serves at once when it carries the model this
         alias serves (a code change of the follower), else it waits for this alias to promote
         its model (and is dropped if that model is rolled back)."""
@@ -194,11 +292,11 @@ class Autopilot:
             follows=self.r.function,
         )
         if model_version == stable_model:
-            return {"handover": "serving", **follower.switch(version)}
-        return {
-            "handover": "waiting",
-            "reason": f"serves when {self.r.function} promotes model {model_version}",
-        }
+            return HandoverResult(handover="serving", **follower.switch(version))
+        return HandoverResult(
+            handover="waiting",
+            reason=f"serves when {self.r.function} promotes model {model_version}",
+        )
 
     def _followers_take(self, model_version: str | None) -> dict[str, str]:
         """Each follower switches to its newest version handed over for the promoted model."""
@@ -220,7 +318,7 @@ class Autopilot:
         )
         return model_version_of(config)
 
-    def _shadow_gate(self, run: Mapping[str, Any], state: AliasState) -> dict[str, Any]:
+    def _shadow_gate(self, run: Mapping[str, Any], state: AliasState) -> TickResult:
         """Before any traffic: the candidate scored in shadow must not be worse."""
         candidate = run["candidate_version"]
         model = self._model_of(candidate)
@@ -229,26 +327,26 @@ class Autopilot:
         as_of = report.as_of if report else None
         fresh = as_of and dt.datetime.fromisoformat(as_of) >= dt.datetime.fromisoformat(run["at"])
         if not pairs or not fresh or pairs.shadow_version != model:
-            return {
-                "state": "shadow",
-                "reason": f"waiting for an A/B report with shadow pairs of model {model}",
-            }
+            return TickResult(
+                state="shadow",
+                reason=f"waiting for an A/B report with shadow pairs of model {model}",
+            )
         if pairs.rows < SHADOW_MIN_PAIRS:
-            return {
-                "state": "shadow",
-                "reason": f"{pairs.rows} of {SHADOW_MIN_PAIRS} labelled shadow pairs of model {model}",
-            }
+            return TickResult(
+                state="shadow",
+                reason=f"{pairs.rows} of {SHADOW_MIN_PAIRS} labelled shadow pairs of model {model}",
+            )
         if pairs.significant and pairs.only_a_correct > pairs.only_b_correct:
             reason = f"worse in shadow, never served: {pairs.verdict}"
             self._write(
                 ENDED, candidate_version=candidate, outcome="rejected in shadow", reason=reason
             )
             self._notify(f"avsev autopilot: {model} worse in shadow", reason)
-            return {"state": "rejected_in_shadow", "reason": reason}
+            return TickResult(state="rejected_in_shadow", reason=reason)
         result = self.r.start(candidate, FIRST_WEIGHT, state=state)
-        return {"state": "started", "reason": f"shadow passed: {pairs.verdict}", **result}
+        return TickResult(state="started", reason=f"shadow passed: {pairs.verdict}", **result)
 
-    def tick(self) -> dict[str, Any]:
+    def tick(self) -> TickResult:
         """One decision on the alias as it was at the tick's start: every write names that
         revision, so of two ticks that overlap (no reserved concurrency keeps them apart) the
         later writer finds the alias changed, makes no change and no audit entry, and ends
@@ -257,21 +355,22 @@ class Autopilot:
         It reads the audit's index once and the alias once (avsev.rollout.audit): its cost does
         not grow with the audit."""
         self._seen = None
+        self._held = None
         index = self.index()
         run = index.run
         if run is None:
-            return {"state": "idle", "reason": "no autopilot run"}
+            return TickResult(state="idle", reason="no autopilot run")
         state = self.r.state()
         try:
             with self.r.pinned(state.revision):
                 out = self._tick(run, index, state)
         except AliasChanged as e:
-            return {"state": "superseded", "reason": str(e)}
-        if out.pop("_unchanged", False):
-            self._seen = (index, state, out.pop("_report", None))
+            return TickResult(state="superseded", reason=str(e))
+        if self._held is not None:
+            self._seen = (index, state, self._held[0])
         return out
 
-    def _tick(self, run: dict[str, Any], index: AuditIndex, state: AliasState) -> dict[str, Any]:
+    def _tick(self, run: dict[str, Any], index: AuditIndex, state: AliasState) -> TickResult:
         candidate = run["candidate_version"]
         config = AutopilotConfig(**run.get("config", {}))
         if run.get("phase") == "shadow" and not index.run_has_traffic:
@@ -280,7 +379,7 @@ class Autopilot:
             self._write(
                 ENDED, candidate_version=candidate, outcome="ended: the alias was changed by hand"
             )
-            return {"state": "ended", "reason": "the alias no longer canaries the candidate"}
+            return TickResult(state="ended", reason="the alias no longer canaries the candidate")
         now = self.r.clock()
         since = self._step_started(index, candidate)
         held_min = (now - since).total_seconds() / 60
@@ -301,7 +400,7 @@ class Autopilot:
                 held_min,
                 f"holding {weight:.0%} for {minimum - held_min:.0f} more minutes",
                 report,
-            ) | {"_unchanged": True, "_report": report}
+            )
         same_model = state.model_versions.get(candidate) == state.model_versions.get(
             state.stable_version
         )
@@ -316,11 +415,11 @@ class Autopilot:
             )
             if weight < SECOND_WEIGHT:
                 result = self.r.step(SECOND_WEIGHT, state=state)
-                return {"state": "stepped", "weight": SECOND_WEIGHT, "reason": reason, **result}
+                return TickResult(state="stepped", weight=SECOND_WEIGHT, reason=reason, **result)
             result = self.r.promote(state=state)
             self._write(ENDED, candidate_version=candidate, outcome="promoted", reason=reason)
             followed = self._followers_take(state.model_versions.get(candidate))
-            return {"state": "promoted", "reason": reason, "followers": followed, **result}
+            return TickResult(state="promoted", reason=reason, followers=followed, **result)
         if held_min > config.max_hours * 60:
             reason = (
                 f"inconclusive: a person decides (held {weight:.0%} for {held_min / 60:.1f} h "
@@ -330,13 +429,10 @@ class Autopilot:
                 ENDED, candidate_version=candidate, outcome="stopped", reason=reason, weight=weight
             )
             self._notify(f"avsev autopilot stopped: {self.r.function}", reason)
-            return {"state": "stopped", "weight": weight, "reason": reason}
-        return self._waiting(weight, held_min, "waiting for evidence", report) | {
-            "_unchanged": True,
-            "_report": report,
-        }
+            return TickResult(state="stopped", weight=weight, reason=reason)
+        return self._waiting(weight, held_min, "waiting for evidence", report)
 
-    def status(self, *, after_tick: bool = False) -> dict[str, Any]:
+    def status(self, *, after_tick: bool = False) -> AutopilotStatus:
         """The step, how long it has held, and what evidence it still waits for. With
         `after_tick`, from what the last tick read when it changed nothing (no new request)."""
         seen, self._seen = self._seen, None
@@ -345,29 +441,32 @@ class Autopilot:
         else:
             index, state, report = self.index(), self.r.state(), None
         run = index.run
-        out: dict[str, Any] = {
-            "weights": state.weights,
-            "autopilot": "idle" if run is None else "running",
-        }
         if run is None:
-            return out
+            return AutopilotStatus(weights=state.weights, autopilot="idle")
         candidate = run["candidate_version"]
         if run.get("phase") == "shadow" and not index.run_has_traffic:
-            return out | {"candidate_version": candidate, "step": "shadow (no traffic)"}
+            return AutopilotStatus(
+                weights=state.weights,
+                autopilot="running",
+                candidate_version=candidate,
+                step="shadow (no traffic)",
+            )
         since = self._step_started(index, candidate)
         report = report if seen is not None and after_tick else self._fresh_report(state, since)
         config = AutopilotConfig(**run.get("config", {}))
         weight = state.candidate_weight
         minimum = config.min_minutes if weight <= FIRST_WEIGHT else config.second_step_minutes
         held = (self.r.clock() - since).total_seconds() / 60
-        return out | {
-            "candidate_version": candidate,
-            "step": f"{weight:.0%}",
-            "held_minutes": round(held, 1),
-            "minimum_minutes": minimum,
-            "max_hours": config.max_hours,
-            "waiting_for": _evidence(report, held, minimum),
-        }
+        return AutopilotStatus(
+            weights=state.weights,
+            autopilot="running",
+            candidate_version=candidate,
+            step=f"{weight:.0%}",
+            held_minutes=round(held, 1),
+            minimum_minutes=minimum,
+            max_hours=config.max_hours,
+            waiting_for=_evidence(report, held, minimum),
+        )
 
     # ---- helpers ------------------------------------------------------------------------
     def _fresh_report(self, state: AliasState, since: dt.datetime) -> ABReport | None:
@@ -385,22 +484,24 @@ class Autopilot:
             return None
         return report
 
-    def _roll_back(self, candidate: str, reason: str, state: AliasState) -> dict[str, Any]:
+    def _roll_back(self, candidate: str, reason: str, state: AliasState) -> TickResult:
         result = self.r.rollback(state=state)
         self._write(ENDED, candidate_version=candidate, outcome="rolled back", reason=reason)
         self._notify(f"avsev autopilot rolled back {self.r.function}", reason)
-        return {"state": "rolled_back", "reason": reason, **result}
+        return TickResult(state="rolled_back", reason=reason, **result)
 
     def _waiting(
         self, weight: float, held: float, reason: str, report: ABReport | None
-    ) -> dict[str, Any]:
-        return {
-            "state": "holding",
-            "weight": weight,
-            "held_minutes": round(held, 1),
-            "reason": reason,
-            "waiting_for": _evidence(report, held, 0),
-        }
+    ) -> TickResult:
+        """A tick that changes nothing: what it read stays for its status (`_held`)."""
+        self._held = (report,)
+        return TickResult(
+            state="holding",
+            weight=weight,
+            held_minutes=round(held, 1),
+            reason=reason,
+            waiting_for=_evidence(report, held, 0),
+        )
 
     def _notify(self, subject: str, message: str) -> None:
         if self.alert is not None:

@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import json
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from avsev.constants import LIVE_ALIAS
-from avsev.rollout.autopilot import Autopilot
+from avsev.rollout.autopilot import Autopilot, HandoverResult
 from avsev.rollout.smoke import lambda_invoker, smoke_test
 from avsev.serving.card import Card, GoldenSet
 
@@ -120,7 +120,9 @@ def handle(
         return _response(event, "FAILED", f"{type(e).__name__}: {e}", physical)
 
 
-def hand_over(request: HandoverRequest, *, lambda_client: Any, pilot: Autopilot) -> dict[str, Any]:
+def hand_over(
+    request: HandoverRequest, *, lambda_client: Any, pilot: Autopilot
+) -> HandoverResult:
     """Create the alias on the first deploy, else give the version to its owner."""
     if not _alias_exists(lambda_client, request.function, request.alias):
         lambda_client.create_alias(
@@ -129,7 +131,7 @@ def hand_over(request: HandoverRequest, *, lambda_client: Any, pilot: Autopilot)
             FunctionVersion=request.version,
             Description="routing owned by the rollout controller (avsev.rollout)",
         )
-        return {"handover": "created", "version": request.version}
+        return HandoverResult(handover="created", version=request.version)
     if request.role == FOLLOWER:
         return pilot.hand_over_follower(request.function, request.version, request.model_version)
     return pilot.hand_over(request.version, request.model_version)
@@ -148,7 +150,7 @@ def _response(
     status: str,
     reason: str,
     physical: str,
-    data: dict[str, Any] | None = None,
+    data: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The response object CloudFormation expects
     (https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/crpg-ref-responses.html);

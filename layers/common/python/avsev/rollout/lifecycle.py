@@ -26,7 +26,7 @@ import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict
@@ -147,6 +147,18 @@ def model_data_end(card: Card) -> dt.datetime | None:
     return card.data_end()
 
 
+class LifecycleSummary(TypedDict):
+    """The loop's switch, its run in flight, its last result and its latest audit entries."""
+
+    paused: bool
+    pause_reason: str | None
+    changed_by: str | None
+    run_in_flight: dict[str, Any] | None
+    last_started_at: str | None
+    last_result: dict[str, Any] | None
+    recent: list[dict[str, Any]]
+
+
 @dataclass(frozen=True)
 class Decision:
     action: Literal["started", "restarted", "skipped", "ended", "failed", "paused", "resumed"]
@@ -218,30 +230,32 @@ class Lifecycle:
         )
         return entry
 
-    def audit(self) -> list[dict[str, Any]]:
-        """Every entry, oldest first (for people: it pages through the whole history)."""
+    def audit(self, last: int | None = None) -> list[dict[str, Any]]:
+        """Every entry, oldest first (for people: it pages through the whole history), or the
+        `last` few: the keys are listed, only those entries are read."""
         keys: list[str] = []
         for page in self.s3.get_paginator("list_objects_v2").paginate(
             Bucket=self.bucket, Prefix=AUDIT_PREFIX
         ):
             keys.extend(o["Key"] for o in page.get("Contents", []))
+        keys.sort()
         return [
             json.loads(self.s3.get_object(Bucket=self.bucket, Key=k)["Body"].read())
-            for k in sorted(keys)
+            for k in (keys if last is None else keys[-last:] if last > 0 else [])
         ]
 
-    def summary(self, recent: int = 5) -> dict[str, Any]:
+    def summary(self, recent: int = 5) -> LifecycleSummary:
         """What `avsev lifecycle status`, `avsev rollout status` and the dashboard show."""
         state = self.state()
-        return {
-            "paused": state.paused,
-            "pause_reason": state.pause_reason,
-            "changed_by": state.changed_by,
-            "run_in_flight": state.run.model_dump(mode="json") if state.run else None,
-            "last_started_at": state.last_started_at.isoformat() if state.last_started_at else None,
-            "last_result": state.last_result,
-            "recent": self.audit()[-recent:],
-        }
+        return LifecycleSummary(
+            paused=state.paused,
+            pause_reason=state.pause_reason,
+            changed_by=state.changed_by,
+            run_in_flight=state.run.model_dump(mode="json") if state.run else None,
+            last_started_at=state.last_started_at.isoformat() if state.last_started_at else None,
+            last_result=state.last_result,
+            recent=self.audit(last=recent),
+        )
 
     # ---- the switch ---------------------------------------------------------------------
     def pause(self, reason: str, by: str) -> Decision:
