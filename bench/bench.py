@@ -741,7 +741,7 @@ def batch_steps(
         "answers (the body serialized once) and records": ms["answer"] - inference[0],
         "serialize + write records (one call)": ms["write"],
     }
-    steps["rest (routing, logging, metrics, response)"] = ms["handler"] - sum(steps.values())
+    steps["rest (routing, request log, response)"] = ms["handler"] - sum(steps.values())
     steps["handler total"] = ms["handler"]
     return steps
 
