@@ -112,3 +112,52 @@ def test_the_newest_traffic_is_held_out_and_relabelled_events_come_from_the_traf
         retraining_data(real_data, traffic).lineage["snapshot_sha256"]
         == data.lineage["snapshot_sha256"]
     )
+
+
+def test_an_event_served_many_times_is_learned_or_judged_once_as_last_served(
+    real_data, traffic_rows, tmp_path: Path
+):
+    """Clients send the same accident again (a later report of it, fields left blank): the
+    labelled traffic holds each event once, with the report last served and its latest
+    outcome, so the split never puts one event both in the trained rows and in the holdout."""
+    reports, truth = traffic_rows
+    blanks = ("broad_phase_of_flight", "purpose_of_flight", "weather_condition")
+    n = 400
+    records: list[PredictionRecord | OutcomeRecord] = []
+    for lap in range(3):  # the same 400 events served three times, in a different order
+        order = range(n) if lap != 1 else reversed(range(n))
+        for k, i in enumerate(order):
+            at = DAY + dt.timedelta(hours=lap, seconds=k)
+            report = (
+                reports[i]
+                if lap == 0
+                else {f: v for f, v in reports[i].items() if f not in blanks or (i + lap) % 5 == 0}
+            )
+            records.append(served(report, at, request_id=f"r-{lap}-{i}"))
+        records += [
+            outcome(
+                reports[i]["ev_id"],
+                truth[i],
+                DAY + dt.timedelta(hours=lap, minutes=30),
+                f"o-{lap}",
+                seq=i,
+            )
+            for i in range(n)
+        ]
+    write_tables(tmp_path, records)
+
+    frame = labelled_traffic(DuckDBEngine.over_folder(tmp_path), DAY.date(), DAY.date())
+    assert len(frame) == n and frame["ev_id"].is_unique
+    index = {r["ev_id"]: i for i, r in enumerate(reports[:n])}
+    for _, row in frame.iterrows():  # the report as served last (lap 2), not the first
+        i = index[row["ev_id"]]
+        kept = (i + 2) % 5 == 0
+        for f in blanks:
+            got = None if row[f] != row[f] else row[f]
+            assert got == (reports[i].get(f) if kept else None), (row["ev_id"], f)
+    assert list(frame["served_at"]) == sorted(frame["served_at"])
+    data = retraining_data(real_data, frame)
+    held, trained = set(data.holdout.frame["ev_id"]), data.train.frame["ev_id"]
+    assert len(held) == len(data.holdout.frame) == MIN_HOLDOUT
+    assert not held & set(trained) and trained.is_unique
+    assert len(data.train.frame) + len(held) == len(real_data.frame)

@@ -226,11 +226,19 @@ def run(out: Path, *, requests: int = 3000, seed: int = 0) -> dict[str, Any]:
                 since=experiment.since,
             )
 
+        def deployed_now() -> None:
+            """The stack's controller stamps the handover and the 10% start with the real
+            clock: the rollout's simulated hours count from then, so the step's hold and its
+            24-hour limit are measured from the deploy, not from the hours simulated before."""
+            nonlocal simulated
+            simulated = dt.datetime.now(dt.UTC)
+
         def autopilot(bundle: Path, model: str) -> tuple[TickResult, ABResult]:
             """Deploy a bundle (the stack hands its new version to the autopilot, at 10%);
             traffic and an hourly tick until it has promoted, rolled back or stopped. The last
             tick and A/B job."""
             deployed = stack.deploy(bundle)
+            deployed_now()
             version = pilot().r.state().candidate_version
             note(f"deployed: version {version} (model {model}) at 10% ({deployed.status})")
             return canary()
@@ -246,9 +254,10 @@ def run(out: Path, *, requests: int = 3000, seed: int = 0) -> dict[str, Any]:
                 tick = pilot().tick()
                 report = ab.report
                 p = report.comparison.always_valid_p if report.comparison else None
+                labelled = {v: s.labelled for v, s in report.versions.items()}
                 note(
                     f"+{chunk} requests {served}; A/B {report.decision}"
-                    + (f" (always-valid p = {p:.2g})" if p is not None else "")
+                    + (f" (always-valid p = {p:.2g}; labelled {labelled})" if p is not None else "")
                     + f" → autopilot {tick['state']}: {tick.get('reason', '')}"
                 )
                 if tick["state"] in ("promoted", "rolled_back", "stopped", "idle"):
@@ -304,7 +313,10 @@ def run(out: Path, *, requests: int = 3000, seed: int = 0) -> dict[str, Any]:
             "in 80% of them",
         )
         blank = ("broad_phase_of_flight", "purpose_of_flight", "weather_condition")
-        traffic(2 * chunk)
+        # More of them are served and labelled than the retraining keeps back to judge its
+        # candidate (the newest quarter of the labelled traffic): a retraining learns the new
+        # reports only from the outcomes of those it does not hold out.
+        traffic(4 * chunk)
         serving = read_card(bundles[1])  # model 1.1.0 serves since its promotion
         rollup_with_duckdb(clients.s3, bucket, serving, dt.datetime.now(dt.UTC))
         newer = run_drift_check(
@@ -358,12 +370,14 @@ def run(out: Path, *, requests: int = 3000, seed: int = 0) -> dict[str, Any]:
             note(f"registry: {status} ({run_['decision'].get('reason', '')})")
             retrained |= {"version": run_["version"], "status": status, "gates": run_["gates"]}
             if status == "approved" and loop.deployed is not None:
+                deployed_now()
                 canary_version = pilot().r.state().candidate_version
                 note(
                     f"the loop deployed model {run_['version']} from the registry: version "
                     f"{canary_version} at 10% ({loop.deployed.status}); the autopilot's ticks take it on"
                 )
-                retrained["autopilot"], _ = canary()
+                retrained["autopilot"], last = canary()
+                retrained["ab"] = last.report
                 note(f"alias live now {pilot().r.state().weights}")
             else:
                 note(f"model {run_['version']} is not deployed: it never serves")
