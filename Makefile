@@ -74,8 +74,11 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy tests
 	for f in functions/*/app.py; do $(VENV)/bin/mypy --no-error-summary $$f || exit 1; done
 
+# The test files run on $(JOBS) parallel workers (pytest-xdist, a file to a worker: a file's
+# fixtures are built once); models and bundles the files share are built once for the run.
+JOBS ?= 2
 test: setup lint
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -n $(JOBS) --dist loadfile
 
 demo: setup
 	$(VENV)/bin/avsev demo --out demo-output

@@ -5,12 +5,14 @@
 For each `layers/<name>/requirements.txt`: `pip install --platform manylinux…_<arch>
 --python-version <v> --only-binary=:all: --no-deps --target layers/<name>/build/<arch>/python`,
 then prune tests, caches and type stubs and strip shared objects. Skipped when the inputs
-(requirements, arch, Python version) are unchanged since the last build.
+(requirements, arch, Python version) are unchanged since the last build. Two builds of one
+layer at once (parallel test workers) take turns: the second finds the first's result.
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import shutil
 import subprocess
@@ -31,8 +33,15 @@ PRUNE_SUFFIXES = (".pyi", ".pyc", ".c", ".cpp", ".h", ".pxd", ".pyx")
 
 
 def build(name: str, arch: str, python: str) -> Path:
-    req = ROOT / "layers" / name / "requirements.txt"
     out = ROOT / "layers" / name / "build" / arch
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with (out.parent / f"{arch}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _build(name, arch, python, out)
+
+
+def _build(name: str, arch: str, python: str, out: Path) -> Path:
+    req = ROOT / "layers" / name / "requirements.txt"
     stamp = out.parent / f"{arch}.inputs"  # beside the asset, not in it
     digest = hashlib.sha256(req.read_bytes() + f"{arch} {python}".encode()).hexdigest()
     if stamp.exists() and stamp.read_text() == digest:
