@@ -3,13 +3,56 @@ once per session, and bundles compiled for this machine."""
 
 from __future__ import annotations
 
+import fcntl
+import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from stack_support import serving
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+LONGEST_FIRST = (
+    "tests/e2e/test_demo.py",
+    "tests/aws/test_retraining.py",
+    "tests/e2e/test_rollout_sequence.py",
+    "tests/e2e/test_e2e_local.py",
+    "tests/e2e/test_local_up_default.py",
+    "tests/e2e/test_benches.py",
+)
+"""Test files that take minutes: `make test` runs the files on parallel workers (pytest-xdist,
+a file to a worker), and a long file started last would run alone at the end."""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        path = Path(item.path).relative_to(ROOT).as_posix()
+        return LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: each file's tests keep their order
+
+
+def built_once(
+    tmp_path_factory: pytest.TempPathFactory, name: str, make: Callable[[Path], Path]
+) -> Path:
+    """What `make(folder)` builds (a trained model, a compiled bundle), once for the whole run:
+    parallel workers share the run's temporary folder; the first builds under a lock, the
+    others take its result. What is built so is only read by the tests (a test that damages a
+    bundle takes a copy, `bundle_copy`)."""
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    built = shared / f"once-{name}.built"
+    with (shared / f"once-{name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not built.exists():
+            folder = shared / f"once-{name}"
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            built.write_text(str(make(folder)))
+        return Path(built.read_text())
 
 
 @pytest.fixture(autouse=True)
@@ -56,7 +99,7 @@ def real_data(shipped_data_path):
 def real_model_dir(real_data, tmp_path_factory) -> Path:
     from avsev_tools.pipeline.train import save, train
 
-    return save(train(real_data), tmp_path_factory.mktemp("real-model"))
+    return built_once(tmp_path_factory, "real-model", lambda out: save(train(real_data), out))
 
 
 @pytest.fixture(scope="session")
@@ -64,31 +107,38 @@ def synthetic_model_dir(tmp_path_factory) -> Path:
     from avsev_tools.pipeline.synthetic import generate
     from avsev_tools.pipeline.train import save, train
 
-    return save(train(generate(6000, seed=1), rounds=60), tmp_path_factory.mktemp("syn-model"))
-
-
-@pytest.fixture(scope="session")
-def bundle_root(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("bundles")
-
-
-@pytest.fixture(scope="session")
-def real_bundle_dir(real_model_dir, bundle_root) -> Path:
-    from avsev.serving.runtime import host_arch
-    from avsev_tools.pipeline.build import build_bundle
-
-    return build_bundle(
-        real_model_dir, "1.0.0", out_root=bundle_root, arch=host_arch(), parallel_comp=2
+    return built_once(
+        tmp_path_factory,
+        "syn-model",
+        lambda out: save(train(generate(6000, seed=1), rounds=60), out),
     )
 
 
 @pytest.fixture(scope="session")
-def synthetic_bundle_dir(synthetic_model_dir, bundle_root) -> Path:
+def real_bundle_dir(real_model_dir, tmp_path_factory) -> Path:
     from avsev.serving.runtime import host_arch
     from avsev_tools.pipeline.build import build_bundle
 
-    return build_bundle(
-        synthetic_model_dir, "0.1.0", out_root=bundle_root, arch=host_arch(), name="avsev-synthetic"
+    return built_once(
+        tmp_path_factory,
+        "real-bundle",
+        lambda root: build_bundle(
+            real_model_dir, "1.0.0", out_root=root, arch=host_arch(), parallel_comp=2
+        ),
+    )
+
+
+@pytest.fixture(scope="session")
+def synthetic_bundle_dir(synthetic_model_dir, tmp_path_factory) -> Path:
+    from avsev.serving.runtime import host_arch
+    from avsev_tools.pipeline.build import build_bundle
+
+    return built_once(
+        tmp_path_factory,
+        "syn-bundle",
+        lambda root: build_bundle(
+            synthetic_model_dir, "0.1.0", out_root=root, arch=host_arch(), name="avsev-synthetic"
+        ),
     )
 
 
@@ -151,8 +201,11 @@ def candidate_bundle(real_model_dir, tmp_path_factory) -> Path:
     from avsev.serving.runtime import host_arch
     from avsev_tools.pipeline.build import build_bundle
 
-    out = tmp_path_factory.mktemp("candidate-bundles")
-    return build_bundle(real_model_dir, "1.1.0", out_root=out, arch=host_arch())
+    return built_once(
+        tmp_path_factory,
+        "candidate-bundle",
+        lambda out: build_bundle(real_model_dir, "1.1.0", out_root=out, arch=host_arch()),
+    )
 
 
 @pytest.fixture(scope="module")
