@@ -93,7 +93,17 @@ TickState = Literal[
 ]
 
 
-class TickResult(TypedDict, total=False):
+class Moved(TypedDict, total=False):
+    """A `Transition`'s fields, in a result whose command moved the alias (absent otherwise):
+    avsev.rollout.aliases.Transition."""
+
+    action: str
+    changed: bool
+    weights: dict[str, float]
+    audit: WeightChange
+
+
+class TickResult(Moved, total=False):
     """What one tick decided: its `state` and why; when it moved the alias, the transition's
     `action`, `changed`, `weights` and `audit` entry (avsev.rollout.aliases.Transition)."""
 
@@ -104,13 +114,9 @@ class TickResult(TypedDict, total=False):
     waiting_for: str
     followers: dict[str, str]
     """Functions that followed a promoted model, and the version each took."""
-    action: str
-    changed: bool
-    weights: dict[str, float]
-    audit: WeightChange
 
 
-class StartResult(TypedDict, total=False):
+class StartResult(Moved, total=False):
     """A run begun: at 10% (the transition's fields), or in shadow (`phase`, with no traffic
     until the shadow gate passes)."""
 
@@ -118,13 +124,9 @@ class StartResult(TypedDict, total=False):
     config: dict[str, Any]
     phase: str
     reason: str
-    action: str
-    changed: bool
-    weights: dict[str, float]
-    audit: WeightChange
 
 
-class HandoverResult(TypedDict, total=False):
+class HandoverResult(Moved, total=False):
     """What a deploy's handover did with its version: `created` (the alias, on the first
     deploy), `serving` (it is the stable version, or
     a follower's that carries the model served), `in rollout` (already), `canary` (a run begun,
@@ -136,10 +138,6 @@ class HandoverResult(TypedDict, total=False):
     config: dict[str, Any]
     phase: str
     reason: str
-    action: str
-    changed: bool
-    weights: dict[str, float]
-    audit: WeightChange
 
 
 class AutopilotStatus(TypedDict, total=False):
