@@ -17,9 +17,10 @@ The gates, and what each compares:
 - `not_worse_than_champion`: held-out log loss, the 95% interval of the paired per-row
   difference (`monitoring.performance.estimate`) at most `CHAMPION_MARGIN` worse (the A/B
   non-inferiority margin, `performance.MARGIN['log_loss']`);
-- `better_than_prior` and `better_than_linear`: held-out log loss below the training rows'
-  class prior and a multinomial logistic regression on the same encoded features (the paired
-  difference's 95% interval is reported);
+- `prior_not_better` and `linear_not_better`: the training rows' class prior and a multinomial
+  logistic regression on the same encoded features are not better on held-out log loss: the
+  paired difference's 95% interval does not lie above zero (a simpler model shown better
+  fails; a tie does not);
 - `slices`: no slice (flight phase, engine type, purpose, number of engines, completeness band,
   year) worse than the champion by more than `SLICE_MARGIN` with its interval above 0; slices
   with fewer than `SLICE_MIN_ROWS` rows are skipped and listed;
@@ -373,21 +374,30 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     return np.asarray(e / e.sum(axis=1, keepdims=True))
 
 
-def better_than_simpler(
+def simpler_not_better(
     name: str, candidate_nll: np.ndarray, simple_nll: np.ndarray, what: str
 ) -> GateResult:
-    """Lower held-out log loss than the simpler model's, on the same rows. The paired 95%
-    interval is reported, not required below zero: on a window of ~2,800 rows a boosted model
-    better than the linear one by 0.005 is not shown better beyond its interval."""
+    """The ML Test Score's "a simpler model is not better" (Breck et al., 2017), as a test with
+    a stated error rate: fails when the simpler model's held-out log loss is lower than the
+    candidate's beyond the paired 95% interval (its lower bound above zero). A candidate truly
+    as good as the simpler model fails at most 2.5% of the time; one the simpler model beats by
+    two standard errors fails half the time, by four almost always.
+
+    Not "the candidate's mean is lower": on the NTSB data a boosted model and a logistic
+    regression are within ~0.01 log loss of each other on the newest reports (either ahead,
+    docs/model.md), a difference a window of ~700 labelled rows does not resolve (standard
+    error ~0.007), so that rule would hold a candidate as good as the linear one by a coin
+    flip."""
     p = paired(candidate_nll - simple_nll)
-    ok = p.mean < 0
+    ok = not p.low > 0
     return GateResult(
         name,
         bool(ok),
-        p.mean,
+        p.low,
         0.0,
         f"held-out log loss {candidate_nll.mean():.4f} vs {what} {simple_nll.mean():.4f}: "
-        f"difference {_fmt(p)}; " + ("lower" if ok else f"no better than the {what}"),
+        f"difference {_fmt(p)}; "
+        + (f"the {what} is not better" if ok else f"the {what} is better beyond the interval"),
         {"candidate": float(candidate_nll.mean()), "simpler": float(simple_nll.mean())} | asdict(p),
     )
 
@@ -587,8 +597,8 @@ def run_gates(
     nll_cand, nll_champ = per_row_log_loss(y, p_cand), per_row_log_loss(y, p_champ)
     results.append(not_worse_than_champion(nll_cand, nll_champ))
     results.append(
-        better_than_simpler(
-            "better_than_prior",
+        simpler_not_better(
+            "prior_not_better",
             nll_cand,
             per_row_log_loss(y, prior_proba(training.labels, len(y))),
             "class prior",
@@ -596,8 +606,8 @@ def run_gates(
     )
     linear = LinearModel(cand.spec).fit(matrix(cand.spec, training.reports()), training.labels)
     results.append(
-        better_than_simpler(
-            "better_than_linear",
+        simpler_not_better(
+            "linear_not_better",
             nll_cand,
             per_row_log_loss(y, linear.predict_proba(matrix(cand.spec, holdout.reports()))),
             "linear model",
