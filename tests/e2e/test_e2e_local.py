@@ -285,3 +285,43 @@ def test_two_hundred_simultaneous_full_batches_are_all_answered_and_recorded(sta
     answered_ids = set(answered)
     mine = {k: n for k, n in counts.items() if k in answered_ids}
     assert len(mine) == clients * rows and set(mine.values()) == {1}
+
+
+def test_one_clock_stamps_the_records_their_partitions_and_the_audit(stack, rollouts):
+    """Hours simulated on the stack (`stack.advance`) move every stamp alike: the record a
+    function writes, the day partition the Firehose stand-in files it under, and the rollout
+    audit the operator's step writes; so a step's evidence is what was served during it."""
+    from avsev.monitoring.query import local_engine
+    from avsev.rollout.aliases import s3_audit, s3_audit_entries
+
+    s3 = boto3.client("s3")
+    audited = Rollouts(  # an operator's, on the default clock, writing the bucket's audit
+        boto3.client("lambda"), stack.functions["predict"], audit=s3_audit(s3, stack.bucket)
+    )
+    stack.flush()
+    client = Client(stack.base_url, stack.api_key)
+    real = dt.datetime.now(dt.UTC)
+    ahead = stack.advance(26 * 60)  # a day and two hours on (the module's last test: it stays)
+    with pytest.raises(ValueError, match="only moves on"):
+        stack.advance(-1)
+    assert ahead - real >= dt.timedelta(hours=26)
+    audited.start("2", 0.1)
+    status, body, _ = client.call("POST", "/predict", {**REPORT, "ev_id": "CLOCK1"})
+    assert status == 200
+    stack.flush()
+    day = ahead.date()
+    rows = local_engine(s3, stack.bucket, [day]).query(
+        "SELECT request_id, timestamp FROM predictions WHERE ev_id = 'CLOCK1'"
+    )
+    assert [r["request_id"] for r in rows] == [body["request_id"]]  # in the day ahead
+    stamped = rows[0]["timestamp"]
+    stamped = stamped if stamped.tzinfo else stamped.replace(tzinfo=dt.UTC)
+    assert abs(stamped - ahead) < dt.timedelta(minutes=5)
+    start = [
+        e
+        for e in s3_audit_entries(s3, stack.bucket, stack.functions["predict"])
+        if e["action"] == "start"
+    ][-1]
+    assert abs(dt.datetime.fromisoformat(start["at"]) - ahead) < dt.timedelta(minutes=5)
+    began = dt.datetime.fromtimestamp(start["seq"] / 1e9, dt.UTC)  # the evidence's start
+    assert abs(began - ahead) < dt.timedelta(minutes=5)

@@ -44,10 +44,11 @@ def use_local(args: argparse.Namespace) -> None:
     """`--local`: act on the running local stack (its embedded AWS, function and bucket)."""
     if not getattr(args, "local", False):
         return
-    from avsev_tools.local.stack import read_state, use_endpoint
+    from avsev_tools.local.aws import follow_clock, read_state, use_endpoint
 
     state = read_state()
     use_endpoint(state["aws_endpoint_url"])
+    follow_clock()  # what it does is stamped at the stack's simulated time
     if getattr(args, "function", None) is None:
         args.function = state["functions"]["predict"]
     if getattr(args, "bucket", None) is None:

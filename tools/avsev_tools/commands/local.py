@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from avsev import clock
+
 from avsev_tools.commands._shared import Subcommands, aws, print_json
 
 if TYPE_CHECKING:
@@ -105,7 +107,6 @@ def cmd_local_up(args: argparse.Namespace) -> int:
 
 
 def _tick(job: str, state: dict[str, Any], now: Any = None) -> ABResult | DriftResult:
-    import datetime as dt
     import json as json_
     import urllib.request
 
@@ -113,7 +114,7 @@ def _tick(job: str, state: dict[str, Any], now: Any = None) -> ABResult | DriftR
     from avsev.rollout.aliases import Rollouts, current_experiment
     from avsev.serving.bundle import read_card
 
-    from avsev_tools.local.stack import use_endpoint
+    from avsev_tools.local.aws import follow_clock, use_endpoint
 
     use_endpoint(state["aws_endpoint_url"])
     request = urllib.request.Request(
@@ -122,8 +123,8 @@ def _tick(job: str, state: dict[str, Any], now: Any = None) -> ABResult | DriftR
     with urllib.request.urlopen(request, timeout=30) as answer:
         json_.loads(answer.read())
     clients = Clients(aws("s3"), aws("cloudwatch"), aws("sns"))
-    offset = dt.timedelta(minutes=float(state.get("clock_offset_minutes", 0.0)))
-    now = now or dt.datetime.now(dt.UTC) + offset
+    follow_clock()
+    now = now or clock.now()
     alias = Rollouts(aws("lambda"), state["functions"]["predict"]).state()
     card = read_card(Path(state["bundles"][alias.stable_version]))
     # What the hourly rollup function does in AWS (Athena), here in DuckDB.
@@ -150,20 +151,19 @@ def _tick_retrain(
     """The retraining loop's daily look on the local stack's simulated clock (or a retraining
     asked by hand): each run it starts is executed here, an approved candidate deployed by its
     registry version (the autopilot's ticks, `avsev local tick rollout`, take it from 10%)."""
-    import datetime as dt
 
     from avsev.data import default_data_path
     from avsev.rollout.aliases import Rollouts
     from avsev.rollout.registry import Location, Registry
     from avsev.serving.bundle import read_card
 
+    from avsev_tools.local.aws import advance_clock, follow_clock, use_endpoint
     from avsev_tools.local.retraining import retrain_tick
-    from avsev_tools.local.stack import STATE_FILE, use_endpoint
 
     use_endpoint(state["aws_endpoint_url"])
-    state["clock_offset_minutes"] = float(state.get("clock_offset_minutes", 0.0)) + advance_minutes
-    STATE_FILE.write_text(json.dumps(state, indent=1))
-    now = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=state["clock_offset_minutes"])
+    advance_clock(advance_minutes)
+    follow_clock()
+    now = clock.now()
     alias = Rollouts(aws("lambda"), state["functions"]["predict"]).state()
     champion = Path(state["bundles"][alias.stable_version])
     sns = aws("sns")
@@ -200,16 +200,13 @@ def _tick_retrain(
 def _tick_rollout(state: dict[str, Any], advance_minutes: float) -> dict[str, Any]:
     """The autopilot's scheduled tick on the local stack's simulated clock, moved on first by
     `advance_minutes` (and the hourly A/B job run at that time, so the evidence is fresh)."""
-    import datetime as dt
-    import json as json_
-
     from avsev.rollout.autopilot import autopilot_for
 
-    from avsev_tools.local.stack import STATE_FILE
+    from avsev_tools.local.aws import advance_clock, follow_clock
 
-    state["clock_offset_minutes"] = float(state.get("clock_offset_minutes", 0.0)) + advance_minutes
-    STATE_FILE.write_text(json_.dumps(state, indent=1))
-    now = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=state["clock_offset_minutes"])
+    advance_clock(advance_minutes)
+    follow_clock()
+    now = clock.now()
     ab = _tick("ab", state, now)
     pilot = autopilot_for(
         lambda_client=aws("lambda"),
@@ -263,12 +260,14 @@ def _local_deploy(
     import contextlib
 
     from avsev_tools.local.assembly import Assembly
+    from avsev_tools.local.aws import follow_clock
     from avsev_tools.local.cloudformation import CloudFormation, DeployError
     from avsev_tools.local.stack import STATE_FILE, read_state, use_endpoint, version_bundles
     from avsev_tools.local.synth import SynthError, synthesize
 
     state = read_state()
     use_endpoint(state["aws_endpoint_url"])
+    follow_clock()  # the controller stamps the handover at the stack's simulated time
     context = {**state.get("context", {}), **context}
     if (Path(model) / "card.json").is_file():
         bundle = Path(model)

@@ -38,18 +38,6 @@ def rollouts_from_args(args: argparse.Namespace) -> Any:
     )
 
 
-def _local_clock(args: argparse.Namespace) -> Any:
-    """The local stack's simulated clock (`avsev local tick rollout --advance M`), else None."""
-    if not getattr(args, "local", False):
-        return None
-    import datetime as dt
-
-    from avsev_tools.local.stack import read_state
-
-    offset = dt.timedelta(minutes=float(read_state().get("clock_offset_minutes", 0.0)))
-    return lambda: dt.datetime.now(dt.UTC) + offset
-
-
 def cmd_rollout(args: argparse.Namespace) -> int:
     from avsev.rollout.aliases import RolloutError
 
@@ -69,7 +57,6 @@ def cmd_rollout(args: argparse.Namespace) -> int:
                 function=args.function,
                 cloudwatch=aws("cloudwatch"),
                 alarm_prefix=args.alarm_prefix or "avsev-",
-                clock=_local_clock(args),
             )
             if args.action == "status":
                 from avsev.rollout.lifecycle import Lifecycle

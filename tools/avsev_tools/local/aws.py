@@ -39,3 +39,43 @@ def read_state(path: Path = STATE_FILE) -> dict[str, Any]:
         raise FileNotFoundError(f"{path}: no local stack running (start one with `avsev local up`)")
     state: dict[str, Any] = json.loads(path.read_text())
     return state
+
+
+# ---- the stack's simulated clock ----------------------------------------------------------
+CLOCK_KEY = "clock_offset_minutes"
+"""The state file's field: how far the stack's clock runs ahead of the system clock."""
+_read_offsets: dict[Path, tuple[int, float]] = {}
+
+
+def clock_offset(path: Path = STATE_FILE) -> float:
+    """Minutes the local stack's clock runs ahead (its state file; 0 with none), re-read only
+    when the file changes: the stack's functions stamp every record with it."""
+    try:
+        mtime = path.stat().st_mtime_ns
+    except OSError:
+        return 0.0
+    seen = _read_offsets.get(path)
+    if seen is None or seen[0] != mtime:
+        try:
+            offset = float(json.loads(path.read_text()).get(CLOCK_KEY, 0.0))
+        except (OSError, ValueError):
+            return seen[1] if seen else 0.0
+        seen = _read_offsets[path] = (mtime, offset)
+    return seen[1]
+
+
+def follow_clock(path: Path = STATE_FILE) -> None:
+    """This process's clock (`avsev.clock`) is the running local stack's, as its state file
+    says: a command acting on the stack stamps what it does at the stack's simulated time."""
+    from avsev import clock
+
+    clock.set_offset(lambda: clock_offset(path))
+
+
+def advance_clock(minutes: float, path: Path = STATE_FILE) -> float:
+    """Move the running stack's clock on by `minutes` (its state file: the stack's process and
+    every command follow it); the new offset."""
+    state = read_state(path)
+    state[CLOCK_KEY] = float(state.get(CLOCK_KEY, 0.0)) + float(minutes)
+    path.write_text(json.dumps(state, indent=1))
+    return float(state[CLOCK_KEY])

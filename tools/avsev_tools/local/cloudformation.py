@@ -56,7 +56,6 @@ the stack a running `avsev local up` serves.
 from __future__ import annotations
 
 import copy
-import datetime as dt
 import io
 import json
 import os
@@ -68,6 +67,8 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from avsev import clock
 
 from avsev_tools.local.assembly import (
     ACCOUNT,
@@ -726,7 +727,7 @@ def _kind(kind: str) -> type[Kind]:
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+    return clock.now().isoformat(timespec="milliseconds")
 
 
 def _try(make: Callable[[], Any]) -> Any:

@@ -21,9 +21,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from avsev import clock
 from avsev.serving.card import Card
 
-from avsev_tools.local.aws import STATE_FILE, client
+from avsev_tools.local.aws import client
 
 if TYPE_CHECKING:
     from avsev.rollout.lifecycle import LifecycleSummary
@@ -145,20 +146,6 @@ def _section(build: Callable[[], Any]) -> Any:
         return {"error": f"{type(e).__name__}: {e}"}
 
 
-def _clock_offset_minutes(stack: Source) -> float:
-    """The simulated clock `avsev local tick rollout --advance` moves, when this process is
-    the stack `avsev local up` runs (its state file names this process)."""
-    import os
-
-    try:
-        state = json.loads(STATE_FILE.read_text())
-    except (OSError, ValueError):
-        return 0.0
-    if state.get("pid") != os.getpid() or state.get("base_url") != stack.base_url:
-        return 0.0
-    return float(state.get("clock_offset_minutes", 0.0))
-
-
 def _alias(stack: Source) -> dict[str, Any]:
     from avsev.rollout.aliases import Rollouts, s3_audit_entries
 
@@ -194,13 +181,11 @@ def _alias(stack: Source) -> dict[str, Any]:
 def _autopilot(stack: Source) -> dict[str, Any]:
     from avsev.rollout.autopilot import autopilot_for
 
-    now = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=_clock_offset_minutes(stack))
-    pilot = autopilot_for(
+    pilot = autopilot_for(  # on the stack's (simulated) clock: `avsev.clock`
         lambda_client=client("lambda"),
         s3=client("s3"),
         bucket=stack.bucket,
         function=stack.functions["predict"],
-        clock=lambda: now,
     )
     return {k: v for k, v in pilot.status().items() if k != "weights"}  # the alias panel has them
 
@@ -283,7 +268,7 @@ def snapshot(stack: Source) -> dict[str, Any]:
     for version, v in traffic["versions"].items():
         v["model_version"] = models.get(version)
     return {
-        "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "generated_at": clock.now().isoformat(timespec="seconds"),
         "base_url": stack.base_url,
         "alias": _section(lambda: _alias(stack)),
         "autopilot": _section(lambda: _autopilot(stack)),

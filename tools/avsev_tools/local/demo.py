@@ -16,7 +16,6 @@ audits and pictures are left in the output folder; everything started is stopped
 
 from __future__ import annotations
 
-import datetime as dt
 import http.client
 import json
 import random
@@ -64,12 +63,20 @@ class Api:
         raise AssertionError("unreachable")
 
 
+RETRAINED_PER_TICK = 3000
+"""Reports a simulated hour while the retrained model is canaried, 10 a request: ~300 of its
+own at 10%, so the ~1,000 labelled rows the A/B test needs to show a gain of a few hundredths
+of log loss arrive in a few ticks (docs/rollouts.md, "What the canary of a retrained model
+needs")."""
+
+
 def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
     return {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row.items()}
 
 
 def run(out: Path, *, requests: int = 3000, seed: int = 0) -> dict[str, Any]:
     import boto3
+    from avsev import clock
     from avsev.data import default_data_path, load
     from avsev.monitoring.jobs import (
         ABResult,
@@ -163,33 +170,43 @@ def run(out: Path, *, requests: int = 3000, seed: int = 0) -> dict[str, Any]:
         for bundle in bundles:  # every model the team built is in the registry, with lineage
             registry.publish(bundle, training_data=default_data_path())
         sent = 0
-        simulated = dt.datetime.now(dt.UTC)  # the autopilot's clock: hours pass in seconds
+        # One clock for the whole stack (`avsev.clock`): the records, their partitions, the
+        # controller's handover, the autopilot and the reports; `stack.advance` moves it an
+        # hour a tick, so hours pass in seconds and each step's evidence is its own traffic.
         blank: tuple[str, ...] = ()  # fields the clients leave blank in most of their reports
         blanker = random.Random(seed + 1)
         answered: dict[str, int] = {}  # every prediction served, by model version
 
-        def traffic(n: int) -> dict[str, int]:
-            """n predictions of the next test rows, then their outcomes (the truth learned
-            later, 500 a request), then the records flushed to S3. Served count by version."""
+        def traffic(n: int, batch: int = 1) -> dict[str, int]:
+            """n predictions of the next test rows (one report a request, or `batch` a
+            request to /predict/batch), then their outcomes (the truth learned later, 500 a
+            request), then the records flushed to S3. Served reports by version."""
             nonlocal sent
             served: dict[str, int] = {}
             picked = [test[(sent + k) % len(test)] for k in range(n)]
             sent += n
+            reports = []
             for i in picked:
                 report = _jsonable(rows[i])
                 if blank and blanker.random() < 0.8:
                     report = {k: v for k, v in report.items() if k not in blank}
-                status, body, version = api.post("/predict", report)
+                reports.append(report)
+            for start in range(0, n, batch):
+                some = reports[start : start + batch]
+                if batch == 1:
+                    status, body, version = api.post("/predict", some[0])
+                else:
+                    status, body, version = api.post("/predict/batch", {"reports": some})
                 if status != 200:
                     raise RuntimeError(f"request failed: {status} {body}")
-                served[version] = served.get(version, 0) + 1
-                answered[version] = answered.get(version, 0) + 1
+                served[version] = served.get(version, 0) + len(some)
+                answered[version] = answered.get(version, 0) + len(some)
             for start in range(0, n, 500):
-                batch = [
+                truth = [
                     {"ev_id": rows[i]["ev_id"], "actual_severity": labels[i]}
                     for i in picked[start : start + 500]
                 ]
-                status, body, _ = api.post("/outcomes", {"outcomes": batch})
+                status, body, _ = api.post("/outcomes", {"outcomes": truth})
                 if status != 200:
                     raise RuntimeError(f"outcomes failed: {status} {body}")
             stack.flush()
@@ -206,57 +223,49 @@ def run(out: Path, *, requests: int = 3000, seed: int = 0) -> dict[str, Any]:
                 sns=clients.sns,
                 topic_arn=stack.topic_arn,
                 followers={stack.functions["explain"]: stack.alarm_prefix("explain")},
-                clock=lambda: simulated,
             )
 
         def ab_job() -> ABResult:
-            """The hourly rollup (SQL in DuckDB over the Parquet records, by their real
-            arrival day) and the A/B job for the simulated hour, on the alias's two versions."""
-            rollup_with_duckdb(clients.s3, bucket, stack.cards[0], dt.datetime.now(dt.UTC))
+            """The hourly rollup (SQL in DuckDB over the Parquet records, by their arrival
+            day) and the A/B job for the hour, on the alias's two versions."""
+            rollup_with_duckdb(clients.s3, bucket, stack.cards[0], clock.now())
             experiment = current_experiment(
                 boto3.client("lambda"), clients.s3, bucket, stack.functions["predict"]
             )
             return run_ab_analysis(
                 clients,
                 bucket,
-                simulated,
+                clock.now(),
                 champion=experiment.champion,
                 candidate=experiment.candidate,
                 topic_arn=stack.topic_arn,
                 since=experiment.since,
             )
 
-        def deployed_now() -> None:
-            """The stack's controller stamps the handover and the 10% start with the real
-            clock: the rollout's simulated hours count from then, so the step's hold and its
-            24-hour limit are measured from the deploy, not from the hours simulated before."""
-            nonlocal simulated
-            simulated = dt.datetime.now(dt.UTC)
-
         def autopilot(bundle: Path, model: str) -> tuple[TickResult, ABResult]:
             """Deploy a bundle (the stack hands its new version to the autopilot, at 10%);
             traffic and an hourly tick until it has promoted, rolled back or stopped. The last
             tick and A/B job."""
             deployed = stack.deploy(bundle)
-            deployed_now()
             version = pilot().r.state().candidate_version
             note(f"deployed: version {version} (model {model}) at 10% ({deployed.status})")
             return canary()
 
-        def canary() -> tuple[TickResult, ABResult]:
-            nonlocal simulated
+        def canary(per_tick: int = chunk, batch: int = 1) -> tuple[TickResult, ABResult]:
+            """Traffic, the hourly A/B job and the autopilot's tick, an hour apart on the
+            stack's clock (31 minutes at 50%), until the autopilot has decided."""
             tick = TickResult(state="idle")
             ab: ABResult | None = None
-            for _ in range(max(12, 6000 // chunk)):  # up to ~600 candidate rows at 10%
-                served = traffic(chunk)
-                simulated += dt.timedelta(minutes=61 if "10%" in _step() else 31)
+            for _ in range(max(12, 6000 // per_tick)):  # up to ~600 candidate rows at 10%
+                served = traffic(per_tick, batch)
+                stack.advance(61 if "10%" in _step() else 31)
                 ab = ab_job()
                 tick = pilot().tick()
                 report = ab.report
                 p = report.comparison.always_valid_p if report.comparison else None
                 labelled = {v: s.labelled for v, s in report.versions.items()}
                 note(
-                    f"+{chunk} requests {served}; A/B {report.decision}"
+                    f"+{per_tick} reports {served}; A/B {report.decision}"
                     + (f" (always-valid p = {p:.2g}; labelled {labelled})" if p is not None else "")
                     + f" → autopilot {tick['state']}: {tick.get('reason', '')}"
                 )
@@ -296,7 +305,7 @@ def run(out: Path, *, requests: int = 3000, seed: int = 0) -> dict[str, Any]:
         note(f"alias live now {pilot().r.state().weights}")
 
         drift = run_drift_check(
-            clients, bucket, stack.cards[0], dt.datetime.now(dt.UTC), topic_arn=stack.topic_arn
+            clients, bucket, stack.cards[0], clock.now(), topic_arn=stack.topic_arn
         ).report
         say(
             "7. Drift check",
@@ -318,9 +327,9 @@ def run(out: Path, *, requests: int = 3000, seed: int = 0) -> dict[str, Any]:
         # reports only from the outcomes of those it does not hold out.
         traffic(4 * chunk)
         serving = read_card(bundles[1])  # model 1.1.0 serves since its promotion
-        rollup_with_duckdb(clients.s3, bucket, serving, dt.datetime.now(dt.UTC))
+        rollup_with_duckdb(clients.s3, bucket, serving, clock.now())
         newer = run_drift_check(
-            clients, bucket, serving, dt.datetime.now(dt.UTC), topic_arn=stack.topic_arn
+            clients, bucket, serving, clock.now(), topic_arn=stack.topic_arn
         ).report
         note(
             f"drift check of model 1.1.0: dataset drift {newer.dataset_drift}; drifted "
@@ -340,7 +349,7 @@ def run(out: Path, *, requests: int = 3000, seed: int = 0) -> dict[str, Any]:
             data_path=default_data_path(),
             champion_bundle=bundles[1],
             card=serving,
-            at=simulated,
+            at=clock.now(),
             deploy=deploy_approved,
             alert=lambda subject, message: clients.sns.publish(
                 TopicArn=stack.topic_arn, Subject=subject[:100], Message=message
@@ -370,13 +379,12 @@ def run(out: Path, *, requests: int = 3000, seed: int = 0) -> dict[str, Any]:
             note(f"registry: {status} ({run_['decision'].get('reason', '')})")
             retrained |= {"version": run_["version"], "status": status, "gates": run_["gates"]}
             if status == "approved" and loop.deployed is not None:
-                deployed_now()
                 canary_version = pilot().r.state().candidate_version
                 note(
                     f"the loop deployed model {run_['version']} from the registry: version "
                     f"{canary_version} at 10% ({loop.deployed.status}); the autopilot's ticks take it on"
                 )
-                retrained["autopilot"], last = canary()
+                retrained["autopilot"], last = canary(RETRAINED_PER_TICK, batch=10)
                 retrained["ab"] = last.report
                 note(f"alias live now {pilot().r.state().weights}")
             else:
@@ -404,7 +412,7 @@ def run(out: Path, *, requests: int = 3000, seed: int = 0) -> dict[str, Any]:
             (out / name).write_text(json.dumps(written.dump(), indent=1, default=str))
         for key, name in (
             (ab_promote.keys["markdown"], "ab_report.md"),
-            (f"reports/drift/{dt.datetime.now(dt.UTC).date()}/report.md", "drift_report.md"),
+            (f"reports/drift/{clock.now().date()}/report.md", "drift_report.md"),
         ):
             (out / name).write_bytes(clients.s3.get_object(Bucket=bucket, Key=key)["Body"].read())
         pictures(out, stack.cards[1], report, drift)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
+from avsev import clock
 from avsev.constants import ERRORS_PREFIX
 from avsev.monitoring.firehose import (
     FORMAT_CONVERSION_FAILED,
@@ -145,7 +146,7 @@ def platform_lines(
             f"END RequestId: {request_id}",
             report,
         ]
-    stamp = (at or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    stamp = (at or clock.now()).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
     events: list[tuple[str, dict[str, Any]]] = [
         ("platform.start", {"requestId": request_id, "version": version}),
         (
@@ -408,9 +409,7 @@ class FirehoseBuffer:
         """One subscription delivery: record lines of one type from one log stream."""
         if not lines:
             return
-        record = FirehoseRecord(
-            f"{record_type}s", list(lines), dt.datetime.now(dt.UTC), log_group, log_stream
-        )
+        record = FirehoseRecord(f"{record_type}s", list(lines), clock.now(), log_group, log_stream)
         with self._lock:
             self._records.append(record)
             self._lines += len(record.lines)
@@ -454,7 +453,7 @@ class FirehoseBuffer:
             self.objects_written += 1
         if failed:
             oldest = min(r.arrival for r, _ in failed)
-            ended = _millis(dt.datetime.now(dt.UTC))
+            ended = _millis(clock.now())
             body = "".join(
                 error_document(
                     r.raw(), e.code, e.message, arrival_ms=_millis(r.arrival), ended_ms=ended

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import datetime as dt
 import json
 import logging
 import os
@@ -29,6 +30,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, TextIO, cast
 
+from avsev import clock
 from avsev.constants import LIVE_ALIAS
 from avsev.serving.bundle import read_card
 from avsev.serving.records import set_sink
@@ -36,9 +38,12 @@ from avsev.serving.records import set_sink
 from avsev_tools.local.assembly import Assembly, Function, Route
 from avsev_tools.local.aws import (
     ACCOUNT,
+    CLOCK_KEY,
     FAKE_CREDENTIALS,
     REGION,
     STATE_FILE,
+    advance_clock,
+    clock_offset,
     read_state,
     use_endpoint,
 )
@@ -180,6 +185,10 @@ class LocalStack:
         self.router: LogRouter | None = None
         self.traffic = Traffic()
         """Invocations per minute by function version, with durations (the dashboard's)."""
+        self.clock_offset_minutes = 0.0
+        """How far the stack's clock (`avsev.clock`) runs ahead of the system clock: `advance`
+        moves it; once the state file is written, the file holds it (the CLI moves it there)."""
+        self._state_path: Path | None = None
 
     # ---- lifecycle ---------------------------------------------------------------------
     def start(self) -> LocalStack:
@@ -207,6 +216,8 @@ class LocalStack:
             k: os.environ.get(k) for k in (*FAKE_CREDENTIALS, "AWS_ENDPOINT_URL", "AWS_PROFILE")
         }
         use_endpoint(self.endpoint)
+        # one clock for the functions, the Firehose stand-in, the controller and the audits
+        clock.set_offset(self._clock_offset)
         self.assembly = Assembly.read(first.folder, first.stack)
         for function in self.assembly.functions.values():  # refused now, not at an invocation
             for props in function.metric_filters:
@@ -243,6 +254,7 @@ class LocalStack:
             function_logger().setStream(self._logger_stream)
         if self._moto:
             self._moto.stop()
+        clock.set_offset(None)
         for key, value in getattr(self, "_saved_env", {}).items():
             if value is None:
                 os.environ.pop(key, None)
@@ -254,6 +266,23 @@ class LocalStack:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def _clock_offset(self) -> float:
+        if self._state_path is not None:
+            return clock_offset(self._state_path)
+        return self.clock_offset_minutes
+
+    def advance(self, minutes: float) -> dt.datetime:
+        """Move the stack's clock on by `minutes` (simulated time: the autopilot's hour, the
+        retraining loop's day); the stack's time now. It only moves on: the audits are
+        ordered by it."""
+        if minutes < 0:
+            raise ValueError(f"the stack's clock only moves on, not by {minutes} minutes")
+        if self._state_path is not None:
+            self.clock_offset_minutes = advance_clock(minutes, self._state_path)
+        else:
+            self.clock_offset_minutes += float(minutes)
+        return clock.now()
 
     def flush(self) -> int:
         """Deliver buffered records to S3 and metrics to CloudWatch now (Firehose buffers ~60 s)."""
@@ -507,11 +536,14 @@ class LocalStack:
             "assembly": str(self._assembly().folder),
             "context": self.context,
             "pid": os.getpid(),
+            CLOCK_KEY: self._clock_offset(),
         }
 
     def write_state(self, path: Path = STATE_FILE) -> Path:
+        """The state file the CLI reads; from now on the stack's clock is the file's."""
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(self.state(), indent=1))
+        self._state_path = path
         return path
 
 

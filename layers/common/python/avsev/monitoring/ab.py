@@ -9,7 +9,6 @@ so reading the report every hour does not inflate false decisions.
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from typing import Any, Literal
 import numpy as np
 from scipy import stats
 
+from avsev import clock
 from avsev.monitoring.metrics import f1_scores, macro_f1_of, weighted_f1_of
 from avsev.monitoring.performance import (
     DEFAULT_METRIC,
@@ -466,7 +466,7 @@ def ab_report(
             decision, reason = decide(comparison, la, lb)
             parts["comparison"] = comparison
     return ABReport(
-        generated_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        generated_at=clock.now().isoformat(timespec="seconds"),
         window=dict(window or {}),
         records=RecordCounts(
             predictions=counts.predictions,

@@ -22,7 +22,6 @@ measures every rate (docs/statistics.md has the tables).
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -33,6 +32,7 @@ import numpy as np
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
+from avsev import clock
 from avsev.monitoring.ab import bootstrap_f1, window_text
 from avsev.monitoring.metrics import weighted_f1_of
 from avsev.monitoring.reports import (
@@ -458,7 +458,7 @@ def drift_report(
         if OTHER in (f.categories or [])
     }
     base: dict[str, Any] = {
-        "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "generated_at": clock.now().isoformat(timespec="seconds"),
         "model": ModelRef(name=card.name, version=card.version),
         "window": dict(window or {}),
         "rows": counts.rows,

@@ -9,6 +9,7 @@ import json
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from avsev import clock
 from avsev.constants import REPORTS_PREFIX as REPORTS
 from avsev.monitoring.reports import ABReport, DriftReport, ReportPart
 
@@ -75,7 +76,7 @@ def alert_once(
     s3.put_object(
         Bucket=bucket,
         Key=marker_key,
-        Body=json.dumps({"sent_at": dt.datetime.now(dt.UTC).isoformat()}).encode(),
+        Body=json.dumps({"sent_at": clock.now().isoformat()}).encode(),
     )
     return True
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import getpass
-import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from typing import Any, NotRequired, TypedDict
 
 from botocore.exceptions import ClientError
 
+from avsev import clock as avsev_clock
 from avsev.constants import AUDIT_PREFIX, LIVE_ALIAS
 from avsev.rollout.audit import WEIGHT_CHANGES, S3Audit, entry_real_time
 
@@ -137,7 +137,7 @@ class Rollouts:
         self.alarm_prefix = alarm_prefix
         self.ab_advice = ab_advice
         self.audit = audit
-        self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
+        self.clock = clock or avsev_clock.now
         self._pinned: str | None = None
 
     @contextmanager
@@ -269,7 +269,7 @@ class Rollouts:
         after = self._after(before, stable, candidate if after_weights else None, weight)
         entry = WeightChange(
             at=self.clock().isoformat(timespec="seconds"),
-            seq=time.time_ns(),
+            seq=avsev_clock.now_ns(),
             action=action,
             function=self.function,
             alias=self.alias,
@@ -347,9 +347,7 @@ class Rollouts:
             "step", state, state.stable_version, state.candidate_version, weight, overridden, force
         )
 
-    def promote(
-        self, *, force: str | None = None, state: AliasState | None = None
-    ) -> Transition:
+    def promote(self, *, force: str | None = None, state: AliasState | None = None) -> Transition:
         state = state or self.state()
         if state.candidate_version is None:
             return Transition(action="promote", changed=False, weights=state.weights)
@@ -422,7 +420,7 @@ def s3_audit_entries(
 
 def step_began(entries: list[dict[str, Any]], function_version: str) -> dt.datetime | None:
     """When the alias last changed weight for this function version (a start or a step), by
-    the writer's real clock (`seq`, ns): the A/B evidence of the step counts from then. Over a
+    the writer's clock (`seq`, ns): the A/B evidence of the step counts from then. Over a
     list of entries; `AuditIndex.step_began` answers from the index."""
     last: dict[str, Any] | None = None
     for entry in entries:

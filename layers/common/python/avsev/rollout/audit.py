@@ -89,7 +89,7 @@ class AuditIndex:
         return None
 
     def step_began(self, version: str) -> dt.datetime | None:
-        """When `version`'s current step began, by the writer's real clock (`seq`, ns): the
+        """When `version`'s current step began, by the writer's clock (`seq`, ns): the
         A/B evidence of the step counts from then."""
         return entry_real_time(self.step_entry(version))
 
@@ -277,8 +277,7 @@ class S3Audit:
             entry = self._get(key)
             if entry is not None and entry.get("function") == function:
                 out.append((key, entry))
-        # Write order (`seq`, the writer's clock in ns): `at` may be a simulated time (the local
-        # stack's `--advance`) while a deploy's handover is written at the real one.
+        # Write order (`seq`, the writer's clock in ns; `at` is in seconds)
         return sorted(out, key=lambda ke: (ke[1].get("seq", 0), ke[1].get("at", ""), ke[0] or ""))
 
     def _log_keys(self, function: str, after: str | None = None) -> Iterator[str]:

@@ -28,11 +28,11 @@ hand), and Step Functions cannot run in the local stack (no Docker). A tick is i
 from __future__ import annotations
 
 import datetime as dt
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Literal, Required, TypedDict
 
+from avsev import clock
 from avsev.rollout.aliases import (
     AliasChanged,
     AliasState,
@@ -199,7 +199,7 @@ class Autopilot:
         rollouts = on or self.r
         entry = {
             "at": self.r.clock().isoformat(timespec="seconds"),
-            "seq": time.time_ns(),
+            "seq": clock.now_ns(),
             "action": action,
             "function": rollouts.function,
             "alias": rollouts.alias,

@@ -23,7 +23,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import secrets
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypedDict
@@ -31,6 +30,7 @@ from typing import Any, Literal, TypedDict
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict
 
+from avsev import clock as avsev_clock
 from avsev.constants import LIFECYCLE_PREFIX, MAX_MODEL_AGE_DAYS
 from avsev.serving.card import Card
 
@@ -178,7 +178,7 @@ class Lifecycle:
         start: Callable[[Run], str] | None = None,
         alert: Callable[[str, str], None] | None = None,
         policy: Policy = Policy(),
-        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        clock: Callable[[], dt.datetime] = avsev_clock.now,
     ) -> None:
         self.s3 = s3
         self.bucket = bucket
@@ -224,7 +224,7 @@ class Lifecycle:
         at = self.clock()
         entry = {"at": at.isoformat(), "action": action, "by": by, **detail}
         # Named by the real time of writing (the clock may be simulated): listed in order.
-        key = f"{AUDIT_PREFIX}{time.time_ns():020d}-{secrets.token_hex(3)}.json"
+        key = f"{AUDIT_PREFIX}{avsev_clock.now_ns():020d}-{secrets.token_hex(3)}.json"
         self.s3.put_object(
             Bucket=self.bucket, Key=key, Body=json.dumps(entry, default=str).encode()
         )

@@ -22,7 +22,6 @@ gates as its reason, and cannot be approved until gates that pass are recorded.
 from __future__ import annotations
 
 import builtins
-import datetime as dt
 import getpass
 import json
 import re
@@ -33,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from avsev import clock
 from avsev.constants import REGISTRY_PREFIX
 from avsev.serving.bundle import CARD_FILE, BundleError, read_card, sha256_file
 from avsev.serving.card import Metrics
@@ -90,7 +90,7 @@ def _who() -> str:
 
 
 def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    return clock.now().isoformat(timespec="seconds")
 
 
 class Registry:
@@ -127,9 +127,7 @@ class Registry:
         )
 
     def _audit(self, action: str, version: str, **details: Any) -> dict[str, Any]:
-        at = dt.datetime.now(dt.UTC).isoformat(
-            timespec="microseconds"
-        )  # orders same-second changes
+        at = clock.now().isoformat(timespec="microseconds")  # orders same-second changes
         entry = {"at": at, "action": action, "version": version, "by": _who(), **details}
         stamp = entry["at"].replace(":", "")
         self._put(

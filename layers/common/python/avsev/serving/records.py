@@ -28,6 +28,7 @@ from typing import Any, Literal, TextIO
 import pydantic_core
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from avsev import clock
 from avsev.serving.schema import (
     REPORT_FIELDS,
     AccidentReport,
@@ -211,7 +212,7 @@ def lines(records: Iterable[Record | PredictionRecords]) -> str:
 
 
 def now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+    return clock.now()
 
 
 def to_line(record: Record) -> str:
