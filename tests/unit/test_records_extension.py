@@ -9,6 +9,7 @@ import datetime as dt
 import io
 import json
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -158,14 +159,15 @@ def test_taking_the_spool_while_functions_append_loses_and_splits_no_line(tmp_pa
         for i in range(per_writer):
             rec = prediction(i).model_copy(update={"request_id": f"r-{w}-{i}"})
             records.spool_append(x.spool, records.lines([rec] * (1 + i % 3)))  # 1-3 lines a write
+            if i % 20 == 0:
+                time.sleep(0.001)  # the flushes land between writes
 
     threads = [threading.Thread(target=write, args=(w,)) for w in range(writers)]
     for t in threads:
         t.start()
-    flushes = 0
+    flushes = 0  # flushes that took lines while the writers were writing
     while any(t.is_alive() for t in threads):
-        x.flush()
-        flushes += 1
+        flushes += x.flush().delivered > 0
     for t in threads:
         t.join()
     x.flush()
