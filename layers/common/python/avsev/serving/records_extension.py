@@ -59,6 +59,8 @@ from avsev.monitoring.metric_filters import MetricFilter, MetricPoint
 from avsev.monitoring.record_metrics import RECORD_METRICS
 from avsev.serving.records import SPOOL_ENV
 
+RECORDS_SPOOL = "/tmp/avsev-records"
+"""The spool in the execution environment's /tmp (shared by the function and its extensions)."""
 STREAMS_ENV = "RECORDS_STREAMS"
 """JSON: record type ("prediction", "outcome") → the name of its direct delivery stream."""
 METRICS_ENV = "RECORDS_METRICS"
