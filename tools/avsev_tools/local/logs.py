@@ -347,6 +347,43 @@ class FirehoseBuffer:
         return len(rows)
 
 
+class DirectPut:
+    """Firehose's PutRecordBatch for the records extension's direct streams
+    (`avsev.serving.records_extension`), handing each record's lines to the stand-in
+    (`FirehoseBuffer.put_batch`, one record each, so a line that fails conversion keeps its
+    record out of the table as in AWS). The answer has the API's shape: `FailedPutCount`,
+    `Encrypted` and one `RequestResponses` entry per record in order, a `RecordId` for one
+    put (https://docs.aws.amazon.com/firehose/latest/APIReference/API_PutRecordBatch.html).
+    A record's data is JSON documents one after another, one a line (what the extension
+    writes, and what record format conversion reads as one row each,
+    https://docs.aws.amazon.com/firehose/latest/dev/record-format-conversion.html)."""
+
+    def __init__(self, firehose: FirehoseBuffer, streams: dict[str, str]) -> None:
+        """`streams`: delivery stream name → the record type it takes."""
+        self.firehose = firehose
+        self.streams = dict(streams)
+        self.records_put = 0
+        self.bytes_put: list[int] = []
+        """The size of each record put (what Firehose bills, rounded up to 5 KB)."""
+
+    def put_record_batch(
+        self, *, DeliveryStreamName: str, Records: list[dict[str, bytes]]
+    ) -> dict[str, Any]:
+        record_type = self.streams.get(DeliveryStreamName)
+        if record_type is None:
+            raise ValueError(
+                f"ResourceNotFoundException: Firehose stream {DeliveryStreamName} not found"
+            )
+        answers = []
+        for record in Records:
+            data = record["Data"]
+            self.firehose.put_batch(record_type, data.decode().splitlines())
+            self.records_put += 1
+            self.bytes_put.append(len(data))
+            answers.append({"RecordId": uuid.uuid4().hex})
+        return {"FailedPutCount": 0, "Encrypted": False, "RequestResponses": answers}
+
+
 def _millis(at: dt.datetime) -> int:
     return int(at.timestamp() * 1000)
 
