@@ -507,6 +507,8 @@ class Estimate:
     prices_as_of: str
     lines_per_flush: dict[float, int | None] = field(default_factory=dict)
     """With the records extension: the lines a flush of predictions holds at each rate."""
+    flush_policy: tuple[int, float] | None = None
+    """With the records extension: its flush limits (bytes, seconds) as priced."""
 
 
 def estimate(
@@ -554,6 +556,14 @@ def estimate(
         routes=routes,
         per_month={r: monthly(predict_at(r), r, settings, inputs, prices) for r in rates},
         lines_per_flush={r: predict_at(r).lines_per_flush for r in rates},
+        flush_policy=(
+            (
+                settings.flush_bytes or int(extension["flush_bytes"]),
+                settings.flush_seconds or float(extension["flush_seconds"]),
+            )
+            if settings.records == "extension" and extension
+            else None
+        ),
         provisioned_per_month={
             r: alt.monthly(r, handler_ms, record_bytes, arch, prices) for r in rates
         },
@@ -571,17 +581,13 @@ def _tracing(settings: StackSettings) -> str:
 
 
 def _extension_note(e: Estimate) -> list[str]:
-    s = e.settings
-    flush = (
-        f"{s.flush_bytes or 'its default'} bytes"
-        if s.flush_bytes
-        else "the extension's default size"
-    )
-    at = ", ".join(f"{n} at {r:g}/s" for r, n in e.lines_per_flush.items() if n is not None)
+    size, seconds = e.flush_policy or (0, 0.0)
+    at = ", ".join(f"{n:,} at {r:g}/s" for r, n in e.lines_per_flush.items() if n is not None)
     return [
-        f"Records: the records extension (record lines to Firehose, not CloudWatch Logs); a "
-        f"flush every {s.flush_seconds or 'default'} s or {flush} in one warm environment; "
-        f"route table at {REFERENCE_RPS:g}/s; lines a flush of predictions holds: {at}.",
+        f"Records: the records extension (record lines to Firehose, not through CloudWatch "
+        f"Logs), a flush every {seconds:g} s or {size / 1024:,.0f} KiB of lines, in one warm "
+        f"environment; the route table at {REFERENCE_RPS:g}/s; lines a flush of predictions "
+        f"holds: {at}.",
     ]
 
 
