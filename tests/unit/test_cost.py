@@ -301,11 +301,12 @@ def extension_case() -> tuple[dict[str, Any], dict[str, Any]]:
             },
         },
     }
+    routes: dict[str, Any] = dict(INPUTS["routes"])  # type: ignore[call-overload]
     inputs = {
         **INPUTS,
         "routes": {
             "predict": {
-                **INPUTS["routes"]["predict"],
+                **routes["predict"],
                 "app_bytes": {"record": 1000.0, "metrics": 0.0, "other": 0.0},
                 "handler_ms_p50": 0.4,
             }
