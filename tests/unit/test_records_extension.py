@@ -332,3 +332,65 @@ def test_from_env_reads_the_functions_settings(tmp_path):
     assert x.spool == str(tmp_path / "s") and x.streams == STREAMS
     assert x.policy == ext.FlushPolicy(1234, 2.5)
     assert [f.name for f in x.filters] == ["Outcomes"]
+
+
+def test_the_extension_registers_and_flushes_at_its_events(tmp_path, monkeypatch):
+    """The Extensions API loop against a stand-in of the API: register (the extension's name,
+    INVOKE and SHUTDOWN), then an INVOKE that finds nothing due and a SHUTDOWN that flushes
+    what the spool holds (https://docs.aws.amazon.com/lambda/latest/dg/runtimes-extensions-api.html)."""
+    import http.server
+
+    seen: list[tuple[str, str, dict[str, str], bytes]] = []
+    events = [
+        {"eventType": "INVOKE", "deadlineMs": 0, "requestId": "r1"},
+        {"eventType": "SHUTDOWN", "deadlineMs": int(time.time() * 1e3) + 2000},
+    ]
+
+    class Api(http.server.BaseHTTPRequestHandler):
+        def _answer(self, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(200)
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            seen.append(("POST", self.path, dict(self.headers), body))
+            self._answer({}, {"Lambda-Extension-Identifier": "ext-1"})
+
+        def do_GET(self) -> None:
+            seen.append(("GET", self.path, dict(self.headers), b""))
+            self._answer(events.pop(0))
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Api)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    spool = tmp_path / "avsev-records"
+    for k, v in {
+        "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{server.server_address[1]}",
+        records.SPOOL_ENV: str(spool),
+        ext.STREAMS_ENV: json.dumps(STREAMS),
+        ext.METRICS_ENV: "predictions",
+        ext.METRICS_NAMESPACE_ENV: NAMESPACE,
+        ext.FLUSH_SECONDS_ENV: "3600",
+    }.items():
+        monkeypatch.setenv(k, v)
+    records.spool_append(str(spool), records.lines([prediction(i) for i in range(3)]))
+    firehose = FakeFirehose()
+    try:
+        ext.main("avsev-records", firehose)
+    finally:
+        server.shutdown()
+    register, first, second = seen
+    assert register[1] == "/2020-01-01/extension/register"
+    assert register[2]["Lambda-Extension-Name"] == "avsev-records"
+    assert json.loads(register[3]) == {"events": ["INVOKE", "SHUTDOWN"]}
+    assert first[1] == second[1] == "/2020-01-01/extension/event/next"
+    assert first[2]["Lambda-Extension-Identifier"] == "ext-1"
+    assert len(firehose.lines(STREAMS["prediction"])) == 3  # at SHUTDOWN, not at the INVOKE
+    assert not spool.exists()

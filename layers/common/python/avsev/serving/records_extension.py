@@ -429,13 +429,13 @@ def _call(api: str, path: str, *, data: bytes | None = None, headers: dict[str, 
         return response.headers, json.loads(response.read() or b"{}")
 
 
-def main(name: str) -> None:
+def main(name: str, firehose: Firehose | None = None) -> None:
     """Register as extension `name` (its file name under /opt/extensions) for INVOKE and
     SHUTDOWN, then flush at each event until SHUTDOWN
-    (https://docs.aws.amazon.com/lambda/latest/dg/runtimes-extensions-api.html)."""
-    import boto3  # the runtime's AWS SDK (/var/runtime), loaded in the extension only
-    from botocore.config import Config
-
+    (https://docs.aws.amazon.com/lambda/latest/dg/runtimes-extensions-api.html: POST
+    `register` with the `Lambda-Extension-Name` header, then GET `event/next` with the
+    `Lambda-Extension-Identifier` it answered, each call blocking until the next event).
+    `firehose`: the client to put with (default: boto3's, the runtime's SDK)."""
     api = os.environ["AWS_LAMBDA_RUNTIME_API"]
     headers, _ = _call(
         api,
@@ -444,11 +444,15 @@ def main(name: str) -> None:
         headers={"Lambda-Extension-Name": name},
     )
     identifier = headers["Lambda-Extension-Identifier"]
-    client = boto3.client(
-        "firehose",
-        config=Config(connect_timeout=1, read_timeout=2, retries={"max_attempts": 2}),
-    )
-    extension = RecordsExtension.from_env(client)
+    if firehose is None:
+        import boto3  # the runtime's AWS SDK (/var/runtime), loaded in the extension only
+        from botocore.config import Config
+
+        firehose = boto3.client(
+            "firehose",
+            config=Config(connect_timeout=1, read_timeout=2, retries={"max_attempts": 2}),
+        )
+    extension = RecordsExtension.from_env(firehose)
     while True:
         _, event = _call(api, "event/next", headers={"Lambda-Extension-Identifier": identifier})
         if event.get("eventType") == "SHUTDOWN":
