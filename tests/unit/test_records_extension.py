@@ -394,3 +394,13 @@ def test_the_extension_registers_and_flushes_at_its_events(tmp_path, monkeypatch
     assert first[2]["Lambda-Extension-Identifier"] == "ext-1"
     assert len(firehose.lines(STREAMS["prediction"])) == 3  # at SHUTDOWN, not at the INVOKE
     assert not spool.exists()
+
+
+def test_a_record_that_fails_conversion_is_read_back_by_the_redrive():
+    """A direct stream's failed record lands in the error prefix as it was put (JSON lines):
+    `avsev records redrive` reads its lines back (`extract_messages`)."""
+    from avsev.monitoring.firehose import extract_messages
+
+    lines = records.lines([prediction(i) for i in range(5)]).splitlines()
+    (record,), _ = ext.pack(lines)
+    assert extract_messages(record) == lines

@@ -223,9 +223,13 @@ class FirehoseRecord:
     arrival: dt.datetime
     log_group: str = LOCAL_LOG_GROUP
     log_stream: str = LOCAL_LOG_STREAM
+    data: bytes | None = None
+    """The record as put by PutRecordBatch (the records extension's direct streams)."""
 
     def raw(self) -> bytes:
-        """The record as it arrived: the gzipped CloudWatch Logs payload."""
+        """The record as it arrived: the gzipped CloudWatch Logs payload, or the data put."""
+        if self.data is not None:
+            return self.data
         return cloudwatch_payload(
             self.lines,
             log_group=self.log_group,
@@ -279,12 +283,14 @@ class FirehoseBuffer:
         *,
         log_group: str = LOCAL_LOG_GROUP,
         log_stream: str = LOCAL_LOG_STREAM,
+        data: bytes | None = None,
     ) -> None:
-        """One subscription delivery: record lines of one type from one log stream."""
+        """One subscription delivery: record lines of one type from one log stream (or, with
+        `data`, one record put on a direct stream: its lines)."""
         if not lines:
             return
         record = FirehoseRecord(
-            f"{record_type}s", list(lines), dt.datetime.now(dt.UTC), log_group, log_stream
+            f"{record_type}s", list(lines), dt.datetime.now(dt.UTC), log_group, log_stream, data
         )
         with self._lock:
             self._records.append(record)
@@ -377,7 +383,7 @@ class DirectPut:
         answers = []
         for record in Records:
             data = record["Data"]
-            self.firehose.put_batch(record_type, data.decode().splitlines())
+            self.firehose.put_batch(record_type, data.decode().splitlines(), data=data)
             self.records_put += 1
             self.bytes_put.append(len(data))
             answers.append({"RecordId": uuid.uuid4().hex})
