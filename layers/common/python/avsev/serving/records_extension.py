@@ -26,6 +26,13 @@ its oldest line, and always at SHUTDOWN) it
    definition), so the dashboard and alarms read the same metrics. Lines that fell back to
    stdout are counted by the metric filters instead, never twice.
 
+What the extension prints reaches the function's log group (Lambda captures an extension's
+stdout as the `extension` log type, https://docs.aws.amazon.com/lambda/latest/dg/telemetry-api.html);
+that Lambda passes those JSON lines through unchanged with the JSON log format, as it does the
+function's (https://docs.aws.amazon.com/lambda/latest/dg/monitoring-cloudwatchlogs-log-level.html:
+a line without "level" is INFO), is what the fallback and the EMF documents rely on, and is
+to be checked on a deployed stack.
+
 Why separate delivery streams: the CloudWatch Logs streams decompress subscription payloads,
 and such a stream takes records from CloudWatch Logs only ("Only requests from CloudWatch
 Logs are supported when CloudWatch Logs decompression is enabled", InvalidSourceException,
