@@ -11,8 +11,16 @@ system lines (START/END/REPORT or their JSON form) are rendered for each logging
 Handler time is measured in a separate pass with stdout to /dev/null (the router's parsing
 is not Lambda's). Athena's bytes scanned per record come from bench/monitoring_results.json.
 
-Writes bench/cost_inputs.json (≤ 3 min). Usage: python bench/cost.py [--quick] [--out PATH]
-(--quick: a small model and few calls, a smoke run; not a measurement).
+The records extension's path (`-c records=extension`, `extension` in the JSON): the same
+handlers with their record lines spooled (`RECORDS_SPOOL`), the spool append's time (the
+handler's p50 with the spool against stdout), and what the extension's flush
+(`avsev.serving.records_extension.RecordsExtension`) puts where for flushes of 1, 10, 100 and
+1,000 lines: the EMF documents' bytes in the log (each with the 26-byte event overhead), the
+Firehose records' sizes, and the flush's own time (without the network).
+
+Writes bench/cost_inputs.json (≤ 8 min). Usage: python bench/cost.py [--quick] [--out PATH]
+[--extension-only] (--quick: a small model and few calls, a smoke run; not a measurement;
+--extension-only: measure the extension's path only, into the `extension` key of the file).
 """
 
 from __future__ import annotations
@@ -49,6 +57,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--quick", action="store_true", help="small model, few calls: a smoke run")
+    parser.add_argument(
+        "--extension-only", action="store_true", help="only the records extension's path"
+    )
     args = parser.parse_args()
     calls = 200 if args.quick else 2000
 
@@ -111,6 +122,14 @@ def main() -> None:
                 for r in picks
             ]
 
+        extension = measure_extension(fns, events, calls)
+        print("extension", json.dumps(extension), flush=True)
+        if args.extension_only:
+            out = json.loads(args.out.read_text()) if args.out.is_file() else {}
+            out["extension"] = extension
+            args.out.write_text(json.dumps(out, indent=1) + "\n")
+            print(f"wrote the extension's inputs into {args.out}")
+            return
         plan = {
             "predict": ("predict", calls),
             "batch": ("predict", max(20, calls // 40)),
@@ -196,6 +215,7 @@ def main() -> None:
             "`avsev cost` scales it to the function's CPU share."
         ),
         "routes": routes,
+        "extension": extension,
         "metric_series": len(series),
         "athena_bytes_scanned_per_record": athena,
         "athena_source": "bench/monitoring_results.json (athena_cost.per_day, highest rate)",
@@ -204,6 +224,113 @@ def main() -> None:
         out["quick"] = "a smoke run on a small model: not a measurement"
     args.out.write_text(json.dumps(out, indent=1) + "\n")
     print(f"wrote {args.out} in {out['seconds']} s")
+
+
+FLUSH_SIZES = (1, 10, 100, 1000)
+"""Lines per flush the extension's bytes are measured at (`avsev cost` picks by rate)."""
+
+
+def measure_extension(fns: dict[str, Any], events: Any, calls: int) -> dict[str, Any]:
+    """The records extension's path for predict and outcomes (see the module docstring)."""
+    import io
+
+    from avsev.constants import METRICS_NAMESPACE
+    from avsev.monitoring.record_metrics import namespace
+    from avsev.serving.records import SPOOL_ENV
+    from avsev.serving.records_extension import (
+        DEFAULT_FLUSH_BYTES,
+        DEFAULT_FLUSH_SECONDS,
+        RecordsExtension,
+        record_filters,
+    )
+    from avsev_tools.local.lambda_runtime import LocalContext
+    from avsev_tools.local.logs import EVENT_OVERHEAD_BYTES
+
+    class Capture:
+        """PutRecordBatch that keeps the records' sizes (every record put)."""
+
+        def __init__(self) -> None:
+            self.sizes: list[int] = []
+
+        def put_record_batch(self, *, DeliveryStreamName: str, Records: list[Any]) -> Any:
+            self.sizes += [len(r["Data"]) for r in Records]
+            return {"FailedPutCount": 0, "RequestResponses": [{"RecordId": "x"} for _ in Records]}
+
+    out: dict[str, Any] = {
+        "flush_bytes": DEFAULT_FLUSH_BYTES,
+        "flush_seconds": DEFAULT_FLUSH_SECONDS,
+        "functions": {},
+    }
+    metrics = {"predict": "predictions", "outcomes": "outcomes"}
+    with tempfile.TemporaryDirectory(prefix="avsev-spool-bench-") as folder:
+        spool = str(Path(folder) / "avsev-records")
+        for function in ("predict", "outcomes"):
+            fn = fns[function]
+            evs = events(function, max(FLUSH_SIZES) + 100)
+            # the handler's time with the spool against stdout (/dev/null), interleaved
+            times: dict[str, list[float]] = {"stdout": [], "spool": []}
+            with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+                for e in evs[:100]:
+                    fn.handler(e, LocalContext(function_version="12"))
+                for i in range(calls):
+                    e = evs[i % len(evs)]
+                    for mode in ("stdout", "spool"):
+                        if mode == "spool":
+                            os.environ[SPOOL_ENV] = spool
+                        ctx = LocalContext(function_version="12", aws_request_id=str(uuid.uuid4()))
+                        t0 = time.perf_counter_ns()
+                        fn.handler(e, ctx)
+                        times[mode].append((time.perf_counter_ns() - t0) / 1e6)
+                        os.environ.pop(SPOOL_ENV, None)
+                    if os.path.getsize(spool) > 4 * 1024 * 1024:
+                        os.remove(spool)
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(spool)
+            flushes: dict[str, Any] = {}
+            for size in FLUSH_SIZES:
+                capture, log = Capture(), io.StringIO()
+                extension = RecordsExtension(
+                    spool=spool,
+                    streams={"prediction": "p", "outcome": "o"},
+                    firehose=capture,
+                    filters=record_filters(
+                        metrics[function], namespace(METRICS_NAMESPACE, "bench")
+                    ),
+                    stdout=log,
+                )
+                os.environ[SPOOL_ENV] = spool
+                with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+                    for e in evs[:size]:
+                        fn.handler(e, LocalContext(function_version="12"))
+                os.environ.pop(SPOOL_ENV, None)
+                t0 = time.perf_counter_ns()
+                result = extension.flush()
+                flush_ms = (time.perf_counter_ns() - t0) / 1e6
+                docs = log.getvalue().splitlines()
+                assert result.delivered == size and result.fallback == 0, result
+                flushes[str(size)] = {
+                    "emf_documents": len(docs),
+                    "emf_log_bytes": sum(len(d.encode()) + EVENT_OVERHEAD_BYTES for d in docs),
+                    "firehose_record_bytes": capture.sizes,
+                    "flush_ms": round(flush_ms, 3),
+                }
+            check_ms = []
+            os.environ[SPOOL_ENV] = spool  # one fresh line waiting: not due yet
+            with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+                fn.handler(evs[0], LocalContext(function_version="12"))
+            os.environ.pop(SPOOL_ENV, None)
+            for _ in range(200):  # the check at every INVOKE event: stat, the first line's time
+                t0 = time.perf_counter_ns()
+                extension.on_event()
+                check_ms.append((time.perf_counter_ns() - t0) / 1e6)
+            os.remove(spool)
+            out["functions"][function] = {
+                "handler_ms_p50_stdout": round(statistics.median(times["stdout"]), 4),
+                "handler_ms_p50_spool": round(statistics.median(times["spool"]), 4),
+                "check_ms_p50": round(statistics.median(check_ms), 4),
+                "flushes": flushes,
+            }
+    return out
 
 
 if __name__ == "__main__":

@@ -36,6 +36,10 @@ class AppConfig:
     )
     athena_scan_limit_gb: int = 100
     record_buffer_seconds: int = 300
+    # logs: record lines to stdout, a subscription filter sends them to Firehose; extension:
+    # the serving functions spool them and a Lambda extension puts them on Firehose in
+    # batches, with the log subscription kept for what it cannot put (docs/cost.md)
+    records: str = "logs"
     # Deploy the stack that sets API Gateway's CloudWatch role, an account-and-region setting
     # that replaces the role of every API in the region; with it, the stage logs to CloudWatch.
     api_gateway_account: bool = False
@@ -132,6 +136,8 @@ class AppConfig:
             raise ValueError(f"context auth={self.auth!r}: choose iam or cognito")
         if self.api not in ("rest", "http"):
             raise ValueError(f"context api={self.api!r}: choose rest or http")
+        if self.records not in ("logs", "extension"):
+            raise ValueError(f"context records={self.records!r}: choose logs or extension")
         if self.tracing not in (None, "active", "passthrough"):
             raise ValueError(f"context tracing={self.tracing!r}: choose active or passthrough")
         if self.api == "http" and self.waf:

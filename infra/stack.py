@@ -7,11 +7,20 @@ returns what a later step needs. What a function needs is a field of its `Functi
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+from avsev.monitoring.record_metrics import namespace
 from avsev.monitoring.tables import OUTCOMES, PREDICTIONS
 from avsev.rollout.handover import golden_property
 from avsev.serving.bundle import read_card
+from avsev.serving.records import SPOOL_ENV
+from avsev.serving.records_extension import (
+    METRICS_ENV,
+    METRICS_NAMESPACE_ENV,
+    RECORDS_SPOOL,
+    STREAMS_ENV,
+)
 from aws_cdk import CfnOutput, Duration, Stack
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cloudwatch as cw
@@ -30,6 +39,7 @@ from infra.constants import (
     AUDIT_PREFIX,
     METRICS_NAMESPACE,
     RECORD_PREFIXES,
+    RECORD_TYPES,
     REGISTRY_PREFIX,
     ROLLUPS_PREFIX,
     Env,
@@ -103,12 +113,14 @@ class AvsevStack(Stack):
             arch_name=config.arch,
             bundle=config.bundle,
             shadow=config.shadow_bundle,
+            records_extension=config.records == "extension",
         )
         records = Records(
             self,
             "Records",
             scan_limit_gb=config.athena_scan_limit_gb,
             buffer_seconds=config.record_buffer_seconds,
+            direct=config.records == "extension",
         )
         failures = failure_queue(self, "Failures")
         alerts = Alerts(self, "Alerts", email=config.alarm_email, dead_letters=failures)
@@ -127,7 +139,9 @@ class AvsevStack(Stack):
             },
         )
         # Monitoring.
-        self._build_records(functions=fns, specs=specs, records=records, alerts=alerts)
+        self._build_records(
+            functions=fns, specs=specs, records=records, alerts=alerts, layers=layers
+        )
         self._build_rollup(fn=fns["rollup"], bucket=records.bucket, tables=records.tables)
         self._build_reports(
             functions=fns,
@@ -287,13 +301,42 @@ class AvsevStack(Stack):
         specs: dict[str, FunctionSpec],
         records: Records,
         alerts: Alerts,
+        layers: Layers,
     ) -> None:
-        """Predictions (predict, explain) and outcomes, each to its own stream."""
+        """Predictions (predict, explain) and outcomes, each to its own stream. With the
+        records extension (`-c records=extension`) the functions spool their record lines
+        and the extension puts them on the direct streams; the subscription stays, for the
+        lines the extension could not put (it prints them)."""
         for key, spec in specs.items():
             if spec.records is not None:
                 records.subscribe(f"{key.title()}Records", functions[key].log_group, spec.records)
+                if records.direct_streams:
+                    self._records_extension(functions[key], spec, records, layers)
         for alarm in records.alarms:
             alerts.notify(alarm)
+
+    def _records_extension(
+        self, fn: ServingFunction, spec: FunctionSpec, records: Records, layers: Layers
+    ) -> None:
+        """The extension's layer, its settings (`avsev.serving.records_extension`) and
+        PutRecordBatch on the direct streams."""
+        fn.function.add_layers(layers.by_name["records-extension"])
+        streams = records.direct_streams
+        for name, value in {
+            SPOOL_ENV: RECORDS_SPOOL,
+            STREAMS_ENV: json.dumps(
+                {RECORD_TYPES[t]: str(s.delivery_stream_name) for t, s in streams.items()}
+            ),
+            METRICS_ENV: spec.record_metrics or "",
+            METRICS_NAMESPACE_ENV: namespace(METRICS_NAMESPACE, self.stack_name),
+        }.items():
+            fn.function.add_environment(name, value)
+        fn.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["firehose:PutRecordBatch"],
+                resources=[s.attr_arn for s in streams.values()],
+            )
+        )
 
     def _build_rollup(
         self, *, fn: ServingFunction, bucket: s3.IBucket, tables: RecordTables

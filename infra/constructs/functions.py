@@ -36,6 +36,10 @@ INFO, so INFO (not WARN) keeps every record for the subscription filter and ever
 UNITS = {"Count": cw.Unit.COUNT, "Milliseconds": cw.Unit.MILLISECONDS}
 COMMON_LAYER = ROOT / "layers/common"
 """The avsev library's layer folder (its python/ lands on Lambda's sys.path)."""
+RECORDS_EXTENSION_LAYER = ROOT / "layers/records-extension"
+"""The records extension's launcher, `extensions/avsev-records` (`/opt/extensions/`, where
+Lambda starts external extensions: https://docs.aws.amazon.com/lambda/latest/dg/packaging-layers.html);
+its code is the library's `avsev.serving.records_extension` (the common layer)."""
 
 LAYER_EXCLUDES = ["**/__pycache__", "*.egg-info"]
 """The layer ships the library as it is; the offline tools live outside its tree (tools/avsev_tools)."""
@@ -116,6 +120,7 @@ class Layers(Construct):
         arch_name: str,
         bundle: Path,
         shadow: Path | None = None,
+        records_extension: bool = False,
     ) -> None:
         super().__init__(scope, id)
         built = {
@@ -125,9 +130,7 @@ class Layers(Construct):
         }
         codes = {
             "common": (
-                lambda_.Code.from_asset(
-                    str(COMMON_LAYER), exclude=LAYER_EXCLUDES
-                ),
+                lambda_.Code.from_asset(str(COMMON_LAYER), exclude=LAYER_EXCLUDES),
                 "avsev library: serving, monitoring, rollout",
             ),
             **{
@@ -142,6 +145,11 @@ class Layers(Construct):
                 f"model bundle {bundle.name}",
             ),
         }
+        if records_extension:
+            codes["records-extension"] = (
+                lambda_.Code.from_asset(str(RECORDS_EXTENSION_LAYER), exclude=LAYER_EXCLUDES),
+                "avsev records extension: record lines to Firehose in batches",
+            )
         if shadow is not None:  # a second bundle, scored beside the served one (never returned)
             codes["shadow"] = (
                 lambda_.Code.from_asset(
@@ -158,7 +166,7 @@ class Layers(Construct):
         self.by_name: dict[str, lambda_.LayerVersion] = {
             name: lambda_.LayerVersion(
                 self,
-                name.title(),
+                name.title().replace("-", ""),
                 code=code,
                 compatible_runtimes=[RUNTIME],
                 compatible_architectures=[arch],

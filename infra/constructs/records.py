@@ -49,7 +49,10 @@ class Records(Construct):
         *,
         scan_limit_gb: int = 100,
         buffer_seconds: int = 300,
+        direct: bool = False,
     ) -> None:
+        """`direct`: also a DirectPut stream per record type that takes the records extension's
+        plain JSON records (`-c records=extension`, `avsev.serving.records_extension`)."""
         super().__init__(scope, id)
         stack = Stack.of(self)
         self.prefix = stack.stack_name
@@ -180,6 +183,14 @@ class Records(Construct):
         self.streams: dict[str, firehose.CfnDeliveryStream] = {}
         for table in (PREDICTIONS, OUTCOMES):
             self.streams[table] = self._stream(table, role, buffer_seconds)
+        # A stream that decompresses CloudWatch Logs payloads refuses any other producer
+        # (InvalidSourceException, https://docs.aws.amazon.com/firehose/latest/APIReference/API_PutRecordBatch.html):
+        # the extension's records (JSON documents one after another) get streams of their own,
+        # converted by the same table schema into the same prefixes.
+        self.direct_streams: dict[str, firehose.CfnDeliveryStream] = {}
+        if direct:
+            for table in (PREDICTIONS, OUTCOMES):
+                self.direct_streams[table] = self._stream(table, role, buffer_seconds, direct=True)
         self.logs_role.add_to_policy(
             iam.PolicyStatement(
                 actions=["firehose:PutRecord", "firehose:PutRecordBatch"],
@@ -189,16 +200,27 @@ class Records(Construct):
         self.alarms = self._alarms(buffer_seconds)
 
     def _stream(
-        self, table: str, role: iam.Role, buffer_seconds: int
+        self, table: str, role: iam.Role, buffer_seconds: int, *, direct: bool = False
     ) -> firehose.CfnDeliveryStream:
+        """The stream of a record type: from the CloudWatch Logs subscription (decompressed,
+        messages extracted), or `direct` (PutRecordBatch of JSON documents, no processing)."""
         stack = Stack.of(self)
+        name = f"{table}-direct" if direct else table
+        construct = f"{table.title()}Direct" if direct else table.title()
         stream_logs = logs.LogStream(
-            self, f"{table.title()}Delivery", log_group=self.firehose_logs, log_stream_name=table
+            self, f"{construct}Delivery", log_group=self.firehose_logs, log_stream_name=name
+        )
+        processing = firehose.CfnDeliveryStream.ProcessingConfigurationProperty(
+            enabled=True,
+            processors=[
+                _processor("Decompression", CompressionFormat="GZIP"),
+                _processor("CloudWatchLogProcessing", DataMessageExtraction="true"),
+            ],
         )
         stream = firehose.CfnDeliveryStream(
             self,
-            f"{table.title()}Stream",
-            delivery_stream_name=f"{self.prefix}-{table}",
+            f"{construct}Stream",
+            delivery_stream_name=f"{self.prefix}-{name}",
             delivery_stream_type="DirectPut",
             delivery_stream_encryption_configuration_input=firehose.CfnDeliveryStream.DeliveryStreamEncryptionConfigurationInputProperty(
                 key_type="AWS_OWNED_CMK"
@@ -212,13 +234,7 @@ class Records(Construct):
                     interval_in_seconds=buffer_seconds, size_in_m_bs=BUFFER_MB
                 ),
                 compression_format="UNCOMPRESSED",  # Parquet pages are SNAPPY-compressed
-                processing_configuration=firehose.CfnDeliveryStream.ProcessingConfigurationProperty(
-                    enabled=True,
-                    processors=[
-                        _processor("Decompression", CompressionFormat="GZIP"),
-                        _processor("CloudWatchLogProcessing", DataMessageExtraction="true"),
-                    ],
-                ),
+                processing_configuration=None if direct else processing,
                 data_format_conversion_configuration=firehose.CfnDeliveryStream.DataFormatConversionConfigurationProperty(
                     enabled=True,
                     input_format_configuration=firehose.CfnDeliveryStream.InputFormatConfigurationProperty(
@@ -258,7 +274,10 @@ class Records(Construct):
     def _alarms(self, buffer_seconds: int) -> list[cw.Alarm]:
         """Delivery failing, data going stale, records failing conversion, anything in errors."""
         alarms = []
-        for table, stream in self.streams.items():
+        streams = [(t.title(), t, s) for t, s in self.streams.items()] + [
+            (f"{t.title()}Direct", f"{t}-direct", s) for t, s in self.direct_streams.items()
+        ]
+        for construct, table, stream in streams:
             name = str(stream.delivery_stream_name)  # set in _stream
             dims = {"DeliveryStreamName": name}
             for construct_id, metric, statistic, op, threshold, text in (
@@ -290,7 +309,7 @@ class Records(Construct):
                 alarms.append(
                     cw.Alarm(
                         self,
-                        f"{table.title()}{construct_id}",
+                        f"{construct}{construct_id}",
                         alarm_name=f"{self.prefix}-records-{table}-{construct_id.lower()}",
                         alarm_description=f"{name}: {text}",
                         metric=cw.Metric(

@@ -112,3 +112,33 @@ def test_the_log_router_sends_an_invocations_records_as_one_record_and_leaves_no
     assert console.getvalue() == 'a log line\n{"record_type":"outcome", truncated\n'
     assert firehose.flush() == 2
     assert len(keys(s3, "firehose-errors/outcomes/format-conversion-failed/")) == 1
+
+
+def test_a_direct_record_that_fails_conversion_lands_as_it_was_put(s3, tmp_path):
+    """The records extension's direct streams: each PutRecordBatch record is a unit that
+    converts or fails whole, and a failed one is kept under the error prefix as it was put
+    (JSON lines, no CloudWatch Logs payload), which `avsev records redrive` reads back."""
+    from avsev.monitoring.firehose import extract_messages
+    from avsev_tools.local.logs import DirectPut, FirehoseBuffer
+
+    firehose = FirehoseBuffer(lambda: s3, BUCKET)
+    direct = DirectPut(firehose, {"avsev-prod-outcomes-direct": "outcome"})
+    good = "".join(line + "\n" for line in (outcome("g1"), outcome("g2"))).encode()
+    bad = "".join(
+        line + "\n"
+        for line in (outcome("b1"), outcome("b2", observed_at="2026-12-06T10:00:00+05:00"))
+    ).encode()
+    answer = direct.put_record_batch(
+        DeliveryStreamName="avsev-prod-outcomes-direct", Records=[{"Data": good}, {"Data": bad}]
+    )
+    assert answer["FailedPutCount"] == 0 and len(answer["RequestResponses"]) == 2
+    assert all("RecordId" in r for r in answer["RequestResponses"])
+    assert firehose.flush() == 2
+    [table_object] = keys(s3, "outcomes/")
+    assert [r[0] for r in parquet_rows(s3, table_object, tmp_path)] == ["g1", "g2"]
+    [error_object] = keys(s3, "firehose-errors/outcomes/")
+    [line] = s3.get_object(Bucket=BUCKET, Key=error_object)["Body"].read().decode().splitlines()
+    raw = base64.b64decode(json.loads(line)["rawData"])
+    assert raw == bad and extract_messages(raw) == bad.decode().splitlines()
+    with pytest.raises(ValueError, match="ResourceNotFoundException"):
+        direct.put_record_batch(DeliveryStreamName="elsewhere", Records=[{"Data": good}])

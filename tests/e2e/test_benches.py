@@ -100,6 +100,13 @@ def test_cost_quick(tmp_path):
         assert positive(route["handler_ms_p50"])
         assert route["records_per_request"] == route["rows_per_request"]
     assert positive(r["metric_series"])  # from the metric filters on the record lines
+    # the records extension's path: no record line in the log, EMF a flush, records ≤ 1,000 KiB
+    for function in ("predict", "outcomes"):
+        measured = r["extension"]["functions"][function]
+        assert positive(measured["handler_ms_p50_spool"]) and positive(measured["check_ms_p50"])
+        flush = measured["flushes"]["1000"]
+        assert flush["emf_documents"] == (10 if function == "predict" else 1)
+        assert all(0 < b <= 1000 * 1024 for b in flush["firehose_record_bytes"])
 
 
 @pytest.mark.slow

@@ -280,3 +280,105 @@ def test_avsev_cost_synthesizes_the_variant_its_context_names(monkeypatch, tmp_p
     assert "Settings: HTTP API" in capsys.readouterr().out
     assert main([*args, "-c", "api"]) == 2
     assert "-c 'api': give key=value" in capsys.readouterr().err
+
+
+def extension_case() -> tuple[dict[str, Any], dict[str, Any]]:
+    """The stack with the records extension (predict's environment names a spool; flushes
+    of at most 2,000,000 bytes or 10 s) and the bench's measurements of its path."""
+    resources = {k: v for k, v in TEMPLATE["Resources"].items() if k != "Api"}
+    resources["HttpApi"] = {"Type": "AWS::ApiGatewayV2::Api", "Properties": {}}
+    predict = resources["PredictFunction3C4D"]
+    resources["PredictFunction3C4D"] = {
+        **predict,
+        "Properties": {
+            **predict["Properties"],
+            "Environment": {
+                "Variables": {
+                    "RECORDS_SPOOL": "/tmp/avsev-records",
+                    "RECORDS_FLUSH_BYTES": "2000000",
+                    "RECORDS_FLUSH_SECONDS": "10",
+                }
+            },
+        },
+    }
+    routes: dict[str, Any] = dict(INPUTS["routes"])  # type: ignore[call-overload]
+    inputs = {
+        **INPUTS,
+        "routes": {
+            "predict": {
+                **routes["predict"],
+                "app_bytes": {"record": 1000.0, "metrics": 0.0, "other": 0.0},
+                "handler_ms_p50": 0.4,
+            }
+        },
+        "extension": {
+            "flush_bytes": 921600,
+            "flush_seconds": 10.0,
+            "functions": {
+                "predict": {
+                    "handler_ms_p50_stdout": 0.4,
+                    "handler_ms_p50_spool": 0.41,
+                    "check_ms_p50": 0.02,
+                    "flushes": {
+                        "1": {"emf_log_bytes": 400, "flush_ms": 0.5},
+                        "1000": {"emf_log_bytes": 10000, "flush_ms": 30.0},
+                    },
+                }
+            },
+        },
+    }
+    return {"Resources": resources}, inputs
+
+
+def test_cost_per_prediction_with_the_records_extension_worked_by_hand():
+    """One /predict request at 100 a second, the records extension's path, by hand:
+    - a flush holds 10 s of traffic, 1,000 lines (the 2,000,000-byte limit would hold 2,051
+      lines of 975 bytes: the 1,000-byte log event less its 26-byte overhead, plus a newline);
+    - CloudWatch Logs: no record line; the flush's EMF documents, 10,000 bytes over 1,000
+      lines: 10 bytes a request at $0.50/GiB;
+    - Firehose: one record of 975,000 bytes, billed in 5 KiB increments: 191 × 5,120 =
+      977,920 bytes, 977.92 a line at $0.029/GiB, and 975 bytes converted at $0.018/GiB;
+    - duration: 0.4 ms + 0.01 (the spool append) + 0.02 (the extension's check) + the flush's
+      30 ms and the 30 ms PutRecordBatch round trip over 1,000 lines (0.06) = 0.49 ms, at
+      1769/1024 of it 0.846 ms, billed 1 ms;
+    - API Gateway HTTP $1.00, Lambda requests $0.20, Athena as without the extension."""
+    template, inputs = extension_case()
+    e = cost.estimate(template, inputs, PRICES)
+    assert e.settings.records == "extension"
+    assert (e.settings.flush_bytes, e.settings.flush_seconds) == (2_000_000, 10.0)
+    p = e.routes["predict"]
+    assert p.lines_per_flush == 1000 and p.billed_ms == 1
+    assert p.log_bytes == {"record": 0.0, "metrics": 10.0, "other": 0.0, "platform": 0.0}
+    by_hand = {
+        "API Gateway": 1.0e-6,
+        "Lambda requests": 0.2e-6,
+        "Lambda duration": 1.0 * 0.001 * 0.0000133334,
+        "CloudWatch Logs": 10 / GIB * 0.5,
+        "Firehose + S3": 977.92 / GIB * 0.029 + 975 / GIB * 0.018,
+        "Athena": 3000 / 2**40 * 5.0,
+    }
+    assert p.usd == pytest.approx(by_hand, rel=1e-9)
+    assert p.total * 1e6 == pytest.approx(1.27439, abs=1e-5)  # $ per million, summed by hand
+    assert e.per_month[100]["Firehose + S3"] == pytest.approx(
+        by_hand["Firehose + S3"] * 100 * MONTH_S
+    )
+    # At 1 a second a flush holds 10 lines: the EMF of the 1-line flush measured (400 bytes a
+    # line, the nearest measured at or below), one record of 9,750 bytes billed as 10,240
+    # (1,024 a line), and the 30 ms round trip over 10 lines: 3 ms more a request
+    assert e.lines_per_flush[1] == 10
+    at_one = e.per_month[1]
+    assert at_one["CloudWatch Logs"] == pytest.approx(400 / GIB * 0.5 * MONTH_S)
+    assert at_one["Firehose + S3"] == pytest.approx(
+        (1024 / GIB * 0.029 + 975 / GIB * 0.018) * MONTH_S
+    )
+    billed_at_one = math.ceil((0.4 + 0.01 + 0.02 + 0.5 + 3.0) * 1769 / 1024)
+    assert at_one["Lambda duration"] == pytest.approx(
+        billed_at_one * 0.001 * 0.0000133334 * MONTH_S
+    )
+
+
+def test_the_extension_needs_its_measured_inputs():
+    template, inputs = extension_case()
+    del inputs["extension"]
+    with pytest.raises(ValueError, match="extension-only"):
+        cost.estimate(template, inputs, PRICES)

@@ -31,6 +31,18 @@ The model, per request of a route:
   function traces actively, or a REST API's stage traces (it samples; the function records
   what it sampled, https://docs.aws.amazon.com/lambda/latest/api/API_TracingConfig.html).
 
+With the records extension (`-c records=extension`, read from the template: the serving
+functions' `RECORDS_SPOOL`), the record lines never reach CloudWatch Logs: the extension
+(`avsev.serving.records_extension`) puts them on Firehose in flushes of `lines_per_flush`
+lines (`ExtensionFlush`: the spool's size limit or `flush_seconds` of traffic at the rate,
+whichever comes first, in one warm execution environment), and prints the aggregated EMF
+documents of each flush. So per request: CloudWatch Logs ingests the EMF bytes of a flush
+over its lines (measured by `bench/cost.py` at flushes of 1 to 1,000 lines); Firehose bills
+each record of a flush rounded up to the next 5 KB, over the flush's lines, and converts the
+lines' bytes; Lambda's duration adds the spool append and the extension's check at each
+event (measured), and a flush's own time over its lines (measured, plus
+`PUT_ROUND_TRIP_MS` for the PutRecordBatch call, an assumption).
+
 Fixed costs a month: custom metric series, alarms and dashboards in the template. The
 scheduled functions' own runs are left out (a few hundred short runs a month).
 """
@@ -55,6 +67,15 @@ GB = 1024**3
 FULL_VCPU_MB = 1769
 """Memory at which a function has the equivalent of one vCPU."""
 PREDICT = "predict"
+REFERENCE_RPS = 100.0
+"""The rate the per-route table prices the records extension's flushes at."""
+PUT_ROUND_TRIP_MS = 30.0
+"""A PutRecordBatch call's round trip from Lambda, per flush (an assumption, not measured)."""
+SPOOL_ENV = "RECORDS_SPOOL"
+FLUSH_BYTES_ENV = "RECORDS_FLUSH_BYTES"
+FLUSH_SECONDS_ENV = "RECORDS_FLUSH_SECONDS"
+MAX_RECORD_BYTES = 1000 * 1024
+"""A Firehose record's data at most (the extension packs its lines into records this size)."""
 
 
 @dataclass(frozen=True)
@@ -81,6 +102,11 @@ class StackSettings:
     dashboards: int
     api_traced: bool = False
     """A REST API stage with X-Ray tracing on (an HTTP API has none)."""
+    records: str = "logs"
+    """logs: record lines through CloudWatch Logs; extension: the records extension."""
+    flush_bytes: int | None = None
+    flush_seconds: float | None = None
+    """The extension's flush policy as the template sets it (None: its defaults)."""
 
     @property
     def traced(self) -> bool:
@@ -105,8 +131,14 @@ def settings_from_template(template: Mapping[str, Any]) -> StackSettings:
         for k, r in of_type("AWS::Logs::LogGroup").items()
     }
     functions = {}
+    records = "logs"
+    flush: dict[str, str] = {}
     for logical_id, r in of_type("AWS::Lambda::Function").items():
         p = r.get("Properties", {})
+        env = (p.get("Environment") or {}).get("Variables") or {}
+        if _function_name(logical_id) == PREDICT and env.get(SPOOL_ENV):
+            records = "extension"
+            flush = {k: str(env[k]) for k in (FLUSH_BYTES_ENV, FLUSH_SECONDS_ENV) if k in env}
         logging_props = p.get("LoggingConfig") or {}
         group = logging_props.get("LogGroup")
         group_id = group.get("Ref") if isinstance(group, dict) else None
@@ -141,6 +173,9 @@ def settings_from_template(template: Mapping[str, Any]) -> StackSettings:
             r.get("Properties", {}).get("TracingEnabled") is True
             for r in of_type("AWS::ApiGateway::Stage").values()
         ),
+        records=records,
+        flush_bytes=int(flush[FLUSH_BYTES_ENV]) if FLUSH_BYTES_ENV in flush else None,
+        flush_seconds=float(flush[FLUSH_SECONDS_ENV]) if FLUSH_SECONDS_ENV in flush else None,
     )
 
 
@@ -181,6 +216,77 @@ def logged_bytes(route: Mapping[str, Any], fn: FunctionSettings) -> dict[str, fl
     return out
 
 
+@dataclass(frozen=True)
+class ExtensionFlush:
+    """What one request of a route costs on the records extension's path at a rate."""
+
+    lines_per_flush: int
+    emf_bytes: float
+    """EMF bytes in the log per request (the flush's over its lines, × lines a request)."""
+    firehose_usd: float
+    extra_ms: float
+    """Lambda time per request beside the handler's: the spool append, the check at each
+    event, and the flush's time over its lines."""
+
+
+def lines_per_flush(
+    rps: float, lines_per_request: float, line_bytes: float, flush_bytes: int, flush_s: float
+) -> int:
+    """Lines a flush holds at `rps` requests a second in one execution environment: the
+    traffic of `flush_s` seconds, or what fills `flush_bytes`, whichever is fewer (at least
+    one line)."""
+    by_time = rps * lines_per_request * flush_s
+    by_size = flush_bytes / max(line_bytes, 1.0)
+    return max(1, int(min(by_time, by_size)))
+
+
+def extension_flush(
+    route: Mapping[str, Any],
+    settings: StackSettings,
+    extension: Mapping[str, Any],
+    prices: Mapping[str, Any],
+    rps: float,
+) -> ExtensionFlush:
+    """The records extension's share of a request of `route` at `rps` (see the module
+    docstring); the measurements of its function (predict's for explain and batch)."""
+    functions = extension["functions"]
+    measured = functions.get(route["function"]) or functions[PREDICT]
+    lines = float(route.get("records_per_request", route.get("rows_per_request", 1)))
+    if not lines:
+        return ExtensionFlush(0, 0.0, 0.0, 0.0)
+    record_bytes = float(route["app_bytes"].get("record", 0.0))
+    line_bytes = record_bytes / lines - EVENT_OVERHEAD_BYTES + 1  # the line and its newline
+    flush_bytes = settings.flush_bytes or int(extension["flush_bytes"])
+    flush_s = settings.flush_seconds or float(extension["flush_seconds"])
+    n = lines_per_flush(rps, lines, line_bytes, flush_bytes, flush_s)
+    sizes = sorted(int(k) for k in measured["flushes"])
+    at = max([k for k in sizes if k <= n] or [sizes[0]])  # the measured flush at or below
+    flush = measured["flushes"][str(at)]
+    fh = prices["firehose"]
+    increment = fh["record_rounding_kb"] * 1024
+    data = n * line_bytes
+    records = math.ceil(data / MAX_RECORD_BYTES)
+    full, rest = divmod(data, MAX_RECORD_BYTES) if records > 1 else (0, data)
+    billed = full * math.ceil(MAX_RECORD_BYTES / increment) * increment + (
+        math.ceil(rest / increment) * increment if rest else 0
+    )
+    per_line_usd = (billed / n) / GB * fh["usd_per_gb_ingested"] + line_bytes / GB * fh[
+        "usd_per_gb_converted"
+    ]
+    flush_ms = float(flush["flush_ms"]) / at + PUT_ROUND_TRIP_MS * records / n
+    extra = (
+        max(0.0, float(measured["handler_ms_p50_spool"]) - float(measured["handler_ms_p50_stdout"]))
+        + float(measured["check_ms_p50"])
+        + flush_ms * lines
+    )
+    return ExtensionFlush(
+        lines_per_flush=n,
+        emf_bytes=float(flush["emf_log_bytes"]) / at * lines,
+        firehose_usd=per_line_usd * lines,
+        extra_ms=extra,
+    )
+
+
 @dataclass
 class RouteCost:
     """USD per request of one route, by service."""
@@ -190,6 +296,8 @@ class RouteCost:
     billed_ms: int
     log_bytes: dict[str, float]
     usd: dict[str, float] = field(default_factory=dict)
+    lines_per_flush: int | None = None
+    """With the records extension: the lines a flush holds at the rate priced."""
 
     @property
     def total(self) -> float:
@@ -202,10 +310,23 @@ def route_cost(
     settings: StackSettings,
     prices: Mapping[str, Any],
     athena_bytes_per_record: float,
+    extension: Mapping[str, Any] | None = None,
+    rps: float = REFERENCE_RPS,
 ) -> RouteCost:
+    """USD per request of a route; with the records extension (the template's, measured in
+    `extension`), its flushes priced at `rps`."""
     fn = settings.functions[route["function"]]
-    billed = billed_ms(float(route["handler_ms_p50"]), fn.memory_mb)
+    flush = (
+        extension_flush(route, settings, extension, prices, rps)
+        if settings.records == "extension" and extension
+        else None
+    )
+    handler_ms = float(route["handler_ms_p50"]) + (flush.extra_ms if flush else 0.0)
+    billed = billed_ms(handler_ms, fn.memory_mb)
     logs = logged_bytes(route, fn)
+    if flush is not None:  # no record line in the log: the flushes' EMF documents instead
+        logs["record"] = 0.0
+        logs["metrics"] += flush.emf_bytes
     cw = prices["cloudwatch_logs"]
     fh = prices["firehose"]
     api_key = "api_gateway_http" if settings.api == "HTTP" else "api_gateway_rest"
@@ -225,7 +346,10 @@ def route_cost(
             + cw["stored_fraction_of_ingested"] * cw["usd_per_gb_month_stored"] * months_kept
         ),
         "Firehose + S3": (
-            (max(record_bytes, fh["record_rounding_kb"] * 1024) / GB) * fh["usd_per_gb_ingested"]
+            flush.firehose_usd
+            if flush is not None
+            else (max(record_bytes, fh["record_rounding_kb"] * 1024) / GB)
+            * fh["usd_per_gb_ingested"]
             + record_bytes / GB * fh["usd_per_gb_converted"]
             if records
             else 0.0
@@ -235,7 +359,14 @@ def route_cost(
         / 1024**4
         * prices["athena"]["usd_per_tb_scanned"],
     }
-    return RouteCost(route_name, int(route.get("rows_per_request", 1)), billed, logs, usd)
+    return RouteCost(
+        route_name,
+        int(route.get("rows_per_request", 1)),
+        billed,
+        logs,
+        usd,
+        lines_per_flush=flush.lines_per_flush if flush else None,
+    )
 
 
 def xray_traces_per_second(rps: float, prices: Mapping[str, Any]) -> float:
@@ -374,6 +505,10 @@ class Estimate:
     crossover_rps: float | None
     alternative: str
     prices_as_of: str
+    lines_per_flush: dict[float, int | None] = field(default_factory=dict)
+    """With the records extension: the lines a flush of predictions holds at each rate."""
+    flush_policy: tuple[int, float] | None = None
+    """With the records extension: its flush limits (bytes, seconds) as priced."""
 
 
 def estimate(
@@ -385,18 +520,33 @@ def estimate(
 ) -> Estimate:
     settings = settings_from_template(template)
     athena = float(inputs.get("athena_bytes_scanned_per_record", 0.0))
+    extension = inputs.get("extension")
+    if settings.records == "extension" and not extension:
+        raise ValueError(
+            "the template uses the records extension; its inputs are missing from "
+            "bench/cost_inputs.json (`python bench/cost.py --extension-only`)"
+        )
     routes = {
-        name: route_cost(name, route, settings, prices, athena)
+        name: route_cost(name, route, settings, prices, athena, extension)
         for name, route in inputs["routes"].items()
     }
     predict = routes[PREDICT]
+
+    def predict_at(rps: float) -> RouteCost:
+        """Predict's cost a request at `rps` (the extension's flushes hold more at more)."""
+        if settings.records != "extension":
+            return predict
+        return route_cost(
+            PREDICT, inputs["routes"][PREDICT], settings, prices, athena, extension, rps
+        )
+
     alt = alternative or Provisioned()
     arch = settings.functions[PREDICT].arch
     handler_ms = float(inputs["routes"][PREDICT]["handler_ms_p50"])
     record_bytes = float(inputs["routes"][PREDICT]["app_bytes"].get("record", 0.0))
 
     def serverless_total(rps: float) -> float:
-        return sum(monthly(predict, rps, settings, inputs, prices).values())
+        return sum(monthly(predict_at(rps), rps, settings, inputs, prices).values())
 
     def provisioned_total(rps: float) -> float:
         return sum(alt.monthly(rps, handler_ms, record_bytes, arch, prices).values())
@@ -404,7 +554,16 @@ def estimate(
     return Estimate(
         settings=settings,
         routes=routes,
-        per_month={r: monthly(predict, r, settings, inputs, prices) for r in rates},
+        per_month={r: monthly(predict_at(r), r, settings, inputs, prices) for r in rates},
+        lines_per_flush={r: predict_at(r).lines_per_flush for r in rates},
+        flush_policy=(
+            (
+                settings.flush_bytes or int(extension["flush_bytes"]),
+                settings.flush_seconds or float(extension["flush_seconds"]),
+            )
+            if settings.records == "extension" and extension
+            else None
+        ),
         provisioned_per_month={
             r: alt.monthly(r, handler_ms, record_bytes, arch, prices) for r in rates
         },
@@ -421,6 +580,17 @@ def _tracing(settings: StackSettings) -> str:
     return "passthrough, sampled by the REST stage" if settings.api_traced else "passthrough"
 
 
+def _extension_note(e: Estimate) -> list[str]:
+    size, seconds = e.flush_policy or (0, 0.0)
+    at = ", ".join(f"{n:,} at {r:g}/s" for r, n in e.lines_per_flush.items() if n is not None)
+    return [
+        f"Records: the records extension (record lines to Firehose, not through CloudWatch "
+        f"Logs), a flush every {seconds:g} s or {size / 1024:,.0f} KiB of lines, in one warm "
+        f"environment; the route table at {REFERENCE_RPS:g}/s; lines a flush of predictions "
+        f"holds: {at}.",
+    ]
+
+
 def render(e: Estimate) -> str:
     """The tables `avsev cost` prints (Markdown)."""
     predict = e.routes[PREDICT]
@@ -432,6 +602,7 @@ def render(e: Estimate) -> str:
         f"application log level {fn.logging.application_log_level or '-'}, retention "
         f"{fn.retention_days} days, tracing {_tracing(e.settings)}; "
         f"{e.settings.delivery_streams} Firehose streams; schedules: {', '.join(e.settings.schedules)}.",
+        *(_extension_note(e) if e.settings.records == "extension" else []),
         f"Prices: us-east-1 list prices as of {e.prices_as_of} (avsev_tools/prices.json).",
         "",
         "USD per million requests, by route and service:",

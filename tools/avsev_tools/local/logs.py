@@ -11,7 +11,6 @@ import datetime as dt
 import io
 import json
 import math
-import re
 import sys
 import tempfile
 import threading
@@ -33,10 +32,27 @@ from avsev.monitoring.firehose import (
     error_document,
     row_line,
 )
+from avsev.monitoring.metric_filters import (
+    PATTERN_SUBSET,
+    FilterPatternError,
+    MetricFilter,
+    MetricPoint,
+    Term,
+    parse_pattern,
+)
 from avsev.monitoring.query import write_records_parquet
 from avsev.monitoring.tables import partition
 
 from avsev_tools.local.aws import ACCOUNT
+
+__all__ = [  # the metric filters' evaluation lives in the library (the records extension's too)
+    "PATTERN_SUBSET",
+    "FilterPatternError",
+    "MetricFilter",
+    "MetricPoint",
+    "Term",
+    "parse_pattern",
+]
 
 LOG_LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL")
 """Lambda's log levels, most detailed first
@@ -181,147 +197,6 @@ def platform_lines(
     ]
 
 
-class FilterPatternError(ValueError):
-    """A metric filter pattern outside the subset the local stack evaluates."""
-
-
-PATTERN_SUBSET = (
-    'a JSON pattern `{ TERM && TERM ... }`, each TERM one of `$.field = "text"` (no wildcard), '
-    "`$.field = *`, `$.field IS TRUE`, `$.field IS FALSE`"
-)
-_SELECTOR = r"\$(?:\.[A-Za-z_][A-Za-z0-9_]*)+"
-_TERM = re.compile(
-    rf'^(?P<sel>{_SELECTOR})\s*(?:=\s*(?:"(?P<text>[^"*\\]*)"|(?P<any>\*))|\s+IS\s+(?P<bool>TRUE|FALSE))$'
-)
-_MISSING = object()
-
-
-def _field(doc: Any, selector: str) -> Any:
-    """`$.a.b` of a JSON object; `_MISSING` when it has none."""
-    for key in selector.split(".")[1:]:
-        if not isinstance(doc, dict) or key not in doc:
-            return _MISSING
-        doc = doc[key]
-    return doc
-
-
-@dataclass(frozen=True)
-class Term:
-    selector: str
-    equals: str | None = None
-    """The string the field equals."""
-    exists: bool = False
-    """`= *`: the field is there, whatever its value."""
-    boolean: bool | None = None
-    """`IS TRUE` / `IS FALSE`: the field is that JSON boolean."""
-
-    def matches(self, doc: dict[str, Any]) -> bool:
-        value = _field(doc, self.selector)
-        if value is _MISSING:
-            return False
-        if self.exists:
-            return True
-        if self.boolean is not None:
-            return value is self.boolean
-        return isinstance(value, str) and value == self.equals
-
-
-def parse_pattern(pattern: str) -> tuple[Term, ...]:
-    """The terms of a JSON filter pattern joined by && (what the stack's metric filters use,
-    https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/FilterAndPatternSyntax.html: a
-    string compared with `=` matches exactly, `= *` matches a field that is present, `IS
-    TRUE`/`IS FALSE` a JSON boolean). Anything else (||, regular expressions, numeric
-    comparisons, wildcards in a string, text patterns) is refused rather than guessed."""
-    text = pattern.strip()
-    if not (text.startswith("{") and text.endswith("}")):
-        raise FilterPatternError(
-            f"filter pattern {pattern!r}: not supported locally; use {PATTERN_SUBSET}"
-        )
-    terms = []
-    for part in text[1:-1].split("&&"):
-        m = _TERM.match(part.strip())
-        if m is None:
-            raise FilterPatternError(
-                f"filter pattern {pattern!r}: term {part.strip()!r} is not supported locally; "
-                f"use {PATTERN_SUBSET}"
-            )
-        terms.append(
-            Term(
-                m["sel"],
-                equals=m["text"],
-                exists=m["any"] is not None,
-                boolean=None if m["bool"] is None else m["bool"] == "TRUE",
-            )
-        )
-    return tuple(terms)
-
-
-MetricPoint = tuple[str, str, str, tuple[tuple[str, str], ...], float]
-"""Namespace, metric name, unit, dimensions (name, value), value."""
-
-
-@dataclass(frozen=True)
-class MetricFilter:
-    """A log group's metric filter (`AWS::Logs::MetricFilter`), applied to each log event as
-    CloudWatch Logs does: a matching JSON event gives one data point, its value a number or
-    a field of the event; each dimension's value is a field of the event, and a dimension
-    whose field the event lacks is left out
-    (https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/aws-properties-logs-metricfilter-dimension.html,
-    https://docs.aws.amazon.com/AmazonCloudWatchLogs/latest/APIReference/API_MetricTransformation.html)."""
-
-    pattern: str
-    namespace: str
-    name: str
-    value: str = "1"
-    unit: str = "None"
-    dimensions: tuple[tuple[str, str], ...] = ()
-    terms: tuple[Term, ...] = ()
-
-    @classmethod
-    def from_properties(cls, props: dict[str, Any]) -> MetricFilter:
-        """From an AWS::Logs::MetricFilter's properties (its one metric transformation);
-        `FilterPatternError` for a pattern outside the local subset."""
-        transformations = props.get("MetricTransformations") or []
-        if len(transformations) != 1:
-            raise FilterPatternError("a metric filter has exactly one metric transformation")
-        t = transformations[0]
-        pattern = str(props.get("FilterPattern", ""))
-        value = str(t.get("MetricValue", "1"))
-        if not (re.fullmatch(_SELECTOR, value) or re.fullmatch(r"-?\d+(\.\d+)?", value)):
-            raise FilterPatternError(f"metric value {value!r}: a number or a `$.field`")
-        dims = tuple((str(d["Key"]), str(d["Value"])) for d in t.get("Dimensions") or [])
-        for key, selector in dims:
-            if not re.fullmatch(_SELECTOR, selector):
-                raise FilterPatternError(f"dimension {key}={selector!r}: a `$.field` of the event")
-        return cls(
-            pattern=pattern,
-            namespace=str(t["MetricNamespace"]),
-            name=str(t["MetricName"]),
-            value=value,
-            unit=str(t.get("Unit", "None")),
-            dimensions=dims,
-            terms=parse_pattern(pattern),
-        )
-
-    def measure(self, doc: dict[str, Any]) -> MetricPoint | None:
-        """The data point this log event gives, or None."""
-        if not all(term.matches(doc) for term in self.terms):
-            return None
-        if self.value.startswith("$"):
-            raw = _field(doc, self.value)
-            if isinstance(raw, bool) or not isinstance(raw, int | float):
-                return None
-            value = float(raw)
-        else:
-            value = float(self.value)
-        dims = tuple(
-            (key, str(found))
-            for key, selector in self.dimensions
-            if (found := _field(doc, selector)) is not _MISSING and found is not None
-        )
-        return (self.namespace, self.name, self.unit, dims, value)
-
-
 @dataclass(frozen=True)
 class Invoked:
     """The function an invocation runs, as far as its log is concerned."""
@@ -349,9 +224,13 @@ class FirehoseRecord:
     arrival: dt.datetime
     log_group: str = LOCAL_LOG_GROUP
     log_stream: str = LOCAL_LOG_STREAM
+    data: bytes | None = None
+    """The record as put by PutRecordBatch (the records extension's direct streams)."""
 
     def raw(self) -> bytes:
-        """The record as it arrived: the gzipped CloudWatch Logs payload."""
+        """The record as it arrived: the gzipped CloudWatch Logs payload, or the data put."""
+        if self.data is not None:
+            return self.data
         return cloudwatch_payload(
             self.lines,
             log_group=self.log_group,
@@ -405,11 +284,15 @@ class FirehoseBuffer:
         *,
         log_group: str = LOCAL_LOG_GROUP,
         log_stream: str = LOCAL_LOG_STREAM,
+        data: bytes | None = None,
     ) -> None:
-        """One subscription delivery: record lines of one type from one log stream."""
+        """One subscription delivery: record lines of one type from one log stream (or, with
+        `data`, one record put on a direct stream: its lines)."""
         if not lines:
             return
-        record = FirehoseRecord(f"{record_type}s", list(lines), clock.now(), log_group, log_stream)
+        record = FirehoseRecord(
+            f"{record_type}s", list(lines), clock.now(), log_group, log_stream, data
+        )
         with self._lock:
             self._records.append(record)
             self._lines += len(record.lines)
@@ -469,6 +352,43 @@ class FirehoseBuffer:
             self.objects_written += 1
             self.records_failed += len(failed)
         return len(rows)
+
+
+class DirectPut:
+    """Firehose's PutRecordBatch for the records extension's direct streams
+    (`avsev.serving.records_extension`), handing each record's lines to the stand-in
+    (`FirehoseBuffer.put_batch`, one record each, so a line that fails conversion keeps its
+    record out of the table as in AWS). The answer has the API's shape: `FailedPutCount`,
+    `Encrypted` and one `RequestResponses` entry per record in order, a `RecordId` for one
+    put (https://docs.aws.amazon.com/firehose/latest/APIReference/API_PutRecordBatch.html).
+    A record's data is JSON documents one after another, one a line (what the extension
+    writes, and what record format conversion reads as one row each,
+    https://docs.aws.amazon.com/firehose/latest/dev/record-format-conversion.html)."""
+
+    def __init__(self, firehose: FirehoseBuffer, streams: dict[str, str]) -> None:
+        """`streams`: delivery stream name → the record type it takes."""
+        self.firehose = firehose
+        self.streams = dict(streams)
+        self.records_put = 0
+        self.bytes_put: list[int] = []
+        """The size of each record put (what Firehose bills, rounded up to 5 KB)."""
+
+    def put_record_batch(
+        self, *, DeliveryStreamName: str, Records: list[dict[str, bytes]]
+    ) -> dict[str, Any]:
+        record_type = self.streams.get(DeliveryStreamName)
+        if record_type is None:
+            raise ValueError(
+                f"ResourceNotFoundException: Firehose stream {DeliveryStreamName} not found"
+            )
+        answers = []
+        for record in Records:
+            data = record["Data"]
+            self.firehose.put_batch(record_type, data.decode().splitlines(), data=data)
+            self.records_put += 1
+            self.bytes_put.append(len(data))
+            answers.append({"RecordId": uuid.uuid4().hex})
+        return {"FailedPutCount": 0, "Encrypted": False, "RequestResponses": answers}
 
 
 def _millis(at: dt.datetime) -> int:

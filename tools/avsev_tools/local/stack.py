@@ -21,6 +21,8 @@ import logging
 import os
 import random
 import secrets
+import shutil
+import tempfile
 import threading
 import time
 import urllib.request
@@ -33,7 +35,8 @@ from typing import Any, TextIO, cast
 from avsev import clock
 from avsev.constants import LIVE_ALIAS
 from avsev.serving.bundle import read_card
-from avsev.serving.records import set_sink
+from avsev.serving.records import SPOOL_ENV, set_sink
+from avsev.serving.records_extension import STREAMS_ENV, RecordsExtension
 
 from avsev_tools.local.assembly import Assembly, Function, Route
 from avsev_tools.local.aws import (
@@ -53,6 +56,7 @@ from avsev_tools.local.dashboard import Traffic
 from avsev_tools.local.gateway import serve
 from avsev_tools.local.lambda_runtime import LocalContext, load_code
 from avsev_tools.local.logs import (
+    DirectPut,
     EmfForwarder,
     FirehoseBuffer,
     Invoked,
@@ -102,16 +106,45 @@ class Handler:
     traced: bool = False
     metric_filters: tuple[MetricFilter, ...] = ()
     """Its log group's metric filters (what CloudWatch Logs extracts from its lines)."""
+    records_extension: RecordsExtension | None = None
+    """The records extension, when the function has it (`-c records=extension`): its spool
+    is this function version's own (as each execution environment's /tmp is), and its flush
+    runs after each invocation and at the stack's stop (SHUTDOWN)."""
 
     def __call__(self, event: dict[str, Any]) -> dict[str, Any]:
+        context = self._context()
+        with INVOKE_LOCK, stdout_of_this_thread(self.stdout), self._log(context):
+            if self.records_extension is None:
+                result: dict[str, Any] = getattr(self.module, self.attribute)(event, context)
+                return result
+            os.environ[SPOOL_ENV] = self.records_extension.spool
+            try:
+                result = getattr(self.module, self.attribute)(event, context)
+            finally:
+                os.environ.pop(SPOOL_ENV, None)
+            # the extension's INVOKE event (in Lambda it arrives as the invocation starts)
+            self.records_extension.on_event()
+            return result
+
+    def shutdown_extension(self) -> None:
+        """The records extension's SHUTDOWN: everything still in the spool is flushed."""
+        if self.records_extension is None:
+            return
+        context = self._context()
+        with INVOKE_LOCK, stdout_of_this_thread(self.stdout), self._log(context):
+            self.records_extension.on_event(shutdown=True)
+
+    def _context(self) -> LocalContext:
         name = self.function_name or self.function
         qualified = "" if self.version == "$LATEST" else f":{self.version}"
-        context = LocalContext(
+        return LocalContext(
             function_name=name,
             function_version=self.version,
             invoked_function_arn=f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}{qualified}",
             log_group_name=f"/aws/lambda/{name}",
         )
+
+    def _log(self, context: LocalContext) -> contextlib.AbstractContextManager[None]:
         # its records reach the streams as one subscription delivery from its log stream
         invoked = (
             Invoked(
@@ -125,16 +158,13 @@ class Handler:
             if self.logging is not None
             else None
         )
-        batch = (
+        return (
             self.stdout.invocation(
                 context.log_group_name, f"[{self.version}]local", function=invoked
             )
             if isinstance(self.stdout, LogRouter)
             else contextlib.nullcontext()
         )
-        with INVOKE_LOCK, stdout_of_this_thread(self.stdout), batch:
-            result: dict[str, Any] = getattr(self.module, self.attribute)(event, context)
-            return result
 
 
 class LocalStack:
@@ -183,6 +213,9 @@ class LocalStack:
         self.endpoint = ""
         self.base_url = ""
         self.router: LogRouter | None = None
+        self.direct_put: DirectPut | None = None
+        """The records extension's Firehose (its direct streams), when a function has it."""
+        self._spools: str | None = None
         self.traffic = Traffic()
         """Invocations per minute by function version, with durations (the dashboard's)."""
         self.clock_offset_minutes = 0.0
@@ -227,6 +260,7 @@ class LocalStack:
             EmfForwarder(lambda: _client("cloudwatch")),
             console=self.console,
         )
+        self.direct_put = DirectPut(self.router.firehose, {})
         # the functions' records, written where the router sorts them
         set_sink(cast(TextIO, self.router))
         # their log lines too (the Logger's stream is the stdout of when it was created);
@@ -247,6 +281,9 @@ class LocalStack:
         if self._http:
             self._http.shutdown()
             self._http.server_close()
+        self.shutdown_extensions()
+        if self._spools:
+            shutil.rmtree(self._spools, ignore_errors=True)
         self.flush()
         set_sink(None)
         uninstall_invoke(self)
@@ -283,6 +320,12 @@ class LocalStack:
         else:
             self.clock_offset_minutes += float(minutes)
         return clock.now()
+
+    def shutdown_extensions(self) -> None:
+        """The records extensions' SHUTDOWN (what `stop` does first, as Lambda shuts each
+        execution environment down): what is still in their spools is flushed."""
+        for handler in list(self.handlers.values()):
+            handler.shutdown_extension()
 
     def flush(self) -> int:
         """Deliver buffered records to S3 and metrics to CloudWatch now (Firehose buffers ~60 s)."""
@@ -438,7 +481,11 @@ class LocalStack:
             module, attribute = load_code(
                 Path(record["code"]), record["handler"], record["environment"]
             )
+            os.environ.pop(SPOOL_ENV, None)  # set per invocation: each version its own spool
             loaded = Handler(module, function, version, self._router(), name, attribute, signature)
+            loaded.records_extension = self._records_extension(
+                function, version, record["environment"]
+            )
             spec = self._function_spec(function)
             if spec is not None:
                 loaded.logging = LoggingConfig.from_properties(spec.logging)
@@ -448,6 +495,25 @@ class LocalStack:
                 )
             self.handlers[(function, version)] = loaded
             return loaded
+
+    def _records_extension(
+        self, function: str, version: str, env: Mapping[str, str]
+    ) -> RecordsExtension | None:
+        """The records extension of a function version synthesized with it (its environment
+        names a spool): the extension's own flush logic, putting on the local streams."""
+        if not env.get(SPOOL_ENV) or self.direct_put is None:
+            return None
+        streams = json.loads(env[STREAMS_ENV])
+        self.direct_put.streams.update({name: kind for kind, name in streams.items()})
+        if self._spools is None:
+            self._spools = tempfile.mkdtemp(prefix="avsev-spools-")
+        folder = Path(self._spools) / f"{function}-{version.replace('$', '')}"
+        folder.mkdir(parents=True, exist_ok=True)
+        extension = RecordsExtension.from_env(
+            self.direct_put, {**env, SPOOL_ENV: str(folder / Path(env[SPOOL_ENV]).name)}
+        )
+        extension.stdout = cast(TextIO, self._router())
+        return extension
 
     def _function_spec(self, key: str) -> Function | None:
         """The synthesized template's function of this key (its memory and LoggingConfig)."""

@@ -17,9 +17,11 @@ records to the error prefix
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import functools
 import gc
 import json
+import os
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -237,6 +239,10 @@ def outcome_records(outcomes: Sequence[Outcome], request_id: str) -> list[Outcom
     ]
 
 
+SPOOL_ENV = "RECORDS_SPOOL"
+"""The spool file the records extension takes the lines from (`-c records=extension`,
+`avsev.serving.records_extension`); unset: the lines go to stdout."""
+
 _sink: TextIO | None = None
 
 
@@ -246,11 +252,44 @@ def set_sink(stream: TextIO | None) -> None:
     _sink = stream
 
 
+def spool_append(path: str, text: str) -> None:
+    """Append whole lines to the spool at `path` in one `write` under an exclusive `flock`.
+
+    The records extension takes the spool by renaming it under the same lock
+    (`records_extension.take`): a writer that opened the file before the rename finds, once
+    it holds the lock, that `path` is another file (or none) and opens it again, so no line is
+    written into a spool already taken, and no line is ever split."""
+    data = text.encode()
+    while True:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                current = os.stat(path)
+            except FileNotFoundError:
+                continue  # taken between open and lock: open the new one
+            if current.st_ino != os.fstat(fd).st_ino:
+                continue
+            written = os.write(fd, data)
+            while written < len(data):  # a regular file takes it whole; kept for the contract
+                written += os.write(fd, data[written:])
+            return
+        finally:
+            os.close(fd)  # releases the lock
+
+
 def emit(records: Iterable[Record | PredictionRecords], stream: TextIO | None = None) -> None:
-    """Write records as JSON lines (`lines`; stdout in Lambda: one log event each)."""
+    """Write records as JSON lines (`lines`): to `stream` when given, else to the spool the
+    environment names (`RECORDS_SPOOL`, the records extension's), else to the sink or stdout
+    (in Lambda: one log event each, which the subscription filter sends to Firehose)."""
     text = lines(records)
     if not text:
         return
+    if stream is None:
+        spool = os.environ.get(SPOOL_ENV)
+        if spool:
+            spool_append(spool, text)
+            return
     out = stream or _sink or sys.stdout
     out.write(text)
     out.flush()
