@@ -176,6 +176,28 @@ def test_shuffled_labels_fail_simpler_not_better(real_data, build, champion, hol
     assert not worse.passed and "beyond the margin" in worse.reason
 
 
+def test_a_model_a_linear_one_beats_fails_linear_not_better(real_data, build, training, holdout):
+    """Three stumps (depth 1) learn a few splits and stop: a logistic regression on the same
+    rows and features is better beyond the interval, and the gate says so."""
+    from avsev_tools.pipeline.train import matrix
+
+    stumps = load_bundle(
+        build(small(real_data, rounds=3, params={"nthread": 1, "max_depth": 1}), "0.5.0")
+    )
+    y = holdout.labels
+    linear = gates.LinearModel(stumps.spec).fit(
+        matrix(stumps.spec, training.reports()), training.labels
+    )
+    result = gates.simpler_not_better(
+        "linear_not_better",
+        gates.per_row_log_loss(y, gates.predict_proba(stumps, holdout)),
+        gates.per_row_log_loss(y, linear.predict_proba(matrix(stumps.spec, holdout.reports()))),
+        "linear model",
+    )
+    assert not result.passed and "the linear model is better beyond the interval" in result.reason
+    assert result.value is not None and result.value > 0
+
+
 def test_one_slice_with_corrupted_labels_fails_the_slice_gate(
     real_data, build, champion, candidate, holdout
 ):
