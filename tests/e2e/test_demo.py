@@ -72,7 +72,7 @@ def test_demo_runs_the_whole_story(tmp_path, capsys):
 
     # The plain retrain's probabilities are better than the class-weighted model's in
     # production (log loss, the decision metric): the autopilot walks it 10% → 50% → 100%.
-    # The deeper class-weighted candidate is worse: rolled back at its first step.
+    # The shallower class-weighted candidate is worse: rolled back at its first step.
     assert result["autopilot"]["1.1.0"]["state"] == "promoted"
     assert result["ab"].decision == "promote" and "log loss" in result["ab"].reason
     assert result["autopilot"]["1.2.0"]["state"] == "rolled_back"

@@ -12,6 +12,7 @@ cannot do. A corrupt object is set aside with its reason instead of failing the 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 import re
 import tempfile
@@ -44,8 +45,10 @@ class Engine(Protocol):
         ...
 
 
+@functools.lru_cache(maxsize=256)
 def to_duckdb(sql: str) -> str:
-    """Trino (Athena) SQL in DuckDB's dialect."""
+    """Trino (Athena) SQL in DuckDB's dialect (a job asks the same few queries every time:
+    each text is transpiled once a process)."""
     import sqlglot
 
     return sqlglot.transpile(sql, read="trino", write="duckdb")[0]
