@@ -182,7 +182,7 @@ def test_a_model_a_linear_one_beats_fails_linear_not_better(real_data, build, tr
     from avsev_tools.pipeline.train import matrix
 
     stumps = load_bundle(
-        build(small(real_data, rounds=3, params={"nthread": 1, "max_depth": 1}), "0.5.0")
+        build(small(real_data, rounds=3, params={"nthread": 1, "max_depth": 1}), "0.7.0")
     )
     y = holdout.labels
     linear = gates.LinearModel(stumps.spec).fit(
