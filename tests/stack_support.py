@@ -15,6 +15,16 @@ from typing import Any
 import pytest
 
 AVSEV = Path(sys.executable).parent / "avsev"
+REPORT = {
+    "ev_id": "ERA19FA001",
+    "event_date": "2019-03-02",
+    "dec_latitude": 35.2,
+    "dec_longitude": -80.9,
+    "weather_condition": "IMC",
+    "make": "Cessna",
+    "broad_phase_of_flight": "Cruise",
+}
+"""A valid report with a few fields blank, as the e2e tests send it."""
 
 
 def serving(*bundles: Path, context: dict[str, Any] | None = None) -> Iterator[Any]:

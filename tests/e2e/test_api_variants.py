@@ -11,17 +11,7 @@ import json
 from urllib.parse import urlsplit
 
 import pytest
-from stack_support import serving
-
-REPORT = {
-    "ev_id": "ERA19FA001",
-    "event_date": "2019-03-02",
-    "dec_latitude": 35.2,
-    "dec_longitude": -80.9,
-    "weather_condition": "IMC",
-    "make": "Cessna",
-    "broad_phase_of_flight": "Cruise",
-}
+from stack_support import REPORT, serving
 
 
 @pytest.fixture(scope="module", params=["rest", "http"])

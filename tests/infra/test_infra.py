@@ -943,14 +943,22 @@ def test_cfn_lint_check_can_fail(tmp_path):
     assert "E3002" in ids and "W3045" in ids
 
 
-def test_cdk_nag_finds_nothing_unacknowledged(synthesized):
+def nag_errors(app) -> dict[str, list[str]]:
+    """The rules cdk-nag's AwsSolutions and Serverless packs report as errors in `app` (not
+    acknowledged), by pack; empty when the app is clean."""
     from cdk_nag import AwsSolutionsChecks, ServerlessChecks
 
-    app = synthesized[0]
+    found = {}
     for pack in (AwsSolutionsChecks(), ServerlessChecks()):
         report = pack.validate_scope(app)
         errors = [v.rule_name for v in report.violations if v.severity == "error"]
-        assert errors == [], f"{pack.name}: {errors}"
+        if errors:
+            found[pack.name] = errors
+    return found
+
+
+def test_cdk_nag_finds_nothing_unacknowledged(synthesized):
+    assert nag_errors(synthesized[0]) == {}
 
 
 def test_cdk_nag_check_can_fail():
